@@ -1,0 +1,236 @@
+"""lamina's error tree.
+
+::
+
+    LaminaError
+     ├── ConfigError (ValueError)        invalid configuration, raised at construction
+     ├── TransportError                  the request failed on the wire
+     │    └── ConnectError               nothing was sent (always safe to retry)
+     ├── TimeoutError (builtins.TimeoutError)
+     │                                   an attempt, a deadline or a connection timed out
+     ├── HTTPStatusError                 the server answered with a non-2xx status
+     ├── ParseError                      the body is not what was promised
+     │    └── ResponseTooLarge           the body passed max_response_bytes
+     ├── CircuitOpenError                the endpoint's breaker is open (retry_after)
+     ├── RateLimitExceeded               a limiter would make the call wait too long
+     └── ConcurrencyLimitExceeded        a bulkhead has no room and too many waiters
+
+Every error carries ``endpoint`` (when known) and ``request`` (whose repr and
+URL are redacted). Messages never contain header values or secret query values.
+"""
+
+from __future__ import annotations
+
+import builtins
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._core import Request, Response
+
+__all__ = [
+    "CircuitOpenError",
+    "ConcurrencyLimitExceeded",
+    "ConfigError",
+    "ConnectError",
+    "HTTPStatusError",
+    "LaminaError",
+    "ParseError",
+    "RateLimitExceeded",
+    "ResponseTooLarge",
+    "TimeoutError",
+    "TransportError",
+]
+
+
+class LaminaError(Exception):
+    """Root of every error lamina raises."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        endpoint: str | None = None,
+        request: Request | None = None,
+    ) -> None:
+        if endpoint is None and request is not None:
+            endpoint = request.endpoint
+        self.endpoint = endpoint
+        self.request = request
+        self.message = message
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        where = f"[{self.endpoint}] " if self.endpoint else ""
+        target = ""
+        if self.request is not None:
+            target = f" ({self.request.method} {self.request.redacted_url})"
+        return f"{where}{self.message}{target}"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), self.__dict__))
+
+
+def _rebuild(cls: type[LaminaError], state: dict[str, Any]) -> LaminaError:
+    err = cls.__new__(cls)
+    err.__dict__.update(state)
+    Exception.__init__(err, err._render())
+    return err
+
+
+class ConfigError(LaminaError, ValueError):
+    """Invalid configuration. ``field`` names the offending field."""
+
+    def __init__(self, message: str, *, field: str | None = None, endpoint: str | None = None):
+        self.field = field
+        prefix = f"{field}: " if field else ""
+        super().__init__(f"{prefix}{message}", endpoint=endpoint)
+
+
+class TransportError(LaminaError):
+    """The request failed on the wire (connect, read, write, protocol).
+
+    ``request_sent`` is False only when nothing can have reached the server.
+    """
+
+    request_sent = True
+
+
+class ConnectError(TransportError):
+    """The connection could not be established; nothing was sent."""
+
+    request_sent = False
+
+
+class TimeoutError(LaminaError, builtins.TimeoutError):
+    """An attempt, a deadline or a connection timed out.
+
+    ``timeout`` is the limit in seconds when known; ``request_sent`` is False
+    for connect and pool timeouts.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        endpoint: str | None = None,
+        request: Request | None = None,
+        timeout: float | None = None,
+        request_sent: bool = True,
+    ) -> None:
+        self.timeout = timeout
+        self.request_sent = request_sent
+        super().__init__(message, endpoint=endpoint, request=request)
+
+
+class HTTPStatusError(LaminaError):
+    """The server answered with a status the caller did not accept."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        endpoint: str | None = None,
+        request: Request | None = None,
+        response: Response | None = None,
+    ) -> None:
+        self.status_code = status_code
+        self.response = response
+        super().__init__(message, endpoint=endpoint, request=request)
+
+    @classmethod
+    def from_response(cls, response: Response) -> HTTPStatusError:
+        """Build the error for a non-2xx ``response``."""
+        kind = "client error" if response.status_code < 500 else "server error"
+        if response.status_code < 400:
+            kind = "unexpected status"
+        return cls(
+            f"HTTP {response.status_code} {kind}",
+            status_code=response.status_code,
+            request=response.request,
+            response=response,
+        )
+
+
+class ParseError(LaminaError):
+    """The body could not be turned into the promised value.
+
+    ``snippet`` is a short, redacted start of the body.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        endpoint: str | None = None,
+        request: Request | None = None,
+        status_code: int | None = None,
+        snippet: str = "",
+    ) -> None:
+        self.status_code = status_code
+        self.snippet = snippet
+        super().__init__(message, endpoint=endpoint, request=request)
+
+    def _render(self) -> str:
+        text = super()._render()
+        if getattr(self, "status_code", None) is not None:
+            text += f" status={self.status_code}"
+        if getattr(self, "snippet", ""):
+            text += f" body starts {self.snippet!r}"
+        return text
+
+
+class ResponseTooLarge(ParseError):
+    """The body passed the configured ``max_response_bytes``."""
+
+    def __init__(
+        self,
+        *,
+        limit: int,
+        endpoint: str | None = None,
+        request: Request | None = None,
+        status_code: int | None = None,
+    ) -> None:
+        self.limit = limit
+        super().__init__(
+            f"response body exceeds max_response_bytes={limit}",
+            endpoint=endpoint,
+            request=request,
+            status_code=status_code,
+        )
+
+
+class CircuitOpenError(LaminaError):
+    """The endpoint's circuit breaker is open; ``retry_after`` is in seconds."""
+
+    def __init__(
+        self,
+        message: str = "circuit breaker is open",
+        *,
+        retry_after: float,
+        endpoint: str | None = None,
+        request: Request | None = None,
+    ) -> None:
+        self.retry_after = retry_after
+        super().__init__(
+            f"{message}; next try in {retry_after:.3g}s", endpoint=endpoint, request=request
+        )
+
+
+class RateLimitExceeded(LaminaError):
+    """A rate limiter would make the call wait longer than allowed."""
+
+    def __init__(
+        self,
+        message: str = "rate limit exceeded",
+        *,
+        retry_after: float | None = None,
+        endpoint: str | None = None,
+        request: Request | None = None,
+    ) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, endpoint=endpoint, request=request)
+
+
+class ConcurrencyLimitExceeded(LaminaError):
+    """A concurrency limit is full and its waiting room too."""

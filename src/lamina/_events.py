@@ -1,0 +1,46 @@
+"""How layers tell observers (tracing, metrics, logs, run reports) what they did.
+
+A layer calls :func:`emit` with an event name and attributes; observers that
+an outer layer registered on the call with :func:`listen` receive it. With no
+observer, ``emit`` costs one dict lookup.
+
+Event names used by the built-in layers::
+
+    retry.scheduled      attempt, delay (s), reason
+    breaker.rejected     retry_after (s)
+    breaker.state        name, old, new
+    ratelimit.wait       seconds
+    cache.hit / cache.miss / cache.stale
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ._core import Request
+
+__all__ = ["EVENTS_KEY", "Listener", "emit", "listen"]
+
+EVENTS_KEY = "lamina.listeners"
+
+Listener = Callable[[str, Mapping[str, Any]], None]
+
+
+def emit(request: Request, name: str, **attributes: Any) -> None:
+    """Report event ``name`` on this call to every registered listener."""
+    listeners = request.extensions.get(EVENTS_KEY)
+    if listeners:
+        for listener in listeners:
+            try:
+                listener(name, attributes)
+            except Exception:  # an observer never changes the caller's outcome
+                import logging
+
+                logging.getLogger("lamina").exception("event listener failed on %s", name)
+
+
+def listen(request: Request, listener: Listener) -> Request:
+    """A copy of ``request`` whose events also reach ``listener``."""
+    listeners = [*request.extensions.get(EVENTS_KEY, ()), listener]
+    return request.replace(extensions={**request.extensions, EVENTS_KEY: listeners})

@@ -1,0 +1,104 @@
+"""A small case-insensitive, multi-valued header map independent of any transport."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TypeVar, Union, overload
+
+T = TypeVar("T")
+
+from ._redact import redact_headers
+
+HeaderSource = Union["Headers", Mapping[str, str], Iterable[tuple[str, str]], None]
+
+
+class Headers(Mapping[str, str]):
+    """Case-insensitive header mapping that keeps repeated fields.
+
+    ``headers["set-cookie"]`` joins repeated values with ``", "``;
+    :meth:`get_list` returns them one by one.
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self, source: HeaderSource = None) -> None:
+        if source is None:
+            self._items: list[tuple[str, str]] = []
+        elif isinstance(source, Headers):
+            self._items = list(source._items)
+        elif isinstance(source, Mapping):
+            self._items = [(str(k), str(v)) for k, v in source.items()]
+        else:
+            self._items = [(str(k), str(v)) for k, v in source]
+
+    def __getitem__(self, name: str) -> str:
+        values = self.get_list(name)
+        if not values:
+            raise KeyError(name)
+        return ", ".join(values)
+
+    @overload
+    def get(self, name: str) -> str | None: ...
+    @overload
+    def get(self, name: str, default: str) -> str: ...
+    @overload
+    def get(self, name: str, default: T) -> str | T: ...
+
+    def get(self, name: str, default: object = None) -> object:  # fast path: no exception
+        """The value of ``name`` (repeated fields joined by ", "), or ``default``."""
+        lowered = name.lower()
+        values = [v for k, v in self._items if k.lower() == lowered]
+        if not values:
+            return default
+        return values[0] if len(values) == 1 else ", ".join(values)
+
+    def get_list(self, name: str) -> list[str]:
+        """Every value of ``name``, in order."""
+        lowered = name.lower()
+        return [v for k, v in self._items if k.lower() == lowered]
+
+    def __iter__(self) -> Iterator[str]:
+        seen: set[str] = set()
+        for k, _ in self._items:
+            lowered = k.lower()
+            if lowered not in seen:
+                seen.add(lowered)
+                yield k
+
+    def __len__(self) -> int:
+        return len({k.lower() for k, _ in self._items})
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        lowered = name.lower()
+        return any(k.lower() == lowered for k, _ in self._items)
+
+    def multi_items(self) -> list[tuple[str, str]]:
+        """All ``(name, value)`` pairs, repeated names included."""
+        return list(self._items)
+
+    def copy_with(
+        self, updates: Mapping[str, str] | None = None, remove: Iterable[str] = ()
+    ) -> Headers:
+        """A copy with ``updates`` set (replacing) and ``remove`` names dropped."""
+        drop = {n.lower() for n in remove}
+        if updates:
+            drop |= {n.lower() for n in updates}
+        new = Headers([(k, v) for k, v in self._items if k.lower() not in drop])
+        if updates:
+            new._items.extend((str(k), str(v)) for k, v in updates.items())
+        return new
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Mapping):
+            other_headers = other if isinstance(other, Headers) else Headers(other)
+            return sorted((k.lower(), v) for k, v in self._items) == sorted(
+                (k.lower(), v) for k, v in other_headers._items
+            )
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Headers({redact_headers(self._items)!r})"

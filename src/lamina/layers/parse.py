@@ -1,0 +1,110 @@
+"""Turn a response into ``response.value``; refuse statuses and bodies that are wrong."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .._core import Request, Response, Service
+from .._errors import ConfigError, HTTPStatusError, ParseError
+from .._redact import scrub, secret_values
+
+__all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "Parse", "ParseLayer"]
+
+DEFAULT_MAX_RESPONSE_BYTES = 10 * 1024 * 1024
+SNIPPET_CHARS = 120
+
+Parser = Callable[[Response], Any]
+Transform = Callable[[Any], Any]
+
+
+class ParseLayer:
+    """Set ``response.value``: ``response_parser(response)`` if given, else JSON when
+    the Content-Type says JSON, else text; then ``transform_output(value)``.
+
+    A non-2xx status raises :class:`lamina.HTTPStatusError`; a body that does not
+    parse raises :class:`lamina.ParseError` (endpoint, status, short redacted
+    snippet). ``max_response_bytes`` is enforced by the transport while streaming.
+    """
+
+    __slots__ = ("max_response_bytes", "response_parser", "transform_output")
+
+    def __init__(
+        self,
+        response_parser: Parser | None = None,
+        transform_output: Transform | None = None,
+        *,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    ) -> None:
+        if response_parser is not None and not callable(response_parser):
+            raise ConfigError("must be callable", field="response_parser")
+        if transform_output is not None and not callable(transform_output):
+            raise ConfigError("must be callable", field="transform_output")
+        if not isinstance(max_response_bytes, int) or max_response_bytes <= 0:
+            raise ConfigError("must be an int > 0", field="max_response_bytes")
+        self.response_parser = response_parser
+        self.transform_output = transform_output
+        self.max_response_bytes = max_response_bytes
+
+    def wrap(self, inner: Service) -> Service:
+        return Parse(inner, self)
+
+    def __repr__(self) -> str:
+        return f"ParseLayer(max_response_bytes={self.max_response_bytes})"
+
+
+class Parse:
+    """Service made by :class:`ParseLayer`."""
+
+    __slots__ = ("config", "inner")
+
+    def __init__(self, inner: Service, config: ParseLayer) -> None:
+        self.inner = inner
+        self.config = config
+
+    async def __call__(self, request: Request) -> Response:
+        # The transport enforces the limit while streaming; extensions is per-call state.
+        request.extensions["max_response_bytes"] = self.config.max_response_bytes
+        response = await self.inner(request)
+        if not response.is_success:
+            raise HTTPStatusError.from_response(response)
+        value = self._parse(request, response)
+        if self.config.transform_output is not None:
+            try:
+                value = self.config.transform_output(value)
+            except Exception as exc:
+                raise _parse_error(
+                    f"transform_output failed: {type(exc).__name__}", request, response
+                ) from exc
+        response.value = value
+        return response
+
+    def _parse(self, request: Request, response: Response) -> Any:
+        parser = self.config.response_parser
+        if parser is not None:
+            try:
+                return parser(response)
+            except Exception as exc:
+                raise _parse_error(
+                    f"response_parser failed: {type(exc).__name__}", request, response
+                ) from exc
+        if not response.content:
+            return None
+        content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type == "application/json" or content_type.endswith("+json"):
+            try:
+                return response.json()
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise _parse_error("body is not valid JSON", request, response) from exc
+        return response.text
+
+
+def _parse_error(message: str, request: Request, response: Response) -> ParseError:
+    snippet = response.content[: SNIPPET_CHARS * 4].decode("utf-8", errors="replace")
+    snippet = scrub(snippet[:SNIPPET_CHARS], secret_values(request))
+    return ParseError(
+        message,
+        request=request,
+        status_code=response.status_code,
+        snippet=snippet,
+    )

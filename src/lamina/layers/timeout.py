@@ -1,0 +1,70 @@
+"""Per-attempt timeout that also respects the call's deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+
+from .._clock import Clock, default_clock
+from .._core import Request, Response, Service
+from .._errors import TimeoutError
+from .._validate import positive_number
+
+__all__ = ["Timeout", "TimeoutLayer"]
+
+
+class TimeoutLayer:
+    """Bound each attempt by ``seconds`` or by ``request.deadline``, whichever is sooner.
+
+    ``seconds=None`` applies only the deadline. Raises :class:`lamina.TimeoutError`.
+    """
+
+    __slots__ = ("clock", "seconds")
+
+    def __init__(self, seconds: float | None, *, clock: Clock | None = None) -> None:
+        self.seconds = None if seconds is None else positive_number(seconds, "timeout")
+        self.clock = clock or default_clock
+
+    def wrap(self, inner: Service) -> Service:
+        return Timeout(inner, self.seconds, self.clock)
+
+    def __repr__(self) -> str:
+        return f"TimeoutLayer(seconds={self.seconds})"
+
+
+class Timeout:
+    """Service made by :class:`TimeoutLayer`."""
+
+    __slots__ = ("clock", "inner", "seconds")
+
+    def __init__(self, inner: Service, seconds: float | None, clock: Clock) -> None:
+        self.inner = inner
+        self.seconds = seconds
+        self.clock = clock
+
+    async def __call__(self, request: Request) -> Response:
+        limit = self.seconds
+        cause = "attempt timeout"
+        if request.deadline is not None:
+            remaining = request.deadline - self.clock.now()
+            if remaining <= 0:
+                raise TimeoutError(
+                    "deadline passed before the attempt started",
+                    request=request,
+                    timeout=0.0,
+                    request_sent=False,
+                )
+            if limit is None or remaining < limit:
+                limit, cause = remaining, "deadline"
+        if limit is None:
+            return await self.inner(request)
+        scope = asyncio.timeout(limit)
+        try:
+            async with scope:
+                return await self.inner(request)
+        except builtins.TimeoutError as exc:
+            if not scope.expired():
+                raise
+            raise TimeoutError(
+                f"timed out after {limit:.3g}s ({cause})", request=request, timeout=limit
+            ) from exc

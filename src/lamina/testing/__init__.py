@@ -1,0 +1,6 @@
+"""Helpers for testing code that uses lamina: a real local HTTP server and a manual clock."""
+
+from .clock import ManualClock
+from .server import LocalServer, RecordedRequest
+
+__all__ = ["LocalServer", "ManualClock", "RecordedRequest"]

@@ -1,0 +1,5 @@
+"""``python -m lamina.testing [PORT]``: run the local test server in the foreground."""
+
+from .server import main
+
+main()

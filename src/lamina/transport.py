@@ -1,0 +1,229 @@
+"""The innermost service: an httpx client behind lamina's Request/Response."""
+
+from __future__ import annotations
+
+import time
+import zlib
+from types import TracebackType
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+
+from ._core import Request, Response
+from ._errors import ConfigError, ConnectError, ParseError, ResponseTooLarge, TimeoutError
+from ._errors import TransportError as LaminaTransportError
+from ._headers import Headers
+from ._redact import is_secret_header, scrub, secret_values
+
+__all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "REDIRECT_STATUSES", "HttpxTransport"]
+
+DEFAULT_MAX_RESPONSE_BYTES = 10 * 1024 * 1024
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+
+
+class HttpxTransport:
+    """Send lamina requests with one pooled ``httpx.AsyncClient``.
+
+    Pass ``client`` to use your own client (you close it), or ``transport``
+    (any httpx transport, e.g. ``httpx.MockTransport``) and ``client_options``
+    to have one built and owned here. Timeouts belong to ``TimeoutLayer``, so
+    an owned client has no httpx timeout unless you pass ``timeout=``.
+
+    Redirects are not followed unless ``follow_redirects=True``; when they are,
+    every credential header is dropped as soon as the origin changes.
+    The body is read while streaming and stops at ``max_response_bytes``
+    (decoded bytes), overridable per call with
+    ``request.extensions["max_response_bytes"]``.
+    """
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        *,
+        follow_redirects: bool = False,
+        max_redirects: int = 10,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        http2: bool = False,
+        **client_options: Any,
+    ) -> None:
+        if client is not None and (transport is not None or client_options or http2):
+            raise ConfigError(
+                "pass either client or transport/client options, not both", field="client"
+            )
+        if max_response_bytes <= 0:
+            raise ConfigError("must be > 0", field="max_response_bytes")
+        if max_redirects < 0:
+            raise ConfigError("must be >= 0", field="max_redirects")
+        self._owns_client = client is None
+        if client is None:
+            client_options.setdefault("timeout", None)
+            try:
+                client = httpx.AsyncClient(transport=transport, http2=http2, **client_options)
+            except ImportError as exc:
+                raise ConfigError(
+                    f"{exc}; install lamina[http2] for HTTP/2", field="http2"
+                ) from exc
+        self.client = client
+        self.follow_redirects = follow_redirects
+        self.max_redirects = max_redirects
+        self.max_response_bytes = max_response_bytes
+
+    async def __call__(self, request: Request) -> Response:
+        started = time.perf_counter()
+        current = request
+        for _ in range(self.max_redirects + 1):
+            response = await self._send_once(current)
+            if not (self.follow_redirects and response.status_code in REDIRECT_STATUSES):
+                response.elapsed = time.perf_counter() - started
+                return response
+            location = response.headers.get("location")
+            if not location:
+                response.elapsed = time.perf_counter() - started
+                return response
+            current = _redirected(current, response.status_code, location)
+        raise LaminaTransportError(
+            f"more than max_redirects={self.max_redirects} redirects", request=request
+        )
+
+    async def _send_once(self, request: Request) -> Response:
+        limit = request.extensions.get("max_response_bytes", self.max_response_bytes)
+        try:
+            http_request = self.client.build_request(
+                request.method,
+                request.url,
+                params=request.params or None,
+                headers=request.headers.multi_items(),
+                json=request.json,
+                content=request.content,
+            )
+            http_response = await self.client.send(
+                http_request, stream=True, follow_redirects=False
+            )
+        except httpx.HTTPError as exc:
+            raise _map_error(exc, request) from exc
+        except httpx.InvalidURL as exc:
+            raise ConfigError(
+                scrub(str(exc), secret_values(request)), field="url", endpoint=request.endpoint
+            ) from exc
+        try:
+            status = http_response.status_code
+            skip_body = self.follow_redirects and status in REDIRECT_STATUSES
+            content = b"" if skip_body else await _read_limited(http_response, request, limit)
+        except httpx.HTTPError as exc:
+            raise _map_error(exc, request) from exc
+        finally:
+            await http_response.aclose()
+        return Response(
+            status,
+            headers=Headers(http_response.headers.multi_items()),
+            content=content,
+            request=request,
+            http=http_response,
+        )
+
+    async def aclose(self) -> None:
+        """Close the client if this transport created it."""
+        if self._owns_client:
+            await self.client.aclose()
+
+    async def __aenter__(self) -> HttpxTransport:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        owned = "owned" if self._owns_client else "borrowed"
+        return f"HttpxTransport({owned} client, follow_redirects={self.follow_redirects})"
+
+
+async def _read_limited(http_response: httpx.Response, request: Request, limit: int) -> bytes:
+    """Read the body, decoding it here so that the limit applies to decoded bytes."""
+    status = http_response.status_code
+    encoding = http_response.headers.get("content-encoding", "identity").strip().lower()
+    declared = http_response.headers.get("content-length", "")
+    if encoding == "identity" and declared.isdigit() and int(declared) > limit:
+        raise ResponseTooLarge(limit=limit, request=request, status_code=status)
+    if encoding in _WBITS:
+        inflater = zlib.decompressobj(_WBITS[encoding])
+        chunks = _BoundedChunks(limit, request, status)
+        async for raw in http_response.aiter_raw():
+            if encoding == "deflate" and not chunks.parts and raw and raw[0] & 0x0F != 8:
+                inflater = zlib.decompressobj(-zlib.MAX_WBITS)  # raw deflate, no zlib header
+            try:
+                chunks.add(inflater.decompress(raw, chunks.room + 1))
+            except zlib.error as exc:
+                raise ParseError(f"could not decode the {encoding} body", request=request) from exc
+        chunks.add(inflater.flush())
+        return chunks.join()
+    chunks = _BoundedChunks(limit, request, status)
+    async for data in http_response.aiter_bytes():  # identity, or codecs httpx decodes
+        chunks.add(data)
+    return chunks.join()
+
+
+_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+
+
+class _BoundedChunks:
+    __slots__ = ("limit", "parts", "request", "room", "status")
+
+    def __init__(self, limit: int, request: Request, status: int) -> None:
+        self.limit = limit
+        self.room = limit
+        self.parts: list[bytes] = []
+        self.request = request
+        self.status = status
+
+    def add(self, data: bytes) -> None:
+        self.room -= len(data)
+        if self.room < 0:
+            raise ResponseTooLarge(limit=self.limit, request=self.request, status_code=self.status)
+        self.parts.append(data)
+
+    def join(self) -> bytes:
+        return b"".join(self.parts)
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    return (parts.scheme, (parts.hostname or "").lower(), parts.port or default)
+
+
+def _redirected(request: Request, status: int, location: str) -> Request:
+    target = urljoin(request.url, location)
+    method, json_body, content = request.method, request.json, request.content
+    if (status == 303 and method != "HEAD") or (status in (301, 302) and method == "POST"):
+        method, json_body, content = "GET", None, None
+    headers = request.headers
+    if _origin(target) != _origin(request.url):
+        headers = headers.copy_with(remove=[k for k in headers if is_secret_header(k)])
+    if json_body is None and content is None:
+        headers = headers.copy_with(remove=["content-type", "content-length"])
+    # The query of the new location replaces ours: never carry params to another URL.
+    return request.replace(
+        method=method, url=target, headers=headers, params={}, json=json_body, content=content
+    )
+
+
+def _map_error(exc: httpx.HTTPError, request: Request) -> Exception:
+    text = str(exc) or "connection closed or reset by the peer"
+    detail = scrub(f"{type(exc).__name__}: {text}", secret_values(request))
+    if isinstance(exc, httpx.TimeoutException):
+        sent = not isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout)
+        return TimeoutError(detail, request=request, request_sent=sent)
+    if isinstance(exc, httpx.ConnectError):
+        return ConnectError(detail, request=request)
+    if isinstance(exc, httpx.DecodingError):
+        return ParseError(f"could not decode the body ({detail})", request=request)
+    if isinstance(exc, httpx.UnsupportedProtocol):
+        return ConfigError(detail, field="url", endpoint=request.endpoint)
+    return LaminaTransportError(detail, request=request)

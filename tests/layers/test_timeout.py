@@ -1,0 +1,98 @@
+import asyncio
+import builtins
+
+import pytest
+
+from lamina import ConfigError, HttpxTransport, Request, Response, ServiceBuilder, TimeoutError
+from lamina.layers import TimeoutLayer
+from lamina.testing import LocalServer, ManualClock
+
+
+async def slow(request: Request) -> Response:
+    await asyncio.sleep(10)
+    return Response(200, request=request)
+
+
+@pytest.mark.looptime
+@pytest.mark.timeout(5)
+async def test_attempt_timeout_in_virtual_time() -> None:
+    loop = asyncio.get_running_loop()
+    svc = ServiceBuilder().layer(TimeoutLayer(2.0)).service(slow)
+    start = loop.time()
+    with pytest.raises(TimeoutError) as info:
+        await svc(Request("GET", "http://x/", endpoint="ep"))
+    assert loop.time() - start == pytest.approx(2.0)
+    assert info.value.timeout == 2.0
+    assert info.value.endpoint == "ep"
+    assert isinstance(info.value, builtins.TimeoutError)
+
+
+@pytest.mark.looptime
+@pytest.mark.timeout(5)
+async def test_deadline_wins_when_sooner() -> None:
+    loop = asyncio.get_running_loop()
+    svc = ServiceBuilder().layer(TimeoutLayer(5.0)).service(slow)
+    start = loop.time()
+    with pytest.raises(TimeoutError, match="deadline"):
+        await svc(Request("GET", "http://x/", deadline=start + 0.5))
+    assert loop.time() - start == pytest.approx(0.5)
+
+
+@pytest.mark.looptime
+@pytest.mark.timeout(5)
+async def test_timeout_wins_when_sooner_than_deadline() -> None:
+    loop = asyncio.get_running_loop()
+    svc = ServiceBuilder().layer(TimeoutLayer(1.0)).service(slow)
+    start = loop.time()
+    with pytest.raises(TimeoutError, match="attempt timeout"):
+        await svc(Request("GET", "http://x/", deadline=start + 30))
+    assert loop.time() - start == pytest.approx(1.0)
+
+
+async def test_passed_deadline_fails_without_calling() -> None:
+    calls = 0
+
+    async def inner(request: Request) -> Response:
+        nonlocal calls
+        calls += 1
+        return Response(200)
+
+    clock = ManualClock(start=100.0)
+    svc = TimeoutLayer(1.0, clock=clock).wrap(inner)
+    with pytest.raises(TimeoutError) as info:
+        await svc(Request("GET", "http://x/", deadline=99.0))
+    assert info.value.request_sent is False
+    assert calls == 0
+
+
+async def test_inner_timeout_error_is_not_rewrapped() -> None:
+    async def inner(request: Request) -> Response:
+        raise builtins.TimeoutError("from inside")
+
+    svc = TimeoutLayer(5.0).wrap(inner)
+    with pytest.raises(builtins.TimeoutError, match="from inside"):
+        await svc(Request("GET", "http://x/"))
+
+
+@pytest.mark.parametrize("bad", [0, -1, "3", float("nan") * 0 - 1])
+def test_invalid_timeouts(bad: object) -> None:
+    with pytest.raises(ConfigError, match="timeout"):
+        TimeoutLayer(bad)  # type: ignore[arg-type]
+
+
+async def test_real_server_hang_is_cut(lamina_server: LocalServer) -> None:
+    async with HttpxTransport() as transport:
+        svc = ServiceBuilder().layer(TimeoutLayer(0.2)).service(transport)
+        with pytest.raises(TimeoutError):
+            await svc(Request("GET", lamina_server.url_for("/hang"), endpoint="hang"))
+        # a slow-but-in-time answer passes
+        response = await svc(Request("GET", lamina_server.url_for("/json?ms=20")))
+    assert response.status_code == 200
+    assert lamina_server.hits("/hang") == 1
+
+
+async def test_real_server_slow_drip_is_cut(lamina_server: LocalServer) -> None:
+    async with HttpxTransport() as transport:
+        svc = TimeoutLayer(0.3).wrap(transport)
+        with pytest.raises(TimeoutError):
+            await svc(Request("GET", lamina_server.url_for("/drip?bytes=50&interval=50")))
