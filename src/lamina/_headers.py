@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TypeVar, Union, overload
 
-T = TypeVar("T")
-
 from ._redact import redact_headers
+
+T = TypeVar("T")
 
 HeaderSource = Union["Headers", Mapping[str, str], Iterable[tuple[str, str]], None]
 
