@@ -7,8 +7,11 @@ from ._errors import (
     ConcurrencyLimitExceeded,
     ConfigError,
     ConnectError,
+    EndpointError,
+    ErrorThresholdExceeded,
     HTTPStatusError,
     LaminaError,
+    OrchestrationTimeout,
     ParseError,
     RateLimitExceeded,
     ResponseTooLarge,
@@ -16,29 +19,39 @@ from ._errors import (
     TransportError,
 )
 from ._headers import Headers
+from .breaker import CircuitBreaker, CircuitState, StateChange
+from .layers.retry_policy import RetryBudget, RetryPolicy
 from .transport import HttpxTransport
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CircuitBreaker",
     "CircuitOpenError",
+    "CircuitState",
     "Clock",
     "ConcurrencyLimitExceeded",
     "ConfigError",
     "ConnectError",
+    "EndpointError",
+    "ErrorThresholdExceeded",
     "HTTPStatusError",
     "Headers",
     "HttpxTransport",
     "LaminaError",
     "Layer",
     "LoopClock",
+    "OrchestrationTimeout",
     "ParseError",
     "RateLimitExceeded",
     "Request",
     "Response",
     "ResponseTooLarge",
+    "RetryBudget",
+    "RetryPolicy",
     "Service",
     "ServiceBuilder",
+    "StateChange",
     "TimeoutError",
     "TransportError",
     "__version__",

@@ -13,7 +13,11 @@
      │    └── ResponseTooLarge           the body passed max_response_bytes
      ├── CircuitOpenError                the endpoint's breaker is open (retry_after)
      ├── RateLimitExceeded               a limiter would make the call wait too long
-     └── ConcurrencyLimitExceeded        a bulkhead has no room and too many waiters
+     ├── ConcurrencyLimitExceeded        a bulkhead has no room and too many waiters
+     ├── EndpointError                   an endpoint failed a fail_fast run (cause chained)
+     ├── ErrorThresholdExceeded          a run's failed fraction passed error_threshold
+     └── OrchestrationTimeout (builtins.TimeoutError)
+                                         a run passed its total_timeout
 
 Every error carries ``endpoint`` (when known) and ``request`` (whose repr and
 URL are redacted). Messages never contain header values or secret query values.
@@ -32,8 +36,11 @@ __all__ = [
     "ConcurrencyLimitExceeded",
     "ConfigError",
     "ConnectError",
+    "EndpointError",
+    "ErrorThresholdExceeded",
     "HTTPStatusError",
     "LaminaError",
+    "OrchestrationTimeout",
     "ParseError",
     "RateLimitExceeded",
     "ResponseTooLarge",
@@ -43,7 +50,12 @@ __all__ = [
 
 
 class LaminaError(Exception):
-    """Root of every error lamina raises."""
+    """Root of every error lamina raises.
+
+    ``attempts`` is set by the retry layer to the number of tries made.
+    """
+
+    attempts: int | None = None
 
     def __init__(
         self,
@@ -234,3 +246,25 @@ class RateLimitExceeded(LaminaError):
 
 class ConcurrencyLimitExceeded(LaminaError):
     """A concurrency limit is full and its waiting room too."""
+
+
+class EndpointError(LaminaError):
+    """An endpoint failed and stopped the run (``fail_fast``); the cause is chained."""
+
+
+class ErrorThresholdExceeded(LaminaError):
+    """Too large a fraction of a run's calls failed (``error_threshold``)."""
+
+    def __init__(self, message: str, *, failed: int, finished: int, threshold: float) -> None:
+        self.failed = failed
+        self.finished = finished
+        self.threshold = threshold
+        super().__init__(message)
+
+
+class OrchestrationTimeout(LaminaError, builtins.TimeoutError):
+    """A run passed its ``total_timeout``; nothing of it is left running."""
+
+    def __init__(self, message: str, *, timeout: float) -> None:
+        self.timeout = timeout
+        super().__init__(message)

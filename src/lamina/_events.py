@@ -7,6 +7,7 @@ observer, ``emit`` costs one dict lookup.
 Event names used by the built-in layers::
 
     retry.scheduled      attempt, delay (s), reason
+    retry.budget_exhausted  attempt
     breaker.rejected     retry_after (s)
     breaker.state        name, old, new
     ratelimit.wait       seconds
@@ -27,7 +28,7 @@ EVENTS_KEY = "lamina.listeners"
 Listener = Callable[[str, Mapping[str, Any]], None]
 
 
-def emit(request: Request, name: str, **attributes: Any) -> None:
+def emit(request: Request, name: str, /, **attributes: Any) -> None:
     """Report event ``name`` on this call to every registered listener."""
     listeners = request.extensions.get(EVENTS_KEY)
     if listeners:

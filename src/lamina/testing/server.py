@@ -47,7 +47,7 @@ from email.utils import formatdate
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-__all__ = ["LocalServer", "RecordedRequest", "RouteHandler"]
+__all__ = ["LocalServer", "RecordedRequest", "Reply", "RouteHandler"]
 
 _REASONS = {
     200: "OK",
@@ -85,7 +85,7 @@ class RecordedRequest:
         return json.loads(self.body) if self.body else None
 
 
-Reply = tuple[int, Any, dict[str, str]]
+Reply = tuple[int, Any, dict[str, str]]  # status, body, headers
 RouteHandler = Callable[[RecordedRequest], Reply]
 
 

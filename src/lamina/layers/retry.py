@@ -1,0 +1,232 @@
+"""Retry failed attempts with backoff, safely, within the call's deadline and a budget."""
+
+from __future__ import annotations
+
+import math
+import os
+import random as _random
+from collections.abc import Iterable
+
+from .._clock import Clock, default_clock
+from .._core import Request, Response, Service
+from .._errors import ConfigError, LaminaError
+from .._events import emit
+from .retry_policy import (
+    DEFAULT_RETRY_ON,
+    RetryBudget,
+    RetryOutcome,
+    RetryPolicy,
+    StatusRetryPolicy,
+    _check_seconds,
+)
+
+__all__ = [
+    "DEFAULT_ATTEMPTS",
+    "IDEMPOTENCY_KEY_HEADER",
+    "Retry",
+    "RetryLayer",
+    "new_idempotency_key",
+]
+
+DEFAULT_ATTEMPTS = 3
+IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
+
+
+class RetryLayer:
+    """Call the inner service again when an attempt fails transiently.
+
+    ``attempts`` counts every try (default 3); ``retries`` counts the extra
+    ones (give one of the two). Which outcomes are retried and after how long
+    is the ``policy``'s answer — by default a :class:`StatusRetryPolicy` built
+    from ``retry_on``, ``backoff``, ``jitter``, ``max_delay`` and ``random``.
+    The layer itself caps every delay at ``max_delay``, never sleeps past the
+    request's deadline (or ``total_timeout`` after the call started), and
+    spends one token of the shared ``budget`` per retry.
+
+    With ``idempotency_key=True`` a call without an ``Idempotency-Key`` header
+    gets one (a UUID4), the same on every attempt — which also makes a POST
+    safe to retry. Each attempt's request has ``attempt`` set; the returned
+    response has ``attempts``, and a raised :class:`lamina.LaminaError` gets an
+    ``attempts`` attribute. Before each sleep the layer emits
+    ``retry.scheduled`` (``attempt`` = the attempt about to be made, ``delay``,
+    ``reason`` = the status or the error's class name).
+    """
+
+    __slots__ = (
+        "attempts",
+        "budget",
+        "clock",
+        "idempotency_key",
+        "max_delay",
+        "policy",
+        "total_timeout",
+    )
+
+    def __init__(
+        self,
+        *,
+        attempts: int | None = None,
+        retries: int | None = None,
+        backoff: float | None = None,
+        jitter: bool | None = None,
+        max_delay: float = 10.0,
+        retry_on: Iterable[int] | None = None,
+        clock: Clock | None = None,
+        policy: RetryPolicy | None = None,
+        idempotency_key: bool = False,
+        budget: RetryBudget | None = None,
+        total_timeout: float | None = None,
+        deadline: float | None = None,
+        random: _random.Random | None = None,
+    ) -> None:
+        self.attempts = _total_attempts(attempts, retries)
+        _check_seconds(max_delay, "max_delay", allow_zero=True)
+        self.max_delay = float(max_delay)
+        if policy is None:
+            policy = StatusRetryPolicy(
+                retry_on=DEFAULT_RETRY_ON if retry_on is None else retry_on,
+                backoff=0.5 if backoff is None else backoff,
+                jitter=True if jitter is None else jitter,
+                max_delay=self.max_delay,
+                random=random,
+            )
+        else:
+            given = [
+                name
+                for name, value in (
+                    ("backoff", backoff),
+                    ("jitter", jitter),
+                    ("retry_on", retry_on),
+                    ("random", random),
+                )
+                if value is not None
+            ]
+            if given:
+                raise ConfigError(
+                    f"{', '.join(given)} configure the default policy; "
+                    "set them on your policy instead",
+                    field="policy",
+                )
+            if not callable(getattr(policy, "decide", None)):
+                raise ConfigError("must have a decide(outcome) method", field="policy")
+        self.policy: RetryPolicy = policy
+        if budget is not None and not isinstance(budget, RetryBudget):
+            raise ConfigError("must be a RetryBudget or None", field="budget")
+        self.budget = budget
+        if total_timeout is not None and deadline is not None:
+            raise ConfigError(
+                "give total_timeout or deadline (an alias), not both", field="deadline"
+            )
+        if deadline is not None:
+            _check_seconds(deadline, "deadline", allow_zero=False)
+            total_timeout = deadline
+        elif total_timeout is not None:
+            _check_seconds(total_timeout, "total_timeout", allow_zero=False)
+        self.total_timeout = None if total_timeout is None else float(total_timeout)
+        self.idempotency_key = bool(idempotency_key)
+        self.clock = clock or default_clock
+
+    def wrap(self, inner: Service) -> Service:
+        return Retry(inner, self)
+
+    def __repr__(self) -> str:
+        extra = f", total_timeout={self.total_timeout}" if self.total_timeout else ""
+        extra += ", idempotency_key=True" if self.idempotency_key else ""
+        extra += f", budget={self.budget!r}" if self.budget else ""
+        return f"RetryLayer(attempts={self.attempts}, policy={self.policy!r}{extra})"
+
+
+def _total_attempts(attempts: int | None, retries: int | None) -> int:
+    if attempts is not None and retries is not None:
+        raise ConfigError(
+            "give attempts (total tries) or retries (extra tries), not both", field="retries"
+        )
+    if retries is not None:
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ConfigError(f"must be an int >= 0, got {retries!r}", field="retries")
+        return retries + 1
+    if attempts is None:
+        return DEFAULT_ATTEMPTS
+    if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+        raise ConfigError(f"must be an int >= 1, got {attempts!r}", field="attempts")
+    return attempts
+
+
+def new_idempotency_key() -> str:
+    """A random (version 4) UUID string, made without building a ``uuid.UUID``."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+class Retry:
+    """Service made by :class:`RetryLayer`."""
+
+    __slots__ = ("_final", "config", "inner")
+
+    def __init__(self, inner: Service, config: RetryLayer) -> None:
+        self.inner = inner
+        self.config = config
+        # Fast path: statuses the default policy would never retry skip building an outcome.
+        policy = config.policy
+        self._final = policy.retry_on if type(policy) is StatusRetryPolicy else None
+
+    async def __call__(self, request: Request) -> Response:
+        config = self.config
+        deadline = request.deadline
+        if config.total_timeout is not None:
+            end = config.clock.now() + config.total_timeout
+            if deadline is None or end < deadline:
+                deadline = end
+                request = request.replace(deadline=end)
+        if config.idempotency_key and IDEMPOTENCY_KEY_HEADER not in request.headers:
+            request = request.replace(
+                headers=request.headers.copy_with({IDEMPOTENCY_KEY_HEADER: new_idempotency_key()})
+            )
+        if config.budget is not None:
+            config.budget.deposit()
+        attempt = 1
+        while True:
+            current = request if request.attempt == attempt else request.replace(attempt=attempt)
+            try:
+                response = await self.inner(current)
+            except Exception as exc:
+                delay = self._delay(RetryOutcome(current, attempt, error=exc), deadline)
+                if delay is None:
+                    if isinstance(exc, LaminaError):
+                        exc.attempts = attempt
+                    raise
+                reason = type(exc).__name__
+            else:
+                if self._final is not None and response.status_code not in self._final:
+                    response.attempts = attempt
+                    return response
+                delay = self._delay(RetryOutcome(current, attempt, response=response), deadline)
+                if delay is None:
+                    response.attempts = attempt
+                    return response
+                reason = str(response.status_code)
+            attempt += 1
+            emit(current, "retry.scheduled", attempt=attempt, delay=delay, reason=reason)
+            await config.clock.sleep(delay)
+
+    def _delay(self, outcome: RetryOutcome, deadline: float | None) -> float | None:
+        """The policy's delay, bounded by the attempts, max_delay, deadline and budget."""
+        config = self.config
+        if outcome.attempt >= config.attempts:
+            return None
+        delay = config.policy.decide(outcome)
+        if delay is None or math.isnan(delay):
+            return None
+        delay = min(max(0.0, float(delay)), config.max_delay)
+        if deadline is not None and config.clock.now() + delay >= deadline:
+            return None
+        if config.budget is not None and not config.budget.withdraw():
+            emit(outcome.request, "retry.budget_exhausted", attempt=outcome.attempt)
+            return None
+        return delay
+
+    def __repr__(self) -> str:
+        return f"<Retry attempts={self.config.attempts} -> {self.inner!r}>"

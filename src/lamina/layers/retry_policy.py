@@ -1,0 +1,255 @@
+"""What the retry layer asks: "retry after N seconds, or stop?" — and its retry budget.
+
+The :class:`~lamina.layers.retry.RetryLayer` owns the loop, the sleeps, the
+attempt limit, the deadline and the budget; a :class:`RetryPolicy` only looks
+at one :class:`RetryOutcome` and answers with a delay in seconds or ``None``.
+"""
+
+from __future__ import annotations
+
+import math
+import random as _random
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Protocol, runtime_checkable
+
+from .._clock import Clock, default_clock
+from .._core import Request, Response
+from .._errors import ConfigError, ConnectError, HTTPStatusError, TimeoutError, TransportError
+
+__all__ = [
+    "DEFAULT_RETRY_ON",
+    "IDEMPOTENT_METHODS",
+    "RetryBudget",
+    "RetryOutcome",
+    "RetryPolicy",
+    "StatusRetryPolicy",
+    "is_idempotent",
+    "parse_retry_after",
+]
+
+#: Statuses retried by default: rate limited, and the transient server errors.
+DEFAULT_RETRY_ON = frozenset({429, 500, 502, 503, 504})
+#: Methods that may be repeated without changing the outcome (RFC 9110 §9.2.2).
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+
+
+@dataclass(frozen=True, slots=True)
+class RetryOutcome:
+    """How one attempt ended: exactly one of ``response`` and ``error`` is set."""
+
+    request: Request
+    attempt: int
+    response: Response | None = None
+    error: Exception | None = None
+
+
+@runtime_checkable
+class RetryPolicy(Protocol):
+    """Decides whether an attempt's outcome is worth another try."""
+
+    def decide(self, outcome: RetryOutcome) -> float | None:
+        """Seconds to wait before the next attempt, or ``None`` to stop here."""
+        ...
+
+
+def is_idempotent(request: Request) -> bool:
+    """True when repeating ``request`` is safe: an idempotent method or an Idempotency-Key."""
+    return request.method in IDEMPOTENT_METHODS or "idempotency-key" in request.headers
+
+
+def parse_retry_after(value: str, *, wall_now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value (delta-seconds or HTTP-date).
+
+    A date in the past gives ``0.0``; an unreadable value gives ``None``.
+    ``wall_now`` is the current Unix time (default ``time.time()``).
+    """
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        now = time.time() if wall_now is None else wall_now
+        return max(0.0, when.timestamp() - now)
+    if not math.isfinite(seconds) or seconds < 0:
+        return None
+    return seconds
+
+
+class StatusRetryPolicy:
+    """The default policy: retry transient statuses and transport failures, safely.
+
+    * Responses whose status is in ``retry_on``; the delay is the response's
+      ``Retry-After`` (capped at ``max_delay``) when it has one, else backoff.
+    * :class:`lamina.ConnectError`, and :class:`lamina.TimeoutError` with
+      ``request_sent=False`` (nothing reached the server): always.
+    * Other :class:`lamina.TransportError` and sent timeouts, and retryable
+      statuses: only when :func:`is_idempotent` (the server may have acted).
+    * Anything else — other 4xx, ``ParseError``, ``ConfigError``,
+      ``CircuitOpenError``, ``RateLimitExceeded``, ``ConcurrencyLimitExceeded`` —
+      stops at once.
+
+    Backoff after attempt ``n`` is ``min(max_delay, backoff * 2**(n-1))``; with
+    ``jitter=True`` ("full jitter") a uniform draw in ``[0, that]`` from ``random``.
+    ``wall_clock`` (Unix time) turns an HTTP-date ``Retry-After`` into seconds.
+    """
+
+    __slots__ = ("backoff", "jitter", "max_delay", "random", "retry_on", "wall_clock")
+
+    def __init__(
+        self,
+        *,
+        retry_on: Iterable[int] = DEFAULT_RETRY_ON,
+        backoff: float = 0.5,
+        jitter: bool = True,
+        max_delay: float = 10.0,
+        random: _random.Random | None = None,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        statuses = _statuses(retry_on)
+        if statuses is None:
+            raise ConfigError(
+                f"must be a collection of HTTP status codes, got {retry_on!r}", field="retry_on"
+            )
+        _check_seconds(backoff, "backoff", allow_zero=True)
+        _check_seconds(max_delay, "max_delay", allow_zero=True)
+        self.retry_on = frozenset(statuses)
+        self.backoff = float(backoff)
+        self.jitter = bool(jitter)
+        self.max_delay = float(max_delay)
+        self.random = random if random is not None else _random.Random()
+        self.wall_clock = wall_clock
+
+    def decide(self, outcome: RetryOutcome) -> float | None:
+        response, error = outcome.response, outcome.error
+        if response is None and isinstance(error, HTTPStatusError):
+            # a raise_for_status() inside the retry layer: judge it by its status
+            if error.response is None:
+                return self._for_status(error.status_code, None, outcome)
+            response = error.response
+        if response is not None:
+            return self._for_status(response.status_code, response, outcome)
+        if isinstance(error, ConnectError):
+            return self.backoff_delay(outcome.attempt)
+        if isinstance(error, TimeoutError | TransportError):
+            if error.request_sent and not is_idempotent(outcome.request):
+                return None
+            return self.backoff_delay(outcome.attempt)
+        return None
+
+    def _for_status(
+        self, status: int, response: Response | None, outcome: RetryOutcome
+    ) -> float | None:
+        if status not in self.retry_on or not is_idempotent(outcome.request):
+            return None
+        header = response.headers.get("retry-after") if response is not None else None
+        if header is not None:
+            wait = parse_retry_after(header, wall_now=self.wall_clock())
+            if wait is not None:
+                return min(wait, self.max_delay)
+        return self.backoff_delay(outcome.attempt)
+
+    def backoff_delay(self, attempt: int) -> float:
+        """The wait after failed attempt number ``attempt`` (1-based)."""
+        cap = min(self.max_delay, self.backoff * 2.0 ** min(attempt - 1, 64))
+        return self.random.uniform(0.0, cap) if self.jitter else cap
+
+    def __repr__(self) -> str:
+        return (
+            f"StatusRetryPolicy(retry_on={sorted(self.retry_on)}, backoff={self.backoff}, "
+            f"jitter={self.jitter}, max_delay={self.max_delay})"
+        )
+
+
+class RetryBudget:
+    """Retries may not exceed ``percent`` of the calls made in the last ``ttl`` seconds,
+    plus a floor of ``min_per_second`` retries per second (Finagle/Tower style).
+
+    One budget is shared by every call through the layer that holds it, so a
+    struggling server sees at most ``(1 + percent)`` times its normal load.
+    """
+
+    __slots__ = ("_calls", "_retries", "clock", "min_per_second", "percent", "ttl")
+
+    def __init__(
+        self,
+        *,
+        ttl: float = 10.0,
+        min_per_second: float = 10.0,
+        percent: float = 0.2,
+        clock: Clock | None = None,
+    ) -> None:
+        _check_seconds(ttl, "ttl", allow_zero=False)
+        _check_seconds(min_per_second, "min_per_second", allow_zero=True)
+        if not isinstance(percent, int | float) or not 0 <= percent <= 1000:
+            raise ConfigError(f"must be a number in [0, 1000], got {percent!r}", field="percent")
+        self.ttl = float(ttl)
+        self.min_per_second = float(min_per_second)
+        self.percent = float(percent)
+        self.clock = clock or default_clock
+        self._calls: deque[float] = deque()
+        self._retries: deque[float] = deque()
+
+    def deposit(self) -> None:
+        """Record one call (its first attempt)."""
+        now = self.clock.now()
+        self._expire(now)
+        self._calls.append(now)
+
+    def withdraw(self) -> bool:
+        """Take one retry from the budget; False (and nothing taken) when it is spent."""
+        now = self.clock.now()
+        self._expire(now)
+        if self._balance() < 1.0:
+            return False
+        self._retries.append(now)
+        return True
+
+    @property
+    def remaining(self) -> int:
+        """How many retries the budget would allow right now."""
+        self._expire(self.clock.now())
+        return max(0, math.floor(self._balance()))
+
+    def _balance(self) -> float:
+        floor = self.min_per_second * self.ttl
+        return floor + self.percent * len(self._calls) - len(self._retries)
+
+    def _expire(self, now: float) -> None:
+        horizon = now - self.ttl
+        for window in (self._calls, self._retries):
+            while window and window[0] <= horizon:
+                window.popleft()
+
+    def __repr__(self) -> str:
+        return (
+            f"RetryBudget(ttl={self.ttl}, min_per_second={self.min_per_second}, "
+            f"percent={self.percent}, calls={len(self._calls)}, retries={len(self._retries)})"
+        )
+
+
+def _statuses(value: object) -> tuple[int, ...] | None:
+    """``value`` as a tuple of HTTP status codes, or None if it is not a collection of them."""
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        return None
+    items = tuple(value)
+    ok = all(isinstance(s, int) and not isinstance(s, bool) and 100 <= s <= 599 for s in items)
+    return items if ok else None
+
+
+def _check_seconds(value: object, field: str, *, allow_zero: bool) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value < 0
+        or (value == 0 and not allow_zero)
+    ):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ConfigError(f"must be a finite number {bound}, got {value!r}", field=field)
