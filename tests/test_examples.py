@@ -30,3 +30,47 @@ def test_demo_module() -> None:
     assert "TimeoutError" in out
     assert "ResponseTooLarge" in out
     assert "local server received 7 requests; 4 calls failed as expected" in out
+
+
+def test_user_enrichment_example() -> None:
+    out = run("examples/user_enrichment.py")
+    assert (
+        "second run outcomes: {'user': 'cached', 'posts': 'cached', 'analytics': 'cached'}" in out
+    )
+    assert '"name": "User 123"' in out
+    assert '"posts": [{"id": 1' in out
+    assert "hits: 3" in out  # the second run was served from the cache
+
+
+def test_payment_pipeline_example() -> None:
+    out = run("examples/payment_pipeline.py")
+    assert (
+        "outcomes: {'validate': 'ok', 'fraud_check': 'ok', 'process': 'ok', 'notify': 'ok'}" in out
+    )
+    assert "'fraud_check': 'skipped'" in out  # 20 is not a large amount
+    assert '"card_hash": "tok_visa_4242"' in out
+    order = out.split("order: ", 1)[1]
+    assert order.strip() == (
+        "['/payment/validate', '/fraud/check', '/processor/charge', '/notify/payment', "
+        "'/payment/validate', '/processor/charge', '/notify/payment']"
+    )
+
+
+def test_health_check_example() -> None:
+    out = run("examples/health_check.py")
+    assert "healthy 5/7 (71%)" in out
+    assert '"payment": "down"' in out
+    assert '"shipping": "down"' in out
+    assert "hits: 7" in out  # no retries for health checks
+
+
+def test_modes_example() -> None:
+    out = run("examples/modes.py")
+    lines = {line.split()[0]: line for line in out.splitlines() if line}
+    assert set(lines) == {"sequential", "parallel", "fanout", "pipeline", "conditional", "hybrid"}
+    for line in lines.values():
+        assert "skipped=['premium']" in line
+        assert "ok=True" in line
+    assert "critical_path=['user', 'posts', 'summary']" in lines["sequential"]
+    assert "critical_path=['user', 'summary']" in lines["hybrid"]
+    assert "critical_path=['user']" in lines["parallel"]

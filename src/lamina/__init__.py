@@ -1,5 +1,6 @@
 """lamina: composable middleware stacks and orchestration for async HTTP API calls."""
 
+from . import telemetry
 from ._clock import Clock, LoopClock
 from ._core import Layer, Request, Response, Service, ServiceBuilder, layer_fn, service_fn
 from ._errors import (
@@ -19,13 +20,31 @@ from ._errors import (
     TransportError,
 )
 from ._headers import Headers
+from ._version import __version__
 from .breaker import CircuitBreaker, CircuitState, StateChange
+from .cache import CacheEntry, CacheStore, MemoryStore
 from .layers.retry_policy import RetryBudget, RetryPolicy
+from .metrics import IOMetrics
+from .orchestration import (
+    APIEndpoint,
+    APIOrchestrationConfig,
+    APIOrchestrator,
+    EndpointReport,
+    OrchestrationMode,
+    RunReport,
+    create_graphql_orchestrator,
+    create_parallel_aggregator,
+    create_rest_api_orchestrator,
+    create_sequential_api_chain,
+)
 from .transport import HttpxTransport
 
-__version__ = "0.1.0"
-
 __all__ = [
+    "APIEndpoint",
+    "APIOrchestrationConfig",
+    "APIOrchestrator",
+    "CacheEntry",
+    "CacheStore",
     "CircuitBreaker",
     "CircuitOpenError",
     "CircuitState",
@@ -34,13 +53,17 @@ __all__ = [
     "ConfigError",
     "ConnectError",
     "EndpointError",
+    "EndpointReport",
     "ErrorThresholdExceeded",
     "HTTPStatusError",
     "Headers",
     "HttpxTransport",
+    "IOMetrics",
     "LaminaError",
     "Layer",
     "LoopClock",
+    "MemoryStore",
+    "OrchestrationMode",
     "OrchestrationTimeout",
     "ParseError",
     "RateLimitExceeded",
@@ -49,12 +72,18 @@ __all__ = [
     "ResponseTooLarge",
     "RetryBudget",
     "RetryPolicy",
+    "RunReport",
     "Service",
     "ServiceBuilder",
     "StateChange",
     "TimeoutError",
     "TransportError",
     "__version__",
+    "create_graphql_orchestrator",
+    "create_parallel_aggregator",
+    "create_rest_api_orchestrator",
+    "create_sequential_api_chain",
     "layer_fn",
     "service_fn",
+    "telemetry",
 ]

@@ -12,6 +12,7 @@ Event names used by the built-in layers::
     breaker.state        name, old, new
     ratelimit.wait       seconds
     cache.hit / cache.miss / cache.stale
+    http.attempt         duration (s) and the attempt's HTTP attributes (from TracingLayer)
 """
 
 from __future__ import annotations

@@ -1,20 +1,31 @@
 """Built-in layers. Each module holds one layer and the service it wraps into."""
 
+from .cache import CacheLayer
 from .circuit_breaker import CircuitBreakerLayer
 from .concurrency import ConcurrencyLimitLayer
+from .logging import LoggingLayer
+from .metrics import MetricsLayer
 from .parse import ParseLayer
+from .rate_limit import RateLimitLayer
 from .retry import RetryLayer
 from .retry_policy import RetryBudget, RetryOutcome, RetryPolicy, StatusRetryPolicy
 from .timeout import TimeoutLayer
+from .tracing import CallTracingLayer, TracingLayer
 
 __all__ = [
+    "CacheLayer",
+    "CallTracingLayer",
     "CircuitBreakerLayer",
     "ConcurrencyLimitLayer",
+    "LoggingLayer",
+    "MetricsLayer",
     "ParseLayer",
+    "RateLimitLayer",
     "RetryBudget",
     "RetryLayer",
     "RetryOutcome",
     "RetryPolicy",
     "StatusRetryPolicy",
     "TimeoutLayer",
+    "TracingLayer",
 ]

@@ -1,0 +1,26 @@
+"""The response cache's parts: keys, storability policy, stores and single-flight.
+
+The layer itself is :class:`lamina.layers.cache.CacheLayer`.
+"""
+
+from .entry import CacheEntry
+from .flight import SingleFlight
+from .keys import KeyFunction, credentials_digest, default_key, scoped_key
+from .policy import Storable, parse_cache_control, serves_stale, storable
+from .store import CacheStore, MemoryStore, SyncCacheStore
+
+__all__ = [
+    "CacheEntry",
+    "CacheStore",
+    "KeyFunction",
+    "MemoryStore",
+    "SingleFlight",
+    "Storable",
+    "SyncCacheStore",
+    "credentials_digest",
+    "default_key",
+    "parse_cache_control",
+    "scoped_key",
+    "serves_stale",
+    "storable",
+]

@@ -1,0 +1,136 @@
+"""A stored response, and the private copy of its parsed value."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+from typing import Any
+
+from .._core import Request, Response
+from .._headers import Headers
+from .policy import vary_digest
+
+__all__ = ["CacheEntry"]
+
+_ATOMS = frozenset({type(None), bool, int, float, complex, str, bytes})
+
+
+class _Snapshot:
+    """A private copy of a parsed value that hands out a fresh copy on every read.
+
+    JSON-like values are pickled once when stored and unpickled on each read
+    (about 1 µs for a small dict, 8-25x faster than ``copy.deepcopy``);
+    immutable scalars are shared; anything pickle refuses is deep-copied.
+    """
+
+    __slots__ = ("_blob", "_obj")
+
+    def __init__(self, value: Any) -> None:
+        self._blob: bytes | None = None
+        self._obj: Any = None
+        if type(value) in _ATOMS:
+            self._obj = value
+            return
+        try:
+            self._blob = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:
+            self._obj = copy.deepcopy(value)
+
+    def copy(self) -> Any:
+        if self._blob is not None:
+            return pickle.loads(self._blob)
+        if type(self._obj) in _ATOMS:
+            return self._obj
+        return copy.deepcopy(self._obj)
+
+
+class CacheEntry:
+    """One stored response; treat it as immutable.
+
+    Times are on the cache layer's clock: the entry is fresh until
+    ``stored_at + fresh_for`` and may be served stale on error until
+    ``stale_for`` seconds after that. ``vary`` lists the request header names
+    the response varies on; ``vary_digest`` is a SHA-256 digest of the storing
+    request's values for them (values can be secrets, so they are not kept).
+    Reading :attr:`value` returns a new copy every time.
+    """
+
+    __slots__ = (
+        "_snapshot",
+        "content",
+        "fresh_for",
+        "headers",
+        "namespace",
+        "stale_for",
+        "status_code",
+        "stored_at",
+        "vary",
+        "vary_digest",
+    )
+
+    def __init__(
+        self,
+        *,
+        status_code: int,
+        headers: Headers,
+        content: bytes,
+        value: Any,
+        namespace: str | None,
+        stored_at: float,
+        fresh_for: float,
+        stale_for: float = 0.0,
+        vary: tuple[str, ...] = (),
+        vary_digest: str = "",
+    ) -> None:
+        self.status_code = status_code
+        self.headers = headers
+        self.content = content
+        self._snapshot = _Snapshot(value)
+        self.namespace = namespace
+        self.stored_at = stored_at
+        self.fresh_for = fresh_for
+        self.stale_for = stale_for
+        self.vary = vary
+        self.vary_digest = vary_digest
+
+    @property
+    def value(self) -> Any:
+        """A fresh copy of the parsed value (the caller may mutate it)."""
+        return self._snapshot.copy()
+
+    def age(self, now: float) -> float:
+        """Seconds since the entry was stored."""
+        return now - self.stored_at
+
+    def is_fresh(self, now: float) -> bool:
+        """True while the entry may be served without asking the server."""
+        return now < self.stored_at + self.fresh_for
+
+    def is_usable_stale(self, now: float) -> bool:
+        """True while the entry may stand in for a failed call (stale-if-error)."""
+        return now < self.stored_at + self.fresh_for + self.stale_for
+
+    def matches(self, request: Request) -> bool:
+        """True when ``request`` has the same values for the Vary headers."""
+        return not self.vary or vary_digest(request, self.vary) == self.vary_digest
+
+    def to_response(
+        self, request: Request, *, from_cache: bool = True, stale: bool = False
+    ) -> Response:
+        """A new Response for ``request`` with its own copy of the value."""
+        return Response(
+            self.status_code,
+            headers=self.headers,
+            content=self.content,
+            request=request,
+            value=self._snapshot.copy(),
+            from_cache=from_cache,
+            stale=stale,
+            attempts=0,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"<CacheEntry [{self.status_code}] namespace={self.namespace!r} "
+            f"fresh_for={self.fresh_for:g}s stale_for={self.stale_for:g}s>"
+        )

@@ -1,0 +1,187 @@
+"""What may be stored, for how long, and when it may be served (RFC 9111, RFC 5861).
+
+The cache is a *shared* cache in RFC 9111's sense (one store serves every
+caller of a process, or of many processes with a network store), with one
+twist: every key carries a digest of the caller's credentials, so an entry
+is only ever served to the holder of the same credentials.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+from .._core import Request, Response
+from .._errors import (
+    CircuitOpenError,
+    ConcurrencyLimitExceeded,
+    HTTPStatusError,
+    RateLimitExceeded,
+    TimeoutError,
+    TransportError,
+)
+from .._headers import Headers
+from .keys import credentials_digest
+
+__all__ = [
+    "Storable",
+    "parse_cache_control",
+    "request_directives",
+    "request_wants_fresh",
+    "serves_stale",
+    "storable",
+    "vary_digest",
+    "vary_names",
+]
+
+Directives = dict[str, str | None]
+
+
+def parse_cache_control(headers: Headers) -> Directives:
+    """Cache-Control directives, names lower-cased, quoted values unquoted."""
+    directives: Directives = {}
+    for line in headers.get_list("cache-control"):
+        for part in line.split(","):
+            name, sep, value = part.strip().partition("=")
+            if name:
+                directives[name.strip().lower()] = value.strip().strip('"') if sep else None
+    return directives
+
+
+def request_directives(request: Request) -> Directives:
+    """The request's own Cache-Control (``no-store``, ``no-cache``, ``max-age=0``)."""
+    return parse_cache_control(request.headers) if request.headers else {}
+
+
+def request_wants_fresh(request: Request) -> bool:
+    """True when the caller's Cache-Control says ``no-cache`` or ``max-age=0``."""
+    if "cache-control" not in request.headers:
+        return False
+    directives = request_directives(request)
+    return "no-cache" in directives or directives.get("max-age") == "0"
+
+
+def _seconds(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(int(value)))
+    except ValueError:
+        return 0.0  # RFC 9111 §4.2.1: an invalid lifetime means already stale
+
+
+@dataclass(frozen=True, slots=True)
+class Storable:
+    """A store decision: fresh for ``ttl`` seconds; ``stale_ok`` if it may serve on error."""
+
+    ttl: float
+    stale_ok: bool
+
+
+def vary_names(response: Response) -> tuple[str, ...] | None:
+    """The request header names the response varies on, sorted; None for ``Vary: *``."""
+    names: set[str] = set()
+    for line in response.headers.get_list("vary"):
+        for name in line.split(","):
+            name = name.strip().lower()
+            if name == "*":
+                return None
+            if name:
+                names.add(name)
+    return tuple(sorted(names))
+
+
+def vary_digest(request: Request, names: tuple[str, ...]) -> str:
+    """A SHA-256 digest of the request's values for ``names`` (values may be secrets)."""
+    if not names:
+        return ""
+    text = "\n".join(f"{n}:{request.headers.get_list(n)!r}" for n in names)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _lifetime(cc: Directives, headers: Headers) -> float | None:
+    """The server's freshness lifetime minus the response's current Age, if it gave one."""
+    lifetime = _seconds(cc["s-maxage"]) if "s-maxage" in cc else None
+    if lifetime is None and "max-age" in cc:
+        lifetime = _seconds(cc["max-age"])
+    if lifetime is None and "expires" in headers:
+        try:
+            expires = parsedate_to_datetime(headers["expires"])
+            date = (
+                parsedate_to_datetime(headers["date"]) if "date" in headers else datetime.now(UTC)
+            )
+            lifetime = (expires - date).total_seconds()
+        except (TypeError, ValueError, IndexError):
+            lifetime = 0.0
+    if lifetime is None:
+        return None
+    age = _seconds(headers.get("age")) or 0.0
+    return lifetime - age
+
+
+def storable(
+    request: Request, response: Response, *, ttl: float, cache_authorized: bool
+) -> Storable | None:
+    """Decide whether ``response`` to ``request`` may be stored, and for how long.
+
+    Not stored: a status outside 2xx (or 206); ``no-store`` on the request or
+    the response; ``no-cache`` (lamina does not revalidate, so such an entry
+    could never be served); ``Vary: *``; ``private`` unless
+    ``cache_authorized`` and the entry is scoped to the caller's credentials;
+    a response to a request with ``Authorization`` unless it says ``public``,
+    ``s-maxage`` or ``must-revalidate`` (RFC 9111 §3.5) or
+    ``cache_authorized`` is set. The lifetime is the smaller of the
+    configured ``ttl`` and the server's ``s-maxage``/``max-age``/``Expires``
+    (minus ``Age``); a lifetime of 0 is not stored. ``must-revalidate``,
+    ``proxy-revalidate`` and ``s-maxage`` forbid serving the entry stale.
+    """
+    status = response.status_code
+    if not 200 <= status < 300 or status == 206:
+        return None
+    if "no-store" in request_directives(request):
+        return None
+    cc = parse_cache_control(response.headers)
+    if "no-store" in cc or "no-cache" in cc or vary_names(response) is None:
+        return None
+    authorized = "authorization" in request.headers
+    if "private" in cc and not (cache_authorized and _has_credentials(request)):
+        return None
+    if (
+        authorized
+        and not cache_authorized
+        and not ("public" in cc or "s-maxage" in cc or "must-revalidate" in cc)
+    ):
+        return None
+    lifetime = _lifetime(cc, response.headers)
+    fresh = ttl if lifetime is None else min(ttl, lifetime)
+    if fresh <= 0:
+        return None
+    stale_ok = not ("must-revalidate" in cc or "proxy-revalidate" in cc or "s-maxage" in cc)
+    return Storable(ttl=fresh, stale_ok=stale_ok)
+
+
+def _has_credentials(request: Request) -> bool:
+    return bool(credentials_digest(request))
+
+
+def serves_stale(error: BaseException) -> bool:
+    """True for failures that stale-if-error covers (RFC 5861: the origin is unavailable).
+
+    Transport failures, timeouts, an open breaker, local rate or concurrency
+    limits, and HTTP 429 or 5xx. Not a 4xx (the resource is gone or the call
+    is wrong), a parse error or a configuration error.
+    """
+    if isinstance(error, HTTPStatusError):
+        return error.status_code >= 500 or error.status_code == 429
+    return isinstance(error, _STALE_ERRORS)
+
+
+_STALE_ERRORS = (
+    TransportError,
+    TimeoutError,
+    CircuitOpenError,
+    RateLimitExceeded,
+    ConcurrencyLimitExceeded,
+)

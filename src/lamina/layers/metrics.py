@@ -1,0 +1,124 @@
+"""Record every logical call into :class:`lamina.metrics.IOMetrics` and OpenTelemetry."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from opentelemetry import metrics as otel_metrics
+
+from .._core import Request, Response, Service
+from .._errors import ConfigError
+from .._events import listen
+from .._otel import ATTEMPT_EVENT, call_outcome
+from ..metrics import EVENT_KINDS, IOMetrics, OtelInstruments
+
+__all__ = ["Metrics", "MetricsLayer"]
+
+UNNAMED = "default"
+
+
+class MetricsLayer:
+    """Count calls, errors, latency, retries, cache hits, breaker rejections and waits.
+
+    Place it at call level (outside the cache and the retry layer). Each call is
+    recorded once into ``metrics`` (an :class:`IOMetrics`, created if not given)
+    under ``request.endpoint`` and into the OpenTelemetry instruments of
+    ``meter_provider`` (the global one by default): ``lamina.call.duration``,
+    the ``lamina.*`` counters and, from the ``http.attempt`` events that
+    :class:`~lamina.layers.tracing.TracingLayer` reports, the semantic-convention
+    histogram ``http.client.request.duration`` per attempt. Cancelled calls are
+    not counted.
+    """
+
+    __slots__ = ("meter_provider", "metrics")
+
+    def __init__(
+        self,
+        metrics: IOMetrics | None = None,
+        *,
+        meter_provider: otel_metrics.MeterProvider | None = None,
+    ) -> None:
+        if metrics is not None and not isinstance(metrics, IOMetrics):
+            raise ConfigError("must be an IOMetrics", field="metrics")
+        if meter_provider is not None and not hasattr(meter_provider, "get_meter"):
+            raise ConfigError("must be an OpenTelemetry MeterProvider", field="meter_provider")
+        self.metrics = metrics if metrics is not None else IOMetrics()
+        self.meter_provider = meter_provider
+
+    def wrap(self, inner: Service) -> Service:
+        return Metrics(inner, self.metrics, OtelInstruments(self.meter_provider))
+
+    def __repr__(self) -> str:
+        return f"MetricsLayer({self.metrics!r})"
+
+
+class _Recorder:
+    """Per-call listener turning layer events into counters."""
+
+    __slots__ = ("endpoint", "instruments", "metrics")
+
+    def __init__(self, endpoint: str, metrics: IOMetrics, instruments: OtelInstruments) -> None:
+        self.endpoint = endpoint
+        self.metrics = metrics
+        self.instruments = instruments
+
+    def __call__(self, name: str, attributes: Mapping[str, Any]) -> None:
+        if name == ATTEMPT_EVENT:
+            duration = attributes.get("duration")
+            if isinstance(duration, int | float):
+                self.instruments.request_duration.record(
+                    float(duration), dict(attributes.get("attributes") or {})
+                )
+            return
+        kind = EVENT_KINDS.get(name)
+        if kind is None:
+            return
+        self.metrics.record_event(self.endpoint, kind)
+        counter = self.instruments.counters.get(kind)
+        if counter is not None:
+            counter.add(1, {"lamina.endpoint": self.endpoint})
+
+
+class Metrics:
+    """Service made by :class:`MetricsLayer`."""
+
+    __slots__ = ("inner", "instruments", "metrics")
+
+    def __init__(self, inner: Service, metrics: IOMetrics, instruments: OtelInstruments) -> None:
+        self.inner = inner
+        self.metrics = metrics
+        self.instruments = instruments
+
+    async def __call__(self, request: Request) -> Response:
+        endpoint = request.endpoint or UNNAMED
+        request = listen(request, _Recorder(endpoint, self.metrics, self.instruments))
+        started = time.perf_counter()
+        try:
+            response = await self.inner(request)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            self._record(endpoint, time.perf_counter() - started, None, exc)
+            raise
+        self._record(endpoint, time.perf_counter() - started, response, None)
+        return response
+
+    def _record(
+        self,
+        endpoint: str,
+        seconds: float,
+        response: Response | None,
+        exc: BaseException | None,
+    ) -> None:
+        outcome, kind = call_outcome(response, exc)
+        if kind is None:
+            self.metrics.record_request(endpoint, latency=seconds * 1000.0)
+        else:
+            self.metrics.record_error(endpoint, error_type=kind, latency=seconds * 1000.0)
+        attrs = {"lamina.endpoint": endpoint, "lamina.outcome": outcome}
+        if kind is not None:
+            attrs["error.type"] = kind
+        self.instruments.call_duration.record(seconds, attrs)

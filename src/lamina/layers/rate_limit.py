@@ -1,0 +1,102 @@
+"""Pace calls through one or more shared rate limits."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .._clock import Clock
+from .._core import Request, Response, Service
+from .._errors import ConfigError
+from .._events import emit
+from ..ratelimit._queue import wait_for_slot
+from ..ratelimit.limiter import Limiter, check_clocks, take_now
+
+__all__ = ["RateLimitLayer", "RateLimited"]
+
+
+class RateLimitLayer:
+    """Let a call through only when every limit admits it; otherwise wait, fairly.
+
+    ``RateLimitLayer(10, 60, burst=5)`` builds one :class:`~lamina.ratelimit.Limiter`
+    (at most 5 at once, at most 10 in any 60 s, 10/min sustained) shared by
+    every service this layer wraps. ``RateLimitLayer(limiters=[endpoint, shared])``
+    uses existing limiters, which other layers may share: list the most
+    specific first, so a call waiting on its own limit does not hold up the
+    shared queue. Capacity is taken from all limits at the same instant.
+
+    ``max_wait`` (seconds): raise :class:`lamina.RateLimitExceeded` as soon as
+    the wait is known to exceed it. A wait that would pass ``request.deadline``
+    also raises ``RateLimitExceeded`` at once (``retry_after`` says when a slot
+    opens). A call that waited emits ``ratelimit.wait`` with ``seconds``.
+    """
+
+    __slots__ = ("limiters", "max_wait")
+
+    def __init__(
+        self,
+        rate: float | None = None,
+        period: float = 1.0,
+        *,
+        burst: int | None = None,
+        max_wait: float | None = None,
+        clock: Clock | None = None,
+        limiters: Sequence[Limiter] | None = None,
+    ) -> None:
+        if max_wait is not None and (
+            isinstance(max_wait, bool) or not isinstance(max_wait, int | float) or max_wait < 0
+        ):
+            raise ConfigError(f"must be a number >= 0, got {max_wait!r}", field="max_wait")
+        if limiters is not None:
+            if rate is not None or burst is not None:
+                raise ConfigError("give either rate/period/burst or limiters", field="limiters")
+            if isinstance(limiters, Limiter):
+                limiters = (limiters,)
+            limiters = tuple(limiters)
+            shared = check_clocks(limiters)
+            if clock is not None and clock is not shared:
+                raise ConfigError("limiters already have their own clock", field="clock")
+        elif rate is None:
+            raise ConfigError("a rate (or limiters=) is required", field="rate")
+        else:
+            limiters = (Limiter(rate, period, burst=burst, clock=clock),)
+        self.limiters: tuple[Limiter, ...] = limiters
+        self.max_wait = None if max_wait is None else float(max_wait)
+
+    @property
+    def limiter(self) -> Limiter:
+        """The first (or only) limiter."""
+        return self.limiters[0]
+
+    def wrap(self, inner: Service) -> Service:
+        return RateLimited(inner, self.limiters, self.max_wait)
+
+    def __repr__(self) -> str:
+        limits = ", ".join(str(lim) for lim in self.limiters)
+        return f"RateLimitLayer([{limits}], max_wait={self.max_wait})"
+
+
+class RateLimited:
+    """Service made by :class:`RateLimitLayer`."""
+
+    __slots__ = ("inner", "limiters", "max_wait")
+
+    def __init__(self, inner: Service, limiters: tuple[Limiter, ...], max_wait: float | None):
+        self.inner = inner
+        self.limiters = limiters
+        self.max_wait = max_wait
+
+    async def __call__(self, request: Request) -> Response:
+        if not take_now(self.limiters, 1):
+            waited = await wait_for_slot(
+                self.limiters,
+                1,
+                max_wait=self.max_wait,
+                deadline=request.deadline,
+                request=request,
+            )
+            if waited > 0:
+                emit(request, "ratelimit.wait", seconds=waited)
+        return await self.inner(request)
+
+    def __repr__(self) -> str:
+        return f"<RateLimited {self.limiters!r} -> {self.inner!r}>"

@@ -1,0 +1,244 @@
+"""APIOrchestrator: runs a config's endpoints through their stacks, in its mode."""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import Any
+
+import httpx
+from opentelemetry import trace
+
+from .._clock import Clock
+from .._core import Layer, Service, ServiceBuilder
+from .._errors import ConfigError, LaminaError, OrchestrationTimeout
+from .._version import __version__
+from ..metrics import IOMetrics
+from ..modes import IN_ORDER_MODES, SCHEDULERS
+from ..transport import HttpxTransport
+from .config import APIEndpoint, APIOrchestrationConfig
+from .report import RunReport
+from .run import Run
+from .stack import default_layers, shared_state
+
+__all__ = ["APIOrchestrator", "LayersOption"]
+
+LayersOption = (
+    Sequence[Layer] | Callable[[APIEndpoint, APIOrchestrationConfig], Sequence[Layer]] | None
+)
+
+
+class APIOrchestrator:
+    """Run an :class:`APIOrchestrationConfig`.
+
+    Each endpoint gets its own stack: :meth:`default_layers` unless ``layers`` is
+    given (a list used for every endpoint, or ``layers(endpoint, config)``).
+    ``transport`` swaps what sends requests: a lamina service, an httpx
+    transport (``httpx.MockTransport``) or ``client=`` an ``httpx.AsyncClient``.
+    ``tracer_provider`` (default: the global one) receives every span; each run
+    is one trace: run span → call span per endpoint → attempt spans.
+    One orchestrator can serve many runs, concurrently; they share connections,
+    breakers, limiters, cache and metrics. Close it with ``aclose()`` or ``async with``.
+    """
+
+    def __init__(
+        self,
+        config: APIOrchestrationConfig,
+        *,
+        layers: LayersOption = None,
+        transport: Service | httpx.AsyncBaseTransport | None = None,
+        client: httpx.AsyncClient | None = None,
+        clock: Clock | None = None,
+        tracer_provider: trace.TracerProvider | None = None,
+    ) -> None:
+        if not isinstance(config, APIOrchestrationConfig):
+            raise ConfigError("must be an APIOrchestrationConfig", field="config")
+        if not config.endpoints:
+            raise ConfigError("an orchestration needs at least one endpoint", field="endpoints")
+        if transport is not None and client is not None:
+            raise ConfigError("pass transport or client, not both", field="transport")
+        self.config = config
+        self._shared = shared_state(config, clock, tracer_provider)
+        self.clock = self._shared.clock
+        self._transport_option = transport
+        self._client = client
+        self._transport: Service | None = None
+        self._transport_loop: asyncio.AbstractEventLoop | None = None
+        self._owned: HttpxTransport | None = None
+        self._layers = {e.name: self._layers_for(e, layers) for e in config.endpoints}
+        self._stacks: dict[str, Service] = {}
+        self._tracer = trace.get_tracer("lamina", __version__, tracer_provider=tracer_provider)
+
+    @staticmethod
+    def default_layers(endpoint: APIEndpoint, config: APIOrchestrationConfig) -> list[Layer]:
+        """The default stack for ``endpoint``, outermost first (see ``orchestration.stack``)."""
+        return default_layers(endpoint, config)
+
+    def _layers_for(self, endpoint: APIEndpoint, option: LayersOption) -> list[Layer]:
+        if option is None:
+            return default_layers(endpoint, self.config)
+        chosen = option(endpoint, self.config) if callable(option) else option
+        layers = list(chosen)
+        for index, layer in enumerate(layers):
+            if not callable(getattr(layer, "wrap", None)):
+                raise ConfigError(
+                    f"{type(layer).__name__} is not a Layer (no wrap method)",
+                    field=f"layers[{index}]",
+                    endpoint=endpoint.name,
+                )
+        return layers
+
+    # -- transport and stacks (bound to the running loop) ----------------------
+    def _stacks_for_loop(self) -> dict[str, Service]:
+        loop = asyncio.get_running_loop()
+        if self._transport is None or self._transport_loop is not loop:
+            self._transport = self._make_transport()
+            self._transport_loop = loop
+            self._stacks = {
+                name: ServiceBuilder(layers).service(self._transport)
+                for name, layers in self._layers.items()
+            }
+        return self._stacks
+
+    def _make_transport(self) -> Service:
+        option = self._transport_option
+        if option is not None and not isinstance(option, httpx.AsyncBaseTransport):
+            return option
+        if self._client is not None:
+            return HttpxTransport(self._client, max_response_bytes=self.config.max_response_bytes)
+        # An owned client belongs to one event loop; a new loop (asyncio.run again) gets a new one.
+        self._owned = HttpxTransport(
+            transport=option, max_response_bytes=self.config.max_response_bytes
+        )
+        return self._owned
+
+    # -- running -----------------------------------------------------------------
+    async def run(self, data: Any = None) -> RunReport:
+        """Run once and return the report (``report.value`` is what ``execute`` returns)."""
+        stacks = self._stacks_for_loop()
+        config = self.config
+        run = Run(config, stacks, data, self.clock)
+        scheduler = SCHEDULERS[config.mode]
+        with self._tracer.start_as_current_span(
+            f"lamina.run {config.mode.value}",
+            attributes={"lamina.mode": config.mode.value, "lamina.endpoints": len(stacks)},
+        ) as span:
+            try:
+                await self._schedule(scheduler, run)
+            except BaseException as exc:
+                span.set_attribute("lamina.outcome", type(exc).__name__)
+                if isinstance(exc, LaminaError):
+                    exc.report = self._report(run, None)  # type: ignore[attr-defined]
+                raise
+            report = self._report(run, run.merged_value())
+            span.set_attribute("lamina.outcome", "ok" if report.ok else "partial")
+            return report
+
+    async def _schedule(self, scheduler: Callable[[Run], Any], run: Run) -> None:
+        timeout = self.config.total_timeout
+        try:
+            if timeout is None:
+                await scheduler(run)
+                return
+            scope = asyncio.timeout(timeout)
+            try:
+                async with scope:
+                    await scheduler(run)
+            except builtins.TimeoutError as exc:
+                if scope.expired():
+                    raise OrchestrationTimeout(
+                        f"run passed total_timeout={timeout:g}s", timeout=timeout
+                    ) from exc
+                raise
+        except BaseExceptionGroup as group:
+            error = _first_error(group)
+            raise error from error.__cause__
+
+    def _report(self, run: Run, value: Any) -> RunReport:
+        return RunReport(
+            value=value,
+            mode=self.config.mode.value,
+            endpoints=run.reports,
+            duration=self.clock.now() - run.started,
+            order=list(run.order),
+            in_order=self.config.mode in IN_ORDER_MODES,
+        )
+
+    async def execute(self, data: Any = None) -> Any:
+        """Run once and return the merged results (see ``result_merger``)."""
+        return (await self.run(data)).value
+
+    def execute_sync(self, data: Any = None) -> Any:
+        """``execute`` for scripts and notebooks without a running event loop.
+
+        Inside a running loop (Jupyter, an async framework) use ``await execute()``.
+        """
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self.execute(data))
+        raise RuntimeError(
+            "execute_sync() cannot run inside a running event loop; use 'await execute()'"
+        )
+
+    # -- state ------------------------------------------------------------------
+    def get_metrics(self) -> IOMetrics:
+        """Request counts, success rate, latency percentiles, per endpoint too."""
+        return self._shared.metrics
+
+    def clear_cache(self, name: str) -> int:
+        """Drop the cached responses of endpoint ``name``; returns how many."""
+        if name not in self._layers:
+            raise KeyError(f"no endpoint named {name!r}")
+        cache = self._shared.cache
+        return cache.invalidate(name) if cache is not None else 0
+
+    def clear_all_cache(self) -> int:
+        """Drop every cached response; returns how many."""
+        cache = self._shared.cache
+        return cache.clear() if cache is not None else 0
+
+    async def aclose(self) -> None:
+        """Close the connections this orchestrator opened."""
+        if self._owned is not None:
+            await self._owned.aclose()
+            self._owned = None
+        self._transport = None
+        aclose = getattr(self._transport_option, "aclose", None)
+        if aclose is not None and not isinstance(self._transport_option, httpx.AsyncBaseTransport):
+            await aclose()
+
+    async def __aenter__(self) -> APIOrchestrator:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return (
+            f"APIOrchestrator(mode={self.config.mode.value!r}, "
+            f"endpoints={self.config.endpoint_names!r})"
+        )
+
+
+def _first_error(group: BaseExceptionGroup[Any]) -> BaseException:
+    """The error that stopped a task group: a lamina error first, else the first one."""
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        exc = pending.pop(0)
+        if isinstance(exc, BaseExceptionGroup):
+            pending.extend(exc.exceptions)
+        else:
+            leaves.append(exc)
+    for exc in leaves:
+        if isinstance(exc, LaminaError):
+            return exc
+    return leaves[0]

@@ -1,0 +1,101 @@
+"""What a run did: one report per endpoint and the run's critical path."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = ["EndpointReport", "Outcome", "RunReport"]
+
+Outcome = Literal["pending", "ok", "cached", "stale", "handled", "failed", "skipped", "cancelled"]
+GOOD: frozenset[str] = frozenset({"ok", "cached", "stale", "handled", "skipped"})
+
+
+@dataclass
+class EndpointReport:
+    """One endpoint's part in a run. Offsets and latency are in seconds."""
+
+    name: str
+    outcome: Outcome = "pending"
+    result: Any = None
+    attempts: int = 0
+    status_code: int | None = None
+    latency: float | None = None
+    start: float | None = None
+    end: float | None = None
+    error: BaseException | None = None
+    reason: str | None = None  # why it was skipped
+    depends_on: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly summary (the error as its type and message)."""
+        return {
+            "name": self.name,
+            "outcome": self.outcome,
+            "attempts": self.attempts,
+            "status_code": self.status_code,
+            "latency_ms": None if self.latency is None else round(self.latency * 1000, 3),
+            "start_ms": None if self.start is None else round(self.start * 1000, 3),
+            "end_ms": None if self.end is None else round(self.end * 1000, 3),
+            "error": None if self.error is None else f"{type(self.error).__name__}: {self.error}",
+            "reason": self.reason,
+        }
+
+
+@dataclass
+class RunReport:
+    """The value ``execute`` returns, plus how each endpoint got there."""
+
+    value: Any
+    mode: str
+    endpoints: dict[str, EndpointReport]
+    duration: float
+    order: list[str] = field(default_factory=list)  # the order calls started in
+    in_order: bool = False  # True for modes that run one call at a time
+
+    @property
+    def ok(self) -> bool:
+        """True when no endpoint failed or was cancelled."""
+        return all(r.outcome in GOOD for r in self.endpoints.values())
+
+    @property
+    def failed(self) -> list[str]:
+        """Names of the endpoints that failed without a handler."""
+        return [n for n, r in self.endpoints.items() if r.outcome == "failed"]
+
+    @property
+    def critical_path(self) -> list[str]:
+        """The chain of calls that decided the run's duration, first to last.
+
+        Starting from the call that ended last, step back to the dependency (or,
+        for in-order modes, the call before it) that ended last before it started.
+        """
+        done = {n: r for n, r in self.endpoints.items() if r.end is not None}
+        if not done:
+            return []
+        position = {name: i for i, name in enumerate(self.order)}
+        current = max(done.values(), key=lambda r: r.end or 0.0)
+        path = [current.name]
+        while True:
+            start = current.start or 0.0
+            before = [done[d] for d in current.depends_on if d in done]
+            if not before and self.in_order and position.get(current.name, 0) > 0:
+                previous = self.order[position[current.name] - 1]
+                if previous in done and (done[previous].end or 0.0) <= start + 1e-9:
+                    before = [done[previous]]
+            before = [r for r in before if (r.end or 0.0) <= start + 1e-9]
+            if not before:
+                break
+            current = max(before, key=lambda r: r.end or 0.0)
+            path.append(current.name)
+        return path[::-1]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly summary of the run (results excluded)."""
+        return {
+            "mode": self.mode,
+            "ok": self.ok,
+            "duration_ms": round(self.duration * 1000, 3),
+            "critical_path": self.critical_path,
+            "endpoints": [r.to_dict() for r in self.endpoints.values()],
+        }

@@ -1,0 +1,212 @@
+"""One run of an orchestration: the state the mode schedulers drive.
+
+A scheduler decides *when* to call :meth:`Run.call` for which endpoint; the run
+decides *what* a call is (condition, payload, URL, request), sends it through the
+endpoint's stack and records the outcome. Nothing here knows about retries,
+caches or spans.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from .._clock import Clock
+from .._core import Request, Service
+from .._errors import EndpointError, ErrorThresholdExceeded
+from .config import APIEndpoint, APIOrchestrationConfig
+from .report import EndpointReport
+from .urls import fill_url
+
+__all__ = ["NO_BODY_METHODS", "NO_PAYLOAD", "Run"]
+
+NO_BODY_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})
+MIN_CALLS_FOR_THRESHOLD = 10
+NO_PAYLOAD: Any = object()  # "no previous result": the payload falls back to the input
+
+
+class Run:
+    """State of one run: input, results, reports, limits."""
+
+    def __init__(
+        self,
+        config: APIOrchestrationConfig,
+        stacks: Mapping[str, Service],
+        data: Any,
+        clock: Clock,
+    ) -> None:
+        self.config = config
+        self.stacks = stacks
+        self.data = data
+        self.clock = clock
+        self.started = clock.now()
+        self.deadline = (
+            None if config.total_timeout is None else self.started + config.total_timeout
+        )
+        self.context: dict[str, Any] = dict(data) if isinstance(data, Mapping) else {"input": data}
+        self.results: dict[str, Any] = {}
+        self.reports = {
+            e.name: EndpointReport(e.name, depends_on=e.dependencies) for e in config.endpoints
+        }
+        self.order: list[str] = []
+        # url.template for spans: the path of URLs with placeholders (never the query)
+        self._templates = {
+            e.name: {"lamina.url_template": urlsplit(e.url).path}
+            for e in config.endpoints
+            if "{" in urlsplit(e.url).path
+        }
+        self.slots = asyncio.Semaphore(config.max_concurrent)
+        self.finished = 0
+        self.failed = 0
+        self.stopped = False
+
+    # -- what schedulers ask ----------------------------------------------
+    def blocked_by(self, endpoint: APIEndpoint) -> str | None:
+        """The name of a dependency that failed or was cancelled, if any."""
+        for dep in endpoint.dependencies:
+            if self.reports[dep].outcome in ("failed", "cancelled"):
+                return dep
+        return None
+
+    def result_of(self, name: str) -> Any:
+        """The result of endpoint ``name`` (None if it has none)."""
+        return self.results.get(name)
+
+    # -- one call ------------------------------------------------------------
+    async def call(self, endpoint: APIEndpoint, previous: Any = NO_PAYLOAD) -> Any:
+        """Run ``endpoint`` once (or skip it) and record what happened.
+
+        ``previous`` is the payload a PIPELINE passes on. Returns the result.
+        Raises only what should stop the run (fail_fast, error threshold).
+        """
+        report = self.reports[endpoint.name]
+        if self.stopped:
+            report.outcome, report.reason = "cancelled", "the run stopped"
+            return None
+        blocker = self.blocked_by(endpoint)
+        if blocker is not None:
+            return self._skip(report, f"dependency {blocker!r} did not succeed")
+        try:
+            if endpoint.condition is not None and not endpoint.condition(self.context):
+                return self._skip(report, "condition is false")
+            request = self._request(endpoint, previous)
+        except Exception as exc:  # a user callback or a URL placeholder failed
+            return self._fail(endpoint, report, exc)
+        async with self.slots:
+            if self.stopped:
+                report.outcome, report.reason = "cancelled", "the run stopped"
+                return None
+            self.order.append(endpoint.name)
+            report.start = self.clock.now() - self.started
+            try:
+                response = await self.stacks[endpoint.name](request)
+            except asyncio.CancelledError:
+                report.outcome = "cancelled"
+                report.end = self.clock.now() - self.started
+                raise
+            except Exception as exc:
+                report.end = self.clock.now() - self.started
+                report.latency = report.end - report.start
+                report.attempts = getattr(exc, "attempts", None) or max(report.attempts, 1)
+                status = getattr(exc, "status_code", None)
+                report.status_code = status if isinstance(status, int) else None
+                return self._fail(endpoint, report, exc)
+        report.end = self.clock.now() - self.started
+        report.latency = report.end - report.start
+        report.attempts = response.attempts
+        report.status_code = response.status_code
+        report.outcome = "stale" if response.stale else "cached" if response.from_cache else "ok"
+        self._finish(endpoint, report, response.value, failed=False)
+        return response.value
+
+    def _request(self, endpoint: APIEndpoint, previous: Any) -> Request:
+        if endpoint.transform_input is not None:
+            payload = endpoint.transform_input(self.context)
+        elif endpoint.body is not None:
+            payload = endpoint.body
+        elif previous is not NO_PAYLOAD:
+            payload = previous
+        else:
+            payload = self.data
+        url = fill_url(endpoint.url, self.context, endpoint=endpoint.name)
+        json_body = content = None
+        if endpoint.method not in NO_BODY_METHODS and payload is not None:
+            if isinstance(payload, bytes | str):
+                content = payload
+            else:
+                json_body = payload
+        return Request(
+            endpoint.method,
+            url,
+            headers=endpoint.headers,
+            params=endpoint.params,
+            json=json_body,
+            content=content,
+            endpoint=endpoint.name,
+            deadline=self.deadline,
+            extensions=self._templates.get(endpoint.name, {}),
+        )
+
+    def _skip(self, report: EndpointReport, reason: str) -> None:
+        report.outcome, report.reason = "skipped", reason
+        self.results[report.name] = None
+        self.context[report.name] = None
+        return None
+
+    def _fail(self, endpoint: APIEndpoint, report: EndpointReport, exc: Exception) -> Any:
+        report.error = exc
+        if endpoint.error_handler is not None:
+            try:
+                result = endpoint.error_handler(exc)
+            except Exception as handler_exc:
+                handler_exc.__cause__ = exc
+                report.error = handler_exc
+            else:
+                report.outcome = "handled"
+                self._finish(endpoint, report, result, failed=False)
+                return result
+        report.outcome = "failed"
+        self._finish(endpoint, report, None, failed=True)
+        if self.config.fail_fast:
+            self.stopped = True
+            detail = getattr(report.error, "message", report.error)
+            raise EndpointError(
+                f"failed: {type(report.error).__name__}: {detail}", endpoint=endpoint.name
+            ) from report.error
+        self._check_threshold()
+        return None
+
+    def _finish(
+        self, endpoint: APIEndpoint, report: EndpointReport, value: Any, *, failed: bool
+    ) -> None:
+        report.result = value
+        self.results[endpoint.name] = value
+        self.context[endpoint.name] = value
+        self.finished += 1
+        self.failed += failed
+
+    def _check_threshold(self) -> None:
+        if self.finished < MIN_CALLS_FOR_THRESHOLD:
+            return
+        if self.failed / self.finished > self.config.error_threshold:
+            self.stopped = True
+            raise ErrorThresholdExceeded(
+                f"{self.failed} of {self.finished} calls failed, more than "
+                f"error_threshold={self.config.error_threshold:g}",
+                failed=self.failed,
+                finished=self.finished,
+                threshold=self.config.error_threshold,
+            )
+
+    def merged_value(self) -> Any:
+        """The run's value: result_merger over results in config order, else a dict."""
+        ordered = [self.results.get(e.name) for e in self.config.endpoints]
+        if self.config.result_merger is not None:
+            value = self.config.result_merger(ordered)
+        else:
+            value = {e.name: self.results.get(e.name) for e in self.config.endpoints}
+        if self.config.result_transformer is not None:
+            value = self.config.result_transformer(value)
+        return value

@@ -1,0 +1,142 @@
+"""The default per-endpoint stack, built from an endpoint's fields and the config.
+
+Outermost first::
+
+    CallTracing → Metrics → Cache → Parse → Retry → CircuitBreaker → RateLimit
+        → Timeout → Tracing (attempt) → Logging → transport
+
+State that spans endpoints (the global rate limit, the cache, the breakers, the
+metrics) lives in one :class:`SharedState` per config, so every endpoint's stack,
+and a user's own ``layers=`` callable that reuses the defaults, share it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from opentelemetry import trace
+
+from .._clock import Clock, default_clock
+from .._core import Layer, Request
+from ..layers.cache import CacheLayer
+from ..layers.circuit_breaker import CircuitBreakerLayer
+from ..layers.logging import LoggingLayer
+from ..layers.metrics import MetricsLayer
+from ..layers.parse import ParseLayer
+from ..layers.rate_limit import RateLimitLayer
+from ..layers.retry import RetryLayer
+from ..layers.timeout import TimeoutLayer
+from ..layers.tracing import CallTracingLayer, TracingLayer
+from ..metrics import IOMetrics
+from ..ratelimit import Limiter
+from .config import APIEndpoint, APIOrchestrationConfig
+
+__all__ = ["DEFAULT_RETRY_ON", "SharedState", "default_layers", "shared_state"]
+
+DEFAULT_RETRY_ON = (429, 500, 502, 503, 504)
+
+
+@dataclass
+class SharedState:
+    """What every endpoint of one config shares."""
+
+    clock: Clock
+    metrics: IOMetrics
+    breakers: CircuitBreakerLayer
+    cache: CacheLayer | None
+    global_limiter: Limiter | None
+    tracer_provider: trace.TracerProvider | None = None
+    limiters: dict[str, Limiter] = field(default_factory=dict)
+
+
+def shared_state(
+    config: APIOrchestrationConfig,
+    clock: Clock | None = None,
+    tracer_provider: trace.TracerProvider | None = None,
+) -> SharedState:
+    """The config's shared state, created on first use."""
+    if config.shared is None:
+        clock = clock or default_clock
+        cache = None
+        if config.cache_ttl is not None:
+            cache = CacheLayer(ttl=config.cache_ttl, key=_cache_key(config), clock=clock)
+        global_limiter = None
+        if config.global_rate_limit is not None:
+            global_limiter = Limiter(
+                config.global_rate_limit, config.rate_limit_window, clock=clock, name="global"
+            )
+        config.shared = SharedState(
+            clock=clock,
+            metrics=IOMetrics(),
+            breakers=CircuitBreakerLayer(
+                config.circuit_breaker_threshold, config.circuit_breaker_timeout, clock=clock
+            ),
+            cache=cache,
+            global_limiter=global_limiter,
+            tracer_provider=tracer_provider,
+        )
+    state: SharedState = config.shared
+    return state
+
+
+def _cache_key(config: APIOrchestrationConfig):  # type: ignore[no-untyped-def]
+    generator = config.cache_key_generator
+    if generator is None:
+        return None
+    endpoints = {e.name: e for e in config.endpoints}
+
+    def key(request: Request) -> str:
+        endpoint = endpoints.get(request.endpoint or "")
+        return str(generator(endpoint)) if endpoint is not None else request.url
+
+    return key
+
+
+def default_layers(endpoint: APIEndpoint, config: APIOrchestrationConfig) -> list[Layer]:
+    """The layers lamina puts around ``endpoint``'s transport, outermost first."""
+    shared = shared_state(config)
+    layers: list[Layer] = [CallTracingLayer(tracer_provider=shared.tracer_provider)]
+    if config.metrics_enabled:
+        layers.append(MetricsLayer(shared.metrics))
+    if shared.cache is not None and endpoint.method in ("GET", "HEAD"):
+        layers.append(shared.cache)
+    layers.append(
+        ParseLayer(
+            endpoint.response_parser,
+            endpoint.transform_output,
+            max_response_bytes=config.max_response_bytes,
+        )
+    )
+    if endpoint.retry_count > 0:
+        layers.append(
+            RetryLayer(
+                retries=endpoint.retry_count,
+                backoff=endpoint.retry_delay,
+                retry_on=endpoint.retry_on or DEFAULT_RETRY_ON,
+                clock=shared.clock,
+            )
+        )
+    layers.append(shared.breakers)
+    limiters = _limiters(endpoint, shared)
+    if limiters:
+        layers.append(RateLimitLayer(limiters=limiters))
+    layers.append(TimeoutLayer(endpoint.timeout, clock=shared.clock))
+    layers.append(TracingLayer(tracer_provider=shared.tracer_provider))
+    if config.log_requests or config.log_responses:
+        layers.append(LoggingLayer(config.log_requests, config.log_responses))
+    return layers
+
+
+def _limiters(endpoint: APIEndpoint, shared: SharedState) -> list[Limiter]:
+    limiters = [shared.global_limiter] if shared.global_limiter is not None else []
+    if endpoint.rate_limit is not None:
+        if endpoint.name not in shared.limiters:
+            shared.limiters[endpoint.name] = Limiter(
+                endpoint.rate_limit,
+                60.0,
+                burst=endpoint.burst_limit,
+                clock=shared.clock,
+                name=endpoint.name,
+            )
+        limiters.append(shared.limiters[endpoint.name])
+    return limiters

@@ -1,0 +1,140 @@
+"""The arithmetic of one rate limit: a GCRA token bucket plus a sliding-window log.
+
+No waiting and no asyncio here: :class:`Bucket` answers "when could ``weight``
+be admitted?" and records admissions. :class:`lamina.ratelimit.Limiter` adds
+the fair waiting queue on top.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+from .._errors import ConfigError
+
+__all__ = ["EPSILON", "Bucket"]
+
+EPSILON = 1e-6
+"""Seconds of tolerance on every time comparison (float rounding, timer jitter).
+
+A waiter woken at its computed slot is admitted even if the float arithmetic
+says it is a few ulps early, so virtual time can never stall on rounding.
+"""
+
+
+def _positive_number(value: object, field: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ConfigError(f"must be a number > 0, got {value!r}", field=field)
+    if not math.isfinite(value):
+        raise ConfigError(f"must be finite, got {value!r}", field=field)
+    return float(value)
+
+
+class Bucket:
+    """``rate`` admissions per ``period`` seconds, at most ``burst`` at one instant.
+
+    Two rules, both must admit (a weight counts as that many admissions):
+
+    * a GCRA token bucket: capacity ``burst``, one token every ``period / rate``
+      seconds, starting full;
+    * a sliding-window log: any half-open window of length ``period`` holds at
+      most ``window = max(ceil(rate), burst)`` admissions.
+
+    So a burst of ``burst`` calls goes at once, the long-run rate is exactly
+    ``rate / period``, and no window of one ``period`` ever holds more than
+    ``window`` (which is ``rate`` for the default ``burst = rate``) - up to
+    :data:`EPSILON` of timer tolerance. Memory: at most ``window`` log entries.
+    """
+
+    __slots__ = ("_interval", "_log", "_log_sum", "_tat", "burst", "period", "rate", "window")
+
+    def __init__(self, rate: float, period: float = 1.0, *, burst: int | None = None) -> None:
+        self.rate = _positive_number(rate, "rate")
+        self.period = _positive_number(period, "period")
+        if burst is None:
+            burst = max(1, int(self.rate))
+        if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
+            raise ConfigError(f"must be an int >= 1, got {burst!r}", field="burst")
+        self.burst = burst
+        self.window = max(math.ceil(self.rate - 1e-9), burst)
+        self._interval = self.period / self.rate
+        self._tat = -math.inf  # theoretical arrival time; -inf = full bucket
+        self._log: deque[tuple[float, int]] = deque()  # (time, weight), oldest first
+        self._log_sum = 0
+
+    # -- queries -----------------------------------------------------------
+    def earliest(self, weight: int, now: float) -> float:
+        """The earliest time >= ``now`` at which ``weight`` could be admitted at once.
+
+        ``weight`` may exceed ``burst`` or ``window`` (to bound the wait behind
+        queued waiters): the result is then a lower bound.
+        """
+        self._prune(now)
+        when = self._tat + (weight - self.burst) * self._interval
+        excess = self._log_sum + min(weight, self.window) - self.window
+        if excess > 0:
+            for stamp, w in self._log:
+                excess -= w
+                if excess <= 0:
+                    when = max(when, stamp + self.period)
+                    break
+        return max(now, when)
+
+    def fits(self, weight: int, now: float) -> bool:
+        """Whether ``weight`` can be admitted at ``now``."""
+        return self.earliest(weight, now) <= now + EPSILON
+
+    def available(self, now: float) -> int:
+        """How much weight could be admitted at ``now``."""
+        self._prune(now)
+        tokens = self.burst - max(0.0, self._tat - now) / self._interval
+        return max(0, min(math.floor(tokens + EPSILON), self.window - self._log_sum))
+
+    # -- updates -----------------------------------------------------------
+    def consume(self, weight: int, now: float) -> None:
+        """Record an admission of ``weight`` at ``now`` (call :meth:`fits` first)."""
+        self._tat = max(self._tat, now) + weight * self._interval
+        log = self._log
+        if log and log[-1][0] == now:
+            log[-1] = (now, log[-1][1] + weight)
+        else:
+            log.append((now, weight))
+        self._log_sum += weight
+
+    def refund(self, weight: int, at: float) -> None:
+        """Give back ``weight`` admitted at ``at`` (the call did not happen)."""
+        self._tat -= weight * self._interval
+        log = self._log
+        for i in range(len(log) - 1, -1, -1):
+            stamp, w = log[i]
+            if stamp == at:
+                back = min(w, weight)
+                self._log_sum -= back
+                if w == back:
+                    del log[i]
+                else:
+                    log[i] = (stamp, w - back)
+                break
+            if stamp < at:
+                break
+
+    def clear(self) -> None:
+        """Forget every admission: the bucket is full again."""
+        self._tat = -math.inf
+        self._log.clear()
+        self._log_sum = 0
+
+    def _prune(self, now: float) -> None:
+        log = self._log
+        horizon = now + EPSILON - self.period
+        while log and log[0][0] <= horizon:
+            self._log_sum -= log.popleft()[1]
+
+    def describe(self) -> str:
+        """``"10/60s burst=5"``."""
+        rate = int(self.rate) if self.rate.is_integer() else self.rate
+        period = int(self.period) if self.period.is_integer() else self.period
+        return f"{rate}/{period}s burst={self.burst}"
+
+    def __repr__(self) -> str:
+        return f"Bucket({self.describe()}, window={self.window}, in_window={self._log_sum})"

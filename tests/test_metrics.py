@@ -1,0 +1,132 @@
+"""IOMetrics: counts, rates, latency percentiles, per endpoint, bounded samples."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from lamina import ConfigError
+from lamina.metrics import IOMetrics
+
+
+def test_reference_usage() -> None:
+    metrics = IOMetrics()
+    metrics.record_request("custom_api", latency=150)
+    metrics.record_error("custom_api", error_type="timeout")
+    assert metrics.total_requests == 2
+    assert metrics.success_rate == 50.0
+    assert metrics.error_rate == 0.5
+    assert metrics.error_rate > 0.05
+    assert metrics.avg_latency == 150.0  # the error carried no latency
+    assert metrics.errors_by_type == {"timeout": 1}
+    assert metrics.endpoint("custom_api").total_requests == 2
+
+
+def test_empty_metrics_are_consistent() -> None:
+    metrics = IOMetrics()
+    assert metrics.total_requests == 0
+    assert metrics.error_rate == 0.0
+    assert metrics.success_rate == 100.0
+    assert metrics.avg_latency == 0.0
+    assert metrics.p99 == 0.0
+    assert metrics.endpoint("nobody").total_requests == 0
+
+
+def test_percentiles_and_per_endpoint() -> None:
+    metrics = IOMetrics()
+    for ms in range(1, 101):
+        metrics.record_request("users", latency=float(ms))
+    metrics.record_request("posts", latency=1000.0, success=False)
+    users = metrics.endpoint("users")
+    assert users.p50 == pytest.approx(50.5)
+    assert users.p95 == pytest.approx(95.05)
+    assert users.p99 == pytest.approx(99.01)
+    assert users.success_rate == 100.0
+    assert metrics.endpoint("posts").error_rate == 1.0
+    assert metrics.endpoint("posts").errors_by_type == {"error": 1}
+    assert sorted(metrics.per_endpoint) == ["posts", "users"]
+    assert metrics.total_requests == 101
+    assert metrics.p99 == pytest.approx(100.0)
+
+
+def test_events_are_counted_per_endpoint() -> None:
+    metrics = IOMetrics()
+    metrics.record_event("users", "retries")
+    metrics.record_event("users", "retries")
+    metrics.record_event("posts", "cache_hits")
+    metrics.record_event("posts", "breaker_rejections")
+    metrics.record_event("posts", "ratelimit_waits", count=3)
+    assert metrics.retries == 2
+    assert metrics.cache_hits == 1
+    assert metrics.breaker_rejections == 1
+    assert metrics.ratelimit_waits == 3
+    assert metrics.endpoint("users").retries == 2
+    assert metrics.endpoint("users").cache_hits == 0
+    assert metrics.total_requests == 0  # events are not requests
+
+
+def test_latency_samples_are_bounded_but_the_average_is_exact() -> None:
+    metrics = IOMetrics(max_samples=10)
+    for ms in range(1000):
+        metrics.record_request("a", latency=float(ms))
+    assert len(metrics.samples) == 10
+    assert len(metrics.endpoint("a").samples) == 10
+    assert metrics.avg_latency == pytest.approx(499.5)
+    assert metrics.p50 == pytest.approx(994.5)  # the most recent window
+
+
+def test_snapshot_and_reset() -> None:
+    metrics = IOMetrics()
+    metrics.record_request("a", latency=10)
+    metrics.record_error("a", error_type="503", latency=30)
+    snap = metrics.as_dict()
+    assert snap["total_requests"] == 2
+    assert snap["endpoints"]["a"]["errors_by_type"] == {"503": 1}
+    assert snap["avg_latency"] == 20.0
+    assert "total_requests=2" in repr(metrics)
+    metrics.reset()
+    assert metrics.total_requests == 0
+    assert metrics.per_endpoint == {}
+
+
+def test_threads_do_not_lose_counts() -> None:
+    metrics = IOMetrics()
+
+    def work() -> None:
+        for _ in range(2000):
+            metrics.record_request("a", latency=1.0)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert metrics.total_requests == 8000
+    assert metrics.endpoint("a").total_requests == 8000
+
+
+def test_bad_config() -> None:
+    with pytest.raises(ConfigError) as info:
+        IOMetrics(max_samples=0)
+    assert info.value.field == "max_samples"
+    with pytest.raises(ConfigError) as info:
+        IOMetrics().percentile(101)
+    assert info.value.field == "q"
+
+
+@given(st.lists(st.tuples(st.booleans(), st.floats(0, 1e6)), max_size=50))
+def test_success_and_error_rates_always_agree(calls: list[tuple[bool, float]]) -> None:
+    metrics = IOMetrics(max_samples=16)
+    for ok, ms in calls:
+        if ok:
+            metrics.record_request("e", latency=ms)
+        else:
+            metrics.record_error("e", error_type="x", latency=ms)
+    assert metrics.success_rate == pytest.approx(100 * (1 - metrics.error_rate))
+    assert 0.0 <= metrics.error_rate <= 1.0
+    assert metrics.total_requests == len(calls)
+    if calls:
+        assert metrics.p50 <= metrics.p95 <= metrics.p99
