@@ -1,7 +1,8 @@
-"""A tour of lamina against built-in local services: ``python -m lamina.demo``.
+"""A tour of lamina on built-in local services: ``python -m lamina.demo``.
 
-Starts :class:`lamina.testing.LocalServer` on 127.0.0.1 (no internet needed),
-sends calls through a stack and prints what each layer did.
+Starts :class:`lamina.testing.LocalServer` on 127.0.0.1 with sample upstream APIs
+(no internet needed), then runs orchestrations that show the modes, retries, the
+circuit breaker opening, cache hits, the rate limiter and a hung upstream being cut.
 """
 
 from __future__ import annotations
@@ -9,76 +10,149 @@ from __future__ import annotations
 import asyncio
 import time
 
-from . import (
-    HttpxTransport,
-    LaminaError,
-    Layer,
-    Request,
-    Response,
-    Service,
-    ServiceBuilder,
-    layer_fn,
-)
-from .layers import ParseLayer, TimeoutLayer
-from .testing import LocalServer
+from . import APIEndpoint, APIOrchestrationConfig, APIOrchestrator, LaminaError, OrchestrationMode
+from .testing import LocalServer, upstreams
 
-CASES = [
-    ("json", "/json?user=42", "a JSON body is parsed into response.value"),
-    ("text", "/text", "a non-JSON body stays text"),
-    ("slow", "/json?ms=150", "a slow answer within the attempt timeout"),
-    ("hang", "/hang", "a hung upstream is cut by TimeoutLayer"),
-    ("broken", "/invalid-json", "a body that claims JSON but is not -> ParseError"),
-    ("down", "/status/503", "a 5xx -> HTTPStatusError"),
-    ("bomb", "/gzip-bomb?bytes=20000000", "a gzip bomb stops at max_response_bytes"),
-]
+Mode = OrchestrationMode
 
 
-def tap(label: str) -> Layer:
-    """A layer that prints what came back through it."""
+def title(text: str) -> None:
+    print(f"\n== {text}")
 
-    async def trace(request: Request, call_next: Service) -> Response:
+
+async def enrichment(base: str) -> None:
+    title("PARALLEL: three upstreams of 150 ms each finish together, then from the cache")
+    endpoints = [
+        APIEndpoint(name="user", url=f"{base}/users/{{user_id}}?ms=150"),
+        APIEndpoint(
+            name="posts",
+            url=f"{base}/users/{{user_id}}/posts?ms=150",
+            response_parser=lambda r: r.json()["posts"],
+        ),
+        APIEndpoint(name="analytics", url=f"{base}/analytics/users/{{user_id}}?ms=150"),
+    ]
+    config = APIOrchestrationConfig(endpoints=endpoints, mode=Mode.PARALLEL, cache_ttl=60)
+    async with APIOrchestrator(config) as orchestrator:
+        for _ in range(2):
+            report = await orchestrator.run({"user_id": 42})
+            print(report.summary())
+
+
+async def retries(base: str) -> None:
+    title("Retries: an upstream that fails twice with 503, then answers")
+    flaky = APIEndpoint(name="flaky", url=f"{base}/flaky/demo?fail=2", retry_delay=0.05)
+    async with APIOrchestrator(APIOrchestrationConfig(endpoints=[flaky])) as orchestrator:
+        report = await orchestrator.run()
+    print(report.summary())
+
+
+async def breaker(base: str, server: LocalServer) -> None:
+    title("Circuit breaker: after 3 failures the upstream is no longer called")
+    down = APIEndpoint(name="down", url=f"{base}/status/503", retry_count=0)
+    config = APIOrchestrationConfig(
+        endpoints=[down], circuit_breaker_threshold=3, circuit_breaker_timeout=30
+    )
+    async with APIOrchestrator(config) as orchestrator:
+        for run in range(1, 6):
+            report = await orchestrator.run()
+            error = report.endpoints["down"].error
+            print(f"  run {run}: {type(error).__name__}: {error}")
+    print(f"  the upstream saw {server.hits('/status/503')} calls for 5 runs")
+
+
+async def rate_limit(base: str, server: LocalServer) -> None:
+    title("Rate limit: 8 calls under a global limit of 4 per second (burst 4)")
+    endpoints = [APIEndpoint(name=f"call{i}", url=f"{base}/json?i={i}") for i in range(8)]
+    config = APIOrchestrationConfig(
+        endpoints=endpoints, mode=Mode.FANOUT, global_rate_limit=4, rate_limit_window=1
+    )
+    async with APIOrchestrator(config) as orchestrator:
+        await orchestrator.run()
+    arrivals = server.arrivals("/json")
+    first = min(arrivals)
+    print("  arrivals (s):", " ".join(f"{t - first:.2f}" for t in sorted(arrivals)))
+
+
+async def pipeline(base: str) -> None:
+    title("PIPELINE with a condition and dependencies: the payment example")
+    config = APIOrchestrationConfig(
+        endpoints=[
+            APIEndpoint(name="validate", url=f"{base}/payment/validate", method="POST"),
+            APIEndpoint(
+                name="fraud_check",
+                url=f"{base}/fraud/check",
+                method="POST",
+                condition=lambda data: data["amount"] > 100,
+            ),
+            APIEndpoint(
+                name="process",
+                url=f"{base}/processor/charge",
+                method="POST",
+                depends_on=["validate", "fraud_check"],
+            ),
+            APIEndpoint(
+                name="notify", url=f"{base}/notify/payment", method="POST", depends_on=["process"]
+            ),
+        ],
+        mode=Mode.PIPELINE,
+        fail_fast=True,
+    )
+    async with APIOrchestrator(config) as orchestrator:
+        for amount in (250, 20):
+            report = await orchestrator.run({"amount": amount, "card_token": "tok_demo"})
+            print(f"  amount {amount}:")
+            print(report.summary())
+
+
+async def hybrid(base: str) -> None:
+    title("HYBRID: a dependency graph; each call starts when its dependencies are done")
+    config = APIOrchestrationConfig(
+        endpoints=[
+            APIEndpoint(name="auth", url=f"{base}/json?ms=50&step=auth"),
+            APIEndpoint(name="user", url=f"{base}/users/1?ms=100", depends_on=["auth"]),
+            APIEndpoint(name="stock", url=f"{base}/json?ms=30&step=stock", depends_on=["auth"]),
+            APIEndpoint(
+                name="order",
+                url=f"{base}/echo?step=order",
+                method="POST",
+                depends_on=["user", "stock"],
+            ),
+        ],
+        mode=Mode.HYBRID,
+    )
+    async with APIOrchestrator(config) as orchestrator:
+        print((await orchestrator.run()).summary())
+
+
+async def deadline(base: str) -> None:
+    title("A hung upstream: total_timeout ends the run and leaves nothing running")
+    hang = APIEndpoint(name="hang", url=f"{base}/hang")
+    config = APIOrchestrationConfig(endpoints=[hang], total_timeout=0.5)
+    async with APIOrchestrator(config) as orchestrator:
         started = time.perf_counter()
         try:
-            response = await call_next(request)
+            await orchestrator.execute()
         except LaminaError as exc:
             took = (time.perf_counter() - started) * 1000
-            print(f"    {label:<9} raised {type(exc).__name__} after {took:.0f} ms")
-            raise
-        took = (time.perf_counter() - started) * 1000
-        print(f"    {label:<9} got {response.status_code} in {took:.0f} ms")
-        return response
-
-    return layer_fn(trace)
+            print(f"  {type(exc).__name__} after {took:.0f} ms: {exc}")
 
 
-async def run(server: LocalServer) -> int:
-    failures = 0
-    async with HttpxTransport() as transport:
-        stack = (
-            ServiceBuilder()
-            .layer(tap("parse"))
-            .layer(ParseLayer(max_response_bytes=1_000_000))
-            .layer(tap("timeout"))
-            .layer(TimeoutLayer(0.5))
-            .layer(tap("transport"))
-            .service(transport)
-        )
-        for name, path, what in CASES:
-            print(f"\n{name}: {what}")
-            try:
-                response = await stack(Request("GET", server.url_for(path), endpoint=name))
-                print(f"  => value {str(response.value)[:70]!r}")
-            except LaminaError as exc:
-                failures += 1
-                print(f"  => {type(exc).__name__}: {exc}")
-    print(f"\nlocal server received {server.hits()} requests; {failures} calls failed as expected")
-    return failures
+async def tour(server: LocalServer) -> None:
+    base = server.url
+    await enrichment(base)
+    await retries(base)
+    await breaker(base, server)
+    await rate_limit(base, server)
+    await pipeline(base)
+    await hybrid(base)
+    await deadline(base)
+    print(f"\nthe local services received {server.hits()} requests in all")
 
 
 def main() -> None:
-    with LocalServer() as server:
-        print(f"lamina demo: local upstream services at {server.url}")
-        asyncio.run(run(server))
+    with upstreams.install(LocalServer()) as server:
+        print(f"lamina demo: sample upstream APIs at {server.url}")
+        asyncio.run(tour(server))
 
 
 if __name__ == "__main__":

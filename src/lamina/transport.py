@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import importlib
+import ssl
 import time
 import zlib
 from types import TracebackType
@@ -56,9 +60,12 @@ class HttpxTransport:
             raise ConfigError("must be > 0", field="max_response_bytes")
         if max_redirects < 0:
             raise ConfigError("must be >= 0", field="max_redirects")
+        _warm_up()
         self._owns_client = client is None
         if client is None:
             client_options.setdefault("timeout", None)
+            if "verify" not in client_options and "cert" not in client_options:
+                client_options["verify"] = _default_ssl_context()
             try:
                 client = httpx.AsyncClient(transport=transport, http2=http2, **client_options)
             except ImportError as exc:
@@ -190,6 +197,21 @@ class _BoundedChunks:
 
     def join(self) -> bytes:
         return b"".join(self.parts)
+
+
+@functools.cache
+def _default_ssl_context() -> ssl.SSLContext:
+    """httpx's default TLS context, built once: loading the CA bundle takes ~100 ms."""
+    return httpx.create_ssl_context()
+
+
+@functools.cache
+def _warm_up() -> None:
+    """Import what httpcore imports lazily on its first request (anyio's asyncio
+    backend, ~100 ms), so that cost is paid here and not inside a call's timeout."""
+    for module in ("sniffio", "anyio._backends._asyncio"):
+        with contextlib.suppress(ImportError):
+            importlib.import_module(module)
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:

@@ -125,7 +125,7 @@ async def test_total_timeout(lamina_server: LocalServer) -> None:
             await orchestrator.execute()
         took = time.perf_counter() - started
     assert isinstance(info.value, TimeoutError)
-    assert 0.29 <= took < 1.0
+    assert 0.29 <= took < 0.45  # obeyed within 150 ms, even on a loaded machine
     assert info.value.report.endpoints["hang"].outcome in ("failed", "cancelled")  # type: ignore[attr-defined]
     assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("lamina:")]
 

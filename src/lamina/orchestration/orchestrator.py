@@ -69,6 +69,7 @@ class APIOrchestrator:
         self._owned: HttpxTransport | None = None
         self._layers = {e.name: self._layers_for(e, layers) for e in config.endpoints}
         self._stacks: dict[str, Service] = {}
+        self._build_stacks()  # built now, so the first run does not pay for it
         self._tracer = trace.get_tracer("lamina", __version__, tracer_provider=tracer_provider)
 
     @staticmethod
@@ -91,15 +92,20 @@ class APIOrchestrator:
         return layers
 
     # -- transport and stacks (bound to the running loop) ----------------------
+    def _build_stacks(self) -> None:
+        self._transport = self._make_transport()
+        self._stacks = {
+            name: ServiceBuilder(layers).service(self._transport)
+            for name, layers in self._layers.items()
+        }
+
     def _stacks_for_loop(self) -> dict[str, Service]:
+        """The stacks, bound to the running loop (a new loop gets a new owned client)."""
         loop = asyncio.get_running_loop()
-        if self._transport is None or self._transport_loop is not loop:
-            self._transport = self._make_transport()
+        if self._transport_loop is not loop:
+            if self._transport_loop is not None or self._transport is None:
+                self._build_stacks()
             self._transport_loop = loop
-            self._stacks = {
-                name: ServiceBuilder(layers).service(self._transport)
-                for name, layers in self._layers.items()
-            }
         return self._stacks
 
     def _make_transport(self) -> Service:

@@ -90,6 +90,30 @@ class RunReport:
             path.append(current.name)
         return path[::-1]
 
+    def summary(self) -> str:
+        """A plain-text table: endpoint, outcome, status, attempts, latency, start."""
+        rows = [["endpoint", "outcome", "status", "attempts", "latency", "start", "note"]]
+        for r in self.endpoints.values():
+            note = r.reason or (type(r.error).__name__ if r.error is not None else "")
+            rows.append(
+                [
+                    r.name,
+                    r.outcome,
+                    "" if r.status_code is None else str(r.status_code),
+                    str(r.attempts),
+                    "" if r.latency is None else f"{r.latency * 1000:.0f} ms",
+                    "" if r.start is None else f"+{r.start * 1000:.0f} ms",
+                    note,
+                ]
+            )
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+        lines.append(
+            f"{self.mode} run: {self.duration * 1000:.0f} ms, "
+            f"critical path {' -> '.join(self.critical_path) or '-'}"
+        )
+        return "\n".join(line.rstrip() for line in lines)
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly summary of the run (results excluded)."""
         return {

@@ -150,6 +150,10 @@ class LocalServer:
         assert self._stopping is not None
         self._stopping.set()
         self._server.close()
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in others:  # idle keep-alive connections
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._server.wait_closed(), 2)
 
