@@ -37,6 +37,13 @@ from .orchestration import (
     create_rest_api_orchestrator,
     create_sequential_api_chain,
 )
+from .ratelimit import (
+    InMemoryRateLimiter,
+    Limiter,
+    RateLimit,
+    RateLimiterConfig,
+    RateLimitStatus,
+)
 from .transport import HttpxTransport
 
 __all__ = [
@@ -59,14 +66,19 @@ __all__ = [
     "Headers",
     "HttpxTransport",
     "IOMetrics",
+    "InMemoryRateLimiter",
     "LaminaError",
     "Layer",
+    "Limiter",
     "LoopClock",
     "MemoryStore",
     "OrchestrationMode",
     "OrchestrationTimeout",
     "ParseError",
+    "RateLimit",
     "RateLimitExceeded",
+    "RateLimitStatus",
+    "RateLimiterConfig",
     "Request",
     "Response",
     "ResponseTooLarge",

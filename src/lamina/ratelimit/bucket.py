@@ -12,7 +12,10 @@ from collections import deque
 
 from .._errors import ConfigError
 
-__all__ = ["EPSILON", "Bucket"]
+__all__ = ["EPSILON", "LOG_GRAIN", "Bucket"]
+
+LOG_GRAIN = 8192
+"""The window log rounds admission times up to ``period / LOG_GRAIN``."""
 
 EPSILON = 1e-6
 """Seconds of tolerance on every time comparison (float rounding, timer jitter).
@@ -43,10 +46,22 @@ class Bucket:
     So a burst of ``burst`` calls goes at once, the long-run rate is exactly
     ``rate / period``, and no window of one ``period`` ever holds more than
     ``window`` (which is ``rate`` for the default ``burst = rate``) - up to
-    :data:`EPSILON` of timer tolerance. Memory: at most ``window`` log entries.
+    :data:`EPSILON` of timer tolerance. The log keeps at most
+    ``min(window, LOG_GRAIN)`` entries; an admission that waits for the window
+    may wait up to ``period / LOG_GRAIN`` longer than strictly needed.
     """
 
-    __slots__ = ("_interval", "_log", "_log_sum", "_tat", "burst", "period", "rate", "window")
+    __slots__ = (
+        "_grain",
+        "_interval",
+        "_log",
+        "_log_sum",
+        "_tat",
+        "burst",
+        "period",
+        "rate",
+        "window",
+    )
 
     def __init__(self, rate: float, period: float = 1.0, *, burst: int | None = None) -> None:
         self.rate = _positive_number(rate, "rate")
@@ -58,6 +73,7 @@ class Bucket:
         self.burst = burst
         self.window = max(math.ceil(self.rate - 1e-9), burst)
         self._interval = self.period / self.rate
+        self._grain = self.period / LOG_GRAIN
         self._tat = -math.inf  # theoretical arrival time; -inf = full bucket
         self._log: deque[tuple[float, int]] = deque()  # (time, weight), oldest first
         self._log_sum = 0
@@ -81,8 +97,13 @@ class Bucket:
         return max(now, when)
 
     def fits(self, weight: int, now: float) -> bool:
-        """Whether ``weight`` can be admitted at ``now``."""
-        return self.earliest(weight, now) <= now + EPSILON
+        """Whether ``weight`` can be admitted at ``now`` (the same as ``earliest() <= now``)."""
+        if self._tat + (weight - self.burst) * self._interval > now + EPSILON:
+            return False
+        log = self._log
+        if log and log[0][0] <= now + EPSILON - self.period:
+            self._prune(now)
+        return self._log_sum + weight <= self.window
 
     def available(self, now: float) -> int:
         """How much weight could be admitted at ``now``."""
@@ -93,17 +114,28 @@ class Bucket:
     # -- updates -----------------------------------------------------------
     def consume(self, weight: int, now: float) -> None:
         """Record an admission of ``weight`` at ``now`` (call :meth:`fits` first)."""
-        self._tat = max(self._tat, now) + weight * self._interval
+        tat = self._tat
+        self._tat = (tat if tat > now else now) + weight * self._interval
+        stamp = self._stamp(now)
         log = self._log
-        if log and log[-1][0] == now:
-            log[-1] = (now, log[-1][1] + weight)
+        if log and log[-1][0] == stamp:
+            log[-1] = (stamp, log[-1][1] + weight)
         else:
-            log.append((now, weight))
+            log.append((stamp, weight))
         self._log_sum += weight
+
+    def _stamp(self, now: float) -> float:
+        # Log times are rounded UP to a grain of period/8192: an entry never
+        # expires early (the window bound stays exact), a waiter may wait up
+        # to one grain longer, and the log never holds more than 8192 entries.
+        # (The 1e-6 grain of slack keeps float noise from adding a whole grain.)
+        grain = self._grain
+        return math.ceil(now / grain - 1e-6) * grain
 
     def refund(self, weight: int, at: float) -> None:
         """Give back ``weight`` admitted at ``at`` (the call did not happen)."""
         self._tat -= weight * self._interval
+        at = self._stamp(at)
         log = self._log
         for i in range(len(log) - 1, -1, -1):
             stamp, w = log[i]

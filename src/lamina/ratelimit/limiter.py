@@ -160,6 +160,12 @@ def try_acquire_all(limiters: Sequence[Limiter], weight: int = 1) -> bool:
 def take_now(limiters: Sequence[Limiter], weight: int) -> bool:
     """:func:`try_acquire_all` without validation (for callers that validated already)."""
     now = limiters[0].clock.now()
+    if len(limiters) == 1:
+        limiter = limiters[0]
+        if limiter._queue or not limiter._bucket.fits(weight, now):
+            return False
+        limiter._bucket.consume(weight, now)
+        return True
     for limiter in limiters:
         if limiter._queue or not limiter._bucket.fits(weight, now):
             return False
