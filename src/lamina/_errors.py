@@ -156,12 +156,14 @@ class HTTPStatusError(LaminaError):
         kind = "client error" if response.status_code < 500 else "server error"
         if response.status_code < 400:
             kind = "unexpected status"
-        return cls(
+        error = cls(
             f"HTTP {response.status_code} {kind}",
             status_code=response.status_code,
             request=response.request,
             response=response,
         )
+        error.attempts = response.attempts
+        return error
 
 
 class ParseError(LaminaError):

@@ -330,3 +330,14 @@ async def test_result_merger_and_transformer(api: LocalServer) -> None:
     )
     async with APIOrchestrator(cfg) as orchestrator:
         assert await orchestrator.execute() == "0+1"
+
+
+async def test_failed_report_counts_every_attempt(lamina_server: LocalServer) -> None:
+    endpoint = APIEndpoint(
+        name="down", url=lamina_server.url_for("/status/503"), retry_count=2, retry_delay=0.01
+    )
+    async with APIOrchestrator(config(endpoint)) as orchestrator:
+        report = await orchestrator.run()
+    assert lamina_server.hits("/status/503") == 3
+    assert report.endpoints["down"].attempts == 3
+    assert report.endpoints["down"].status_code == 503
