@@ -75,12 +75,22 @@ class Request:
     def replace(self, **changes: Any) -> Request:
         """A copy with some fields changed; ``extensions`` is shared unless given."""
         new = object.__new__(Request)
-        for name in Request.__slots__:
-            setattr(new, name, changes.pop(name) if name in changes else getattr(self, name))
-        if changes:
-            raise TypeError(f"Request has no field(s) {sorted(changes)}")
-        if isinstance(new.headers, Mapping) and not isinstance(new.headers, Headers):
-            new.headers = Headers(new.headers)
+        new.method = self.method
+        new.url = self.url
+        new.headers = self.headers
+        new.params = self.params
+        new.json = self.json
+        new.content = self.content
+        new.endpoint = self.endpoint
+        new.attempt = self.attempt
+        new.deadline = self.deadline
+        new.extensions = self.extensions
+        for name, value in changes.items():
+            if name not in _REQUEST_FIELDS:
+                raise TypeError(f"Request has no field {name!r}")
+            if name == "headers" and not isinstance(value, Headers):
+                value = Headers(value)
+            setattr(new, name, value)
         return new
 
     @property
@@ -91,6 +101,9 @@ class Request:
     def __repr__(self) -> str:
         where = f" endpoint={self.endpoint!r}" if self.endpoint else ""
         return f"<Request {self.method} {self.redacted_url}{where} attempt={self.attempt}>"
+
+
+_REQUEST_FIELDS = frozenset(Request.__slots__)
 
 
 class Response:
