@@ -26,8 +26,8 @@ def test_custom_stack_example() -> None:
 def test_demo_module() -> None:
     out = run("-m", "lamina.demo")
     sections = out.split("\n== ")
-    assert len(sections) == 8  # the banner and seven scenarios
-    parallel, retries, breaker, rate, pipeline, hybrid, deadline = sections[1:]
+    assert len(sections) == 10  # the banner and nine scenarios
+    parallel, retries, breaker, rate, pipeline, hybrid, deadline = sections[1:8]
     assert parallel.count(" cached ") == 3  # the second run came from the cache
     assert "flaky     ok       200     3" in retries
     assert breaker.count("HTTPStatusError") == 3

@@ -4,6 +4,7 @@ from . import telemetry
 from ._clock import Clock, LoopClock
 from ._core import Layer, Request, Response, Service, ServiceBuilder, layer_fn, service_fn
 from ._errors import (
+    BackendUnavailable,
     CircuitOpenError,
     ConcurrencyLimitExceeded,
     ConfigError,
@@ -21,8 +22,19 @@ from ._errors import (
 )
 from ._headers import Headers
 from ._version import __version__
+from .backends import (
+    Backend,
+    InMemoryBackend,
+    RedisBackend,
+    RedisBreakerBackend,
+    RedisCacheStore,
+    RedisLimiter,
+    RedisRateLimiter,
+    resolve_backend,
+)
 from .breaker import CircuitBreaker, CircuitState, StateChange
 from .cache import CacheEntry, CacheStore, MemoryStore
+from .flows import load_flow
 from .layers.retry_policy import RetryBudget, RetryPolicy
 from .metrics import IOMetrics
 from .orchestration import (
@@ -50,6 +62,8 @@ __all__ = [
     "APIEndpoint",
     "APIOrchestrationConfig",
     "APIOrchestrator",
+    "Backend",
+    "BackendUnavailable",
     "CacheEntry",
     "CacheStore",
     "CircuitBreaker",
@@ -66,6 +80,7 @@ __all__ = [
     "Headers",
     "HttpxTransport",
     "IOMetrics",
+    "InMemoryBackend",
     "InMemoryRateLimiter",
     "LaminaError",
     "Layer",
@@ -79,6 +94,11 @@ __all__ = [
     "RateLimitExceeded",
     "RateLimitStatus",
     "RateLimiterConfig",
+    "RedisBackend",
+    "RedisBreakerBackend",
+    "RedisCacheStore",
+    "RedisLimiter",
+    "RedisRateLimiter",
     "Request",
     "Response",
     "ResponseTooLarge",
@@ -96,6 +116,8 @@ __all__ = [
     "create_rest_api_orchestrator",
     "create_sequential_api_chain",
     "layer_fn",
+    "load_flow",
+    "resolve_backend",
     "service_fn",
     "telemetry",
 ]

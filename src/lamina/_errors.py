@@ -16,8 +16,10 @@
      ├── ConcurrencyLimitExceeded        a bulkhead has no room and too many waiters
      ├── EndpointError                   an endpoint failed a fail_fast run (cause chained)
      ├── ErrorThresholdExceeded          a run's failed fraction passed error_threshold
-     └── OrchestrationTimeout (builtins.TimeoutError)
-                                         a run passed its total_timeout
+     ├── OrchestrationTimeout (builtins.TimeoutError)
+     │                                   a run passed its total_timeout
+     └── BackendUnavailable              a shared-state backend (Redis) is unreachable
+                                         and its policy is on_error="closed"
 
 Every error carries ``endpoint`` (when known) and ``request`` (whose repr and
 URL are redacted). Messages never contain header values or secret query values.
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
     from ._core import Request, Response
 
 __all__ = [
+    "BackendUnavailable",
     "CircuitOpenError",
     "ConcurrencyLimitExceeded",
     "ConfigError",
@@ -270,3 +273,21 @@ class OrchestrationTimeout(LaminaError, builtins.TimeoutError):
     def __init__(self, message: str, *, timeout: float) -> None:
         self.timeout = timeout
         super().__init__(message)
+
+
+class BackendUnavailable(LaminaError):
+    """A shared-state backend (e.g. Redis) is unreachable and its policy is ``on_error="closed"``.
+
+    ``backend`` names the kind of backend (``"redis"``).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        backend: str,
+        endpoint: str | None = None,
+        request: Request | None = None,
+    ) -> None:
+        self.backend = backend
+        super().__init__(message, endpoint=endpoint, request=request)

@@ -80,11 +80,13 @@ Transition = tuple[CircuitState, CircuitState]
 
 @dataclass(frozen=True, slots=True)
 class Permit:
-    """The answer to "may this call go ahead?". ``probe`` marks the half-open trial call."""
+    """The answer to "may this call go ahead?". ``probe`` marks the half-open trial call;
+    ``token`` identifies a probe granted by a shared backend (None otherwise)."""
 
     admitted: bool
     probe: bool = False
     retry_after: float = 0.0
+    token: str | None = None
 
 
 _PASS = Permit(admitted=True)

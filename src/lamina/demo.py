@@ -1,14 +1,20 @@
-"""A tour of lamina on built-in local services: ``python -m lamina.demo``.
+"""A tour of lamina on built-in local services: ``lamina demo`` or ``python -m lamina.demo``.
 
 Starts :class:`lamina.testing.LocalServer` on 127.0.0.1 with sample upstream APIs
-(no internet needed), then runs orchestrations that show the modes, retries, the
-circuit breaker opening, cache hits, the rate limiter and a hung upstream being cut.
+(no internet needed): fast ones, slow ones, flaky ones, a rate-limited one answering
+429 with Retry-After, one answering 503 and one that is down (connection refused).
+Then it runs orchestrations in every mode that show retries, the circuit breaker
+opening, cache hits, the rate limiter and a hung upstream being cut; the last two
+are drawn as the ``lamina run`` command draws them: a results table and a waterfall.
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
+import sys
 import time
+from typing import Any
 
 from . import APIEndpoint, APIOrchestrationConfig, APIOrchestrator, LaminaError, OrchestrationMode
 from .testing import LocalServer, upstreams
@@ -137,7 +143,100 @@ async def deadline(base: str) -> None:
             print(f"  {type(exc).__name__} after {took:.0f} ms: {exc}")
 
 
-async def tour(server: LocalServer) -> None:
+def closed_port() -> int:
+    """A local port nobody listens on: the "down" upstream (connection refused)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def show(outcome: Any) -> None:
+    """Print a run as ``lamina run`` does: results table, waterfall, verdict."""
+    from .cli.render import results_table, waterfall
+
+    report = outcome.report
+    timelines = outcome.recorder.timelines
+    print(results_table(report, timelines))
+    print(waterfall(report, timelines))
+    print(
+        f"{report.mode} run: {report.duration * 1000:.0f} ms, "
+        f"critical path {' -> '.join(report.critical_path) or '-'}"
+    )
+
+
+async def sequential(base: str, report_path: str | None) -> None:
+    title("SEQUENTIAL: a slow upstream cut by its timeout, a down one handled, the rest go on")
+    from .cli.commands import run_flow
+
+    down = f"http://127.0.0.1:{closed_port()}"
+    config = APIOrchestrationConfig(
+        endpoints=[
+            APIEndpoint(name="token", url=f"{base}/json?ms=20&step=token"),
+            APIEndpoint(
+                name="slow_search",
+                url=f"{base}/json?ms=400&step=search",
+                timeout=0.15,
+                retry_count=1,
+                retry_delay=0.05,
+            ),
+            APIEndpoint(
+                name="billing_down",
+                url=f"{down}/billing",
+                retry_count=2,
+                retry_delay=0.05,
+                error_handler=lambda exc: {"billing": "unavailable", "why": type(exc).__name__},
+            ),
+            APIEndpoint(name="profile", url=f"{base}/users/7?ms=40"),
+        ],
+        mode=Mode.SEQUENTIAL,
+    )
+    outcome = await run_flow(config, None)
+    show(outcome)
+    if report_path and outcome.report is not None:
+        from .cli.report_html import write_html
+
+        path = write_html(
+            report_path, outcome.report, config, outcome.recorder.timelines, title="lamina demo"
+        )
+        print(f"  HTML report of this run: {path}")
+
+
+async def conditional(base: str) -> None:
+    title("CONDITIONAL: gated calls, and a rate-limited upstream answering 429 + Retry-After")
+    from .cli.commands import run_flow
+
+    config = APIOrchestrationConfig(
+        endpoints=[
+            APIEndpoint(name="account", url=f"{base}/users/{{user_id}}?ms=30"),
+            APIEndpoint(
+                name="gold_offers",
+                url=f"{base}/json?ms=30&step=offers",
+                condition=lambda ctx: ctx.get("tier") == "gold",
+            ),
+            APIEndpoint(
+                name="quota",
+                url=f"{base}/retry-after/demo-quota?seconds=0.2",
+                retry_delay=0.05,
+                condition=lambda ctx: ctx["account"] is not None,
+            ),
+            APIEndpoint(
+                name="limited",
+                url=f"{base}/echo?step=limited",
+                method="POST",  # not cached: the second run waits for the rate limiter
+                rate_limit=120,
+                burst_limit=1,
+            ),
+        ],
+        mode=Mode.CONDITIONAL,
+        cache_ttl=60,
+    )
+    for tier in ("silver", "gold"):  # the second run: cache hits, the limiter holds a call
+        outcome = await run_flow(config, {"user_id": 7, "tier": tier})
+        show(outcome)
+
+
+async def tour(server: LocalServer, report_path: str | None = None) -> None:
     base = server.url
     await enrichment(base)
     await retries(base)
@@ -146,13 +245,18 @@ async def tour(server: LocalServer) -> None:
     await pipeline(base)
     await hybrid(base)
     await deadline(base)
+    await sequential(base, report_path)
+    await conditional(base)
     print(f"\nthe local services received {server.hits()} requests in all")
+    print("next: write a flow file and run `lamina run flow.yaml --report run.html` (docs/cli.md)")
 
 
-def main() -> None:
+def main(report: str | None = None) -> None:
+    """Start the local services and run the tour; ``report`` writes an HTML run report."""
     with upstreams.install(LocalServer()) as server:
         print(f"lamina demo: sample upstream APIs at {server.url}")
-        asyncio.run(tour(server))
+        sys.stdout.flush()
+        asyncio.run(tour(server, report))
 
 
 if __name__ == "__main__":

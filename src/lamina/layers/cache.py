@@ -9,8 +9,9 @@ from dataclasses import dataclass
 
 from .._clock import Clock, default_clock
 from .._core import Request, Response, Service
-from .._errors import ConfigError, LaminaError
+from .._errors import BackendUnavailable, ConfigError, LaminaError
 from .._events import emit
+from ..backends.base import Backend
 from ..cache.flight import SingleFlight
 from ..cache.keys import KeyFunction, default_key, scoped_key
 from ..cache.policy import request_wants_fresh, serves_stale, storable, vary_digest, vary_names
@@ -30,7 +31,8 @@ class CacheLayer:
     """Cache successful responses of safe methods for ``ttl`` seconds.
 
     ``maxsize`` bounds the default in-memory store; ``store`` replaces it (any
-    :class:`lamina.cache.CacheStore`). ``key(request) -> str`` replaces the
+    :class:`lamina.cache.CacheStore`, or a :class:`lamina.backends.Backend` such
+    as ``RedisBackend`` to build its store). ``key(request) -> str`` replaces the
     default key (:func:`lamina.cache.default_key`); a custom key is still
     prefixed by the namespace (``request.endpoint``) and suffixed by a digest of
     the caller's credentials. ``stale_if_error=seconds`` keeps entries that long
@@ -60,7 +62,7 @@ class CacheLayer:
         ttl: float = 300,
         maxsize: int = 1024,
         key: KeyFunction | None = None,
-        store: CacheStore | None = None,
+        store: CacheStore | Backend | None = None,
         stale_if_error: float | None = None,
         cache_authorized: bool = False,
         methods: Iterable[str] = ("GET", "HEAD"),
@@ -88,6 +90,8 @@ class CacheLayer:
         if clock is not None and not isinstance(clock, Clock):
             raise ConfigError("must have now() and sleep()", field="clock")
         self.clock = clock or default_clock
+        if isinstance(store, Backend):  # e.g. a RedisBackend: build its store
+            store = store.cache_store(maxsize=maxsize, clock=self.clock)
         if store is not None and not isinstance(store, CacheStore):
             raise ConfigError("must implement get/set/delete/clear", field="store")
         self.store: CacheStore = store or MemoryStore(maxsize, clock=self.clock)
@@ -218,6 +222,8 @@ class Cache:
             if self._get_nowait is not None:
                 return self._get_nowait(key)
             return await self.config.store.get(key)
+        except BackendUnavailable:  # a shared store with on_error="closed" rejects the call
+            raise
         except Exception:
             logger.warning("cache store get failed; treating as a miss", exc_info=True)
             return None

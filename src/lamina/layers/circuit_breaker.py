@@ -9,6 +9,7 @@ from types import MappingProxyType
 from .._clock import Clock, default_clock
 from .._core import Request, Response, Service
 from .._errors import ConfigError, TimeoutError, TransportError
+from ..backends.base import Backend
 from ..breaker import (
     BreakerBackend,
     BreakerMachine,
@@ -45,6 +46,10 @@ class CircuitBreakerLayer:
     is a success; an exception that is not a failure (e.g. a limiter refusing)
     and a cancellation are neutral. Rejections raise
     :class:`lamina.CircuitOpenError` without calling the inner service.
+
+    ``backend`` stores the breakers' state: in memory by default, or shared by
+    every process with a :class:`lamina.backends.RedisBackend` (or its
+    ``breaker_backend()``).
     """
 
     __slots__ = ("_backend", "_breakers", "_hooks", "_machine", "clock", "is_failure", "name")
@@ -58,7 +63,7 @@ class CircuitBreakerLayer:
         is_failure: FailurePredicate | None = None,
         failure_statuses: Collection[int] | None = None,
         clock: Clock | None = None,
-        backend: BreakerBackend | None = None,
+        backend: BreakerBackend | Backend | None = None,
     ) -> None:
         self._machine = BreakerMachine(threshold, timeout)
         if name is not None and (not isinstance(name, str) or not name):
@@ -72,6 +77,8 @@ class CircuitBreakerLayer:
         self.name = name
         self.is_failure: FailurePredicate = is_failure or default_is_failure
         self.clock = clock or default_clock
+        if isinstance(backend, Backend):  # e.g. a RedisBackend: its breaker storage
+            backend = backend.breaker_backend()
         self._backend: BreakerBackend = backend if backend is not None else MemoryBackend()
         self._breakers: dict[str, CircuitBreaker] = {}
         self._hooks: list[StateChangeHook] = []

@@ -191,6 +191,8 @@ def _check_url(url: Any, endpoint: str) -> None:
 class APIOrchestrationConfig:
     """The whole orchestration: endpoints, mode and the shared policies.
 
+    ``layers`` optionally replaces the default stack (a list, or a callable
+    ``(endpoint, config) -> list``; flows set it from their ``layers:`` list).
     ``global_rate_limit`` is requests per ``rate_limit_window`` seconds across all
     endpoints; ``error_threshold`` the largest tolerated fraction of failed calls
     (checked once 10 calls have finished); ``cache_ttl`` seconds (None: no cache).
@@ -214,6 +216,8 @@ class APIOrchestrationConfig:
     log_requests: bool = False
     log_responses: bool = False
     max_response_bytes: int = 10 * 1024 * 1024
+    layers: Any = field(default=None, repr=False, compare=False)
+    backend: Any = None  # None | "memory" | "redis://..." | a lamina.backends.Backend
     shared: Any = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -246,10 +250,28 @@ class APIOrchestrationConfig:
         if self.cache_ttl is not None:
             _number(self.cache_ttl, "cache_ttl", None, minimum=0, strict=True)
         _integer(self.max_response_bytes, "max_response_bytes", None, minimum=1)
+        from ..backends.base import resolve_backend
+
+        resolve_backend(self.backend)  # ConfigError(field="backend"), never showing the URL
         for attr in ("result_merger", "result_transformer", "cache_key_generator"):
             _callable(getattr(self, attr), attr, None)
         self.endpoints = list(self.endpoints)
         _check_endpoints(self.endpoints)
+
+    @classmethod
+    def from_dict(
+        cls, data: Mapping[str, Any], *, env: Mapping[str, str] | None = None
+    ) -> APIOrchestrationConfig:
+        """Build a validated config from a flow mapping (see docs/flows.md)."""
+        from ..flows import config_from_dict
+
+        return config_from_dict(data, env=env)
+
+    def to_dict(self, *, templates: bool = True) -> dict[str, Any]:
+        """This config as a flow mapping; ``from_dict`` of it gives an equal config."""
+        from ..flows import config_to_dict
+
+        return config_to_dict(self, templates=templates)
 
     @property
     def endpoint_names(self) -> list[str]:

@@ -67,6 +67,8 @@ class APIOrchestrator:
         self._transport: Service | None = None
         self._transport_loop: asyncio.AbstractEventLoop | None = None
         self._owned: HttpxTransport | None = None
+        if layers is None:
+            layers = config.layers
         self._layers = {e.name: self._layers_for(e, layers) for e in config.endpoints}
         self._stacks: dict[str, Service] = {}
         self._build_stacks()  # built now, so the first run does not pay for it

@@ -18,6 +18,7 @@ from opentelemetry import trace
 
 from .._clock import Clock, default_clock
 from .._core import Layer, Request
+from ..backends.base import Backend, SharedLimiter, resolve_backend
 from ..layers.cache import CacheLayer
 from ..layers.circuit_breaker import CircuitBreakerLayer
 from ..layers.logging import LoggingLayer
@@ -44,9 +45,10 @@ class SharedState:
     metrics: IOMetrics
     breakers: CircuitBreakerLayer
     cache: CacheLayer | None
-    global_limiter: Limiter | None
+    global_limiter: Limiter | SharedLimiter | None
+    backend: Backend
     tracer_provider: trace.TracerProvider | None = None
-    limiters: dict[str, Limiter] = field(default_factory=dict)
+    limiters: dict[str, Limiter | SharedLimiter] = field(default_factory=dict)
 
 
 def shared_state(
@@ -57,22 +59,35 @@ def shared_state(
     """The config's shared state, created on first use."""
     if config.shared is None:
         clock = clock or default_clock
+        backend = resolve_backend(config.backend)
         cache = None
         if config.cache_ttl is not None:
-            cache = CacheLayer(ttl=config.cache_ttl, key=_cache_key(config), clock=clock)
+            cache = CacheLayer(
+                ttl=config.cache_ttl,
+                key=_cache_key(config),
+                clock=clock,
+                store=backend.cache_store(clock=clock),
+            )
         global_limiter = None
         if config.global_rate_limit is not None:
-            global_limiter = Limiter(
-                config.global_rate_limit, config.rate_limit_window, clock=clock, name="global"
+            global_limiter = backend.limiter(
+                config.global_rate_limit,
+                config.rate_limit_window,
+                clock=clock,
+                name="lamina.global",
             )
         config.shared = SharedState(
             clock=clock,
             metrics=IOMetrics(),
             breakers=CircuitBreakerLayer(
-                config.circuit_breaker_threshold, config.circuit_breaker_timeout, clock=clock
+                config.circuit_breaker_threshold,
+                config.circuit_breaker_timeout,
+                clock=clock,
+                backend=backend.breaker_backend(),
             ),
             cache=cache,
             global_limiter=global_limiter,
+            backend=backend,
             tracer_provider=tracer_provider,
         )
     state: SharedState = config.shared
@@ -119,7 +134,8 @@ def default_layers(endpoint: APIEndpoint, config: APIOrchestrationConfig) -> lis
     layers.append(shared.breakers)
     limiters = _limiters(endpoint, shared)
     if limiters:
-        layers.append(RateLimitLayer(limiters=limiters))
+        # one backend built them all, so they are all in-memory or all shared
+        layers.append(RateLimitLayer(limiters=limiters))  # type: ignore[arg-type]
     layers.append(TimeoutLayer(endpoint.timeout, clock=shared.clock))
     layers.append(TracingLayer(tracer_provider=shared.tracer_provider))
     if config.log_requests or config.log_responses:
@@ -127,13 +143,13 @@ def default_layers(endpoint: APIEndpoint, config: APIOrchestrationConfig) -> lis
     return layers
 
 
-def _limiters(endpoint: APIEndpoint, shared: SharedState) -> list[Limiter]:
+def _limiters(endpoint: APIEndpoint, shared: SharedState) -> list[Limiter | SharedLimiter]:
     """The endpoint's own limit first, then the global one: a call held by its own
     limit then does not hold up the shared queue for other endpoints."""
-    limiters: list[Limiter] = []
+    limiters: list[Limiter | SharedLimiter] = []
     if endpoint.rate_limit is not None:
         if endpoint.name not in shared.limiters:
-            shared.limiters[endpoint.name] = Limiter(
+            shared.limiters[endpoint.name] = shared.backend.limiter(
                 endpoint.rate_limit,
                 60.0,
                 burst=endpoint.burst_limit,

@@ -414,9 +414,12 @@ def _write(writer: asyncio.StreamWriter, status: int, body: Any, headers: dict[s
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the server in the foreground: ``python -m lamina.testing [PORT]``."""
+    """Run the server, with the sample upstream APIs, in the foreground:
+    ``python -m lamina.testing [PORT]`` (the sample flows expect port 8765)."""
+    from .upstreams import install
+
     args = sys.argv[1:] if argv is None else argv
-    server = LocalServer(port=int(args[0]) if args else 0).start()
+    server = install(LocalServer(port=int(args[0]) if args else 0)).start()
     print(f"LISTENING {server.url}", flush=True)
     try:
         while True:

@@ -1,0 +1,225 @@
+"""A :class:`lamina.cache.CacheStore` in Redis: JSON values with a TTL.
+
+Each entry is one hash, ``{prefix}:v1:cache:{namespace}:<sha256 of the cache key>``,
+holding ``d`` (the entry as JSON) and ``t`` (when it was stored, Redis server
+clock in microseconds); it expires with the entry's TTL. Values are JSON,
+never pickle, so whoever can write to Redis cannot run code in a reader. The
+cache key is only stored as a digest (and the default key already holds
+credentials only as digests); secret response headers (``Set-Cookie``...)
+are dropped before storing. Times travel as ages measured on the Redis
+server's clock, so hosts with different clocks agree on freshness.
+
+A response whose parsed value does not survive a JSON round trip unchanged,
+or whose entry is larger than ``max_value_bytes``, is not stored (counted in
+:attr:`RedisCacheStore.skipped`).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+from typing import Any
+
+from .._clock import Clock, default_clock
+from .._errors import ConfigError
+from .._headers import Headers
+from .._redact import is_secret_header
+from ..cache.entry import CacheEntry
+from ..cache.store import MemoryStore
+from .redis import RedisBackend, RedisUnavailable
+
+__all__ = ["RedisCacheStore"]
+
+logger = logging.getLogger("lamina.backends")
+
+FORMAT = 1
+
+# KEYS: entry. ARGV: json, age_us, ttl_ms.
+SET = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+redis.call('HSET', KEYS[1], 'd', ARGV[1], 't', string.format('%.0f', now - tonumber(ARGV[2])))
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+
+# KEYS: entry. Returns {json or false, stored_us, now_us}.
+GET = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local h = redis.call('HMGET', KEYS[1], 'd', 't')
+if not h[1] then return {'', 0, now} end
+return {h[1], tonumber(h[2]) or now, now}
+"""
+
+
+def _encode(entry: CacheEntry) -> dict[str, Any]:
+    value = entry.value
+    text = json.dumps(value, separators=(",", ":"), allow_nan=False)
+    if json.loads(text) != value:
+        raise ValueError("value does not survive JSON unchanged")
+    return {
+        "v": FORMAT,
+        "status": entry.status_code,
+        "headers": [[k, v] for k, v in entry.headers.multi_items() if not is_secret_header(k)],
+        "content": base64.b64encode(entry.content).decode("ascii"),
+        "value": value,
+        "ns": entry.namespace,
+        "fresh_for": entry.fresh_for,
+        "stale_for": entry.stale_for,
+        "vary": list(entry.vary),
+        "vary_digest": entry.vary_digest,
+    }
+
+
+def _decode(data: dict[str, Any], stored_at: float) -> CacheEntry:
+    if data.get("v") != FORMAT:
+        raise ValueError(f"unknown cache entry format {data.get('v')!r}")
+    return CacheEntry(
+        status_code=int(data["status"]),
+        headers=Headers([(str(k), str(v)) for k, v in data["headers"]]),
+        content=base64.b64decode(data["content"]),
+        value=data["value"],
+        namespace=data["ns"],
+        stored_at=stored_at,
+        fresh_for=float(data["fresh_for"]),
+        stale_for=float(data["stale_for"]),
+        vary=tuple(str(n) for n in data["vary"]),
+        vary_digest=str(data["vary_digest"]),
+    )
+
+
+class RedisCacheStore:
+    """Cache entries shared by every process using the same backend.
+
+    Use as ``CacheLayer(store=RedisCacheStore(backend))`` (or
+    ``CacheLayer(store=backend)``). ``max_value_bytes`` caps one stored
+    entry (default 1 MiB). Under ``on_error="local"`` a
+    :class:`~lamina.cache.MemoryStore` of ``fallback_maxsize`` entries stands
+    in while Redis is down; under ``"closed"`` a read raises
+    :class:`lamina.BackendUnavailable`; under ``"open"`` reads miss and
+    writes are dropped. Writes never raise.
+    """
+
+    __slots__ = ("_fallback", "backend", "clock", "max_value_bytes", "skipped")
+
+    def __init__(
+        self,
+        backend: RedisBackend | str,
+        *,
+        max_value_bytes: int = 1 << 20,
+        fallback_maxsize: int = 1024,
+        clock: Clock | None = None,
+    ) -> None:
+        if isinstance(backend, str):
+            backend = RedisBackend(backend)
+        if not isinstance(backend, RedisBackend):
+            raise ConfigError("must be a RedisBackend or a redis:// URL", field="backend")
+        if (
+            isinstance(max_value_bytes, bool)
+            or not isinstance(max_value_bytes, int)
+            or not 1 <= max_value_bytes <= 512 << 20
+        ):
+            raise ConfigError("must be an int in [1, 512 MiB]", field="max_value_bytes")
+        self.backend = backend
+        self.max_value_bytes = max_value_bytes
+        self.clock = clock or default_clock
+        self._fallback = MemoryStore(fallback_maxsize, clock=self.clock)
+        self.skipped = 0
+        """Entries not stored: too large, or a value JSON cannot carry unchanged."""
+
+    def key(self, key: str, namespace: str | None) -> str:
+        """The Redis key for cache key ``key`` in ``namespace``."""
+        digest = hashlib.sha256(key.encode()).hexdigest()[:40]
+        return self.backend.key("cache", "~" if namespace is None else namespace, digest)
+
+    def _pattern(self, namespace: str | None) -> str:
+        if namespace is None:
+            return self.backend.key("cache", "x").rsplit(":", 1)[0] + ":*"
+        return self.backend.key("cache", namespace, "*")
+
+    @staticmethod
+    def _namespace(key: str) -> str | None:
+        # Cache keys start with "<endpoint>|" (lamina.cache.keys); "" means no endpoint.
+        head, sep, _ = key.partition("|")
+        return head if sep and head else None
+
+    async def get(self, key: str) -> CacheEntry | None:
+        rkey = self.key(key, self._namespace(key))
+        try:
+            data, stored_us, now_us = await self.backend.script(GET, [rkey], [])
+        except RedisUnavailable:
+            self.backend.unavailable("cache", None)  # raises under "closed"
+            if self.backend.on_error == "local":
+                return self._fallback.get_nowait(key)
+            return None
+        if not data:
+            return None
+        stored_at = self.clock.now() - (int(now_us) - int(stored_us)) / 1e6
+        try:
+            return _decode(json.loads(data), stored_at)
+        except Exception:
+            logger.warning("unreadable cache entry in redis; treating it as a miss")
+            return None
+
+    async def set(self, key: str, entry: CacheEntry, ttl: float) -> None:
+        if ttl <= 0:
+            await self.delete(key)
+            return
+        try:
+            blob = json.dumps(_encode(entry), separators=(",", ":")).encode()
+        except (TypeError, ValueError):
+            self.skipped += 1
+            logger.debug("cache value is not plain JSON; not stored in redis")
+            return
+        if len(blob) > self.max_value_bytes:
+            self.skipped += 1
+            logger.debug("cache entry of %d bytes exceeds max_value_bytes", len(blob))
+            return
+        age_us = max(0, int((self.clock.now() - entry.stored_at) * 1e6))
+        rkey = self.key(key, self._namespace(key))
+        try:
+            await self.backend.script(SET, [rkey], [blob, age_us, max(1, int(ttl * 1000))])
+        except RedisUnavailable:
+            self.backend.unavailable("cache", None, reject=False)
+            if self.backend.on_error == "local":
+                self._fallback.set_nowait(key, entry, ttl)
+
+    async def delete(self, key: str) -> None:
+        self._fallback.delete_nowait(key)
+        rkey = self.key(key, self._namespace(key))
+        try:
+            await self.backend.run(lambda client: client.unlink(rkey))
+        except RedisUnavailable:
+            self.backend.unavailable("cache", None, reject=False)
+
+    async def clear(self, namespace: str | None = None) -> None:
+        """Drop one namespace (endpoint), or every entry under this backend's prefix.
+
+        Raises :class:`lamina.BackendUnavailable` under ``on_error="closed"``
+        if Redis cannot be reached (other processes would keep the entries).
+        """
+        self._fallback.clear_nowait(namespace)
+        pattern = self._pattern(namespace)
+
+        async def unlink_all(client: Any) -> int:
+            removed, batch = 0, []
+            async for found in client.scan_iter(match=pattern, count=500):
+                batch.append(found)
+                if len(batch) >= 500:
+                    removed += await client.unlink(*batch)
+                    batch = []
+            if batch:
+                removed += await client.unlink(*batch)
+            return removed
+
+        try:
+            await self.backend.run(unlink_all, limit=10.0)
+        except RedisUnavailable:
+            logger.warning("cache clear did not reach redis; other processes keep their entries")
+            self.backend.unavailable("cache", None)
+
+    def __repr__(self) -> str:
+        return f"RedisCacheStore({self.backend!r}, max_value_bytes={self.max_value_bytes})"

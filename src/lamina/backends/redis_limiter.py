@@ -1,0 +1,421 @@
+"""Rate limits shared through Redis: one atomic Lua script per acquisition.
+
+The script applies the same two rules as the in-memory
+:class:`~lamina.ratelimit.bucket.Bucket` - a GCRA token bucket (``burst``
+at once, one token every ``period / rate``) and a sliding-window log (at most
+``max(ceil(rate), burst)`` in any window of one ``period``) - on the Redis
+server's clock (``TIME``, microseconds). Instead of polling, it *reserves*
+the earliest slot that satisfies both rules for every limit of the call,
+and returns how long until that slot; the caller sleeps exactly that long.
+Reservations are handed out in the order calls reach Redis, so callers are
+served first come, first served across all processes. A reservation the
+caller cannot use (cancelled while sleeping) is given back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import uuid
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from .._clock import Clock, default_clock
+from .._errors import ConfigError, RateLimitExceeded
+from ..ratelimit.limiter import Limiter, LimitStatus, acquire_all, take_now
+from ..ratelimit.memory import RateLimiterConfig, RateLimitStatus
+from .redis import RedisBackend, RedisUnavailable
+
+if TYPE_CHECKING:
+    from .._core import Request
+
+__all__ = ["RedisLimiter", "RedisRateLimiter"]
+
+# KEYS: state (hash: tat, sum), log (zset "when:weight:id" scored by when), per limit.
+# ARGV: weight, budget_us (-1: unlimited), id, then per limit interval_us, period_us,
+# burst, window. Returns {admitted, wait_us, when_us, blocking limit (1-based), now_us}.
+RESERVE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local weight, budget, id = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local n = #KEYS / 2
+local when, blocker = now, 1
+local tats, sums, ivs, pers = {}, {}, {}, {}
+for i = 1, n do
+  local skey, lkey = KEYS[2 * i - 1], KEYS[2 * i]
+  local a = 3 + (i - 1) * 4
+  local interval, period = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+  local burst, window = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
+  local st = redis.call('HMGET', skey, 'tat', 'sum')
+  local tat, sum = tonumber(st[1]) or 0, tonumber(st[2]) or 0
+  local old = redis.call('ZRANGEBYSCORE', lkey, '-inf', now - period)
+  if #old > 0 then
+    for _, m in ipairs(old) do sum = sum - tonumber(string.match(m, '^[^:]+:(%d+)')) end
+    redis.call('ZREMRANGEBYSCORE', lkey, '-inf', now - period)
+    if sum < 0 then sum = 0 end
+  end
+  tats[i], sums[i], ivs[i], pers[i] = tat, sum, interval, period
+  local t1 = tat + (weight - burst) * interval
+  if t1 > when then when, blocker = t1, i end
+  local excess = sum + math.min(weight, window) - window
+  if excess > 0 then
+    local entries = redis.call('ZRANGE', lkey, 0, -1, 'WITHSCORES')
+    for j = 1, #entries, 2 do
+      excess = excess - tonumber(string.match(entries[j], '^[^:]+:(%d+)'))
+      if excess <= 0 then
+        local t2 = tonumber(entries[j + 1]) + period
+        if t2 > when then when, blocker = t2, i end
+        break
+      end
+    end
+  end
+  local last = redis.call('ZRANGE', lkey, -1, -1, 'WITHSCORES')
+  if #last > 0 and tonumber(last[2]) > when then when = tonumber(last[2]) end
+end
+when = math.ceil(when)
+local wait = when - now
+if budget >= 0 and wait > budget then return {0, wait, when, blocker, now} end
+local member = string.format('%.0f:%d:%s', when, weight, id)
+for i = 1, n do
+  local skey, lkey = KEYS[2 * i - 1], KEYS[2 * i]
+  local tat = math.max(tats[i], when) + weight * ivs[i]
+  redis.call('HSET', skey, 'tat', string.format('%.0f', tat), 'sum', sums[i] + weight)
+  redis.call('ZADD', lkey, when, member)
+  local ttl = math.ceil((tat - now + pers[i]) / 1000) + 1000
+  redis.call('PEXPIRE', skey, ttl)
+  redis.call('PEXPIRE', lkey, ttl)
+end
+return {1, wait, when, blocker, now}
+"""
+
+# KEYS: state, log. ARGV: interval_us, period_us, burst, window.
+# Returns {available weight now, microseconds until one more unit fits}.
+STATUS = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval, period = tonumber(ARGV[1]), tonumber(ARGV[2])
+local burst, window = tonumber(ARGV[3]), tonumber(ARGV[4])
+local tat = tonumber(redis.call('HGET', KEYS[1], 'tat')) or 0
+local entries = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. (now - period), '+inf', 'WITHSCORES')
+local sum = 0
+for j = 1, #entries, 2 do sum = sum + tonumber(string.match(entries[j], '^[^:]+:(%d+)')) end
+local tokens = burst - math.max(0, tat - now) / interval
+local available = math.max(0, math.min(math.floor(tokens + 1e-6), window - sum))
+local when = math.max(now, tat + (1 - burst) * interval)
+local excess = sum + 1 - window
+if excess > 0 then
+  for j = 1, #entries, 2 do
+    excess = excess - tonumber(string.match(entries[j], '^[^:]+:(%d+)'))
+    if excess <= 0 then when = math.max(when, tonumber(entries[j + 1]) + period) break end
+  end
+end
+if available > 0 then when = now end
+return {available, math.ceil(when - now)}
+"""
+
+# KEYS: state, log per limit. ARGV: weight, member, then interval_us per limit.
+REFUND = """
+local weight, member = tonumber(ARGV[1]), ARGV[2]
+for i = 1, #KEYS / 2 do
+  local skey, lkey = KEYS[2 * i - 1], KEYS[2 * i]
+  if redis.call('ZREM', lkey, member) == 1 then
+    local tat = tonumber(redis.call('HGET', skey, 'tat'))
+    if tat then
+      tat = tat - weight * tonumber(ARGV[2 + i])
+      redis.call('HSET', skey, 'tat', string.format('%.0f', tat))
+      redis.call('HINCRBY', skey, 'sum', -weight)
+    end
+  end
+end
+return 1
+"""
+
+_refunds: set[asyncio.Task[Any]] = set()
+
+
+def _spec(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+class RedisLimiter:
+    """``rate`` calls per ``period`` seconds shared by every process using
+    the same backend, ``name`` and rate; at most ``burst`` at once (default ``rate``).
+
+    Same guarantees as :class:`~lamina.ratelimit.Limiter`, measured on the
+    Redis server's clock. When Redis is unavailable the backend's
+    ``on_error`` applies; ``"local"`` uses an in-process limiter of the same
+    rate, so during an outage each process admits up to the full rate.
+    """
+
+    __slots__ = ("_fallback", "_keys", "_params", "backend", "clock", "name", "waiting")
+
+    def __init__(
+        self,
+        backend: RedisBackend,
+        rate: float,
+        period: float = 1.0,
+        *,
+        burst: int | None = None,
+        clock: Clock | None = None,
+        name: str | None = None,
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            raise ConfigError("a shared rate limit needs a name (its Redis key)", field="name")
+        self.backend = backend
+        self.name: str | None = name
+        self.clock: Clock = clock if clock is not None else default_clock
+        self._fallback = Limiter(rate, period, burst=burst, clock=self.clock, name=name)
+        bucket = self._fallback._bucket
+        spec = f"{_spec(bucket.rate)}per{_spec(bucket.period)}s-b{bucket.burst}"
+        self._keys = (
+            backend.key("ratelimit", name, spec, "state"),
+            backend.key("ratelimit", name, spec, "log"),
+        )
+        period_us = bucket.period * 1e6
+        self._params = (repr(period_us / bucket.rate), repr(period_us), bucket.burst, bucket.window)
+        self.waiting = 0
+        """Calls of this process sleeping until their reserved slot."""
+
+    @property
+    def rate(self) -> float:
+        return self._fallback.rate
+
+    @property
+    def period(self) -> float:
+        return self._fallback.period
+
+    @property
+    def burst(self) -> int:
+        return self._fallback.burst
+
+    @property
+    def window(self) -> int:
+        return self._fallback.window
+
+    @property
+    def fallback(self) -> Limiter:
+        """The in-process limiter used under ``on_error="local"`` while Redis is down."""
+        return self._fallback
+
+    # -- one limit -------------------------------------------------------------------
+    async def acquire(self, weight: int = 1, *, max_wait: float | None = None) -> float:
+        """Wait for ``weight`` units; return the seconds waited."""
+        return await self.acquire_group((self,), weight, max_wait=max_wait)
+
+    async def try_acquire(self, weight: int = 1, *, request: Request | None = None) -> bool:
+        """Take ``weight`` units now if they are free; never waits."""
+        try:
+            await self.acquire_group((self,), weight, max_wait=0.0, request=request)
+        except RateLimitExceeded:
+            return False
+        return True
+
+    async def status(self) -> LimitStatus:
+        """Capacity left now and time to the next free unit, across all processes."""
+        try:
+            available, retry_us = await self.backend.script(STATUS, self._keys, self._params)
+        except RedisUnavailable:
+            local = self._fallback.status()
+            return LimitStatus(
+                self.rate, self.period, self.burst, local.available, local.retry_after, 0
+            )
+        return LimitStatus(
+            self.rate, self.period, self.burst, int(available), retry_us / 1e6, self.waiting
+        )
+
+    async def reset(self) -> None:
+        """Forget past admissions everywhere (the limit is full again)."""
+        self._fallback.reset()
+        keys = self._keys
+        with contextlib.suppress(RedisUnavailable):
+            await self.backend.run(lambda client: client.delete(*keys))
+
+    # -- several limits at once ------------------------------------------------------
+    def check_group(self, limiters: Sequence[object]) -> None:
+        """Raise ``ConfigError`` unless ``limiters`` can be acquired together with this one."""
+        for limiter in limiters:
+            if not isinstance(limiter, RedisLimiter):
+                raise ConfigError(
+                    f"cannot mix {type(limiter).__name__} with RedisLimiter", field="limiters"
+                )
+            if limiter.backend is not self.backend:
+                raise ConfigError("shared limiters must use one backend", field="limiters")
+            if limiter.clock is not self.clock:
+                raise ConfigError("limiters waited on together must share a clock", field="clock")
+
+    async def acquire_group(
+        self,
+        limiters: Sequence[Any],
+        weight: int = 1,
+        *,
+        max_wait: float | None = None,
+        deadline: float | None = None,
+        request: Request | None = None,
+    ) -> float:
+        """Wait until every limiter admits ``weight``; take it from all at once.
+
+        Raises :class:`lamina.RateLimitExceeded` (with ``retry_after``) at once
+        when the reserved slot would be more than ``max_wait`` seconds away or
+        past ``deadline`` (a time on the clock), and ``ConfigError`` for a
+        weight above a limit's burst.
+        """
+        group: tuple[RedisLimiter, ...] = tuple(limiters)
+        if isinstance(weight, bool) or not isinstance(weight, int) or weight < 1:
+            raise ConfigError(f"must be an int >= 1, got {weight!r}", field="weight")
+        for limiter in group:
+            if weight > limiter.burst:
+                raise ConfigError(
+                    f"{weight} exceeds the capacity of limit {limiter} and could never be admitted",
+                    field="weight",
+                )
+        budget = math.inf if max_wait is None else max(0.0, max_wait)
+        by_deadline = False
+        if deadline is not None and deadline - self.clock.now() < budget:
+            budget, by_deadline = max(0.0, deadline - self.clock.now()), True
+        member_id = uuid.uuid4().hex
+        keys = [key for limiter in group for key in limiter._keys]
+        args: list[Any] = [weight, -1 if budget == math.inf else int(budget * 1e6), member_id]
+        args.extend(p for limiter in group for p in limiter._params)
+        try:
+            admitted, wait_us, when_us, blocker, _ = await self.backend.script(RESERVE, keys, args)
+        except RedisUnavailable:
+            return await self._fallback_acquire(group, weight, max_wait, deadline, request)
+        wait = float(wait_us) / 1e6
+        if not admitted:
+            why = "past the call's deadline" if by_deadline else f"more than max_wait={max_wait}s"
+            raise RateLimitExceeded(
+                f"rate limit {group[blocker - 1]} would delay the call {wait:.3g}s, {why}",
+                retry_after=wait,
+                request=request,
+            )
+        if wait > 0:
+            self.waiting += 1
+            try:
+                await self.clock.sleep(wait)
+            except asyncio.CancelledError:
+                member = f"{when_us}:{weight}:{member_id}"
+                refund_args = [weight, member, *(limiter._params[0] for limiter in group)]
+                task = asyncio.ensure_future(self.backend.script(REFUND, keys, refund_args))
+                _refunds.add(task)
+                task.add_done_callback(_refund_done)
+                raise
+            finally:
+                self.waiting -= 1
+        return wait
+
+    async def _fallback_acquire(
+        self,
+        group: tuple[RedisLimiter, ...],
+        weight: int,
+        max_wait: float | None,
+        deadline: float | None,
+        request: Request | None,
+    ) -> float:
+        self.backend.unavailable("rate limit", request)  # raises under on_error="closed"
+        if self.backend.on_error == "open":
+            return 0.0
+        local = [limiter._fallback for limiter in group]
+        if take_now(local, weight):
+            return 0.0
+        return await acquire_all(
+            local, weight, max_wait=max_wait, deadline=deadline, request=request
+        )
+
+    def __str__(self) -> str:
+        return f"{self.name!r} {self._fallback._bucket.describe()} (redis)"
+
+    def __repr__(self) -> str:
+        return f"<RedisLimiter {self} backend={self.backend!r}>"
+
+
+def _refund_done(task: asyncio.Task[Any]) -> None:
+    _refunds.discard(task)
+    if not task.cancelled():
+        task.exception()  # a failed refund only costs one slot: nothing to report
+
+
+class RedisRateLimiter:
+    """The reference's ``InMemoryRateLimiter`` API with its state in Redis.
+
+    ``await acquire(category, weight)`` waits until every rate of the
+    category admits ``weight`` across all processes sharing the backend.
+    Because every question goes to Redis, ``try_acquire``, ``get_status``
+    and ``reset`` are coroutines here.
+    """
+
+    __slots__ = ("_limiters", "backend", "clock", "config")
+
+    def __init__(
+        self,
+        config: RateLimiterConfig | None = None,
+        *,
+        backend: RedisBackend | str,
+        clock: Clock | None = None,
+    ) -> None:
+        if config is None:
+            config = RateLimiterConfig()
+        if not isinstance(config, RateLimiterConfig):
+            raise ConfigError("must be a RateLimiterConfig", field="config")
+        if isinstance(backend, str):
+            backend = RedisBackend(backend)
+        if not isinstance(backend, RedisBackend):
+            raise ConfigError("must be a RedisBackend or a redis:// URL", field="backend")
+        self.config = config
+        self.backend = backend
+        self.clock: Clock = clock if clock is not None else default_clock
+        self._limiters: dict[str, tuple[RedisLimiter, ...]] = {}
+
+    def limiters(self, category: str) -> tuple[RedisLimiter, ...]:
+        """The category's limiters (created on first use, then reused)."""
+        found = self._limiters.get(category)
+        if found is None:
+            found = tuple(
+                RedisLimiter(
+                    self.backend,
+                    rate.limit,
+                    rate.interval,
+                    burst=rate.burst,
+                    clock=self.clock,
+                    name=category,
+                )
+                for rate in self.config.rates_for(category)
+            )
+            self._limiters[category] = found
+        return found
+
+    async def acquire(
+        self, category: str, weight: int = 1, *, max_wait: float | None = None
+    ) -> float:
+        """Wait for capacity in all of the category's rates; return the seconds waited."""
+        limiters = self.limiters(category)
+        if not limiters:
+            return 0.0
+        waited: float = await limiters[0].acquire_group(limiters, weight, max_wait=max_wait)
+        return waited
+
+    async def try_acquire(self, category: str, weight: int = 1) -> bool:
+        """Take ``weight`` now if every rate admits it; never waits."""
+        limiters = self.limiters(category)
+        if not limiters:
+            return True
+        try:
+            await limiters[0].acquire_group(limiters, weight, max_wait=0.0)
+        except RateLimitExceeded:
+            return False
+        return True
+
+    async def get_status(self, category: str) -> RateLimitStatus:
+        """Capacity left and time to the next slot, per rate, across all processes."""
+        statuses = [await limiter.status() for limiter in self.limiters(category)]
+        return RateLimitStatus(category, tuple(statuses))
+
+    async def reset(self, category: str | None = None) -> None:
+        """Forget past admissions of one category, or of every category used here."""
+        names = [category] if category is not None else list(self._limiters)
+        for name in names:
+            for limiter in self.limiters(name):
+                await limiter.reset()
+
+    def __repr__(self) -> str:
+        return f"<RedisRateLimiter categories={len(self._limiters)} backend={self.backend!r}>"

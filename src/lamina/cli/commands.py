@@ -1,0 +1,337 @@
+"""The ``lamina`` subcommands: run, validate, graph, layers, demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from .._core import Layer
+from .._errors import ConfigError, LaminaError
+from .._redact import redact_headers, redact_params, redact_url, scrub
+from ..orchestration.config import APIEndpoint, APIOrchestrationConfig
+from ..orchestration.report import RunReport
+from .progress import LiveDisplay, Recorder, watch_layers
+from .render import graph_mermaid, graph_text, results_table, run_dict, waterfall
+
+__all__ = ["Flow", "cmd_demo", "cmd_graph", "cmd_layers", "cmd_run", "cmd_validate", "load"]
+
+LayersCallable = Callable[[APIEndpoint, APIOrchestrationConfig], Sequence[Layer]]
+ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)")
+MIN_SECRET = 4  # shorter environment values are not scrubbed (they would mangle numbers)
+
+
+class UsageError(Exception):
+    """A bad argument found after parsing (a missing file, bad --input): exit 2."""
+
+
+@dataclass
+class Flow:
+    """A loaded flow file: its config, its layer stack and the values to keep secret."""
+
+    path: Path
+    config: APIOrchestrationConfig
+    layers: LayersCallable | None = None
+    layer_names: list[str] | None = None
+    secrets: list[str] = field(default_factory=list)
+    name: str | None = None
+    description: str | None = None
+
+    def scrub(self, text: str) -> str:
+        """``text`` with every secret value replaced."""
+        return scrub(text, self.secrets)
+
+
+def load(path_text: str) -> Flow:
+    """Load and validate a flow file (ConfigError on a bad flow, UsageError on no file)."""
+    path = Path(path_text)
+    if not path.is_file():
+        raise UsageError(f"FLOW: no such file: {path_text}")
+    from ..flows import flow_info, flow_layers, load_flow  # imported only when needed
+
+    config = load_flow(path)
+    info = flow_info(config)
+    secrets = {*_env_secrets(path), *(v for v in info.substitutions.values if len(v) >= MIN_SECRET)}
+    flow = Flow(path, config, secrets=sorted(secrets, key=len, reverse=True))
+    flow.name, flow.description = info.name, info.description
+    layers = flow_layers(config)
+    if layers is not None:
+        flow.layers = layers
+        flow.layer_names = [spec.name for spec in layers.specs]
+    return flow
+
+
+def _env_secrets(path: Path) -> list[str]:
+    """Values of the environment variables the flow file refers to with ``${NAME}``."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return []
+    values = {os.environ.get(name, "") for name in ENV_REFERENCE.findall(text)}
+    return sorted((v for v in values if len(v) >= MIN_SECRET), key=len, reverse=True)
+
+
+def _read_input(option: str | None) -> Any:
+    if option is None:
+        return None
+    text = option
+    if option.startswith("@"):
+        source = option[1:]
+        try:
+            text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"--input: cannot read {source}: {exc.strerror or exc}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--input: not valid JSON: {exc}") from None
+
+
+def _write(stream: TextIO, text: str, secrets: Iterable[str]) -> None:
+    stream.write(scrub(text, secrets) + "\n")
+    stream.flush()
+
+
+# -- lamina run ----------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    """What a CLI run produced: the report (when there is one) and what stopped it."""
+
+    report: RunReport | None
+    recorder: Recorder
+    error: BaseException | None = None
+
+
+async def run_flow(
+    config: APIOrchestrationConfig,
+    data: Any,
+    *,
+    layers: LayersCallable | None = None,
+    display: LiveDisplay | None = None,
+) -> Outcome:
+    """Run ``config`` once, recording every call; a stopping LaminaError is returned."""
+    from ..orchestration.orchestrator import APIOrchestrator
+
+    recorder = Recorder(display=display)
+    base: LayersCallable = layers if layers is not None else APIOrchestrator.default_layers
+
+    def stack(endpoint: APIEndpoint, cfg: APIOrchestrationConfig) -> list[Layer]:
+        return watch_layers(recorder, base(endpoint, cfg))
+
+    orchestrator = APIOrchestrator(config, layers=stack)
+    recorder.clock = orchestrator.clock
+    async with orchestrator:
+        recorder.begin()
+        try:
+            report = await orchestrator.run(data)
+        except LaminaError as exc:
+            return Outcome(getattr(exc, "report", None), recorder, exc)
+        finally:
+            if display is not None:
+                display.finish()
+    return Outcome(report, recorder)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """``lamina run FLOW``: run a flow and show what happened."""
+    flow = load(args.flow)
+    data = _read_input(args.input)
+    telemetry = None
+    if args.otlp_endpoint:
+        from ..telemetry import configure
+
+        telemetry = configure(service_name="lamina-cli", otlp_endpoint=args.otlp_endpoint)
+    display = None if args.quiet else LiveDisplay(flow.config.endpoint_names, sys.stderr)
+    try:
+        outcome = asyncio.run(run_flow(flow.config, data, layers=flow.layers, display=display))
+    finally:
+        if telemetry is not None:
+            flushed = telemetry.force_flush(10_000)
+            telemetry.shutdown()
+            if not flushed:
+                print("warning: not every span reached the OTLP endpoint", file=sys.stderr)
+    report, timelines = outcome.report, outcome.recorder.timelines
+    if outcome.error is not None:
+        _write(sys.stderr, f"error: run stopped: {outcome.error}", flow.secrets)
+    if report is None:
+        return 1
+    if args.report:
+        from .report_html import write_html
+
+        path = write_html(
+            args.report,
+            report,
+            flow.config,
+            timelines,
+            title=f"lamina run {flow.name or flow.path.name}",
+            secrets=flow.secrets,
+        )
+        print(f"report written to {path}", file=sys.stderr)
+    if args.json:
+        data_out = run_dict(report, timelines)
+        if outcome.error is not None:
+            data_out["ok"] = False
+            data_out["error"] = f"{type(outcome.error).__name__}: {outcome.error}"
+        _write(sys.stdout, json.dumps(data_out, indent=2, default=str), flow.secrets)
+    else:
+        text = "\n\n".join(
+            [
+                results_table(report, timelines),
+                waterfall(report, timelines),
+                f"{report.mode} run: {report.duration * 1000:.0f} ms, "
+                f"critical path {' -> '.join(report.critical_path) or '-'}, "
+                f"{'ok' if report.ok and outcome.error is None else 'FAILED'}",
+            ]
+        )
+        _write(sys.stdout, text, flow.secrets)
+    return 0 if report.ok and outcome.error is None else 1
+
+
+# -- lamina validate / graph -----------------------------------------------------------
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """``lamina validate FLOW``: load a flow, report what it holds (secrets masked)."""
+    flow = load(args.flow)
+    config = flow.config
+    timeout = "none" if config.total_timeout is None else f"{config.total_timeout:g} s"
+    lines = [
+        f"{flow.path}: valid" + (f" ({flow.name})" if flow.name else ""),
+        *([flow.description.strip()] if flow.description else []),
+        f"mode {config.mode.value}, {len(config.endpoints)} endpoints, "
+        f"max_concurrent {config.max_concurrent}, total_timeout {timeout}, "
+        f"fail_fast {config.fail_fast}",
+        f"layers: {', '.join(flow.layer_names) if flow.layer_names else 'the default stack'}",
+    ]
+    for e in config.endpoints:
+        lines.append(f"  {e.name}: {e.method} {redact_url(e.url)}")
+        details = []
+        if e.headers:
+            details.append(
+                "headers "
+                + ", ".join(f"{k}={v}" for k, v in redact_headers(dict(e.headers).items()).items())
+            )
+        if e.params:
+            details.append(
+                "params " + ", ".join(f"{k}={v}" for k, v in redact_params(e.params).items())
+            )
+        if e.dependencies:
+            details.append(f"depends on {', '.join(e.dependencies)}")
+        details.append(f"timeout {e.timeout:g} s, retries {e.retry_count}")
+        if e.condition is not None:
+            details.append("has a condition")
+        lines.append(f"    {'; '.join(details)}")
+    _write(sys.stdout, "\n".join(lines), flow.secrets)
+    return 0
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    """``lamina graph FLOW``: the dependency graph as text and/or Mermaid."""
+    flow = load(args.flow)
+    parts = []
+    if args.format in ("text", "both"):
+        parts.append(graph_text(flow.config))
+    if args.format in ("mermaid", "both"):
+        parts.append(graph_mermaid(flow.config))
+    _write(sys.stdout, "\n\n".join(parts), flow.secrets)
+    return 0
+
+
+# -- lamina layers -----------------------------------------------------------------------
+
+
+def layer_rows() -> list[dict[str, Any]]:
+    """Every layer lamina can build by name: built-ins, then installed plugins."""
+    try:
+        from ..plugins import available_layers
+    except ImportError:  # pragma: no cover - plugins ship with lamina
+        return _fallback_rows()
+    rows = []
+    for name, plugin in available_layers().items():
+        row: dict[str, Any] = {
+            "name": name,
+            "target": plugin.value,
+            "package": plugin.package,
+            "builtin": plugin.builtin,
+        }
+        try:
+            plugin.load()
+            row["options"] = plugin.options()
+            row["error"] = None
+        except ConfigError as exc:
+            row["options"] = []
+            row["error"] = exc.message
+        rows.append(row)
+    return rows
+
+
+def _fallback_rows() -> list[dict[str, Any]]:
+    import inspect
+
+    from .. import layers as builtin
+
+    rows = []
+    for name in builtin.__all__:
+        target = getattr(builtin, name)
+        if inspect.isclass(target) and callable(getattr(target, "wrap", None)):
+            params = inspect.signature(target).parameters.values()
+            options = [p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+            rows.append(
+                {
+                    "name": name,
+                    "target": f"{target.__module__}:{name}",
+                    "package": "lamina (built-in)",
+                    "builtin": True,
+                    "options": options,
+                    "error": None,
+                }
+            )
+    return rows
+
+
+def cmd_layers(args: argparse.Namespace) -> int:
+    """``lamina layers``: built-in and plugin layers with their options."""
+    rows = layer_rows()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for title, builtin in (("built-in layers", True), ("plugin layers", False)):
+        group = [r for r in rows if r["builtin"] is builtin]
+        print(f"{title}:")
+        if not group:
+            print("  (none installed: see docs/plugins.md to write one)")
+        for row in group:
+            source = "" if builtin else f"  [{row['package']}]"
+            print(f"  {row['name']}  ({row['target']}){source}")
+            if row["error"]:
+                print(f"      error: {row['error']}")
+            elif row["options"]:
+                print(f"      options: {', '.join(row['options'])}")
+            else:
+                print("      options: none")
+    broken = [r["name"] for r in rows if r["error"]]
+    if broken:
+        print(
+            f"warning: {len(broken)} layer(s) cannot be used: {', '.join(broken)}", file=sys.stderr
+        )
+    return 0
+
+
+# -- lamina demo ---------------------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """``lamina demo``: the tour on built-in local services."""
+    from ..demo import main as demo_main
+
+    demo_main(report=args.report)
+    return 0

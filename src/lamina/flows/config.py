@@ -1,0 +1,264 @@
+"""Dict <-> :class:`APIOrchestrationConfig`, validated with errors that name the place."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from difflib import get_close_matches
+from typing import Any
+from weakref import WeakKeyDictionary
+
+from .._errors import ConfigError
+from .._redact import scrub
+from ..orchestration.config import APIEndpoint, APIOrchestrationConfig
+from .env import Substitutions, substitute
+from .expressions import HOOK_FIELDS, hook_from_spec, hook_to_spec
+from .layers import FlowLayers, LayerSpec, parse_layers
+
+__all__ = [
+    "CONFIG_KEYS",
+    "ENDPOINT_KEYS",
+    "FlowInfo",
+    "config_from_dict",
+    "config_to_dict",
+    "flow_info",
+    "flow_layers",
+]
+
+ENDPOINT_FIELDS = {f.name: f for f in dataclasses.fields(APIEndpoint) if f.init}
+CONFIG_FIELDS = {
+    f.name: f
+    for f in dataclasses.fields(APIOrchestrationConfig)
+    if f.init and f.name not in ("endpoints", "name", "description", "layers")
+}
+META_KEYS = ("name", "description", "layers")
+#: Keys a flow may hold at the top level and in each endpoint.
+CONFIG_KEYS = ("endpoints", *META_KEYS, *CONFIG_FIELDS)
+ENDPOINT_KEYS = tuple(ENDPOINT_FIELDS)
+
+
+@dataclass
+class FlowInfo:
+    """What a flow says beyond the config's own fields."""
+
+    name: str | None = None
+    description: str | None = None
+    layers: list[LayerSpec] | None = None
+    substitutions: Substitutions = field(default_factory=Substitutions)
+    source: str | None = None
+    builder: FlowLayers | None = None
+
+
+_INFO: WeakKeyDictionary[APIOrchestrationConfig, FlowInfo] = WeakKeyDictionary()
+
+
+def flow_info(config: APIOrchestrationConfig) -> FlowInfo:
+    """The flow details of ``config`` (empty for a config built in Python)."""
+    return _INFO.get(config) or FlowInfo()
+
+
+def flow_layers(config: APIOrchestrationConfig) -> FlowLayers | None:
+    """The ``layers=`` option for :class:`lamina.APIOrchestrator` that a flow's
+    ``layers:`` list asks for, or None (the default stack)."""
+    info = _INFO.get(config)
+    if info is None or info.layers is None:
+        return None
+    if info.builder is None:
+        info.builder = FlowLayers(info.layers)
+    return info.builder
+
+
+def _attach_layers(config: APIOrchestrationConfig, info: FlowInfo) -> None:
+    """Expose the flow's stack as ``config.layers`` (what the orchestrator and CLI read)."""
+    builder = flow_layers(config)
+    if builder is not None:
+        # A plain attribute until APIOrchestrationConfig grows a ``layers`` field.
+        setattr(config, "layers", builder)  # noqa: B010
+
+
+def _unknown(keys: Mapping[str, Any], allowed: tuple[str, ...], where: str) -> None:
+    for key in keys:
+        if key not in allowed:
+            close = get_close_matches(str(key), allowed, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            path = f"{where}.{key}" if where else str(key)
+            raise ConfigError(f"unknown key {key!r}{hint}", field=path)
+
+
+def _relocate(exc: ConfigError, prefix: str) -> ConfigError:
+    """``exc`` with its field moved under ``prefix`` (``timeout`` -> ``endpoints[0].timeout``)."""
+    message = exc.message.partition(": ")[2] if exc.field else exc.message
+    where = f"{prefix}.{exc.field}" if exc.field else prefix
+    return ConfigError(message, field=where)
+
+
+def config_from_dict(
+    data: Mapping[str, Any],
+    *,
+    env: Mapping[str, str] | None = None,
+    source: str | None = None,
+) -> APIOrchestrationConfig:
+    """Build a validated config from a flow mapping (``${VAR}`` filled from ``env``,
+    default ``os.environ``). Errors are :class:`lamina.ConfigError` whose ``field`` is
+    the path, e.g. ``endpoints[2].depends_on``; values from the environment never
+    appear in their messages."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"a flow must be a mapping, got {type(data).__name__}", field=None)
+    found = Substitutions()
+    try:
+        resolved, found = substitute(data, env, (), found)
+        return _build(resolved, found, source)
+    except ConfigError as exc:
+        if not found.values:
+            raise
+        message = exc.message.partition(": ")[2] if exc.field else exc.message
+        raise ConfigError(scrub(message, found.values), field=exc.field) from None
+
+
+def _build(
+    data: dict[str, Any], found: Substitutions, source: str | None
+) -> APIOrchestrationConfig:
+    _unknown(data, CONFIG_KEYS, "")
+    raw_endpoints = data.get("endpoints", [])
+    if isinstance(raw_endpoints, str) or not isinstance(raw_endpoints, list):
+        raise ConfigError("must be a list of endpoints", field="endpoints")
+    if not raw_endpoints:
+        raise ConfigError("a flow needs at least one endpoint", field="endpoints")
+    endpoints = [_endpoint(raw, index) for index, raw in enumerate(raw_endpoints)]
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in CONFIG_FIELDS:
+            kwargs[key] = (
+                hook_from_spec(value, key) if key in HOOK_FIELDS and value is not None else value
+            )
+    config = APIOrchestrationConfig(endpoints=endpoints, **kwargs)
+    info = FlowInfo(substitutions=found, source=source)
+    for key in ("name", "description"):
+        value = data.get(key)
+        if value is not None and not isinstance(value, str):
+            raise ConfigError("must be a string", field=key)
+        setattr(info, key, value)
+    if data.get("layers") is not None:
+        info.layers = parse_layers(data["layers"])
+    _INFO[config] = info
+    _attach_layers(config, info)
+    return config
+
+
+def _endpoint(raw: Any, index: int) -> APIEndpoint:
+    where = f"endpoints[{index}]"
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"must be a mapping, got {type(raw).__name__}", field=where)
+    _unknown(raw, ENDPOINT_KEYS, where)
+    kwargs: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key in HOOK_FIELDS and value is not None:
+            value = hook_from_spec(value, f"{where}.{key}", key)
+        elif key == "headers" and value is not None:
+            _check_headers(value, f"{where}.headers")
+        kwargs[key] = value
+    for required in ("name", "url"):
+        if required not in kwargs:
+            raise ConfigError("is required", field=f"{where}.{required}")
+    try:
+        return APIEndpoint(**kwargs)
+    except ConfigError as exc:
+        raise _relocate(exc, where) from None
+
+
+def _check_headers(headers: Any, where: str) -> None:
+    if not isinstance(headers, Mapping):
+        raise ConfigError("must be a mapping of header names to strings", field=where)
+    for name, value in headers.items():
+        if not isinstance(value, str):
+            raise ConfigError(
+                f"must be a string, got {type(value).__name__} (quote it)",
+                field=f"{where}.{name}",
+            )
+
+
+def _value(value: Any, path: str, strict: bool = True) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _value(v, f"{path}.{k}", strict) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_value(v, f"{path}[{i}]", strict) for i, v in enumerate(value)]
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if not strict:
+        return f"<{type(value).__name__}>"
+    raise ConfigError(f"cannot write a {type(value).__name__} to a flow", field=path)
+
+
+def _hook(value: Any, path: str, strict: bool) -> str | None:
+    try:
+        return hook_to_spec(value, path)
+    except ConfigError:
+        if strict:
+            raise
+        return f"<python {getattr(value, '__qualname__', type(value).__name__)}>"
+
+
+def _fields(
+    obj: Any, fields: Mapping[str, dataclasses.Field[Any]], where: str, strict: bool = True
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, f in fields.items():
+        value = getattr(obj, name)
+        if f.default is not dataclasses.MISSING and value == f.default and name != "mode":
+            continue
+        path = f"{where}.{name}" if where else name
+        if name in HOOK_FIELDS:
+            out[name] = _hook(value, path, strict)
+        elif name == "mode":
+            out[name] = value.value
+        else:
+            out[name] = _value(value, path, strict)
+    return out
+
+
+def config_to_dict(
+    config: APIOrchestrationConfig, *, templates: bool = True, strict: bool = True
+) -> dict[str, Any]:
+    """The flow mapping of ``config`` (fields left at their defaults are omitted);
+    ``config_from_dict`` of it gives an equal config. Values that came from ``${VAR}``
+    are written back as ``${VAR}`` unless ``templates=False``. Hooks must be JMESPath
+    expressions, import references or importable module-level functions; with
+    ``strict=False`` other hooks are written as ``"<python name>"`` (for display only)."""
+    info = flow_info(config)
+    out: dict[str, Any] = {}
+    if info.name is not None:
+        out["name"] = info.name
+    if info.description is not None:
+        out["description"] = info.description
+    out.update(_fields(config, CONFIG_FIELDS, "", strict))
+    out["endpoints"] = [
+        _fields(endpoint, ENDPOINT_FIELDS, f"endpoints[{i}]", strict)
+        for i, endpoint in enumerate(config.endpoints)
+    ]
+    if info.layers is not None:
+        out["layers"] = [spec.to_spec() for spec in info.layers]
+    if templates:
+        _restore(out, info.substitutions)
+    return out
+
+
+def _restore(out: dict[str, Any], found: Substitutions) -> None:
+    """Put ``${VAR}`` templates back where the loaded values are unchanged."""
+    for path, template in found.templates.items():
+        node: Any = out
+        for part in path[:-1]:
+            try:
+                node = node[part]
+            except (KeyError, IndexError, TypeError):
+                node = None
+                break
+        if node is None or not path:
+            continue
+        last = path[-1]
+        try:
+            current = node[last]
+        except (KeyError, IndexError, TypeError):
+            continue
+        if current == found.results.get(path):
+            node[last] = template

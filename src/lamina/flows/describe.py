@@ -1,0 +1,59 @@
+"""A printable, secret-free view of a flow, and an orchestrator that honours its layers."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .._redact import REDACTED, is_secret_header, is_secret_param, redact_url, scrub
+from ..orchestration.config import APIOrchestrationConfig
+from ..orchestration.orchestrator import APIOrchestrator
+from .config import config_to_dict, flow_info, flow_layers
+
+__all__ = ["build_orchestrator", "describe_flow"]
+
+
+def describe_flow(config: APIOrchestrationConfig) -> dict[str, Any]:
+    """``config`` as a flow mapping that is safe to print or log.
+
+    Values from the environment show as their ``${VAR}`` template; secret headers
+    (Authorization, API keys, cookies), secret query parameters and URL user info
+    are masked; every environment value left anywhere is scrubbed; Python hooks that
+    cannot be written as a flow show as ``<python ...>``. Never raises for hooks.
+    """
+    info = flow_info(config)
+    out = config_to_dict(config, strict=False)
+    for endpoint in out.get("endpoints", []):
+        if "url" in endpoint:
+            endpoint["url"] = redact_url(endpoint["url"])
+        if isinstance(endpoint.get("headers"), Mapping):
+            endpoint["headers"] = {
+                k: (REDACTED if is_secret_header(k) else v) for k, v in endpoint["headers"].items()
+            }
+        if isinstance(endpoint.get("params"), Mapping):
+            endpoint["params"] = {
+                k: (REDACTED if is_secret_param(k) else v) for k, v in endpoint["params"].items()
+            }
+    secrets = info.substitutions.values
+    return _scrub(out, secrets) if secrets else out
+
+
+def _scrub(value: Any, secrets: set[str]) -> Any:
+    if isinstance(value, str):
+        return scrub(value, secrets)
+    if isinstance(value, dict):
+        return {k: _scrub(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(v, secrets) for v in value]
+    return value
+
+
+def build_orchestrator(config: APIOrchestrationConfig, **kwargs: Any) -> APIOrchestrator:
+    """``APIOrchestrator(config, layers=<the flow's layers:>, **kwargs)``.
+
+    Without a ``layers:`` list (or with ``layers=`` given here) it is the plain
+    orchestrator with the default stack.
+    """
+    if "layers" not in kwargs:
+        kwargs["layers"] = flow_layers(config)
+    return APIOrchestrator(config, **kwargs)

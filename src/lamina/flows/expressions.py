@@ -1,0 +1,247 @@
+"""Hooks written in a flow: an import reference or a JMESPath expression.
+
+``"mypkg.hooks:parse_user"`` imports ``parse_user`` from ``mypkg.hooks``; any other
+string is a JMESPath expression (``"user.name"``, ``"amount > `100`"``). The mapping
+forms ``{import: ...}`` and ``{jmespath: ...}`` say which explicitly. Nothing is ever
+passed to ``eval``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jmespath
+from jmespath import functions as jmespath_functions
+from jmespath.exceptions import JMESPathError
+from jmespath.parser import ParsedResult
+
+from .._errors import ConfigError
+
+__all__ = [
+    "HOOK_FIELDS",
+    "Expression",
+    "ImportedHook",
+    "hook_from_spec",
+    "hook_to_spec",
+    "import_reference",
+]
+
+IMPORT_REF = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+
+#: Hook fields and what the hook receives (see docs/flows.md).
+HOOK_FIELDS: dict[str, str] = {
+    "response_parser": "the response body (JSON, else text)",
+    "transform_input": "the context: input keys plus finished results by name",
+    "transform_output": "the parsed value",
+    "condition": "the context: input keys plus finished results by name",
+    "error_handler": "{type, message, status_code, endpoint}",
+    "result_merger": "the list of results, in endpoint order",
+    "result_transformer": "the run's value",
+    "cache_key_generator": "{name, url, method, params}",
+}
+
+
+FUNCTIONS = frozenset(jmespath_functions.Functions().FUNCTION_TABLE)
+
+
+def _unknown_function(node: Any) -> str | None:
+    """The first function name in a parsed expression that JMESPath does not define."""
+    if isinstance(node, dict):
+        if node.get("type") == "function_expression" and node.get("value") not in FUNCTIONS:
+            return str(node.get("value"))
+        for child in node.get("children", ()):
+            found = _unknown_function(child)
+            if found is not None:
+                return found
+    return None
+
+
+def _truthy(value: Any) -> bool:
+    """JMESPath truthiness: false, null and empty strings, lists and objects are false."""
+    return not (value is None or value is False or value in ("", [], {}))
+
+
+def _response_data(response: Any) -> Any:
+    content = getattr(response, "content", b"")
+    if not content:
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        return response.text
+
+
+def _error_data(exc: BaseException) -> dict[str, Any]:
+    return {
+        "type": type(exc).__name__,
+        "message": str(exc),
+        "status_code": getattr(exc, "status_code", None),
+        "endpoint": getattr(exc, "endpoint", None),
+    }
+
+
+def _endpoint_data(endpoint: Any) -> dict[str, Any]:
+    return {
+        "name": getattr(endpoint, "name", None),
+        "url": getattr(endpoint, "url", None),
+        "method": getattr(endpoint, "method", None),
+        "params": dict(getattr(endpoint, "params", None) or {}),
+    }
+
+
+class Expression:
+    """A compiled JMESPath expression used as the hook ``kind`` (a field name).
+
+    ``condition`` returns a bool (JMESPath truthiness), ``cache_key_generator`` a
+    string; ``response_parser``, ``error_handler`` and ``cache_key_generator`` first
+    turn their argument into JSON-like data (see :data:`HOOK_FIELDS`).
+    """
+
+    __slots__ = ("_compiled", "kind", "source")
+
+    def __init__(self, source: str, kind: str = "transform_output") -> None:
+        if not isinstance(source, str) or not source.strip():
+            raise ConfigError("must be a non-empty JMESPath expression", field=kind)
+        try:
+            compiled: ParsedResult = jmespath.compile(source)
+        except JMESPathError as exc:
+            detail = str(exc).strip().splitlines()[0]
+            raise ConfigError(f"invalid JMESPath expression: {detail}", field=kind) from None
+        unknown = _unknown_function(compiled.parsed)
+        if unknown is not None:
+            raise ConfigError(
+                f"invalid JMESPath expression: unknown function {unknown}()", field=kind
+            )
+        self.source = source
+        self.kind = kind
+        self._compiled = compiled
+
+    def search(self, data: Any) -> Any:
+        """Evaluate on JSON-like ``data``."""
+        return self._compiled.search(data)
+
+    def __call__(self, arg: Any) -> Any:
+        kind = self.kind
+        if kind == "response_parser":
+            return self.search(_response_data(arg))
+        if kind == "error_handler":
+            return self.search(_error_data(arg))
+        if kind == "cache_key_generator":
+            key = self.search(_endpoint_data(arg))
+            return key if isinstance(key, str) else json.dumps(key, sort_keys=True, default=str)
+        if kind == "condition":
+            return _truthy(self.search(arg))
+        return self.search(arg)
+
+    def __repr__(self) -> str:
+        return f"Expression({self.source!r})"
+
+
+class ImportedHook:
+    """A callable imported from ``module:attribute``; remembers its reference."""
+
+    __slots__ = ("func", "reference")
+
+    def __init__(self, reference: str, func: Callable[..., Any]) -> None:
+        self.reference = reference
+        self.func = func
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.func(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"ImportedHook({self.reference!r})"
+
+
+def import_reference(reference: str, field: str = "hook") -> Any:
+    """The object named by ``"package.module:attr.sub"`` (ConfigError if it cannot be imported)."""
+    if not isinstance(reference, str) or not IMPORT_REF.match(reference):
+        raise ConfigError(
+            f"not an import reference (expected 'package.module:name'): {reference!r}",
+            field=field,
+        )
+    module_name, _, attr_path = reference.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except Exception as exc:
+        raise ConfigError(
+            f"cannot import {module_name!r} for {reference!r}: {type(exc).__name__}: {exc}",
+            field=field,
+        ) from exc
+    for part in attr_path.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ConfigError(
+                f"{reference!r}: module {module_name!r} has no attribute {attr_path!r}",
+                field=field,
+            ) from None
+    return obj
+
+
+def hook_from_spec(spec: Any, field: str, kind: str | None = None) -> Callable[..., Any]:
+    """Build the hook for ``kind`` (default: the last part of ``field``) from its flow spec."""
+    kind = kind or field.rsplit(".", 1)[-1]
+    if isinstance(spec, Mapping):
+        keys = set(spec)
+        if keys == {"import"}:
+            return _imported(spec["import"], f"{field}.import")
+        if keys == {"jmespath"}:
+            return _expression(spec["jmespath"], f"{field}.jmespath", kind)
+        raise ConfigError("a hook mapping has exactly one key, 'import' or 'jmespath'", field=field)
+    if not isinstance(spec, str):
+        raise ConfigError(
+            f"must be an import reference or a JMESPath expression, got {type(spec).__name__}",
+            field=field,
+        )
+    if IMPORT_REF.match(spec.strip()):
+        return _imported(spec.strip(), field)
+    return _expression(spec, field, kind)
+
+
+def _imported(reference: Any, field: str) -> ImportedHook:
+    func = import_reference(reference, field)
+    if not callable(func):
+        raise ConfigError(f"{reference!r} is not callable", field=field)
+    return ImportedHook(reference, func)
+
+
+def _expression(source: Any, field: str, kind: str) -> Expression:
+    try:
+        return Expression(source, kind)
+    except ConfigError as exc:
+        raise ConfigError(exc.message.partition(": ")[2], field=field) from None
+
+
+def hook_to_spec(hook: Any, field: str) -> str | None:
+    """The flow spelling of a hook: its expression, its import reference, or the
+    ``module:qualname`` of a module-level function; ConfigError for lambdas and closures."""
+    if hook is None:
+        return None
+    if isinstance(hook, Expression):
+        return hook.source
+    if isinstance(hook, ImportedHook):
+        return hook.reference
+    module = getattr(hook, "__module__", None)
+    qualname = getattr(hook, "__qualname__", None)
+    if (
+        isinstance(module, str)
+        and isinstance(qualname, str)
+        and "<" not in qualname
+        and module != "__main__"
+    ):
+        reference = f"{module}:{qualname}"
+        try:
+            found = import_reference(reference, field)
+        except ConfigError:
+            found = None
+        if found is hook:
+            return reference
+    raise ConfigError(
+        f"cannot write {hook!r} to a flow: use an import reference or a JMESPath expression",
+        field=field,
+    )

@@ -1,0 +1,291 @@
+"""Fixtures for the Redis backend tests: a real Redis, a spare one we can stop, worker processes.
+
+* ``redis_url``: ``LAMINA_REDIS_URL`` (default ``redis://127.0.0.1:6379/0``).
+  If it does not answer the tests skip, except under ``CI=true`` where they fail.
+* ``prefix`` / ``backend``: a random key prefix per test (``lamina-test-<uuid>``);
+  every key under it is deleted afterwards (never FLUSHALL).
+* ``spare_redis``: a ``redis-server`` of our own on a free port, which a test may
+  stop and start again.
+* ``workers``: OS processes (``python -c WORKER``) that build lamina stacks on a
+  shared Redis and run calls on command, one JSON line in, one JSON line out.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+import redis
+from lamina.backends.redis import RedisBackend
+
+DEFAULT_URL = "redis://127.0.0.1:6379/0"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "slow: a long real-time test (the multi-process rate test)")
+
+
+def _url() -> str:
+    return os.environ.get("LAMINA_REDIS_URL", DEFAULT_URL)
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{reason} (CI=true: the Redis tests must run)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    url = _url()
+    try:
+        client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+        client.ping()
+        client.close()
+    except redis.RedisError as exc:
+        _unavailable(
+            f"no Redis at LAMINA_REDIS_URL ({type(exc).__name__}); start one with "
+            "`redis-server --daemonize yes --port 6379 --save '' --appendonly no`"
+        )
+    return url
+
+
+@pytest.fixture
+def sync_redis(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url, socket_timeout=2)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def prefix(sync_redis: redis.Redis) -> Iterator[str]:
+    name = f"lamina-test-{uuid.uuid4().hex[:12]}"
+    yield name
+    keys = list(sync_redis.scan_iter(match=f"{name}:*", count=500))
+    if keys:
+        sync_redis.delete(*keys)
+
+
+@pytest.fixture
+async def backend(redis_url: str, prefix: str) -> AsyncIterator[RedisBackend]:
+    be = RedisBackend(redis_url, prefix=prefix)
+    yield be
+    await be.aclose()
+
+
+def keys_under(client: redis.Redis, prefix: str) -> list[str]:
+    return sorted(k.decode() for k in client.scan_iter(match=f"{prefix}:*", count=500))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class SpareRedis:
+    """A redis-server process this test session owns (stop/start at will)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        exe = shutil.which("redis-server")
+        if exe is None:
+            _unavailable("redis-server is not installed")
+        assert exe is not None
+        self.proc = subprocess.Popen(
+            [
+                exe,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+                "--loglevel",
+                "warning",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis(port=self.port, socket_timeout=0.2, socket_connect_timeout=0.2)
+        for _ in range(100):
+            try:
+                client.ping()
+                client.close()
+                return
+            except redis.RedisError:
+                time.sleep(0.05)
+        raise RuntimeError("spare redis-server did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()  # our own child, by its pid
+            self.proc.wait(5)
+            self.proc = None
+
+
+@pytest.fixture
+def spare_redis(redis_url: str) -> Iterator[SpareRedis]:
+    server = SpareRedis()
+    server.start()
+    yield server
+    server.stop()
+
+
+WORKER = r"""
+import asyncio, json, sys, time
+
+from lamina import HttpxTransport, Request, ServiceBuilder
+from lamina.backends.redis import RedisBackend
+from lamina.layers.cache import CacheLayer
+from lamina.layers.circuit_breaker import CircuitBreakerLayer
+from lamina.layers.parse import ParseLayer
+from lamina.layers.rate_limit import RateLimitLayer
+
+
+def build(spec, backend, transport):
+    layers = []
+    if spec.get("cache"):
+        layers += [CacheLayer(store=backend, **spec["cache"]), ParseLayer()]
+    if spec.get("breaker"):
+        layers.append(CircuitBreakerLayer(backend=backend, **spec["breaker"]))
+    if spec.get("rate"):
+        layers.append(RateLimitLayer(backend=backend, **spec["rate"]))
+    return ServiceBuilder(layers).service(transport)
+
+
+async def call(svc, url, endpoint):
+    try:
+        resp = await svc(Request("GET", url, endpoint=endpoint))
+        return f"ok:{resp.status_code}:{int(resp.from_cache)}"
+    except Exception as exc:
+        return type(exc).__name__
+
+
+async def main():
+    loop = asyncio.get_running_loop()
+    backend = None
+    stacks = {}
+    async with HttpxTransport() as transport:
+        print(json.dumps({"ready": True}), flush=True)
+        while True:
+            line = await loop.run_in_executor(None, sys.stdin.readline)
+            if not line:
+                break
+            cmd = json.loads(line)
+            if backend is None or backend.prefix != cmd["prefix"]:
+                backend = RedisBackend(cmd["redis"], prefix=cmd["prefix"])
+                stacks = {}
+            key = json.dumps(cmd["stack"], sort_keys=True)
+            svc = stacks.get(key) or stacks.setdefault(key, build(cmd["stack"], backend, transport))
+            if cmd.get("invalidate"):
+                await svc.config.ainvalidate(cmd["invalidate"])
+            if cmd.get("at"):
+                await asyncio.sleep(max(0.0, cmd["at"] - time.time()))
+            reply = {}
+            if cmd.get("until"):
+                async def loop_calls():
+                    n = 0
+                    while time.time() < cmd["until"]:
+                        await call(svc, cmd["url"], cmd.get("endpoint"))
+                        n += 1
+                    return n
+                counts = await asyncio.gather(*(loop_calls() for _ in range(cmd.get("tasks", 1))))
+                reply["count"] = sum(counts)
+            else:
+                reply["results"] = await asyncio.gather(
+                    *(call(svc, cmd["url"], cmd.get("endpoint")) for _ in range(cmd.get("n", 1)))
+                )
+            print(json.dumps(reply), flush=True)
+
+
+asyncio.run(main())
+"""
+
+
+class Worker:
+    """One OS process running :data:`WORKER`."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", WORKER],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+        )
+
+    def wait_ready(self) -> None:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line.startswith('{"ready"'):
+            raise RuntimeError(f"worker did not start: {line!r}")
+
+    def send(self, cmd: dict[str, Any]) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(cmd) + "\n")
+        self.proc.stdin.flush()
+
+    def receive(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError("worker exited")
+        reply: dict[str, Any] = json.loads(line)
+        return reply
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+class Workers:
+    """A pool of worker processes; :meth:`run` sends one command to several at once."""
+
+    def __init__(self, count: int) -> None:
+        self.all = [Worker() for _ in range(count)]
+        for worker in self.all:
+            worker.wait_ready()
+
+    def run(self, indices: list[int], cmd: dict[str, Any]) -> list[dict[str, Any]]:
+        for i in indices:
+            self.all[i].send(cmd)
+        return [self.all[i].receive() for i in indices]
+
+    def close(self) -> None:
+        for worker in self.all:
+            worker.close()
+
+
+@pytest.fixture(scope="session")
+def workers(redis_url: str) -> Iterator[Workers]:
+    pool = Workers(10)
+    yield pool
+    pool.close()
