@@ -97,10 +97,12 @@ class HttpxTransport:
     async def _send_once(self, request: Request) -> Response:
         limit = request.extensions.get("max_response_bytes", self.max_response_bytes)
         try:
+            url: str | httpx.URL = request.url
+            if request.params:  # merge: httpx would replace the URL's own query (httpx#3433)
+                url = httpx.URL(request.url).copy_merge_params(request.params)
             http_request = self.client.build_request(
                 request.method,
-                request.url,
-                params=request.params or None,
+                url,
                 headers=request.headers.multi_items(),
                 json=request.json,
                 content=request.content,

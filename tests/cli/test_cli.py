@@ -30,7 +30,7 @@ endpoints:
   - name: auth
     url: {base}/json?ms=30&step=auth
   - name: user
-    url: {base}/json?ms=400&step=user
+    url: {base}/json?ms=200&step=user
     depends_on: [auth]
   - name: flaky
     url: {base}/flaky/cli-flaky?fail=2

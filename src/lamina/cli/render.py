@@ -70,6 +70,9 @@ WIDTH = 48
 LEGEND = "# attempt  x failed attempt  . retry wait  ~ rate-limit wait  = rest of the call"
 
 
+_RANK = {" ": 0, "=": 1, "#": 2, ".": 3, "~": 4, "x": 5}
+
+
 def waterfall(report: RunReport, timelines: Mapping[str, Timeline], width: int = WIDTH) -> str:
     """One bar per endpoint on a shared time axis, attempts and waits drawn inside."""
     span = max(
@@ -96,7 +99,8 @@ def waterfall(report: RunReport, timelines: Mapping[str, Timeline], width: int =
                     seg.kind, "x" if seg.error else "#"
                 )
                 for i in range(col(seg.start), col(seg.end) + 1):
-                    if char != "." or cells[i] != "#":
+                    # on a shared cell the more telling mark wins: x > ~ > . > # > =
+                    if _RANK[char] >= _RANK[cells[i]]:
                         cells[i] = char
         note = r.outcome if r.start is not None else f"{r.outcome} ({r.reason or 'not started'})"
         lines.append(f"{name:<{name_width}} |{''.join(cells)}| {_ms(r.latency):>7} {note}")

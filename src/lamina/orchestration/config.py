@@ -121,7 +121,7 @@ class APIEndpoint:
         if self.params is not None and not isinstance(self.params, Mapping):
             raise ConfigError("must be a mapping", field="params", endpoint=name)
         if self.depends_on is not None:
-            if isinstance(self.depends_on, str) or not all(
+            if not isinstance(self.depends_on, list | tuple) or not all(
                 isinstance(d, str) for d in self.depends_on
             ):
                 raise ConfigError(
@@ -129,6 +129,12 @@ class APIEndpoint:
                 )
             self.depends_on = list(self.depends_on)
         if self.retry_on is not None:
+            if not isinstance(self.retry_on, list | tuple | set | frozenset):
+                raise ConfigError(
+                    f"must be a list of HTTP status codes, got {self.retry_on!r}",
+                    field="retry_on",
+                    endpoint=name,
+                )
             codes = list(self.retry_on)
             for code in codes:
                 if isinstance(code, bool) or not isinstance(code, int) or not 100 <= code <= 599:

@@ -61,12 +61,13 @@ class Run:
         self.finished = 0
         self.failed = 0
         self.stopped = False
+        self.blocked: set[str] = set()  # skipped because a dependency did not succeed
 
     # -- what schedulers ask ----------------------------------------------
     def blocked_by(self, endpoint: APIEndpoint) -> str | None:
-        """The name of a dependency that failed or was cancelled, if any."""
+        """A dependency that failed, was cancelled or was itself blocked, if any."""
         for dep in endpoint.dependencies:
-            if self.reports[dep].outcome in ("failed", "cancelled"):
+            if dep in self.blocked or self.reports[dep].outcome in ("failed", "cancelled"):
                 return dep
         return None
 
@@ -87,6 +88,7 @@ class Run:
             return None
         blocker = self.blocked_by(endpoint)
         if blocker is not None:
+            self.blocked.add(endpoint.name)
             return self._skip(report, f"dependency {blocker!r} did not succeed")
         try:
             if endpoint.condition is not None and not endpoint.condition(self.context):

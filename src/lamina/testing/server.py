@@ -142,7 +142,8 @@ class LocalServer:
 
     async def _open(self) -> None:
         self._stopping = asyncio.Event()
-        self._server = await asyncio.start_server(self._serve, self.host, self.port)
+        # a large backlog: soak tests open hundreds of connections at once
+        self._server = await asyncio.start_server(self._serve, self.host, self.port, backlog=4096)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def _close(self) -> None:

@@ -1,0 +1,304 @@
+"""The innermost service on aiohttp: faster per call than httpx on loopback.
+
+Install with ``pip install lamina[aiohttp]``. The contract is HttpxTransport's:
+same error mapping, redirects off by default (credential headers dropped when
+the origin changes), the body limit applied to *decoded* bytes while streaming.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import functools
+import inspect
+import json as jsonlib
+import time
+import zlib
+from collections.abc import AsyncGenerator
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+try:
+    import aiohttp
+    from yarl import URL
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError("AiohttpTransport needs aiohttp: pip install 'lamina[aiohttp]'") from exc
+
+from ._core import Request, Response
+from ._errors import ConfigError, ConnectError, ParseError, ResponseTooLarge, TimeoutError
+from ._errors import TransportError as LaminaTransportError
+from ._headers import Headers
+from ._redact import scrub, secret_values
+from .transport import (
+    _WBITS,
+    DEFAULT_MAX_RESPONSE_BYTES,
+    REDIRECT_STATUSES,
+    _BoundedChunks,
+    _redirected,
+)
+
+__all__ = ["AiohttpTransport"]
+
+_SESSION_OPTIONS = frozenset(inspect.signature(aiohttp.ClientSession.__init__).parameters) - {
+    "self",
+    "base_url",
+}
+_ACCEPT_ENCODING = {"Accept-Encoding": "gzip, deflate"}  # the codings decoded here
+_NO_CONTENT_TYPE = frozenset({"Content-Type"})
+
+
+class AiohttpTransport:
+    """Send lamina requests with one ``aiohttp.ClientSession``.
+
+    The session is created lazily inside the running event loop (a new loop gets
+    a new one) with ``auto_decompress=False`` and no aiohttp timeout (timeouts
+    belong to ``TimeoutLayer``); ``session_options`` are passed to it. Pass
+    ``session`` to use your own (you close it; it must have
+    ``auto_decompress=False``). aiohttp's hidden resend of a request dropped by a
+    reused connection is switched off: every attempt is one the retry layer counted.
+    ``Response.http`` is the ``aiohttp.ClientResponse``.
+    """
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession | None = None,
+        *,
+        follow_redirects: bool = False,
+        max_redirects: int = 10,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        **session_options: Any,
+    ) -> None:
+        if session is not None and session_options:
+            raise ConfigError("pass either session or session options, not both", field="session")
+        if session is not None and session.auto_decompress:
+            raise ConfigError(
+                "create the session with auto_decompress=False so that "
+                "max_response_bytes applies to decoded bytes",
+                field="session",
+            )
+        for name in session_options:
+            if name not in _SESSION_OPTIONS:
+                raise ConfigError("not an aiohttp.ClientSession option", field=name)
+        if session_options.get("auto_decompress", False):
+            raise ConfigError("must be False (lamina decodes the body)", field="auto_decompress")
+        if max_response_bytes <= 0:
+            raise ConfigError("must be > 0", field="max_response_bytes")
+        if max_redirects < 0:
+            raise ConfigError("must be >= 0", field="max_redirects")
+        if session is not None:
+            _no_hidden_retries(session)
+        self._owns_session = session is None
+        self._session = session
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._keeper: AsyncGenerator[None, None] | None = None
+        self._options = session_options
+        self.follow_redirects = follow_redirects
+        self.max_redirects = max_redirects
+        self.max_response_bytes = max_response_bytes
+
+    @property
+    def session(self) -> aiohttp.ClientSession | None:
+        """The session (None until the first call when this transport owns it)."""
+        return self._session
+
+    async def _session_for(self, loop: asyncio.AbstractEventLoop) -> aiohttp.ClientSession:
+        session = self._session
+        if not self._owns_session:
+            assert session is not None
+            return session
+        if session is not None and not session.closed:  # its loop ended without closing it
+            _drop(session)
+        options = dict(self._options)
+        options["auto_decompress"] = False
+        options.setdefault("timeout", aiohttp.ClientTimeout(total=None))
+        options.setdefault("headers", _ACCEPT_ENCODING)
+        session = aiohttp.ClientSession(**options)
+        _no_hidden_retries(session)
+        # A started async generator is closed by the loop's shutdown_asyncgens()
+        # (asyncio.run, pytest-asyncio): the session is closed before its loop is.
+        self._keeper = _close_at_shutdown(session)
+        await anext(self._keeper)
+        self._session = session
+        self._loop = loop
+        return session
+
+    async def __call__(self, request: Request) -> Response:
+        started = time.perf_counter()
+        current = request
+        for _ in range(self.max_redirects + 1):
+            response = await self._send_once(current)
+            if not (self.follow_redirects and response.status_code in REDIRECT_STATUSES):
+                response.elapsed = time.perf_counter() - started
+                return response
+            location = response.headers.get("location")
+            if not location:
+                response.elapsed = time.perf_counter() - started
+                return response
+            current = _redirected(current, response.status_code, location)
+        raise LaminaTransportError(
+            f"more than max_redirects={self.max_redirects} redirects", request=request
+        )
+
+    async def _send_once(self, request: Request) -> Response:
+        loop = asyncio.get_running_loop()
+        session = self._session
+        if session is None or loop is not self._loop:
+            session = await self._session_for(loop)
+        limit = request.extensions.get("max_response_bytes", self.max_response_bytes)
+        headers = request.headers.multi_items()
+        content = request.content
+        skip: frozenset[str] = frozenset()
+        if request.json is not None and content is None:
+            content = jsonlib.dumps(
+                request.json, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+            ).encode()
+            if "content-type" not in request.headers:
+                headers = [*headers, ("Content-Type", "application/json")]
+        elif content is not None and "content-type" not in request.headers:
+            skip = _NO_CONTENT_TYPE  # like httpx: raw bytes get no Content-Type
+        try:
+            url = _url(request)
+            http_response = await session.request(
+                request.method,
+                url,
+                headers=headers,
+                data=content,
+                allow_redirects=False,
+                skip_auto_headers=skip,
+            )
+        except (httpx.InvalidURL, aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError) as exc:
+            raise ConfigError(
+                scrub(f"invalid URL ({type(exc).__name__})", secret_values(request)),
+                field="url",
+                endpoint=request.endpoint,
+            ) from exc
+        except (aiohttp.ClientError, builtins.TimeoutError, OSError) as exc:
+            raise _map_error(exc, request) from exc
+        try:
+            status = http_response.status
+            skip_body = self.follow_redirects and status in REDIRECT_STATUSES
+            body = b"" if skip_body else await _read_limited(http_response, request, limit)
+        except (aiohttp.ClientError, builtins.TimeoutError, OSError) as exc:
+            http_response.close()
+            raise _map_error(exc, request) from exc
+        except BaseException:  # limit passed, cancelled: the connection cannot be reused
+            http_response.close()
+            raise
+        http_response.release()
+        return Response(
+            status,
+            headers=Headers(http_response.headers.items()),
+            content=body,
+            request=request,
+            http=http_response,
+        )
+
+    async def aclose(self) -> None:
+        """Close the session if this transport created it."""
+        if self._owns_session and self._session is not None:
+            session, self._session = self._session, None
+            keeper, self._keeper = self._keeper, None
+            if self._loop is asyncio.get_running_loop() and keeper is not None:
+                await keeper.aclose()  # closes the session
+            elif not session.closed:
+                _drop(session)
+
+    async def __aenter__(self) -> AiohttpTransport:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        owned = "owned" if self._owns_session else "borrowed"
+        return f"AiohttpTransport({owned} session, follow_redirects={self.follow_redirects})"
+
+
+def _no_hidden_retries(session: aiohttp.ClientSession) -> None:
+    """aiohttp silently resends an idempotent request once when a reused connection
+    drops it. Retries belong to RetryLayer, which counts them (attempts, breaker,
+    metrics), so that one is switched off (there is no public option for it)."""
+    if hasattr(session, "_retry_connection"):
+        session._retry_connection = False
+
+
+async def _close_at_shutdown(session: aiohttp.ClientSession) -> AsyncGenerator[None, None]:
+    try:
+        yield
+    finally:
+        await session.close()
+
+
+def _drop(session: aiohttp.ClientSession) -> None:
+    """Close a session that belongs to another (maybe closed) loop, without awaiting."""
+    connector = session.connector
+    session.detach()
+    if connector is not None:
+        with contextlib.suppress(Exception):
+            connector._close()
+
+
+def _url(request: Request) -> URL:
+    """The URL exactly as HttpxTransport would send it.
+
+    httpx normalises and merges ``params``; yarl then takes it as already encoded,
+    so that ``%2E%2E`` stays a literal segment and is never resolved to ``..``.
+    """
+    if not request.params:
+        return _parse_url(request.url)
+    url = httpx.URL(request.url).copy_merge_params(request.params)
+    return URL(str(url), encoded=True)
+
+
+@functools.lru_cache(maxsize=2048)
+def _parse_url(url: str) -> URL:
+    return URL(str(httpx.URL(url)), encoded=True)
+
+
+async def _read_limited(
+    http_response: aiohttp.ClientResponse, request: Request, limit: int
+) -> bytes:
+    """Read the body, decoding gzip/deflate here so that the limit applies to decoded bytes."""
+    status = http_response.status
+    encoding = http_response.headers.get("content-encoding", "identity").strip().lower()
+    declared = http_response.headers.get("content-length", "")
+    if encoding == "identity" and declared.isdigit() and int(declared) > limit:
+        raise ResponseTooLarge(limit=limit, request=request, status_code=status)
+    chunks = _BoundedChunks(limit, request, status)
+    stream = http_response.content
+    if encoding in _WBITS:
+        inflater = zlib.decompressobj(_WBITS[encoding])
+        first = True
+        async for raw in stream.iter_any():
+            if first and encoding == "deflate" and raw and raw[0] & 0x0F != 8:
+                inflater = zlib.decompressobj(-zlib.MAX_WBITS)  # raw deflate, no zlib header
+            first = first and not raw
+            try:
+                chunks.add(inflater.decompress(raw, chunks.room + 1))
+            except zlib.error as exc:
+                raise ParseError(f"could not decode the {encoding} body", request=request) from exc
+        chunks.add(inflater.flush())
+        return chunks.join()
+    async for data in stream.iter_any():  # identity, or a coding passed through undecoded
+        chunks.add(data)
+    return chunks.join()
+
+
+def _map_error(exc: BaseException, request: Request) -> Exception:
+    text = str(exc) or "connection closed or reset by the peer"
+    detail = scrub(f"{type(exc).__name__}: {text}", secret_values(request))
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return TimeoutError(detail, request=request, request_sent=False)
+    if isinstance(exc, builtins.TimeoutError):  # ServerTimeoutError, SocketTimeoutError
+        return TimeoutError(detail, request=request, request_sent=True)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return ConnectError(detail, request=request)
+    return LaminaTransportError(detail, request=request)
