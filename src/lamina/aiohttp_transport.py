@@ -13,7 +13,6 @@ import contextlib
 import functools
 import inspect
 import json as jsonlib
-import time
 import zlib
 from collections.abc import AsyncGenerator
 from types import TracebackType
@@ -37,7 +36,7 @@ from .transport import (
     DEFAULT_MAX_RESPONSE_BYTES,
     REDIRECT_STATUSES,
     _BoundedChunks,
-    _redirected,
+    send,
 )
 
 __all__ = ["AiohttpTransport"]
@@ -126,21 +125,7 @@ class AiohttpTransport:
         return session
 
     async def __call__(self, request: Request) -> Response:
-        started = time.perf_counter()
-        current = request
-        for _ in range(self.max_redirects + 1):
-            response = await self._send_once(current)
-            if not (self.follow_redirects and response.status_code in REDIRECT_STATUSES):
-                response.elapsed = time.perf_counter() - started
-                return response
-            location = response.headers.get("location")
-            if not location:
-                response.elapsed = time.perf_counter() - started
-                return response
-            current = _redirected(current, response.status_code, location)
-        raise LaminaTransportError(
-            f"more than max_redirects={self.max_redirects} redirects", request=request
-        )
+        return await send(self._send_once, request, self.follow_redirects, self.max_redirects)
 
     async def _send_once(self, request: Request) -> Response:
         loop = asyncio.get_running_loop()

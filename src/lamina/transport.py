@@ -8,6 +8,7 @@ import importlib
 import ssl
 import time
 import zlib
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -20,7 +21,7 @@ from ._errors import TransportError as LaminaTransportError
 from ._headers import Headers
 from ._redact import is_secret_header, scrub, secret_values
 
-__all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "REDIRECT_STATUSES", "HttpxTransport"]
+__all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "REDIRECT_STATUSES", "HttpxTransport", "send"]
 
 DEFAULT_MAX_RESPONSE_BYTES = 10 * 1024 * 1024
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -78,21 +79,7 @@ class HttpxTransport:
         self.max_response_bytes = max_response_bytes
 
     async def __call__(self, request: Request) -> Response:
-        started = time.perf_counter()
-        current = request
-        for _ in range(self.max_redirects + 1):
-            response = await self._send_once(current)
-            if not (self.follow_redirects and response.status_code in REDIRECT_STATUSES):
-                response.elapsed = time.perf_counter() - started
-                return response
-            location = response.headers.get("location")
-            if not location:
-                response.elapsed = time.perf_counter() - started
-                return response
-            current = _redirected(current, response.status_code, location)
-        raise LaminaTransportError(
-            f"more than max_redirects={self.max_redirects} redirects", request=request
-        )
+        return await send(self._send_once, request, self.follow_redirects, self.max_redirects)
 
     async def _send_once(self, request: Request) -> Response:
         limit = request.extensions.get("max_response_bytes", self.max_response_bytes)
@@ -151,6 +138,28 @@ class HttpxTransport:
     def __repr__(self) -> str:
         owned = "owned" if self._owns_client else "borrowed"
         return f"HttpxTransport({owned} client, follow_redirects={self.follow_redirects})"
+
+
+async def send(
+    send_once: Callable[[Request], Awaitable[Response]],
+    request: Request,
+    follow_redirects: bool,
+    max_redirects: int,
+) -> Response:
+    """Send ``request`` with ``send_once``, following redirects if asked (every
+    transport shares this, so the credential rules on redirects hold for all)."""
+    started = time.perf_counter()
+    current = request
+    for _ in range(max_redirects + 1):
+        response = await send_once(current)
+        location = response.headers.get("location")
+        if not (follow_redirects and response.status_code in REDIRECT_STATUSES and location):
+            response.elapsed = time.perf_counter() - started
+            return response
+        current = _redirected(current, response.status_code, location)
+    raise LaminaTransportError(
+        f"more than max_redirects={max_redirects} redirects", request=request
+    )
 
 
 async def _read_limited(http_response: httpx.Response, request: Request, limit: int) -> bytes:
