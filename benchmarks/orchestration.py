@@ -1,21 +1,24 @@
 """lamina's APIOrchestrator vs hand-written asyncio.gather vs dataknobs-fsm, in one run.
 
-Run: ``python benchmarks/orchestration.py [--quick] [--peer-python PATH] [--no-profile]``.
+Run: ``python benchmarks/orchestration.py [--quick] [--transport httpx|aiohttp|both]
+[--peer-python PATH] [--no-profile]``.
 
 One loopback server (``python -m lamina.testing``) in its own process serves every
 contender; each does the same work (GET, check the status, parse the JSON):
 
 - **gather (httpx)**: ``asyncio.gather`` (a loop, for SEQUENTIAL) over one bare
   ``httpx.AsyncClient``: the baseline of every ratio;
-- **lamina**: ``APIOrchestrator`` with its default layers (cache off);
+- **lamina (httpx)**: ``APIOrchestrator`` with its default layers (cache off);
+- **lamina (aiohttp)**, **gather (aiohttp)**: the same over aiohttp
+  (``transport="aiohttp"``; one ``aiohttp.ClientSession``), in this process;
 - **dataknobs-fsm**: its ``APIOrchestrator.orchestrate()``, run by
   ``benchmarks/_peer_dataknobs.py`` in the peer's virtualenv (Python >= 3.12);
-- **gather (aiohttp)**, for reference: the hand-written version over the client
-  library dataknobs-fsm uses, in the same virtualenv.
+- **gather (aiohttp, peer venv)**, for reference when this process does not run
+  aiohttp: the hand-written version in the peer's virtualenv.
 
 Cases: A. PARALLEL, 5 endpoints of 100 ms: wall time per run; B. SEQUENTIAL, 5
 fast endpoints: ms per run; C. 1,000 PARALLEL runs of 5 fast endpoints, 50 runs
-at a time: seconds and runs/s. Medians of repeats; lamina and gather (httpx)
+at a time: seconds and runs/s. Medians of repeats; the in-process contenders
 alternate within each repeat. Then a pyinstrument profile of lamina in B and C
 (own time per function). The tables are printed and written to
 ``benchmarks/results/orchestration.md``.
@@ -105,10 +108,14 @@ def urls(base: str, case: str) -> list[str]:
     return [f"{base}/json?{query}i={i}" for i in range(N_ENDPOINTS)]
 
 
-def lamina_orchestrator(base: str, case: str) -> APIOrchestrator:
+TRANSPORTS = ("httpx", "aiohttp")
+
+
+def lamina_orchestrator(base: str, case: str, transport: str = "httpx") -> APIOrchestrator:
     endpoints = [APIEndpoint(name=f"e{i}", url=u) for i, u in enumerate(urls(base, case))]
     mode = OrchestrationMode.SEQUENTIAL if case == "B" else OrchestrationMode.PARALLEL
-    return APIOrchestrator(APIOrchestrationConfig(endpoints=endpoints, mode=mode))
+    config = APIOrchestrationConfig(endpoints=endpoints, mode=mode)
+    return APIOrchestrator(config, transport=transport)  # type: ignore[arg-type]
 
 
 def gather_run(client: httpx.AsyncClient, targets: list[str], *, sequential: bool) -> Runner:
@@ -116,6 +123,24 @@ def gather_run(client: httpx.AsyncClient, targets: list[str], *, sequential: boo
         response = await client.get(url)
         response.raise_for_status()
         return response.json()
+
+    async def run() -> dict[str, Any]:
+        if sequential:
+            values = [await one(u) for u in targets]
+        else:
+            values = await asyncio.gather(*(one(u) for u in targets))
+        return {f"e{i}": v for i, v in enumerate(values)}
+
+    return run
+
+
+def aiohttp_gather_run(session: Any, targets: list[str], *, sequential: bool) -> Runner:
+    """The hand-written version over one ``aiohttp.ClientSession``."""
+
+    async def one(url: str) -> Any:
+        async with session.get(url) as response:
+            response.raise_for_status()
+            return json.loads(await response.read())
 
     async def run() -> dict[str, Any]:
         if sequential:
@@ -156,14 +181,32 @@ async def time_batch(run: Runner, runs: int, concurrency: int) -> tuple[float, f
     return time.perf_counter() - t0, time.process_time() - c0
 
 
-async def measure(base: str, case: str, sizes: Sizes) -> dict[str, Result]:
-    """lamina and gather (httpx), alternating within each repeat; A also times one call."""
+async def measure(
+    base: str, case: str, sizes: Sizes, transports: tuple[str, ...] = ("httpx",)
+) -> dict[str, Result]:
+    """The in-process contenders, alternating within each repeat; A also times one bare call
+    per client ("one call", "one call (aiohttp)")."""
     client = httpx.AsyncClient(timeout=30.0)  # lamina's per-attempt default; no 5 s pool wait
-    orchestrator = lamina_orchestrator(base, case)
+    targets = urls(base, case)
+    sequential = case == "B"
     contenders: dict[str, Runner] = {
-        "gather (httpx)": gather_run(client, urls(base, case), sequential=case == "B"),
-        "lamina": orchestrator.execute,
+        "gather (httpx)": gather_run(client, targets, sequential=sequential)
     }
+    orchestrators = []
+    closers: list[Callable[[], Awaitable[object]]] = [client.aclose]
+    session: Any = None
+    for transport in transports:
+        if transport == "aiohttp":
+            import aiohttp
+
+            session = aiohttp.ClientSession()
+            closers.append(session.close)
+            contenders["gather (aiohttp)"] = aiohttp_gather_run(
+                session, targets, sequential=sequential
+            )
+        orchestrator = lamina_orchestrator(base, case, transport)
+        orchestrators.append(orchestrator)
+        contenders[f"lamina ({transport})"] = orchestrator.execute
     out = {name: Result() for name in contenders}
 
     async def sample(run: Runner) -> tuple[float, float]:
@@ -173,33 +216,44 @@ async def measure(base: str, case: str, sizes: Sizes) -> dict[str, Result]:
             return await time_runs(run, sizes.b_runs)
         return await time_batch(run, sizes.c_runs, sizes.c_concurrency)
 
+    async def one_aiohttp() -> None:
+        async with session.get(targets[0]) as response:
+            response.raise_for_status()
+            await response.read()
+
     try:
         for run in contenders.values():  # warm up: connections, first-use costs
             if case == "C":
                 await time_batch(run, sizes.c_concurrency * 2, sizes.c_concurrency)
             else:
                 await time_runs(run, 2 if case == "A" else 20)
+        singles: dict[str, Callable[[], Awaitable[object]]] = {}
         if case == "A":
-            out["one call"] = Result()
+            singles["one call"] = lambda: client.get(targets[0])
+            if session is not None:
+                singles["one call (aiohttp)"] = one_aiohttp
+            out.update({name: Result() for name in singles})
         repeats = {"A": sizes.a_repeats, "B": sizes.b_repeats, "C": sizes.c_repeats}[case]
         for _ in range(repeats):
-            if case == "A":
+            for name, single in singles.items():
                 t0 = time.perf_counter()
-                (await client.get(urls(base, "A")[0])).raise_for_status()
-                out["one call"].wall.append(time.perf_counter() - t0)
-                out["one call"].cpu.append(0.0)
+                await single()
+                out[name].wall.append(time.perf_counter() - t0)
+                out[name].cpu.append(0.0)
             for name, run in contenders.items():
                 wall, cpu = await sample(run)
                 out[name].wall.append(wall)
                 out[name].cpu.append(cpu)
     finally:
-        await orchestrator.aclose()
-        await client.aclose()
+        for orchestrator in orchestrators:
+            await orchestrator.aclose()
+        for close in closers:
+            await close()
     return out
 
 
 # -- the peer, in its own virtualenv ----------------------------------------------------
-PEER_IMPLS = {"dataknobs": "dataknobs-fsm", "aiohttp": "gather (aiohttp, ref.)"}
+PEER_IMPLS = {"dataknobs": "dataknobs-fsm", "aiohttp": "gather (aiohttp, peer venv)"}
 
 
 def peer_problem(python: Path) -> str | None:
@@ -247,7 +301,7 @@ def rows_for(
 ) -> list[list[object]]:
     rows: list[list[object]] = []
     for name, res in results.items():
-        if name == "one call":
+        if name.startswith("one call"):
             continue
         if res.problem is not None:
             rows.append([name, res.problem, *[""] * (width - 1)])
@@ -268,6 +322,11 @@ def case_a(results: dict[str, Result]) -> str:
         return [f"{wall * 1e3:.1f}", f"{(wall - one) * 1e3:+.1f}", f"{wall / base:.2f}"]
 
     rows: list[list[object]] = [["one bare httpx call", f"{one * 1e3:.1f}", "+0.0", "-"]]
+    if "one call (aiohttp)" in results:
+        one_a = results["one call (aiohttp)"].median
+        rows.append(
+            ["one bare aiohttp call", f"{one_a * 1e3:.1f}", f"{(one_a - one) * 1e3:+.1f}", "-"]
+        )
     rows += rows_for(results, fmt, 3)
     headers = ["A: PARALLEL, 5 x 100 ms", "ms/run", "ms over one call", "ratio to gather (httpx)"]
     return table(headers, rows)
@@ -299,11 +358,16 @@ def case_b(results: dict[str, Result]) -> str:
 def case_c(results: dict[str, Result], sizes: Sizes) -> str:
     base = results["gather (httpx)"].median
     runs = sizes.c_runs
+    by_res = {id(res): name for name, res in results.items()}
 
     def fmt(res: Result) -> list[str]:
         wall = res.median
         cpu = res.cpu_median / runs * 1e3
-        return [f"{wall:.2f}", f"{runs / wall:.0f}", f"{cpu:.2f}", f"{base / wall:.2f}"]
+        name = by_res[id(res)]
+        same = "-"
+        if name.startswith("lamina (") and f"gather ({client_of(name)})" in results:
+            same = f"{c_ratio(results, name, f'gather ({client_of(name)})'):.2f}"
+        return [f"{wall:.2f}", f"{runs / wall:.0f}", f"{cpu:.2f}", f"{base / wall:.2f}", same]
 
     headers = [
         f"C: {runs} runs x 5 /json, {sizes.c_concurrency} at a time",
@@ -311,36 +375,65 @@ def case_c(results: dict[str, Result], sizes: Sizes) -> str:
         "runs/s",
         "client CPU ms/run",
         "throughput vs gather (httpx)",
+        "vs gather, same client",
     ]
-    return table(headers, rows_for(results, fmt, 4))
+    return table(headers, rows_for(results, fmt, 5))
+
+
+def lamina_names(results: dict[str, Result]) -> list[str]:
+    """The lamina rows present, e.g. ``["lamina (httpx)", "lamina (aiohttp)"]``."""
+    return [name for name in results if name.startswith("lamina (")]
+
+
+def client_of(name: str) -> str:
+    """``"lamina (aiohttp)"`` -> ``"aiohttp"``."""
+    return name.split("(", 1)[1].rstrip(")")
+
+
+def a_over_one_call(results: dict[str, Result], name: str) -> float:
+    """Case A: ms of one run over one bare call with the same client library."""
+    key = "one call (aiohttp)" if client_of(name) == "aiohttp" else "one call"
+    return (results[name].median - results[key].median) * 1e3
+
+
+def c_ratio(results: dict[str, Result], name: str, baseline: str = "gather (httpx)") -> float:
+    """Case C: throughput of ``name`` relative to ``baseline`` (higher is faster)."""
+    return results[baseline].median / results[name].median
 
 
 def targets(results: dict[str, dict[str, Result]]) -> str:
-    a = results["A"]
-    over = (a["lamina"].median - a["one call"].median) * 1e3
-    gather_over = (a["gather (httpx)"].median - a["one call"].median) * 1e3
-    ratio = results["C"]["gather (httpx)"].median / results["C"]["lamina"].median
-    return (
-        f"- A: lamina within 15 ms of one call: {over:+.1f} ms "
-        f"({'met' if over <= 15 else 'MISSED'}; gather (httpx) itself: {gather_over:+.1f} ms)\n"
-        f"- C: lamina >= 0.85x the throughput of gather (httpx): {ratio:.2f}x "
-        f"({'met' if ratio >= 0.85 else 'MISSED'})"
-    )
+    lines = []
+    a, c = results["A"], results["C"]
+    for name in lamina_names(a):
+        over = a_over_one_call(a, name)
+        gather = f"gather ({client_of(name)})"
+        ref = f"; {gather} itself: {a_over_one_call(a, gather):+.1f} ms" if gather in a else ""
+        verdict = "met" if over <= 15 else "MISSED"
+        lines.append(f"- A: {name} within 15 ms of one call: {over:+.1f} ms ({verdict}{ref})")
+    for name in lamina_names(c):
+        gather = f"gather ({client_of(name)})"
+        ratio = c_ratio(c, name, gather)
+        vs_httpx = c_ratio(c, name)
+        lines.append(
+            f"- C: {name} >= 0.85x the throughput of {gather}: {ratio:.2f}x "
+            f"({'met' if ratio >= 0.85 else 'MISSED'}; vs gather (httpx): {vs_httpx:.2f}x)"
+        )
+    return "\n".join(lines)
 
 
 # -- profile ---------------------------------------------------------------------------
 IDLE = {"epoll.poll", "kqueue.control", "select"}  # the event loop waiting for sockets
 
 
-async def profile(base: str, sizes: Sizes) -> str:
+async def profile(base: str, sizes: Sizes, transports: tuple[str, ...] = ("httpx",)) -> str:
     """pyinstrument over lamina alone in B and C: the top 10 functions by own time."""
     try:
         from pyinstrument import Profiler
     except ImportError:
         return "pyinstrument not installed: `pip install pyinstrument` to profile lamina."
     parts = []
-    for case in ("B", "C"):
-        orchestrator = lamina_orchestrator(base, case)
+    for transport, case in [(t, c) for t in transports for c in ("B", "C")]:
+        orchestrator = lamina_orchestrator(base, case, transport)
         try:
             await time_runs(orchestrator.execute, 20)
             profiler = Profiler(interval=0.001, async_mode="disabled")
@@ -354,7 +447,7 @@ async def profile(base: str, sizes: Sizes) -> str:
             await orchestrator.aclose()
         session = profiler.last_session
         assert session is not None
-        parts.append(hot_spots(session.root_frame(), case))
+        parts.append(hot_spots(session.root_frame(), f"{case} ({transport})"))
     return "\n\n".join(parts)
 
 
@@ -404,19 +497,32 @@ NOTES = """## Notes
 - dataknobs-fsm 0.5.0's PARALLEL mode awaits its endpoint coroutines one after another
   (`for name, task in tasks: results[name] = await task` in `orchestrate`), so case A takes
   about 5 x 100 ms and in case C only 50 of its requests are in flight (250 for the others).
-- dataknobs-fsm and the aiohttp row run on another Python and another HTTP client (aiohttp);
-  compare dataknobs-fsm with the aiohttp row for the orchestrator's own cost.
+- dataknobs-fsm runs on another Python (its own virtualenv) over aiohttp; compare it with
+  the gather (aiohttp) row for the orchestrator's own cost.
 - In case C, 250 requests in flight share httpx's default pool of 100 connections; httpcore's
   pool matches every queued request against every connection on each change, which is most
   of the client CPU for both httpx rows (see the profile)."""
 
 
 # -- main ------------------------------------------------------------------------------
-async def measure_all(base: str, sizes: Sizes) -> dict[str, dict[str, Result]]:
+@dataclass
+class Report:
+    """Everything one run measured."""
+
+    sizes: Sizes
+    transports: tuple[str, ...]
+    results: dict[str, dict[str, Result]]
+    peer_info: dict[str, Any]
+    profile: str | None
+
+
+async def measure_all(
+    base: str, sizes: Sizes, transports: tuple[str, ...] = ("httpx",)
+) -> dict[str, dict[str, Result]]:
     out = {}
     for case in CASES:
-        out[case] = await measure(base, case, sizes)
-        progress(f"case {case}: lamina and gather (httpx) done")
+        out[case] = await measure(base, case, sizes, transports)
+        progress(f"case {case}: {', '.join(out[case])} done")
     return out
 
 
@@ -424,9 +530,82 @@ def progress(message: str) -> None:
     print(f"[orchestration] {message}", file=sys.stderr, flush=True)
 
 
+def run_cases(
+    base: str,
+    sizes: Sizes,
+    *,
+    transports: tuple[str, ...] = TRANSPORTS,
+    peer_python: Path = DEFAULT_PEER_PYTHON,
+    with_profile: bool = True,
+) -> Report:
+    """Cases A-C against the server at ``base``: in-process contenders, then the peer.
+
+    The peer's hand-written aiohttp reference runs only when this process does not
+    measure aiohttp itself.
+    """
+    problem = peer_problem(peer_python)
+    peer_info: dict[str, Any] = {}
+    results = asyncio.run(measure_all(base, sizes, transports))
+    for impl, label in PEER_IMPLS.items():
+        if impl == "aiohttp" and "aiohttp" in transports:
+            continue
+        if problem is not None:
+            if impl == "dataknobs":
+                for case in CASES:
+                    results[case][label] = Result(problem=problem)
+            continue
+        peer, info = run_peer(peer_python, base, impl, sizes)
+        progress(f"{label} done")
+        peer_info = peer_info or info
+        for case in CASES:
+            results[case][label] = peer[case]
+    prof = asyncio.run(profile(base, sizes, transports)) if with_profile else None
+    return Report(sizes, transports, results, peer_info, prof)
+
+
+def describe(report: Report) -> str:
+    """One sentence: versions and sample sizes."""
+    info, sizes = report.peer_info, report.sizes
+    peer_desc = (
+        f"dataknobs-fsm {info['version']} (aiohttp {info['aiohttp']}) on Python {info['python']}"
+        if info
+        else "dataknobs-fsm: not run"
+    )
+    clients = f"httpx {httpx.__version__}"
+    if "aiohttp" in report.transports:
+        from importlib.metadata import version
+
+        clients += f", aiohttp {version('aiohttp')}"
+    return (
+        f"lamina and the hand-written gathers on Python {platform.python_version()} ({clients}); "
+        f"{peer_desc}. One loopback server process. Medians of {sizes.a_repeats} (A), "
+        f"{sizes.b_repeats} x {sizes.b_runs} runs (B), {sizes.c_repeats} (C) repeats."
+    )
+
+
+def render(report: Report, quick: bool, runtime: float | None = None) -> str:
+    """The whole Markdown report."""
+    results = report.results
+    sections = [
+        "# Orchestration: lamina vs asyncio.gather vs dataknobs-fsm\n\n"
+        f"{'Quick' if quick else 'Full'} run. {describe(report)}",
+        "## A. PARALLEL, 5 endpoints of 100 ms\n\n" + case_a(results["A"]),
+        "## B. SEQUENTIAL, 5 fast endpoints\n\n" + case_b(results["B"]),
+        "## C. Throughput, PARALLEL runs\n\n" + case_c(results["C"], report.sizes),
+        "## Targets\n\n" + targets(results),
+        NOTES,
+    ]
+    if report.profile is not None:
+        sections.append("## Profile of lamina (pyinstrument, own time)\n\n" + report.profile)
+    if runtime is not None:
+        sections.append(f"_Runtime {runtime:.0f} s._")
+    return "\n\n".join(sections) + "\n"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a shorter run, same shape")
+    parser.add_argument("--transport", choices=["httpx", "aiohttp", "both"], default="both")
     parser.add_argument("--peer-python", type=Path, default=DEFAULT_PEER_PYTHON)
     parser.add_argument("--c-runs", type=int, help="runs per C sample (default 200; quick 60)")
     parser.add_argument("--no-profile", action="store_true", help="skip the pyinstrument part")
@@ -435,50 +614,17 @@ def main(argv: list[str] | None = None) -> None:
     sizes = QUICK if args.quick else FULL
     if args.c_runs:
         sizes = dataclasses.replace(sizes, c_runs=args.c_runs)
+    transports = TRANSPORTS if args.transport == "both" else (args.transport,)
     started = time.perf_counter()
-
-    problem = peer_problem(args.peer_python)
-    peer_info: dict[str, Any] = {}
     with server_process() as base:
-        results = asyncio.run(measure_all(base, sizes))
-        for impl, label in PEER_IMPLS.items():
-            if problem is not None:
-                if impl == "dataknobs":
-                    for case in CASES:
-                        results[case][label] = Result(problem=problem)
-                continue
-            peer, info = run_peer(args.peer_python, base, impl, sizes)
-            progress(f"{label} done")
-            peer_info = peer_info or info
-            for case in CASES:
-                results[case][label] = peer[case]
-        prof = None if args.no_profile else asyncio.run(profile(base, sizes))
-
-    peer_desc = (
-        f"dataknobs-fsm {peer_info['version']} (aiohttp {peer_info['aiohttp']}) on Python "
-        f"{peer_info['python']}"
-        if peer_info
-        else "dataknobs-fsm: not run"
-    )
-    header = (
-        "# Orchestration: lamina vs asyncio.gather vs dataknobs-fsm\n\n"
-        f"{'Quick' if args.quick else 'Full'} run. lamina and gather (httpx) on Python "
-        f"{platform.python_version()} (httpx {httpx.__version__}); {peer_desc}. One loopback "
-        f"server process. Medians of {sizes.a_repeats} (A), {sizes.b_repeats} x "
-        f"{sizes.b_runs} runs (B), {sizes.c_repeats} (C) repeats."
-    )
-    sections = [
-        header,
-        "## A. PARALLEL, 5 endpoints of 100 ms\n\n" + case_a(results["A"]),
-        "## B. SEQUENTIAL, 5 fast endpoints\n\n" + case_b(results["B"]),
-        "## C. Throughput, PARALLEL runs\n\n" + case_c(results["C"], sizes),
-        "## Targets\n\n" + targets(results),
-    ]
-    sections.append(NOTES)
-    if prof is not None:
-        sections.append("## Profile of lamina (pyinstrument, own time)\n\n" + prof)
-    sections.append(f"_Runtime {time.perf_counter() - started:.0f} s._")
-    text = "\n\n".join(sections) + "\n"
+        report = run_cases(
+            base,
+            sizes,
+            transports=transports,
+            peer_python=args.peer_python,
+            with_profile=not args.no_profile,
+        )
+    text = render(report, args.quick, time.perf_counter() - started)
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
