@@ -78,9 +78,9 @@ def admissions() -> Iterator[list[float]]:
     seen: list[float] = []
     original = Bucket.consume
 
-    def consume(self: Bucket, weight: int, now: float) -> None:
+    def consume(self: Bucket, weight: int, now: float, due: float | None = None) -> None:
         seen.extend([now] * weight)
-        original(self, weight, now)
+        original(self, weight, now, due)
 
     Bucket.consume = consume  # type: ignore[method-assign]
     try:

@@ -144,8 +144,10 @@ def _step(w: _Waiter) -> Sequence[Limiter]:
                 _join(w.limiters[w.joined], w)
                 w.joined += 1
                 continue
+            # the slot this waiter was woken for (NaN: it never waited)
+            due = None if math.isnan(w.timer_at) else w.timer_at
             for limiter in w.limiters:
-                limiter._bucket.consume(w.weight, now)
+                limiter._bucket.consume(w.weight, now, due)
             _leave(w, wake=False)
             w.future.set_result(now)
             return w.limiters
