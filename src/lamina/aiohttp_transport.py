@@ -15,7 +15,6 @@ import inspect
 import json as jsonlib
 import zlib
 from collections.abc import AsyncGenerator
-from types import TracebackType
 from typing import Any
 
 import httpx
@@ -26,6 +25,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("AiohttpTransport needs aiohttp: pip install 'lamina[aiohttp]'") from exc
 
+from ._closeable import AsyncCloseable
 from ._core import Request, Response
 from ._errors import ConfigError, ConnectError, ParseError, ResponseTooLarge, TimeoutError
 from ._errors import TransportError as LaminaTransportError
@@ -49,7 +49,7 @@ _ACCEPT_ENCODING = {"Accept-Encoding": "gzip, deflate"}  # the codings decoded h
 _NO_CONTENT_TYPE = frozenset({"Content-Type"})
 
 
-class AiohttpTransport:
+class AiohttpTransport(AsyncCloseable):
     """Send lamina requests with one ``aiohttp.ClientSession``.
 
     The session is created lazily inside the running event loop (a new loop gets
@@ -190,17 +190,6 @@ class AiohttpTransport:
                 await keeper.aclose()  # closes the session
             elif not session.closed:
                 _drop(session)
-
-    async def __aenter__(self) -> AiohttpTransport:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def __repr__(self) -> str:
         owned = "owned" if self._owns_session else "borrowed"

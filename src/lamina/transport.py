@@ -9,12 +9,12 @@ import ssl
 import time
 import zlib
 from collections.abc import Awaitable, Callable
-from types import TracebackType
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
 
+from ._closeable import AsyncCloseable
 from ._core import Request, Response
 from ._errors import ConfigError, ConnectError, ParseError, ResponseTooLarge, TimeoutError
 from ._errors import TransportError as LaminaTransportError
@@ -27,7 +27,7 @@ DEFAULT_MAX_RESPONSE_BYTES = 10 * 1024 * 1024
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 
-class HttpxTransport:
+class HttpxTransport(AsyncCloseable):
     """Send lamina requests with one pooled ``httpx.AsyncClient``.
 
     Pass ``client`` to use your own client (you close it), or ``transport``
@@ -123,17 +123,6 @@ class HttpxTransport:
         """Close the client if this transport created it."""
         if self._owns_client:
             await self.client.aclose()
-
-    async def __aenter__(self) -> HttpxTransport:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def __repr__(self) -> str:
         owned = "owned" if self._owns_client else "borrowed"

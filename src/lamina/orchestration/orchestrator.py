@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import builtins
 from collections.abc import Callable, Sequence
-from types import TracebackType
 from typing import Any, ClassVar, Literal
 
 import httpx
 from opentelemetry import trace
 
 from .._clock import Clock
+from .._closeable import AsyncCloseable
 from .._core import Layer, Service, ServiceBuilder
 from .._errors import ConfigError, LaminaError, OrchestrationTimeout
 from .._version import __version__
@@ -30,7 +30,7 @@ LayersOption = (
 )
 
 
-class APIOrchestrator:
+class APIOrchestrator(AsyncCloseable):
     """Run an :class:`APIOrchestrationConfig`.
 
     Each endpoint gets its own stack: :meth:`default_layers` unless ``layers`` is
@@ -241,17 +241,6 @@ class APIOrchestrator:
         aclose = getattr(self._transport_option, "aclose", None)
         if aclose is not None and not isinstance(self._transport_option, httpx.AsyncBaseTransport):
             await aclose()
-
-    async def __aenter__(self) -> APIOrchestrator:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def __repr__(self) -> str:
         return (
