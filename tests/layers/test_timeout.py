@@ -1,5 +1,6 @@
 import asyncio
 import builtins
+import contextlib
 
 import pytest
 
@@ -72,6 +73,67 @@ async def test_inner_timeout_error_is_not_rewrapped() -> None:
     svc = TimeoutLayer(5.0).wrap(inner)
     with pytest.raises(builtins.TimeoutError, match="from inside"):
         await svc(Request("GET", "http://x/"))
+
+
+@pytest.mark.looptime
+@pytest.mark.timeout(5)
+async def test_outer_cancel_is_not_turned_into_a_timeout() -> None:
+    svc = TimeoutLayer(5.0).wrap(slow)
+    task = asyncio.create_task(svc(Request("GET", "http://x/")))
+    await asyncio.sleep(1.0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert task.cancelled()
+
+
+@pytest.mark.looptime
+@pytest.mark.timeout(5)
+async def test_outer_timeout_that_fires_first_stays_the_outer_one() -> None:
+    svc = TimeoutLayer(5.0).wrap(slow)
+    with pytest.raises(builtins.TimeoutError) as info:
+        async with asyncio.timeout(1.0):
+            await svc(Request("GET", "http://x/"))
+    assert not isinstance(info.value, TimeoutError)  # asyncio's own, not lamina's
+    assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+
+
+@pytest.mark.looptime
+@pytest.mark.timeout(5)
+async def test_inner_timeout_inside_a_longer_outer_one() -> None:
+    svc = TimeoutLayer(1.0).wrap(slow)
+    async with asyncio.timeout(5.0):
+        with pytest.raises(TimeoutError):
+            await svc(Request("GET", "http://x/"))
+        await asyncio.sleep(2.0)  # the outer scope still works and has not fired
+    assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+
+
+@pytest.mark.looptime
+@pytest.mark.timeout(5)
+async def test_timer_is_gone_after_a_fast_call_and_the_task_is_not_cancelled_later() -> None:
+    async def fast(request: Request) -> Response:
+        return Response(200, request=request)
+
+    svc = TimeoutLayer(1.0).wrap(fast)
+    for _ in range(3):
+        assert (await svc(Request("GET", "http://x/"))).status_code == 200
+    await asyncio.sleep(5.0)  # a leftover timer would cancel this sleep
+    assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+
+
+@pytest.mark.looptime
+@pytest.mark.timeout(5)
+async def test_inner_that_swallows_the_cancel_leaves_the_task_clean() -> None:
+    async def stubborn(request: Request) -> Response:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(10)
+        return Response(200, request=request)
+
+    svc = TimeoutLayer(1.0).wrap(stubborn)
+    assert (await svc(Request("GET", "http://x/"))).status_code == 200
+    assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+    await asyncio.sleep(2.0)  # not cancelled by anything left behind
 
 
 @pytest.mark.parametrize("bad", [0, -1, "3", float("nan") * 0 - 1])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import builtins
 
 from .._clock import Clock, default_clock
 from .._core import Request, Response, Service
@@ -58,13 +57,40 @@ class Timeout:
                 limit, cause = remaining, "deadline"
         if limit is None:
             return await self.inner(request)
-        scope = asyncio.timeout(limit)
+        # What asyncio.timeout does, without its general machinery (a third of the cost):
+        # one loop timer that cancels this task; our own cancellation becomes TimeoutError.
+        task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("TimeoutLayer needs to run inside an asyncio task")
+        loop = task.get_loop()
+        expiry = _Expiry(task)
+        handle = loop.call_at(loop.time() + limit, expiry.fire)
         try:
-            async with scope:
-                return await self.inner(request)
-        except builtins.TimeoutError as exc:
-            if not scope.expired():
-                raise
-            raise TimeoutError(
-                f"timed out after {limit:.3g}s ({cause})", request=request, timeout=limit
-            ) from exc
+            return await self.inner(request)
+        except asyncio.CancelledError as exc:
+            if expiry.fired:
+                expiry.fired = False  # consumed here: the finally must not uncancel again
+                if task.uncancel() <= expiry.cancelling:  # nobody else cancelled the task
+                    raise TimeoutError(
+                        f"timed out after {limit:.3g}s ({cause})", request=request, timeout=limit
+                    ) from exc
+            raise
+        finally:
+            handle.cancel()
+            if expiry.fired:  # fired, but the inner call finished or failed anyway
+                task.uncancel()
+
+
+class _Expiry:
+    """The timer's callback: cancels the task once, remembering that it did."""
+
+    __slots__ = ("cancelling", "fired", "task")
+
+    def __init__(self, task: asyncio.Task[object]) -> None:
+        self.task = task
+        self.cancelling = task.cancelling()
+        self.fired = False
+
+    def fire(self) -> None:
+        self.fired = True
+        self.task.cancel()
