@@ -106,3 +106,29 @@ def test_bad_config() -> None:
         ParseLayer(transform_output=3)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="max_response_bytes"):
         ParseLayer(max_response_bytes=0)
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        ('{"a": "é"}'.encode(), "application/json"),
+        ('{"a": "é"}'.encode("utf-8-sig"), "application/json"),
+        ('{"a": "é"}'.encode("utf-16-le"), "application/json"),
+        ('{"a": "é"}'.encode("utf-16"), "application/problem+json"),
+        ('{"a": "é"}'.encode("latin-1"), "application/json; charset=ISO-8859-1"),
+    ],
+)
+async def test_json_in_every_encoding_json_allows(body: bytes, content_type: str) -> None:
+    async def inner(request: Request) -> Response:
+        return Response(200, content=body, headers={"content-type": content_type})
+
+    response = await ParseLayer().wrap(inner)(Request("GET", "http://x/"))
+    assert response.value == {"a": "é"}
+
+
+async def test_invalid_utf8_json_is_parse_error() -> None:
+    async def inner(request: Request) -> Response:
+        return Response(200, content=b'{"a": "\xff"}', headers={"content-type": "application/json"})
+
+    with pytest.raises(ParseError, match="not valid JSON"):
+        await ParseLayer().wrap(inner)(Request("GET", "http://x/", endpoint="ep"))

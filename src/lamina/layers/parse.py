@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -88,15 +89,29 @@ class Parse:
                 raise _parse_error(
                     f"response_parser failed: {type(exc).__name__}", request, response
                 ) from exc
-        if not response.content:
+        content = response.content
+        if not content:
             return None
-        content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
-        if content_type == "application/json" or content_type.endswith("+json"):
+        content_type = response.headers.get("content-type", "")
+        media_type, _, params = content_type.partition(";")
+        media_type = media_type.strip().lower()
+        if media_type == "application/json" or media_type.endswith("+json"):
             try:
-                return response.json()
+                if params:  # a charset may be named: let Response decide
+                    return response.json()
+                return _json_loads(content)
             except (ValueError, UnicodeDecodeError) as exc:
                 raise _parse_error("body is not valid JSON", request, response) from exc
         return response.text
+
+
+def _json_loads(content: bytes) -> Any:
+    """``json.loads`` of a body with no declared charset: UTF-8 decoded directly (the
+    common case, cheaper than json's encoding sniffing), else json's own detection
+    (UTF-16/32, a BOM)."""
+    if b"\x00" in content[:4] or content.startswith(b"\xef\xbb\xbf"):
+        return json.loads(content)
+    return json.loads(content.decode("utf-8"))
 
 
 def _parse_error(message: str, request: Request, response: Response) -> ParseError:
