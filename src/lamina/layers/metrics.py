@@ -69,8 +69,8 @@ class _Recorder:
         if name == ATTEMPT_EVENT:
             duration = attributes.get("duration")
             if isinstance(duration, int | float):
-                self.instruments.request_duration.record(
-                    float(duration), dict(attributes.get("attributes") or {})
+                self.instruments.request_duration.record(  # a fresh dict per event
+                    float(duration), attributes.get("attributes") or {}
                 )
             return
         kind = EVENT_KINDS.get(name)

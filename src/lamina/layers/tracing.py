@@ -9,6 +9,7 @@ installed they cost well under 3 µs per call.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -216,18 +217,26 @@ class Tracing:
         if not request.extensions.get(EVENTS_KEY):
             return
         if span_attrs is None:
-            method = normalize_method(request.method)[0]
-            address, port = server_address_port(request.url)
+            attrs = dict(_attempt_attributes(request.method, request.url))
         else:
-            method = span_attrs["http.request.method"]
-            address, port = span_attrs.get("server.address"), span_attrs.get("server.port")
-        attrs: dict[str, Any] = {"http.request.method": method}
-        if address:
-            attrs["server.address"] = address
-        if port is not None:
-            attrs["server.port"] = port
+            attrs = {"http.request.method": span_attrs["http.request.method"]}
+            for key in ("server.address", "server.port"):
+                if key in span_attrs:
+                    attrs[key] = span_attrs[key]
         if status is not None:
             attrs["http.response.status_code"] = status
         if kind is not None:
             attrs["error.type"] = kind
         emit(request, ATTEMPT_EVENT, duration=duration, attributes=attrs)
+
+
+@functools.lru_cache(maxsize=1024)
+def _attempt_attributes(method: str, url: str) -> Mapping[str, Any]:
+    """The attempt's method, server.address and server.port (a URL repeats per endpoint)."""
+    attrs: dict[str, Any] = {"http.request.method": normalize_method(method)[0]}
+    address, port = server_address_port(url)
+    if address:
+        attrs["server.address"] = address
+    if port is not None:
+        attrs["server.port"] = port
+    return attrs

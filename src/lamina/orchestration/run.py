@@ -148,7 +148,7 @@ class Run:
             content=content,
             endpoint=endpoint.name,
             deadline=self.deadline,
-            extensions=self._templates.get(endpoint.name, {}),
+            extensions=dict(self._templates.get(endpoint.name, ())),  # per call: layers add
         )
 
     def _skip(self, report: EndpointReport, reason: str) -> None:
