@@ -1,3 +1,5 @@
+import asyncio
+import contextlib
 import json
 import socket
 import sys
@@ -17,6 +19,8 @@ from lamina import (
     TimeoutError,
     TransportError,
 )
+from lamina import TimeoutError as LaminaTimeoutError
+from lamina.layers import TimeoutLayer
 from lamina.testing import LocalServer
 
 SECRET = "s3cr3t-abcdef123"
@@ -262,3 +266,78 @@ async def test_no_module_lookup_per_request(lamina_server: LocalServer) -> None:
             sys.meta_path.remove(watcher)
     assert "sniffio" in sys.modules
     assert watcher.lookups == 0
+
+
+def test_max_in_flight_defaults_to_the_pool_of_an_owned_client() -> None:
+    assert HttpxTransport().max_in_flight == 100  # httpx's default pool
+    limits = httpx.Limits(max_connections=7)
+    assert HttpxTransport(limits=limits).max_in_flight == 7
+    assert HttpxTransport(limits=httpx.Limits(max_connections=None)).max_in_flight is None
+    assert HttpxTransport(httpx.AsyncClient()).max_in_flight is None  # unknown pool: no gate
+    assert HttpxTransport(httpx.AsyncClient(), max_in_flight=3).max_in_flight == 3
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True, "many"])
+def test_bad_max_in_flight(bad: object) -> None:
+    with pytest.raises(ConfigError, match="max_in_flight"):
+        HttpxTransport(max_in_flight=bad)  # type: ignore[arg-type]
+
+
+async def test_max_in_flight_bounds_what_the_client_holds() -> None:
+    active = peak = 0
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal active, peak
+        active += 1
+        peak = max(peak, active)
+        await asyncio.sleep(0.01)
+        active -= 1
+        return httpx.Response(200, json={"ok": True})
+
+    transport = HttpxTransport(transport=httpx.MockTransport(handler), max_in_flight=3)
+    responses = await asyncio.gather(
+        *(transport(Request("GET", f"http://x/{i}")) for i in range(20))
+    )
+    assert [r.status_code for r in responses] == [200] * 20
+    assert peak == 3
+    cancelled = asyncio.create_task(transport(Request("GET", "http://x/late")))
+    await asyncio.sleep(0)
+    cancelled.cancel()  # a caller cancelled while waiting frees nothing it did not take
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    assert (await transport(Request("GET", "http://x/after"))).status_code == 200
+    await transport.aclose()
+
+
+async def test_max_in_flight_on_a_real_server(lamina_server: LocalServer) -> None:
+    async with HttpxTransport(max_in_flight=2) as transport:
+        url = lamina_server.url_for("/json?ms=300")
+        await asyncio.gather(*(transport(Request("GET", url)) for _ in range(4)))
+    arrivals = sorted(lamina_server.arrivals("/json"))
+    assert len(arrivals) == 4
+    # the third request can only leave once one of the first two was answered (300 ms)
+    assert arrivals[2] - arrivals[0] >= 0.29
+
+
+async def test_timeouts_under_pool_contention_leave_the_pool_usable(
+    lamina_server: LocalServer,
+) -> None:
+    """httpcore 1.0.9 leaks a pool slot when a request is cancelled while it waits for
+    a connection the pool just created for it (encode/httpcore#1093). With the default
+    gate no request waits inside the pool, so attempt timeouts cannot leak slots
+    (with ``max_in_flight=None`` this test fails: the follow-up calls time out)."""
+    transport = HttpxTransport(limits=httpx.Limits(max_connections=5))
+    hurried = TimeoutLayer(0.05).wrap(transport)
+
+    async def call(i: int) -> None:
+        with contextlib.suppress(LaminaTimeoutError):
+            await hurried(Request("GET", lamina_server.url_for(f"/json?ms={i * 7 % 80}")))
+
+    await asyncio.gather(*(call(i) for i in range(200)))
+    patient = TimeoutLayer(3.0).wrap(transport)
+    try:
+        for _ in range(10):
+            response = await patient(Request("GET", lamina_server.url_for("/json")))
+            assert response.status_code == 200
+    finally:
+        await transport.aclose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import importlib
@@ -9,7 +10,7 @@ import ssl
 import time
 import zlib
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -40,6 +41,12 @@ class HttpxTransport(AsyncCloseable):
     The body is read while streaming and stops at ``max_response_bytes``
     (decoded bytes), overridable per call with
     ``request.extensions["max_response_bytes"]``.
+
+    At most ``max_in_flight`` requests are inside the client at once; the rest
+    wait their turn here, in order. By default that is the pool size of an
+    owned client (``limits.max_connections``, 100 in httpx) and no limit for a
+    client you pass. httpcore's pool rescans its whole queue on every request,
+    so a queue there costs time quadratic in its length; waiting here does not.
     """
 
     def __init__(
@@ -50,6 +57,7 @@ class HttpxTransport(AsyncCloseable):
         follow_redirects: bool = False,
         max_redirects: int = 10,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        max_in_flight: int | Literal["pool"] | None = "pool",
         http2: bool = False,
         **client_options: Any,
     ) -> None:
@@ -61,6 +69,14 @@ class HttpxTransport(AsyncCloseable):
             raise ConfigError("must be > 0", field="max_response_bytes")
         if max_redirects < 0:
             raise ConfigError("must be >= 0", field="max_redirects")
+        if max_in_flight == "pool":
+            max_in_flight = _pool_size(client_options) if client is None else None
+        elif max_in_flight is not None and (
+            not isinstance(max_in_flight, int)
+            or isinstance(max_in_flight, bool)
+            or max_in_flight <= 0
+        ):
+            raise ConfigError("must be an int > 0, None or 'pool'", field="max_in_flight")
         _warm_up()
         self._owns_client = client is None
         if client is None:
@@ -77,11 +93,23 @@ class HttpxTransport(AsyncCloseable):
         self.follow_redirects = follow_redirects
         self.max_redirects = max_redirects
         self.max_response_bytes = max_response_bytes
+        self.max_in_flight = max_in_flight
+        self._gate: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
 
     async def __call__(self, request: Request) -> Response:
         return await send(self._send_once, request, self.follow_redirects, self.max_redirects)
 
     async def _send_once(self, request: Request) -> Response:
+        if self.max_in_flight is None:
+            return await self._send_now(request)
+        gate = self._gate
+        loop = asyncio.get_running_loop()
+        if gate is None or gate[0] is not loop:  # a semaphore belongs to one loop
+            gate = self._gate = (loop, asyncio.Semaphore(self.max_in_flight))
+        async with gate[1]:
+            return await self._send_now(request)
+
+    async def _send_now(self, request: Request) -> Response:
         limit = request.extensions.get("max_response_bytes", self.max_response_bytes)
         try:
             url: str | httpx.URL = request.url
@@ -103,20 +131,19 @@ class HttpxTransport(AsyncCloseable):
             raise ConfigError(
                 scrub(str(exc), secret_values(request)), field="url", endpoint=request.endpoint
             ) from exc
+        headers = Headers(http_response.headers.multi_items())
         try:
             status = http_response.status_code
             skip_body = self.follow_redirects and status in REDIRECT_STATUSES
-            content = b"" if skip_body else await _read_limited(http_response, request, limit)
+            content = (
+                b"" if skip_body else await _read_limited(http_response, headers, request, limit)
+            )
         except httpx.HTTPError as exc:
             raise _map_error(exc, request) from exc
         finally:
             await http_response.aclose()
         return Response(
-            status,
-            headers=Headers(http_response.headers.multi_items()),
-            content=content,
-            request=request,
-            http=http_response,
+            status, headers=headers, content=content, request=request, http=http_response
         )
 
     async def aclose(self) -> None:
@@ -151,11 +178,13 @@ async def send(
     )
 
 
-async def _read_limited(http_response: httpx.Response, request: Request, limit: int) -> bytes:
+async def _read_limited(
+    http_response: httpx.Response, headers: Headers, request: Request, limit: int
+) -> bytes:
     """Read the body, decoding it here so that the limit applies to decoded bytes."""
     status = http_response.status_code
-    encoding = http_response.headers.get("content-encoding", "identity").strip().lower()
-    declared = http_response.headers.get("content-length", "")
+    encoding = headers.get("content-encoding", "identity").strip().lower()
+    declared = headers.get("content-length", "")
     if encoding == "identity" and declared.isdigit() and int(declared) > limit:
         raise ResponseTooLarge(limit=limit, request=request, status_code=status)
     if encoding in _WBITS:
@@ -197,6 +226,13 @@ class _BoundedChunks:
 
     def join(self) -> bytes:
         return b"".join(self.parts)
+
+
+def _pool_size(client_options: dict[str, Any]) -> int | None:
+    """The connection limit of a client built with ``client_options``."""
+    limits = client_options.get("limits", httpx.Limits(max_connections=100))
+    size = getattr(limits, "max_connections", None)
+    return size if isinstance(size, int) and size > 0 else None
 
 
 @functools.cache
