@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from ..orchestration.config import APIEndpoint, topological_order
+from ..orchestration.config import APIEndpoint
 from ..orchestration.run import NO_PAYLOAD, Run
 
 __all__ = ["as_graph", "in_order"]
@@ -18,7 +18,7 @@ async def in_order(run: Run, *, chain_results: bool = False) -> None:
     that produced one; the first call gets the input data.
     """
     previous: Any = NO_PAYLOAD
-    for endpoint in topological_order(run.config.endpoints):
+    for endpoint in run.plan.topological:
         result = await run.call(endpoint, previous if chain_results else NO_PAYLOAD)
         if chain_results and run.reports[endpoint.name].outcome in (
             "ok",

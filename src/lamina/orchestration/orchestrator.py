@@ -14,13 +14,13 @@ from .._clock import Clock
 from .._closeable import AsyncCloseable
 from .._core import Layer, Service, ServiceBuilder
 from .._errors import ConfigError, LaminaError, OrchestrationTimeout
-from .._version import __version__
+from .._otel import TracerSource
 from ..metrics import IOMetrics
 from ..modes import IN_ORDER_MODES, SCHEDULERS
 from ..transport import HttpxTransport
 from .config import APIEndpoint, APIOrchestrationConfig
 from .report import RunReport
-from .run import Run
+from .run import Plan, Run
 from .stack import default_layers, shared_state
 
 __all__ = ["APIOrchestrator", "LayersOption"]
@@ -81,7 +81,8 @@ class APIOrchestrator(AsyncCloseable):
         self._layers = {e.name: self._layers_for(e, layers) for e in config.endpoints}
         self._stacks: dict[str, Service] = {}
         self._build_stacks()  # built now, so the first run does not pay for it
-        self._tracer = trace.get_tracer("lamina", __version__, tracer_provider=tracer_provider)
+        self._plan = Plan(config)
+        self._tracer = TracerSource(tracer_provider)
 
     @staticmethod
     def default_layers(endpoint: APIEndpoint, config: APIOrchestrationConfig) -> list[Layer]:
@@ -151,22 +152,28 @@ class APIOrchestrator(AsyncCloseable):
         """Run once and return the report (``report.value`` is what ``execute`` returns)."""
         stacks = self._stacks_for_loop()
         config = self.config
-        run = Run(config, stacks, data, self.clock)
+        run = Run(config, stacks, data, self.clock, self._plan)
         scheduler = SCHEDULERS[config.mode]
-        with self._tracer.start_as_current_span(
+        tracer = self._tracer.get()
+        if tracer is None:  # no-op tracing: skip the span's context work
+            return await self._run(scheduler, run, trace.INVALID_SPAN)
+        with tracer.start_as_current_span(
             f"lamina.run {config.mode.value}",
             attributes={"lamina.mode": config.mode.value, "lamina.endpoints": len(stacks)},
         ) as span:
-            try:
-                await self._schedule(scheduler, run)
-            except BaseException as exc:
-                span.set_attribute("lamina.outcome", type(exc).__name__)
-                if isinstance(exc, LaminaError):
-                    exc.report = self._report(run, None)  # type: ignore[attr-defined]
-                raise
-            report = self._report(run, run.merged_value())
-            span.set_attribute("lamina.outcome", "ok" if report.ok else "partial")
-            return report
+            return await self._run(scheduler, run, span)
+
+    async def _run(self, scheduler: Callable[[Run], Any], run: Run, span: trace.Span) -> RunReport:
+        try:
+            await self._schedule(scheduler, run)
+        except BaseException as exc:
+            span.set_attribute("lamina.outcome", type(exc).__name__)
+            if isinstance(exc, LaminaError):
+                exc.report = self._report(run, None)  # type: ignore[attr-defined]
+            raise
+        report = self._report(run, run.merged_value())
+        span.set_attribute("lamina.outcome", "ok" if report.ok else "partial")
+        return report
 
     async def _schedule(self, scheduler: Callable[[Run], Any], run: Run) -> None:
         timeout = self.config.total_timeout

@@ -16,15 +16,30 @@ from urllib.parse import urlsplit
 from .._clock import Clock
 from .._core import Request, Service
 from .._errors import EndpointError, ErrorThresholdExceeded
-from .config import APIEndpoint, APIOrchestrationConfig
+from .config import APIEndpoint, APIOrchestrationConfig, topological_order
 from .report import EndpointReport
 from .urls import fill_url
 
-__all__ = ["NO_BODY_METHODS", "NO_PAYLOAD", "Run"]
+__all__ = ["NO_BODY_METHODS", "NO_PAYLOAD", "Plan", "Run"]
 
 NO_BODY_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})
 MIN_CALLS_FOR_THRESHOLD = 10
 NO_PAYLOAD: Any = object()  # "no previous result": the payload falls back to the input
+
+
+class Plan:
+    """What every run of one config shares, worked out once: the topological order
+    and the ``url.template`` of each endpoint whose path has placeholders."""
+
+    __slots__ = ("extensions", "topological")
+
+    def __init__(self, config: APIOrchestrationConfig) -> None:
+        self.topological = topological_order(config.endpoints)
+        self.extensions: dict[str, dict[str, Any]] = {}
+        for endpoint in config.endpoints:
+            path = urlsplit(endpoint.url).path  # never the query
+            if "{" in path:
+                self.extensions[endpoint.name] = {"lamina.url_template": path}
 
 
 class Run:
@@ -36,6 +51,7 @@ class Run:
         stacks: Mapping[str, Service],
         data: Any,
         clock: Clock,
+        plan: Plan | None = None,
     ) -> None:
         self.config = config
         self.stacks = stacks
@@ -51,12 +67,7 @@ class Run:
             e.name: EndpointReport(e.name, depends_on=e.dependencies) for e in config.endpoints
         }
         self.order: list[str] = []
-        # url.template for spans: the path of URLs with placeholders (never the query)
-        self._templates = {
-            e.name: {"lamina.url_template": urlsplit(e.url).path}
-            for e in config.endpoints
-            if "{" in urlsplit(e.url).path
-        }
+        self.plan = plan if plan is not None else Plan(config)
         self.slots = asyncio.Semaphore(config.max_concurrent)
         self.finished = 0
         self.failed = 0
@@ -148,7 +159,7 @@ class Run:
             content=content,
             endpoint=endpoint.name,
             deadline=self.deadline,
-            extensions=dict(self._templates.get(endpoint.name, ())),  # per call: layers add
+            extensions=dict(self.plan.extensions.get(endpoint.name, ())),  # per call: layers add
         )
 
     def _skip(self, report: EndpointReport, reason: str) -> None:
