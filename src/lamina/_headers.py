@@ -24,12 +24,21 @@ class Headers(Mapping[str, str]):
     def __init__(self, source: HeaderSource = None) -> None:
         if source is None:
             self._items: list[tuple[str, str]] = []
+        elif type(source) is dict:  # the common case, before the slower ABC check
+            self._items = [(str(k), str(v)) for k, v in source.items()]
         elif isinstance(source, Headers):
             self._items = list(source._items)
         elif isinstance(source, Mapping):
             self._items = [(str(k), str(v)) for k, v in source.items()]
         else:
             self._items = [(str(k), str(v)) for k, v in source]
+
+    @classmethod
+    def from_pairs(cls, pairs: list[tuple[str, str]]) -> Headers:
+        """Take a fresh list of ``(str, str)`` pairs as is (a transport's own headers)."""
+        headers = cls.__new__(cls)
+        headers._items = pairs
+        return headers
 
     def __getitem__(self, name: str) -> str:
         values = self.get_list(name)

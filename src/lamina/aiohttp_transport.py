@@ -175,7 +175,7 @@ class AiohttpTransport(AsyncCloseable):
         http_response.release()
         return Response(
             status,
-            headers=Headers(http_response.headers.items()),
+            headers=Headers.from_pairs(list(http_response.headers.items())),
             content=body,
             request=request,
             http=http_response,
@@ -246,6 +246,8 @@ async def _read_limited(
     declared = http_response.headers.get("content-length", "")
     if encoding == "identity" and declared.isdigit() and int(declared) > limit:
         raise ResponseTooLarge(limit=limit, request=request, status_code=status)
+    if encoding == "identity" and declared.isdigit():
+        return await http_response.read()  # framed by a Content-Length within the limit
     chunks = _BoundedChunks(limit, request, status)
     stream = http_response.content
     if encoding in _WBITS:

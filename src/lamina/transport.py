@@ -131,7 +131,7 @@ class HttpxTransport(AsyncCloseable):
             raise ConfigError(
                 scrub(str(exc), secret_values(request)), field="url", endpoint=request.endpoint
             ) from exc
-        headers = Headers(http_response.headers.multi_items())
+        headers = Headers.from_pairs(http_response.headers.multi_items())
         try:
             status = http_response.status_code
             skip_body = self.follow_redirects and status in REDIRECT_STATUSES
