@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 import subprocess
 import sys
@@ -25,6 +26,16 @@ async def per_call_us(
     return statistics.median(samples)
 
 
+def pin_apart(server_pid: int) -> None:
+    """Server on the last CPU, this process (and what it starts later) on the others, so
+    client and server never take turns on one core (on a 2-core machine: one core each)."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if len(cpus) < 2:
+        return
+    os.sched_setaffinity(server_pid, {cpus[-1]})
+    os.sched_setaffinity(0, set(cpus[:-1]))
+
+
 @contextmanager
 def server_process() -> Iterator[str]:
     """lamina's local test server in its own process; yields its base URL."""
@@ -33,6 +44,8 @@ def server_process() -> Iterator[str]:
         stdout=subprocess.PIPE,
         text=True,
     )
+    affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    pin_apart(proc.pid)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline().strip()
@@ -42,6 +55,8 @@ def server_process() -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(5)
+        if affinity:
+            os.sched_setaffinity(0, affinity)
 
 
 def table(headers: list[str], rows: list[list[object]]) -> str:
