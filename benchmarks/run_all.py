@@ -478,9 +478,11 @@ def page(res: Results) -> str:
         "sits idle until the next waiter runs, and when more than 20 (httpx's keep-alive "
         "limit) are idle at once the pool closes the extra ones, so some requests open new "
         "connections. Raising the keep-alive limit to 100 is worse (the pool's check of "
-        "idle connections is quadratic too). In repeated runs here lamina reached 0.8x to "
-        "1.0x of the hand-written gather's throughput. On aiohttp the pool is cheap, so the "
-        "client CPU per run is "
+        "idle connections is quadratic too). Across full runs here lamina's ratio ranged "
+        "from 0.8x to 2.7x: the hand-written gather is fast when its requests happen to "
+        "find free connections and slow when they queue inside httpcore, and the gate takes "
+        "lamina out of that second case. On aiohttp the pool is cheap, so the client CPU "
+        "per run is "
         + ", ".join(f"{cpu_runs[n]:.2f} ms ({n})" for n in cpu_runs if "aiohttp" in n)
         + ", and lamina's own per-call cost (case B) becomes the difference.",
         "## 4. Scale: one FANOUT run over many endpoints",
