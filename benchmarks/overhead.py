@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import statistics
 import sys
@@ -61,7 +62,7 @@ def identity() -> Layer:
 
 
 class _Drop(SpanExporter):
-    def export(self, spans: object) -> SpanExportResult:  # type: ignore[override]
+    def export(self, spans: object) -> SpanExportResult:
         return SpanExportResult.SUCCESS
 
 
@@ -117,7 +118,7 @@ async def per_layer(calls: int, repeats: int) -> list[list[object]]:
     for name, layer in LAYERS.items():
         svc = layer.wrap(inner)
         request = post if "POST" in name else get
-        us = await per_call_us(lambda svc=svc, r=request: svc(r), calls=calls, repeats=repeats)
+        us = await per_call_us(functools.partial(svc, request), calls=calls, repeats=repeats)
         rows.append([name, f"{us:.2f}", f"{us - base:.2f}"])
     hit = CacheLayer(ttl=60).wrap(inner)
     await hit(get)
@@ -138,7 +139,7 @@ async def pure_overhead(calls: int, repeats: int) -> list[list[object]]:
     rows: list[list[object]] = [["service alone", f"{base:.2f}", "-"]]
     for name, layers in STACKS.items():
         svc = ServiceBuilder(layers).service(inner)
-        us = await per_call_us(lambda svc=svc: svc(request), calls=calls, repeats=repeats)
+        us = await per_call_us(functools.partial(svc, request), calls=calls, repeats=repeats)
         rows.append([name, f"{us:.2f}", f"+{us - base:.2f}"])
     return rows
 
@@ -246,7 +247,7 @@ async def _over(
     for name, layers in bench_stacks(all_stacks).items():
         svc = ServiceBuilder(layers).service(inner)
         request = Request("GET", url, endpoint="bench")
-        fns[name] = lambda svc=svc, r=request: svc(r)
+        fns[name] = functools.partial(svc, request)
     try:
         us, ratio = await interleaved_us(fns, calls=calls, repeats=repeats)
     finally:

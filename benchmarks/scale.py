@@ -197,7 +197,7 @@ def main() -> None:
     parser.add_argument("--sizes", help="comma list of endpoint counts")
     parser.add_argument("--transport", choices=["httpx", "aiohttp", "both"], default="both")
     args = parser.parse_args()
-    sizes = (1000, 3000) if args.quick else SIZES
+    sizes: tuple[int, ...] = (1000, 3000) if args.quick else SIZES
     if args.sizes:
         sizes = tuple(int(s) for s in args.sizes.split(","))
     transports = TRANSPORTS if args.transport == "both" else (args.transport,)
