@@ -45,3 +45,29 @@ async def test_run_is_one_trace(lamina_server: LocalServer) -> None:
         assert SECRET not in repr(dict(span.attributes or {}))
         for event in span.events:
             assert SECRET not in repr(dict(event.attributes or {}))
+
+
+async def test_placeholder_urls_name_their_attempt_spans_in_every_run(
+    lamina_server: LocalServer,
+) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    endpoints = [
+        APIEndpoint(name="user", url=lamina_server.url_for("/json/{user_id}?q=1")),
+        APIEndpoint(name="plain", url=lamina_server.url_for("/json")),
+    ]
+    config = APIOrchestrationConfig(endpoints=endpoints, mode=OrchestrationMode.SEQUENTIAL)
+    async with APIOrchestrator(config, tracer_provider=provider) as orchestrator:
+        for user_id in ("a", "b"):
+            await orchestrator.execute({"user_id": user_id})
+    attempts = [s for s in exporter.get_finished_spans() if s.kind is SpanKind.CLIENT]
+    assert len(attempts) == 4
+    templated = [s for s in attempts if "url.template" in (s.attributes or {})]
+    assert [s.name for s in templated] == ["GET /json/{user_id}"] * 2  # the path, never the query
+    assert {
+        (s.attributes or {})["url.full"].split("?")[0].rsplit("/", 1)[1] for s in templated
+    } == {
+        "a",
+        "b",
+    }
