@@ -16,11 +16,12 @@ from lamina import (
     HttpxTransport,
     Request,
     ResponseTooLarge,
+    ServiceBuilder,
     TimeoutError,
     TransportError,
 )
 from lamina import TimeoutError as LaminaTimeoutError
-from lamina.layers import TimeoutLayer
+from lamina.layers import RetryLayer, TimeoutLayer
 from lamina.testing import LocalServer
 
 SECRET = "s3cr3t-abcdef123"
@@ -341,3 +342,34 @@ async def test_timeouts_under_pool_contention_leave_the_pool_usable(
             assert response.status_code == 200
     finally:
         await transport.aclose()
+
+
+async def test_timeout_while_queued_says_nothing_was_sent(lamina_server: LocalServer) -> None:
+    """A POST cut by its attempt timeout while it waits for a slot was never sent, so
+    RetryLayer may resend it; one cut after it was sent may not be."""
+    async with HttpxTransport(max_in_flight=1) as transport:
+        slow = TimeoutLayer(0.2).wrap(transport)
+        hurried = TimeoutLayer(0.05).wrap(transport)
+        holder = asyncio.create_task(
+            slow(Request("POST", lamina_server.url_for("/echo?ms=500"), json={"n": 1}))
+        )
+        await asyncio.sleep(0.02)  # the holder has the only slot
+        with pytest.raises(LaminaTimeoutError) as queued:
+            await hurried(Request("POST", lamina_server.url_for("/echo?n=2"), json={"n": 2}))
+        assert queued.value.request_sent is False
+        with pytest.raises(LaminaTimeoutError) as sent:
+            await holder
+        assert sent.value.request_sent is True
+        retried = ServiceBuilder(
+            [RetryLayer(retries=10, backoff=0.05, jitter=False), TimeoutLayer(0.05)]
+        ).service(transport)
+        blocker = asyncio.create_task(
+            transport(Request("GET", lamina_server.url_for("/json?ms=400")))
+        )
+        await asyncio.sleep(0.02)
+        response = await retried(Request("POST", lamina_server.url_for("/echo?n=3"), json={"n": 3}))
+        await blocker
+    assert response.status_code == 200
+    assert response.attempts > 1  # the first attempts timed out in the queue ...
+    assert len([r for r in lamina_server.requests("/echo") if r.query.get("n") == "3"]) == 1
+    assert not [r for r in lamina_server.requests("/echo") if r.query.get("n") == "2"]

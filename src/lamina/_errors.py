@@ -116,6 +116,16 @@ class ConnectError(TransportError):
     request_sent = False
 
 
+#: The message of a ``CancelledError`` that a transport raises when the call was cancelled
+#: while it still waited for its turn: nothing reached the server.
+CANCELLED_BEFORE_SENDING = "lamina: cancelled before the request was sent"
+
+
+def cancelled_before_sending(exc: BaseException) -> bool:
+    """True if ``exc`` is a transport's cancellation of a request it had not sent yet."""
+    return exc.args[:1] == (CANCELLED_BEFORE_SENDING,)
+
+
 class TimeoutError(LaminaError, builtins.TimeoutError):
     """An attempt, a deadline or a connection timed out.
 

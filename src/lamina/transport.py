@@ -17,7 +17,14 @@ import httpx
 
 from ._closeable import AsyncCloseable
 from ._core import Request, Response
-from ._errors import ConfigError, ConnectError, ParseError, ResponseTooLarge, TimeoutError
+from ._errors import (
+    CANCELLED_BEFORE_SENDING,
+    ConfigError,
+    ConnectError,
+    ParseError,
+    ResponseTooLarge,
+    TimeoutError,
+)
 from ._errors import TransportError as LaminaTransportError
 from ._headers import Headers
 from ._redact import is_secret_header, scrub, secret_values
@@ -106,8 +113,14 @@ class HttpxTransport(AsyncCloseable):
         loop = asyncio.get_running_loop()
         if gate is None or gate[0] is not loop:  # a semaphore belongs to one loop
             gate = self._gate = (loop, asyncio.Semaphore(self.max_in_flight))
-        async with gate[1]:
+        try:
+            await gate[1].acquire()
+        except asyncio.CancelledError:  # e.g. the attempt timed out while queued here
+            raise asyncio.CancelledError(CANCELLED_BEFORE_SENDING) from None
+        try:
             return await self._send_now(request)
+        finally:
+            gate[1].release()
 
     async def _send_now(self, request: Request) -> Response:
         limit = request.extensions.get("max_response_bytes", self.max_response_bytes)

@@ -6,7 +6,7 @@ import asyncio
 
 from .._clock import Clock, default_clock
 from .._core import Request, Response, Service
-from .._errors import TimeoutError
+from .._errors import TimeoutError, cancelled_before_sending
 from .._validate import positive_number
 
 __all__ = ["Timeout", "TimeoutLayer"]
@@ -72,7 +72,10 @@ class Timeout:
                 expiry.fired = False  # consumed here: the finally must not uncancel again
                 if task.uncancel() <= expiry.cancelling:  # nobody else cancelled the task
                     raise TimeoutError(
-                        f"timed out after {limit:.3g}s ({cause})", request=request, timeout=limit
+                        f"timed out after {limit:.3g}s ({cause})",
+                        request=request,
+                        timeout=limit,
+                        request_sent=not cancelled_before_sending(exc),
                     ) from exc
             raise
         finally:
