@@ -44,11 +44,11 @@ def soak_scale(request: pytest.FixtureRequest, transport_kind: str) -> SoakScale
     if long:
         scale = SoakScale(runs=1000, rounds=10, concurrent_runs=50, long=True)
     elif transport_kind == "aiohttp":
-        # the shape, 1,000 runs of 10 endpoints, 50 at a time: ~35 s a round here
-        scale = SoakScale(runs=1000, rounds=1, concurrent_runs=50, long=False)
+        # CI shape: the same checks on fewer runs (the suite must stay under 2 minutes);
+        # the 1,000-run shape runs with LAMINA_SOAK=long (docs/reliability.md)
+        scale = SoakScale(runs=250, rounds=2, concurrent_runs=50, long=False)
     else:
-        # httpx stalls under this concurrency with short timeouts (docs/reliability.md)
-        scale = SoakScale(runs=80, rounds=2, concurrent_runs=10, long=False)
+        scale = SoakScale(runs=40, rounds=2, concurrent_runs=10, long=False)
     env = os.environ.get
     return SoakScale(
         runs=int(env("LAMINA_SOAK_RUNS", scale.runs)),
