@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import textwrap
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,7 +26,7 @@ from lamina import (
     service_fn,
 )
 from lamina._events import emit
-from lamina.layers.metrics import MetricsLayer
+from lamina.layers.metrics import Metrics, MetricsLayer
 from lamina.layers.parse import ParseLayer
 from lamina.layers.retry import RetryLayer
 from lamina.layers.tracing import TracingLayer
@@ -191,3 +196,89 @@ async def test_real_cache_hits_are_counted_and_skip_the_http_histogram(
     assert sum(p.value for p in got["lamina.cache.hits"]) == 1
     (attempt,) = got["http.client.request.duration"]
     assert attempt.count == 1
+
+
+async def test_instruments_are_made_once_per_meter_provider(
+    lamina_server: LocalServer, meters: MeterProvider, reader: InMemoryMetricReader
+) -> None:
+    other_reader = InMemoryMetricReader()
+    other = MeterProvider(metric_readers=[other_reader])
+    layers = [
+        MetricsLayer(meter_provider=meters),
+        MetricsLayer(meter_provider=meters),
+        MetricsLayer(meter_provider=other),
+    ]
+    try:
+        async with HttpxTransport() as transport:
+            services = [
+                ServiceBuilder().layer(layer).layer(TracingLayer()).service(transport)
+                for layer in layers
+            ]
+            made = [service.instruments for service in services if isinstance(service, Metrics)]
+            assert len(made) == 3
+            assert made[0] is made[1]  # one provider, one set of instruments
+            assert made[2] is not made[0]
+            assert layers[0].wrap(transport).instruments is made[0]  # type: ignore[attr-defined]
+            for service in services:
+                await service(Request("GET", lamina_server.url_for("/json"), endpoint="e"))
+        (calls,) = points(reader)["lamina.call.duration"]
+        assert calls.count == 2
+        (attempts,) = points(reader)["http.client.request.duration"]
+        assert attempts.count == 2
+        (calls,) = points(other_reader)["lamina.call.duration"]
+        assert calls.count == 1
+    finally:
+        other.shutdown()
+
+
+# The stacks are built while the global meter provider is still OpenTelemetry's
+# proxy; an SDK provider is set afterwards (once per process, hence a subprocess).
+SDK_LATER_SCRIPT = """
+import json, sys
+from opentelemetry import metrics
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from lamina import APIEndpoint, APIOrchestrationConfig, APIOrchestrator
+
+url, transport = sys.argv[1], sys.argv[2]
+config = APIOrchestrationConfig(
+    endpoints=[APIEndpoint(name="a", url=url), APIEndpoint(name="b", url=url)]
+)
+orchestrator = APIOrchestrator(config, transport=transport)
+reader = InMemoryMetricReader()
+metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+orchestrator.execute_sync()  # the stacks built on the proxy
+orchestrator.execute_sync()  # a new loop: stacks rebuilt on the SDK provider
+counts = {}
+for resource in reader.get_metrics_data().resource_metrics:
+    for scope in resource.scope_metrics:
+        for metric in scope.metrics:
+            for point in metric.data.data_points:
+                key = metric.name + " " + str(point.attributes.get("lamina.endpoint", "*"))
+                counts[key] = counts.get(key, 0) + point.count
+print(json.dumps(counts))
+"""
+
+
+def test_instruments_record_once_an_sdk_provider_is_set_later(
+    lamina_server: LocalServer, layer_transport: str
+) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(SDK_LATER_SCRIPT),
+            lamina_server.url_for("/json"),
+            layer_transport,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={k: v for k, v in os.environ.items() if not k.startswith("OTEL_")},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout) == {
+        "lamina.call.duration a": 2,
+        "lamina.call.duration b": 2,
+        "http.client.request.duration *": 4,
+    }

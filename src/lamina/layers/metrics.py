@@ -49,7 +49,7 @@ class MetricsLayer:
         self.meter_provider = meter_provider
 
     def wrap(self, inner: Service) -> Service:
-        return Metrics(inner, self.metrics, OtelInstruments(self.meter_provider))
+        return Metrics(inner, self.metrics, OtelInstruments.for_provider(self.meter_provider))
 
     def __repr__(self) -> str:
         return f"MetricsLayer({self.metrics!r})"
