@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Any, ClassVar, Literal
 
 import httpx
@@ -76,6 +76,8 @@ class APIOrchestrator(AsyncCloseable):
         self._transport: Service | None = None
         self._transport_loop: asyncio.AbstractEventLoop | None = None
         self._owned: Any = None  # the transport this orchestrator created and closes
+        # closes the owned transport when the loop it is bound to shuts down
+        self._keeper: AsyncGenerator[None, None] | None = None
         if layers is None:
             layers = config.layers
         self._layers = {e.name: self._layers_for(e, layers) for e in config.endpoints}
@@ -111,13 +113,19 @@ class APIOrchestrator(AsyncCloseable):
             for name, layers in self._layers.items()
         }
 
-    def _stacks_for_loop(self) -> dict[str, Service]:
+    async def _stacks_for_loop(self) -> dict[str, Service]:
         """The stacks, bound to the running loop (a new loop gets a new owned client)."""
         loop = asyncio.get_running_loop()
         if self._transport_loop is not loop:
             if self._transport_loop is not None or self._transport is None:
                 self._build_stacks()
             self._transport_loop = loop
+            if self._owned is not None:
+                # An async generator is closed by the loop's shutdown_asyncgens()
+                # (asyncio.run, pytest-asyncio): the transport's connections are
+                # closed on their own loop before it ends, aclose() or not.
+                self._keeper = _close_at_shutdown(self._owned)
+                await anext(self._keeper)
         return self._stacks
 
     def _make_transport(self) -> Service:
@@ -150,7 +158,7 @@ class APIOrchestrator(AsyncCloseable):
     # -- running -----------------------------------------------------------------
     async def run(self, data: Any = None) -> RunReport:
         """Run once and return the report (``report.value`` is what ``execute`` returns)."""
-        stacks = self._stacks_for_loop()
+        stacks = await self._stacks_for_loop()
         config = self.config
         run = Run(config, stacks, data, self.clock, self._plan)
         scheduler = SCHEDULERS[config.mode]
@@ -213,14 +221,26 @@ class APIOrchestrator(AsyncCloseable):
         """``execute`` for scripts and notebooks without a running event loop.
 
         Inside a running loop (Jupyter, an async framework) use ``await execute()``.
+        Each call runs on a new event loop and closes what it opened on it (this
+        orchestrator's connections, the Redis backend's client for that loop)
+        before the loop ends.
         """
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            return asyncio.run(self.execute(data))
+            return asyncio.run(self._execute_and_release(data))
         raise RuntimeError(
             "execute_sync() cannot run inside a running event loop; use 'await execute()'"
         )
+
+    async def _execute_and_release(self, data: Any) -> Any:
+        try:
+            return await self.execute(data)
+        finally:
+            await self._release_loop()
+            close_backend = getattr(self._shared.backend, "aclose", None)
+            if close_backend is not None:  # closes only the client of this loop
+                await close_backend()
 
     # -- state ------------------------------------------------------------------
     def get_metrics(self) -> IOMetrics:
@@ -239,12 +259,23 @@ class APIOrchestrator(AsyncCloseable):
         cache = self._shared.cache
         return cache.clear() if cache is not None else 0
 
+    async def _release_loop(self) -> None:
+        """Close the owned transport if it is bound to the running loop (or to none);
+        one bound to another loop is closed by that loop's shutdown (see the keeper)."""
+        owned, keeper, bound = self._owned, self._keeper, self._transport_loop
+        self._owned = self._keeper = self._transport_loop = None
+        self._transport = None  # the next run builds a new one
+        if bound is not None and bound is not asyncio.get_running_loop():
+            return  # its loop's shutdown_asyncgens() closes it, or has closed it
+        if keeper is not None:
+            await keeper.aclose()  # closes ``owned``
+        elif owned is not None:
+            await owned.aclose()
+
     async def aclose(self) -> None:
-        """Close the connections this orchestrator opened."""
-        if self._owned is not None:
-            await self._owned.aclose()
-            self._owned = None
-        self._transport = None
+        """Close the connections this orchestrator opened (safe after ``execute_sync()``
+        and on another loop than the one the runs used)."""
+        await self._release_loop()
         aclose = getattr(self._transport_option, "aclose", None)
         if aclose is not None and not isinstance(self._transport_option, httpx.AsyncBaseTransport):
             await aclose()
@@ -254,6 +285,13 @@ class APIOrchestrator(AsyncCloseable):
             f"APIOrchestrator(mode={self.config.mode.value!r}, "
             f"endpoints={self.config.endpoint_names!r})"
         )
+
+
+async def _close_at_shutdown(owned: Any) -> AsyncGenerator[None, None]:
+    try:
+        yield
+    finally:
+        await owned.aclose()
 
 
 def _first_error(group: BaseExceptionGroup[Any]) -> BaseException:
