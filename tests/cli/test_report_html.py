@@ -138,3 +138,43 @@ endpoints:
     assert done.returncode == 0, done.stderr[-2000:]
     assert shot.stat().st_size > 20_000  # a drawn page, not a blank one
     shutil.copy(report, ARTIFACTS / "run-report.html")
+
+
+def test_unwritable_report_path_fails_before_any_call(
+    cli: Cli, write_flow: Callable[..., Path], lamina_server: LocalServer, tmp_path: Path
+) -> None:
+    """Before: every call was made, then write_html died with a traceback."""
+    flow = write_flow(
+        f"""
+endpoints:
+  - name: a
+    url: {lamina_server.url}/json
+  - name: b
+    url: {lamina_server.url}/json?step=b
+"""
+    )
+    a_file = tmp_path / "a-file.txt"
+    a_file.write_text("x", encoding="utf-8")
+    bad = {
+        str(tmp_path / "missing" / "run.html"): "No such file or directory",
+        str(tmp_path): "Is a directory",
+        str(a_file / "run.html"): "Not a directory",
+        "/sys/lamina-run.html": "Permission denied",  # refused even to root
+    }
+    for path, reason in bad.items():
+        done = cli("run", str(flow), "--report", path, "-q")
+        assert done.returncode == 2, (path, done.stderr)
+        assert done.stderr == f"lamina run: error: --report: cannot write {path}: {reason}\n"
+        assert done.stdout == ""
+        assert lamina_server.hits() == 0, path
+    assert a_file.read_text(encoding="utf-8") == "x"
+    done = cli("demo", "--report", str(tmp_path / "missing" / "demo.html"))
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1
+    assert "cannot write" in done.stderr
+    # a writable path: the check leaves nothing behind, the run writes the report
+    good = tmp_path / "run.html"
+    done = cli("run", str(flow), "--report", str(good), "-q")
+    assert done.returncode == 0, done.stderr
+    assert lamina_server.hits() == 2
+    assert good.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")

@@ -94,6 +94,21 @@ def _read_input(option: str | None) -> Any:
         raise UsageError(f"--input: not valid JSON: {exc}") from None
 
 
+def _check_output(option: str, path_text: str | None) -> None:
+    """Refuse an output file that cannot be written before any call is made, not after."""
+    if not path_text:
+        return
+    path = Path(path_text)
+    existed = path.exists()
+    try:
+        with path.open("a", encoding="utf-8"):  # creates it, truncates nothing
+            pass
+    except OSError as exc:
+        raise UsageError(f"{option}: cannot write {path_text}: {exc.strerror or exc}") from None
+    if not existed:
+        path.unlink(missing_ok=True)
+
+
 def _write(stream: TextIO, text: str, secrets: Iterable[str]) -> None:
     stream.write(scrub(text, secrets) + "\n")
     stream.flush()
@@ -145,6 +160,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     """``lamina run FLOW``: run a flow and show what happened."""
     flow = load(args.flow)
     data = _read_input(args.input)
+    _check_output("--report", args.report)
     telemetry = None
     if args.otlp_endpoint:
         from ..telemetry import configure
@@ -167,14 +183,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.report:
         from .report_html import write_html
 
-        path = write_html(
-            args.report,
-            report,
-            flow.config,
-            timelines,
-            title=f"lamina run {flow.name or flow.path.name}",
-            secrets=flow.secrets,
-        )
+        try:
+            path = write_html(
+                args.report,
+                report,
+                flow.config,
+                timelines,
+                title=f"lamina run {flow.name or flow.path.name}",
+                secrets=flow.secrets,
+            )
+        except OSError as exc:  # checked before the run: a late failure (disk full)
+            error = exc.strerror or exc
+            raise UsageError(f"--report: cannot write {args.report}: {error}") from None
         print(f"report written to {path}", file=sys.stderr)
     if args.json:
         data_out = run_dict(report, timelines)
@@ -333,5 +353,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """``lamina demo``: the tour on built-in local services."""
     from ..demo import main as demo_main
 
+    _check_output("--report", args.report)
     demo_main(report=args.report)
     return 0
