@@ -157,6 +157,7 @@ def spare_redis(redis_url: str) -> Iterator[SpareRedis]:
 WORKER = r"""
 import asyncio, json, sys, time
 
+from lamina import APIEndpoint, APIOrchestrationConfig, APIOrchestrator
 from lamina import HttpxTransport, Request, ServiceBuilder
 from lamina.backends.redis import RedisBackend
 from lamina.layers.cache import CacheLayer
@@ -166,6 +167,8 @@ from lamina.layers.rate_limit import RateLimitLayer
 
 
 def build(spec, backend, transport):
+    if spec.get("orchestrator"):
+        return Orchestrated(spec["orchestrator"], backend, transport)
     layers = []
     if spec.get("cache"):
         layers += [CacheLayer(store=backend, **spec["cache"]), ParseLayer()]
@@ -176,7 +179,49 @@ def build(spec, backend, transport):
     return ServiceBuilder(layers).service(transport)
 
 
+class Orchestrated:
+    # an APIOrchestrator with one endpoint (url): the issue's "runs"
+
+    def __init__(self, options, backend, transport):
+        self.options, self.backend, self.transport = options, backend, transport
+        self.orchestrators = {}
+
+    async def run(self, url, endpoint):
+        orch = self.orchestrators.get(url)
+        if orch is None:
+            options = dict(self.options)
+            endpoint_options = options.pop("endpoint", {})
+            config = APIOrchestrationConfig(
+                endpoints=[APIEndpoint(name=endpoint or "api", url=url, **endpoint_options)],
+                backend=self.backend,
+                **options,
+            )
+            orch = self.orchestrators[url] = APIOrchestrator(config, transport=self.transport)
+        report = await orch.run()
+        (only,) = report.endpoints.values()
+        if only.error is not None:
+            return type(only.error).__name__
+        return f"ok:{only.status_code}:{int(only.outcome == 'cached')}"
+
+
+def make_backend(cmd):
+    options = dict(cmd.get("backend") or {})
+    pool = options.pop("client_pool", None)
+    if pool is not None:  # a client of the user's own, on a non-blocking pool of that size
+        from redis.asyncio import ConnectionPool, Redis
+
+        options["client"] = Redis(
+            connection_pool=ConnectionPool.from_url(cmd["redis"], max_connections=pool)
+        )
+    return RedisBackend(cmd["redis"], prefix=cmd["prefix"], **options)
+
+
 async def call(svc, url, endpoint):
+    if isinstance(svc, Orchestrated):
+        try:
+            return await svc.run(url, endpoint)
+        except Exception as exc:
+            return type(exc).__name__
     try:
         resp = await svc(Request("GET", url, endpoint=endpoint))
         return f"ok:{resp.status_code}:{int(resp.from_cache)}"
@@ -186,7 +231,7 @@ async def call(svc, url, endpoint):
 
 async def main():
     loop = asyncio.get_running_loop()
-    backend = None
+    backend = current = None
     stacks = {}
     async with HttpxTransport() as transport:
         print(json.dumps({"ready": True}), flush=True)
@@ -195,8 +240,9 @@ async def main():
             if not line:
                 break
             cmd = json.loads(line)
-            if backend is None or backend.prefix != cmd["prefix"]:
-                backend = RedisBackend(cmd["redis"], prefix=cmd["prefix"])
+            backend_key = json.dumps([cmd["prefix"], cmd.get("backend")], sort_keys=True)
+            if backend is None or backend_key != current:
+                backend, current = make_backend(cmd), backend_key
                 stacks = {}
             key = json.dumps(cmd["stack"], sort_keys=True)
             svc = stacks.get(key) or stacks.setdefault(key, build(cmd["stack"], backend, transport))
@@ -218,6 +264,9 @@ async def main():
                 reply["results"] = await asyncio.gather(
                     *(call(svc, cmd["url"], cmd.get("endpoint")) for _ in range(cmd.get("n", 1)))
                 )
+            reply["backend"] = {
+                k: getattr(backend, k, None) for k in ("errors", "fallbacks", "recoveries")
+            }
             print(json.dumps(reply), flush=True)
 
 

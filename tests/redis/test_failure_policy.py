@@ -150,7 +150,8 @@ async def test_redis_restart_local_then_recover(
             break
     assert backend.errors >= 1
     assert backend.fallbacks >= 3
-    assert lamina_server.hits("/status/500") == 4
+    # the local record starts from the last state seen in Redis (1 failure): 2 more open it
+    assert lamina_server.hits("/status/500") == 3
 
     spare_redis.start()  # an empty server on the same port
     await asyncio.sleep(0.15)  # past retry_interval: the next call asks Redis again

@@ -24,9 +24,9 @@ class CountingBackend(RedisBackend):
 
     scripts = 0
 
-    async def script(self, lua: str, keys: Any, args: Any) -> Any:
+    async def script(self, lua: str, keys: Any, args: Any, **options: Any) -> Any:
         self.scripts += 1
-        return await super().script(lua, keys, args)
+        return await super().script(lua, keys, args, **options)
 
 
 async def test_burst_and_weights_match_the_in_memory_limiter(backend: RedisBackend) -> None:

@@ -1,23 +1,34 @@
 """The Redis connection shared by the Redis limiter, breaker and cache.
 
 :class:`RedisBackend` owns the connection (one ``redis.asyncio`` client per
-event loop), the key layout (``{prefix}:v1:{kind}:{{name}}:...``), Lua
-script execution (``EVALSHA``, falling back to ``EVAL`` once) and the
-failure policy:
+event loop, on a blocking pool of ``max_connections``), the key layout
+(``{prefix}:v1:{kind}:{{name}}:...``), Lua script execution (``EVALSHA``,
+falling back to ``EVAL`` once) and the failure policy.
 
-* ``on_error="local"`` (default): a failed or slow Redis call makes the
-  caller use in-process state instead. The first failure of an outage logs
-  one warning; every fallback is counted (:attr:`RedisBackend.fallbacks`) and
-  reported as a ``backend.unavailable`` event on the call. For
-  ``retry_interval`` seconds after a failure Redis is not asked at all (so an
-  outage costs nothing per call); then the next call tries again, and the
-  first success logs that Redis is back.
+Waiting for a pooled connection is not an outage. When every connection of
+the pool is busy (a burst of calls in one process), an operation queues, first
+come first served, for at most ``pool_timeout`` seconds, or until the call's
+deadline; redis-py's ``MaxConnectionsError`` never reaches the failure policy.
+
+The failure policy applies only to real outages - connection refused or
+reset, a Redis call slower than its bound (a frozen server), an error reply,
+or no free connection within ``pool_timeout``:
+
+* ``on_error="local"`` (default): the caller uses in-process state instead.
+  The first failure of an outage logs one WARNING on ``lamina.backends``;
+  every fallback is counted (:attr:`RedisBackend.fallbacks`, and per kind in
+  :attr:`RedisBackend.fallbacks_by`) and reported as a ``backend.unavailable``
+  event (on the call's listeners when the operation knows the call, else on the
+  current span). For ``retry_interval`` seconds after a failure Redis is not
+  asked at all (an outage costs nothing per call); then the next call tries
+  again, and the first success logs (INFO) that Redis is back.
 * ``"closed"``: calls are rejected with :class:`lamina.BackendUnavailable`.
 * ``"open"``: calls go through unlimited, unguarded and uncached.
 
 Every Redis call is bounded by ``timeout`` seconds (socket connect and read
-timeouts, and an overall deadline of twice that), and redis-py's own retries
-are off, so an outage never holds a call longer than about ``2 * timeout``.
+timeouts, and an overall bound of twice that), and redis-py's own retries
+are off, so an outage never holds a call longer than about ``2 * timeout``
+(plus the wait for a connection, which an outage ends just as fast).
 """
 
 from __future__ import annotations
@@ -31,6 +42,8 @@ import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
+
+from opentelemetry import trace
 
 from .._clock import Clock
 from .._core import Request
@@ -47,7 +60,13 @@ if TYPE_CHECKING:
     from .redis_cache import RedisCacheStore
     from .redis_limiter import RedisLimiter, RedisRateLimiter
 
-__all__ = ["KEY_VERSION", "RedisBackend", "RedisUnavailable"]
+__all__ = [
+    "DEFAULT_MAX_CONNECTIONS",
+    "KEY_VERSION",
+    "PoolWaitExpired",
+    "RedisBackend",
+    "RedisUnavailable",
+]
 
 logger = logging.getLogger("lamina.backends")
 
@@ -56,12 +75,24 @@ T = TypeVar("T")
 KEY_VERSION = "v1"
 """Bumped whenever the layout of values in Redis changes."""
 
+DEFAULT_MAX_CONNECTIONS = 64
+"""Connections per event loop (see docs/redis.md, "Connection pool")."""
+
 _PREFIX = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 
 
 class RedisUnavailable(Exception):
     """Internal: Redis failed or is known to be down; the caller applies the policy."""
+
+
+class PoolWaitExpired(Exception):
+    """Internal: the caller's own bound (its deadline) ended the wait for a free
+    connection. Not an outage: Redis is not marked down and nothing falls back."""
+
+
+class PoolTimeout(Exception):
+    """No connection of the pool came free within ``pool_timeout`` (counted as an outage)."""
 
 
 def _number(value: object, field: str) -> float:
@@ -88,6 +119,8 @@ class RedisBackend:
         on_error: OnError = "local",
         timeout: float = 0.25,
         retry_interval: float = 1.0,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        pool_timeout: float | None = None,
         client: Redis | None = None,
     ) -> None:
         if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
@@ -104,24 +137,54 @@ class RedisBackend:
         self.on_error: OnError = on_error
         self.timeout = _number(timeout, "timeout")
         self.retry_interval = _number(retry_interval, "retry_interval")
+        if (
+            isinstance(max_connections, bool)
+            or not isinstance(max_connections, int)
+            or not 1 <= max_connections <= 10_000
+        ):
+            raise ConfigError(
+                f"must be an int in [1, 10000], got {max_connections!r}", field="max_connections"
+            )
+        self.max_connections = max_connections
+        """Connections per event loop; more operations at once queue for one."""
+        self.pool_timeout = (
+            4 * self.timeout if pool_timeout is None else _number(pool_timeout, "pool_timeout")
+        )
+        """Longest wait for a free connection before it counts as an outage."""
         self._client = client
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Redis] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
             weakref.WeakKeyDictionary()
         )
         self._shas: dict[str, str] = {}
         self._down_until = 0.0
         self._warned = False
+        self._episode_fallbacks = 0
         self.errors = 0
-        """Redis calls that failed or timed out."""
+        """Redis calls that failed or timed out (including waits past ``pool_timeout``)."""
         self.fallbacks = 0
         """Operations the failure policy answered instead of Redis."""
+        self.fallbacks_by: dict[str, int] = {}
+        """:attr:`fallbacks` per kind: ``"rate limit"``, ``"circuit breaker"``, ``"cache"``."""
+        self.outages = 0
+        """Outage episodes begun (each logged once at WARNING)."""
         self.recoveries = 0
         """Outages that ended (Redis answered again)."""
+        self.pool_waits = 0
+        """Operations that queued for a connection because all were busy (not fallbacks)."""
+        self.pool_timeouts = 0
+        """Queued operations whose wait ended at ``pool_timeout`` or the call's deadline."""
         try:
             parts = urlsplit(url)
-            self.address = f"{parts.hostname or 'localhost'}:{parts.port or 6379}{parts.path}"
+            if parts.scheme == "unix":
+                self.address = redact_url(url)
+            else:
+                self.address = f"{parts.hostname or 'localhost'}:{parts.port or 6379}{parts.path}"
         except ValueError:
             self.address = redact_url(url)
+        """Where Redis is, for logs and errors: host, port and database, never credentials."""
 
     # -- keys ------------------------------------------------------------------
     def key(self, kind: str, name: str, *parts: str) -> str:
@@ -142,20 +205,38 @@ class RedisBackend:
         loop = asyncio.get_running_loop()
         found = self._clients.get(loop)
         if found is None:
-            from redis.asyncio import Redis
+            from redis.asyncio import BlockingConnectionPool, Redis
             from redis.asyncio.retry import Retry
             from redis.backoff import NoBackoff
 
-            found = Redis.from_url(
+            # Blocking, so that a burst queues for a connection instead of raising
+            # MaxConnectionsError; lamina's gate (see run) bounds and counts the wait.
+            pool = BlockingConnectionPool.from_url(
                 self._url,
+                max_connections=self.max_connections,
+                timeout=None,
                 socket_timeout=self.timeout,
                 socket_connect_timeout=self.timeout,
                 retry=Retry(NoBackoff(), 0),
-                retry_on_timeout=False,
                 health_check_interval=0,
             )
+            found = Redis(connection_pool=pool)
+            found.auto_close_connection_pool = True
             self._clients[loop] = found
         return found
+
+    def _gate(self) -> asyncio.Semaphore:
+        """This loop's admission to the pool: at most as many operations as connections."""
+        loop = asyncio.get_running_loop()
+        gate = self._gates.get(loop)
+        if gate is None:
+            size = self.max_connections
+            if self._client is not None:  # never more than the user's pool holds
+                theirs = getattr(self._client.connection_pool, "max_connections", None)
+                if isinstance(theirs, int) and theirs > 0:
+                    size = min(size, theirs)
+            gate = self._gates[loop] = asyncio.Semaphore(size)
+        return gate
 
     async def aclose(self) -> None:
         """Close this loop's connections (a client passed in is left open)."""
@@ -166,8 +247,9 @@ class RedisBackend:
         except RuntimeError:
             return
         found = self._clients.pop(loop, None)
+        self._gates.pop(loop, None)
         if found is not None:
-            await found.aclose()
+            await found.aclose(close_connection_pool=True)
 
     async def __aenter__(self) -> RedisBackend:
         return self
@@ -186,27 +268,85 @@ class RedisBackend:
         await self.client().ping()
         return time.perf_counter() - start
 
-    async def run(self, op: Callable[[Redis], Awaitable[T]], *, limit: float | None = None) -> T:
-        """Run ``op(client)`` within ``limit`` (default ``2 * self.timeout``) seconds;
-        raise :class:`RedisUnavailable` on failure."""
+    async def run(
+        self,
+        op: Callable[[Redis], Awaitable[T]],
+        *,
+        limit: float | None = None,
+        max_wait: float | None = None,
+    ) -> T:
+        """Run ``op(client)`` within ``limit`` (default ``2 * self.timeout``) seconds.
+
+        If every connection is busy, first wait for one: at most ``pool_timeout``
+        seconds (then :class:`RedisUnavailable`, an outage) or ``max_wait`` seconds
+        if that is shorter (then :class:`PoolWaitExpired`, not an outage; callers pass
+        the time left before the call's deadline). Raises :class:`RedisUnavailable`
+        when Redis fails or is known to be down.
+        """
         if time.monotonic() < self._down_until:
             raise RedisUnavailable("redis marked down")
-        from redis.exceptions import RedisError
-
+        gate = self._gate()
+        if gate.locked():
+            await self._wait_for_connection(gate, max_wait)
+        else:
+            await gate.acquire()  # free: returns without yielding
         try:
-            async with asyncio.timeout(limit or 2 * self.timeout):
-                result = await op(self.client())
-        except (RedisError, OSError) as exc:  # OSError covers asyncio's TimeoutError
-            self._failed(exc)
-            raise RedisUnavailable(type(exc).__name__) from exc
+            if time.monotonic() < self._down_until:  # went down while this one queued
+                raise RedisUnavailable("redis marked down")
+            return await self._call(op, limit)
+        finally:
+            gate.release()
+
+    async def _wait_for_connection(self, gate: asyncio.Semaphore, max_wait: float | None) -> None:
+        self.pool_waits += 1
+        bound, by_caller = self.pool_timeout, False
+        if max_wait is not None and max_wait < bound:
+            bound, by_caller = max(0.0, max_wait), True
+        try:
+            async with asyncio.timeout(bound):
+                await gate.acquire()
+        except TimeoutError as exc:
+            self.pool_timeouts += 1
+            if by_caller:
+                raise PoolWaitExpired(f"no redis connection free within {bound:.3g}s") from exc
+            error = PoolTimeout(f"no connection free within pool_timeout={self.pool_timeout:g}s")
+            self._failed(error)
+            raise RedisUnavailable("PoolTimeout") from error
+
+    async def _call(self, op: Callable[[Redis], Awaitable[T]], limit: float | None) -> T:
+        from redis.exceptions import MaxConnectionsError, RedisError
+
+        give_up = time.monotonic() + self.pool_timeout
+        pause = 0.001
+        while True:
+            try:
+                async with asyncio.timeout(limit or 2 * self.timeout):
+                    result = await op(self.client())
+            except MaxConnectionsError as exc:
+                # Only with a client of the user's own, on a non-blocking pool that other
+                # code also uses (the gate keeps lamina within its size): still not an
+                # outage, so wait for a connection to come back, up to pool_timeout.
+                if time.monotonic() + pause > give_up:
+                    self.pool_timeouts += 1
+                    self._failed(PoolTimeout(str(exc)))
+                    raise RedisUnavailable("PoolTimeout") from exc
+                self.pool_waits += 1
+                await asyncio.sleep(pause)
+                pause = min(2 * pause, 0.05)
+                continue
+            except (RedisError, OSError) as exc:  # OSError covers asyncio's TimeoutError
+                self._failed(exc)
+                raise RedisUnavailable(type(exc).__name__) from exc
+            break
         if self._warned:
-            self._warned = False
-            self.recoveries += 1
-            logger.warning("redis backend %s answers again; shared state resumed", self.address)
+            self._recovered()
         return result
 
-    async def script(self, lua: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        """Run a Lua script atomically (``EVALSHA``, ``EVAL`` if Redis lost it)."""
+    async def script(
+        self, lua: str, keys: Sequence[str], args: Sequence[Any], *, max_wait: float | None = None
+    ) -> Any:
+        """Run a Lua script atomically (``EVALSHA``, ``EVAL`` if Redis lost it);
+        ``max_wait`` bounds the wait for a free connection (see :meth:`run`)."""
         sha = self._shas.get(lua)
         if sha is None:
             sha = self._shas[lua] = hashlib.sha1(lua.encode()).hexdigest()
@@ -219,27 +359,51 @@ class RedisBackend:
             except NoScriptError:
                 return await client.eval(lua, len(keys), *keys, *args)
 
-        return await self.run(op)
+        return await self.run(op, max_wait=max_wait)
 
     def _failed(self, exc: BaseException) -> None:
         self.errors += 1
         self._down_until = time.monotonic() + self.retry_interval
         if not self._warned:
             self._warned = True
+            self.outages += 1
+            self._episode_fallbacks = self.fallbacks
             logger.warning(
-                "redis backend %s unavailable (%s); on_error=%r for the next %gs",
+                "redis backend %s unavailable (%s); on_error=%r: shared state is not used "
+                "for %gs, then Redis is asked again",
                 self.address,
                 type(exc).__name__,
                 self.on_error,
                 self.retry_interval,
             )
 
+    def _recovered(self) -> None:
+        self._warned = False
+        self.recoveries += 1
+        logger.info(
+            "redis backend %s answers again after %d fallbacks; shared state resumed",
+            self.address,
+            self.fallbacks - self._episode_fallbacks,
+        )
+
     def unavailable(self, what: str, request: Request | None, *, reject: bool = True) -> None:
         """Apply the failure policy to one operation: count it, report it, and under
-        ``on_error="closed"`` (when ``reject``) raise :class:`lamina.BackendUnavailable`."""
+        ``on_error="closed"`` (when ``reject``) raise :class:`lamina.BackendUnavailable`.
+
+        The ``backend.unavailable`` event goes to the call's listeners when
+        ``request`` is known, else to the current span (e.g. the call's span).
+        """
         self.fallbacks += 1
+        self.fallbacks_by[what] = self.fallbacks_by.get(what, 0) + 1
         if request is not None:
             emit(request, "backend.unavailable", backend="redis", what=what, policy=self.on_error)
+        else:
+            span = trace.get_current_span()
+            if span.is_recording():
+                span.add_event(
+                    "backend.unavailable",
+                    {"backend": "redis", "what": what, "policy": self.on_error},
+                )
         if reject and self.on_error == "closed":
             raise BackendUnavailable(
                 f"shared {what} state in redis at {self.address} is unavailable",
@@ -286,5 +450,6 @@ class RedisBackend:
         state = "up" if self.available else "down"
         return (
             f"RedisBackend({self.address!r}, prefix={self.prefix!r}, on_error={self.on_error!r}, "
-            f"{state}, errors={self.errors}, fallbacks={self.fallbacks})"
+            f"{state}, max_connections={self.max_connections}, errors={self.errors}, "
+            f"fallbacks={self.fallbacks})"
         )

@@ -129,7 +129,7 @@ class RedisBreakerBackend:
     stands in while Redis is down.
     """
 
-    __slots__ = ("_fallback", "_seen", "backend", "probe_lease", "ttl")
+    __slots__ = ("_fallback", "_seeded", "_seen", "backend", "probe_lease", "ttl")
 
     def __init__(
         self,
@@ -155,6 +155,7 @@ class RedisBreakerBackend:
         self.ttl = float(ttl)
         self._fallback = MemoryBackend()
         self._seen: dict[str, BreakerRecord] = {}
+        self._seeded: dict[str, int] = {}  # name -> the outage its local record started in
 
     def key(self, name: str) -> str:
         """The Redis key of breaker ``name``."""
@@ -167,6 +168,7 @@ class RedisBreakerBackend:
     def peek(self, name: str) -> BreakerRecord:
         """The record as this process last saw it (opened_at on the caller's clock)."""
         if self.backend.on_error == "local" and not self.backend.available:
+            self._local(name)
             return self._fallback.peek(name)
         rec = self._seen.get(name)
         if rec is None:
@@ -191,6 +193,19 @@ class RedisBreakerBackend:
             rec.probe_in_flight = probe
         self._seen[name] = rec
 
+    def _local(self, name: str) -> None:
+        """At the first fallback of an outage, start the local record from the state last
+        seen in Redis: an open breaker stays open (a half-open one lets one local probe
+        through) instead of every process starting closed."""
+        episode = self.backend.outages
+        if self._seeded.get(name) == episode:
+            return
+        self._seeded[name] = episode
+        rec = self._fallback.peek(name)
+        seen = self._seen.get(name) or BreakerRecord()
+        rec.state, rec.failure_count, rec.opened_at = seen.state, seen.failure_count, seen.opened_at
+        rec.probe_in_flight = False
+
     async def acquire(
         self, name: str, machine: BreakerMachine, now: float
     ) -> tuple[Permit, Transition | None]:
@@ -203,6 +218,7 @@ class RedisBreakerBackend:
             self.backend.unavailable("circuit breaker", None)  # raises under "closed"
             if self.backend.on_error == "open":
                 return Permit(admitted=True), None
+            self._local(name)
             return await self._fallback.acquire(name, machine, now)
         admitted, probe, retry_us, old, new, failures, opened_us, now_us, state = reply
         self._remember(name, state, failures, opened_us, now_us, now, bool(probe) or None)
@@ -228,6 +244,7 @@ class RedisBreakerBackend:
             self.backend.unavailable("circuit breaker", None, reject=False)
             if self.backend.on_error != "local":
                 return None
+            self._local(name)
             return await self._fallback.release(name, machine, Permit(True), outcome, now)
         old, new, failures, opened_us, now_us, state = reply
         self._remember(

@@ -25,7 +25,7 @@ from .._clock import Clock, default_clock
 from .._errors import ConfigError, RateLimitExceeded
 from ..ratelimit.limiter import Limiter, LimitStatus, acquire_all, take_now
 from ..ratelimit.memory import RateLimiterConfig, RateLimitStatus
-from .redis import RedisBackend, RedisUnavailable
+from .redis import PoolWaitExpired, RedisBackend, RedisUnavailable
 
 if TYPE_CHECKING:
     from .._core import Request
@@ -257,8 +257,9 @@ class RedisLimiter:
 
         Raises :class:`lamina.RateLimitExceeded` (with ``retry_after``) at once
         when the reserved slot would be more than ``max_wait`` seconds away or
-        past ``deadline`` (a time on the clock), and ``ConfigError`` for a
-        weight above a limit's burst.
+        past ``deadline`` (a time on the clock), or when no Redis connection
+        came free before ``deadline``; ``ConfigError`` for a weight above a
+        limit's burst.
         """
         group: tuple[RedisLimiter, ...] = tuple(limiters)
         if isinstance(weight, bool) or not isinstance(weight, int) or weight < 1:
@@ -277,10 +278,20 @@ class RedisLimiter:
         keys = [key for limiter in group for key in limiter._keys]
         args: list[Any] = [weight, -1 if budget == math.inf else int(budget * 1e6), member_id]
         args.extend(p for limiter in group for p in limiter._params)
+        left = None if deadline is None else max(0.0, deadline - self.clock.now())
         try:
-            admitted, wait_us, when_us, blocker, _ = await self.backend.script(RESERVE, keys, args)
+            admitted, wait_us, when_us, blocker, _ = await self.backend.script(
+                RESERVE, keys, args, max_wait=left
+            )
         except RedisUnavailable:
             return await self._fallback_acquire(group, weight, max_wait, deadline, request)
+        except PoolWaitExpired:  # every connection busy until the deadline: not an outage
+            raise RateLimitExceeded(
+                f"rate limit {group[0]} could not be checked before the call's deadline "
+                "(every redis connection was busy)",
+                retry_after=0.0,
+                request=request,
+            ) from None
         wait = float(wait_us) / 1e6
         if not admitted:
             why = "past the call's deadline" if by_deadline else f"more than max_wait={max_wait}s"
