@@ -148,7 +148,10 @@ class TimeoutError(LaminaError, builtins.TimeoutError):
 
 
 class HTTPStatusError(LaminaError):
-    """The server answered with a status the caller did not accept."""
+    """The server answered with a status the caller did not accept.
+
+    ``retry_after`` is the response's ``Retry-After`` in seconds, when it had a readable one.
+    """
 
     def __init__(
         self,
@@ -158,9 +161,13 @@ class HTTPStatusError(LaminaError):
         endpoint: str | None = None,
         request: Request | None = None,
         response: Response | None = None,
+        retry_after: float | None = None,
     ) -> None:
         self.status_code = status_code
         self.response = response
+        self.retry_after = retry_after
+        if retry_after is not None:
+            message = f"{message}; Retry-After {retry_after:g}s"
         super().__init__(message, endpoint=endpoint, request=request)
 
     @classmethod
@@ -169,11 +176,18 @@ class HTTPStatusError(LaminaError):
         kind = "client error" if response.status_code < 500 else "server error"
         if response.status_code < 400:
             kind = "unexpected status"
+        retry_after = None
+        header = response.headers.get("retry-after")
+        if header is not None:
+            from .layers.retry_policy import parse_retry_after  # (it imports this module)
+
+            retry_after = parse_retry_after(header)
         error = cls(
             f"HTTP {response.status_code} {kind}",
             status_code=response.status_code,
             request=response.request,
             response=response,
+            retry_after=retry_after,
         )
         error.attempts = response.attempts
         return error

@@ -3,6 +3,7 @@ import dataclasses
 import math
 import random
 import socket
+import time
 import uuid
 from collections.abc import Mapping
 from email.utils import formatdate
@@ -141,11 +142,81 @@ async def test_retry_after_seconds_is_obeyed() -> None:
     assert clock.sleeps == [7.0]
 
 
-async def test_retry_after_is_capped_by_max_delay() -> None:
+async def test_retry_after_longer_than_max_delay_stops_at_once() -> None:
     clock = ManualClock(autojump=True)
-    inner, _ = scripted(Response(503, headers={"Retry-After": "120"}), 200)
-    await retry(inner, max_delay=4, clock=clock)(Request("GET", URL))
+    events: list[tuple[str, Mapping[str, Any]]] = []
+    inner, calls = scripted(Response(503, headers={"Retry-After": "120"}), 200)
+    request = listen(Request("GET", URL), lambda n, a: events.append((n, a)))
+    response = await retry(inner, max_delay=4, clock=clock)(request)
+    assert response.status_code == 503  # the last answer, not a 4 s nap and a second ask
+    assert response.attempts == 1
+    assert clock.sleeps == []
+    assert len(calls) == 1
+    assert events == [
+        ("retry.retry_after_exceeded", {"attempt": 1, "retry_after": 120.0, "limit": "max_delay"})
+    ]
+
+
+async def test_retry_after_equal_to_max_delay_is_obeyed() -> None:
+    clock = ManualClock(autojump=True)
+    inner, _ = scripted(Response(429, headers={"Retry-After": "4"}), 200)
+    response = await retry(inner, max_delay=4, clock=clock)(Request("GET", URL))
+    assert response.status_code == 200
     assert clock.sleeps == [4.0]
+
+
+async def test_parse_outside_raises_with_the_retry_after() -> None:
+    clock = ManualClock(autojump=True)
+    inner, calls = scripted(Response(429, headers={"Retry-After": "3600"}))
+    svc = ParseLayer().wrap(RetryLayer(clock=clock).wrap(inner))
+    with pytest.raises(HTTPStatusError) as info:
+        await svc(Request("GET", URL))
+    assert info.value.retry_after == 3600.0
+    assert "Retry-After 3600s" in str(info.value)
+    assert info.value.attempts == 1
+    assert len(calls) == 1
+
+
+async def test_http_status_error_raised_inside_with_a_long_retry_after() -> None:
+    clock = ManualClock(autojump=True)
+    answer = Response(503, headers={"Retry-After": "60"}, request=Request("GET", URL))
+    inner, calls = scripted(HTTPStatusError.from_response(answer))
+    with pytest.raises(HTTPStatusError) as info:
+        await retry(inner, clock=clock)(Request("GET", URL))
+    assert info.value.retry_after == 60.0
+    assert info.value.attempts == 1
+    assert len(calls) == 1
+    assert clock.sleeps == []
+
+
+async def test_a_policy_never_retries_sooner_than_retry_after() -> None:
+    class Eager:
+        def decide(self, outcome: RetryOutcome) -> float | None:
+            return 0.1 if outcome.response and outcome.response.status_code == 429 else None
+
+    clock = ManualClock(autojump=True)
+    inner, _ = scripted(Response(429, headers={"Retry-After": "3"}), 200)
+    await retry(inner, policy=Eager(), clock=clock)(Request("GET", URL))
+    assert clock.sleeps == [3.0]
+
+
+def test_http_status_error_carries_retry_after() -> None:
+    now = 1_700_000_000.0
+    request = Request("GET", URL)
+    plain = HTTPStatusError.from_response(Response(429, request=request))
+    assert plain.retry_after is None
+    assert "Retry-After" not in str(plain)
+    unreadable = Response(503, headers={"Retry-After": "soon"}, request=request)
+    assert HTTPStatusError.from_response(unreadable).retry_after is None
+    half = HTTPStatusError.from_response(
+        Response(429, headers={"Retry-After": "0.5"}, request=request)
+    )
+    assert half.retry_after == 0.5
+    assert "Retry-After 0.5s" in str(half)
+    date = formatdate(now + 90, usegmt=True)
+    dated = Response(429, headers={"Retry-After": date}, request=request)
+    assert 0 <= (HTTPStatusError.from_response(dated).retry_after or 0) <= 90 + time.time() - now
+    assert HTTPStatusError("x", status_code=503, retry_after=2).retry_after == 2
 
 
 async def test_retry_after_http_date() -> None:
@@ -204,11 +275,16 @@ async def test_deadline_stops_and_raises_the_last_error() -> None:
 
 async def test_retry_after_longer_than_the_deadline_stops_at_once() -> None:
     clock = ManualClock(autojump=True)
+    events: list[tuple[str, Mapping[str, Any]]] = []
     inner, calls = scripted(Response(429, headers={"Retry-After": "5"}), 200)
-    response = await retry(inner, clock=clock)(Request("GET", URL, deadline=3.0))
+    request = listen(Request("GET", URL, deadline=3.0), lambda n, a: events.append((n, a)))
+    response = await retry(inner, clock=clock)(request)
     assert response.status_code == 429
     assert clock.sleeps == []
     assert len(calls) == 1
+    assert events == [
+        ("retry.retry_after_exceeded", {"attempt": 1, "retry_after": 5.0, "limit": "deadline"})
+    ]
 
 
 async def test_total_timeout_sets_and_obeys_a_deadline() -> None:
@@ -556,6 +632,22 @@ async def test_real_retry_after_http_date(lamina_server: LocalServer) -> None:
     assert lamina_server.hits("/retry-after/r4") == 2
     (slept,) = clock.sleeps
     assert 1.5 < slept <= 3.0  # the date has one-second resolution
+
+
+async def test_real_retry_after_beyond_max_delay_is_one_request(
+    lamina_server: LocalServer,
+) -> None:
+    clock = ManualClock(autojump=True)
+    async with HttpxTransport() as transport:
+        svc = ServiceBuilder().layer(ParseLayer()).layer(RetryLayer(clock=clock)).service(transport)
+        url = lamina_server.url_for("/retry-after/r8?seconds=3600&fail=9")
+        with pytest.raises(HTTPStatusError) as info:
+            await svc(Request("GET", url))
+    assert info.value.status_code == 429
+    assert info.value.retry_after == 3600.0
+    assert "Retry-After 3600s" in str(info.value)
+    assert lamina_server.hits("/retry-after/r8") == 1
+    assert clock.sleeps == []
 
 
 async def test_real_reset_is_retried(lamina_server: LocalServer) -> None:

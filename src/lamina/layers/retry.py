@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import random as _random
+import time
 from collections.abc import Iterable
 
 from .._clock import Clock, default_clock
@@ -18,6 +19,7 @@ from .retry_policy import (
     RetryPolicy,
     StatusRetryPolicy,
     _check_seconds,
+    retry_after,
 )
 
 __all__ = [
@@ -41,7 +43,12 @@ class RetryLayer:
     from ``retry_on``, ``backoff``, ``jitter``, ``max_delay`` and ``random``.
     The layer itself caps every delay at ``max_delay``, never sleeps past the
     request's deadline (or ``total_timeout`` after the call started), and
-    spends one token of the shared ``budget`` per retry.
+    spends one retry of the shared ``budget`` (a :class:`RetryBudget`) per retry.
+
+    A ``Retry-After`` is the server's word: the layer never retries sooner, and
+    when it is longer than ``max_delay`` or would reach the deadline the call
+    ends at once with the last answer (whose :class:`lamina.HTTPStatusError`
+    carries ``retry_after``) instead of sleeping.
 
     With ``idempotency_key=True`` a call without an ``Idempotency-Key`` header
     gets one (a UUID4), the same on every attempt — which also makes a POST
@@ -49,7 +56,9 @@ class RetryLayer:
     response has ``attempts``, and a raised :class:`lamina.LaminaError` gets an
     ``attempts`` attribute. Before each sleep the layer emits
     ``retry.scheduled`` (``attempt`` = the attempt about to be made, ``delay``,
-    ``reason`` = the status or the error's class name).
+    ``reason`` = the status or the error's class name); when it stops early it
+    emits ``retry.budget_exhausted`` (``attempt``) or ``retry.retry_after_exceeded``
+    (``attempt``, ``retry_after``, ``limit`` = ``"max_delay"`` or ``"deadline"``).
     """
 
     __slots__ = (
@@ -164,7 +173,7 @@ def new_idempotency_key() -> str:
 class Retry:
     """Service made by :class:`RetryLayer`."""
 
-    __slots__ = ("_final", "config", "inner")
+    __slots__ = ("_final", "_wall_clock", "config", "inner")
 
     def __init__(self, inner: Service, config: RetryLayer) -> None:
         self.inner = inner
@@ -172,6 +181,8 @@ class Retry:
         # Fast path: statuses the default policy would never retry skip building an outcome.
         policy = config.policy
         self._final = policy.retry_on if type(policy) is StatusRetryPolicy else None
+        # what turns an HTTP-date Retry-After into seconds
+        self._wall_clock = getattr(policy, "wall_clock", None) or time.time
 
     async def __call__(self, request: Request) -> Response:
         config = self.config
@@ -213,7 +224,8 @@ class Retry:
             await config.clock.sleep(delay)
 
     def _delay(self, outcome: RetryOutcome, deadline: float | None) -> float | None:
-        """The policy's delay, bounded by the attempts, max_delay, deadline and budget."""
+        """The policy's delay, bounded by the attempts, max_delay, Retry-After, deadline
+        and budget; None to stop."""
         config = self.config
         if outcome.attempt >= config.attempts:
             return None
@@ -221,7 +233,25 @@ class Retry:
         if delay is None or math.isnan(delay):
             return None
         delay = min(max(0.0, float(delay)), config.max_delay)
-        if deadline is not None and config.clock.now() + delay >= deadline:
+        now = config.clock.now()
+        wait = retry_after(outcome, wall_clock=self._wall_clock)
+        if wait is not None:
+            limit = None
+            if wait > config.max_delay:
+                limit = "max_delay"
+            elif deadline is not None and now + wait >= deadline:
+                limit = "deadline"
+            if limit is not None:  # the server asks for longer than this call may wait
+                emit(
+                    outcome.request,
+                    "retry.retry_after_exceeded",
+                    attempt=outcome.attempt,
+                    retry_after=wait,
+                    limit=limit,
+                )
+                return None
+            delay = max(delay, wait)
+        if deadline is not None and now + delay >= deadline:
             return None
         if config.budget is not None and not config.budget.withdraw():
             emit(outcome.request, "retry.budget_exhausted", attempt=outcome.attempt)

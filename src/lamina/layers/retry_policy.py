@@ -29,6 +29,7 @@ __all__ = [
     "StatusRetryPolicy",
     "is_idempotent",
     "parse_retry_after",
+    "retry_after",
 ]
 
 #: Statuses retried by default: rate limited, and the transient server errors.
@@ -82,11 +83,32 @@ def parse_retry_after(value: str, *, wall_now: float | None = None) -> float | N
     return seconds
 
 
+def retry_after(
+    outcome: RetryOutcome, *, wall_clock: Callable[[], float] = time.time
+) -> float | None:
+    """The seconds the server asked to wait (``Retry-After``) in ``outcome``, or None.
+
+    Read from the response, or from an :class:`lamina.HTTPStatusError`'s response
+    (or its ``retry_after``) when the attempt raised one.
+    """
+    response, error = outcome.response, outcome.error
+    if response is None and isinstance(error, HTTPStatusError):
+        if error.response is None:
+            return error.retry_after
+        response = error.response
+    if response is None:
+        return None
+    header = response.headers.get("retry-after")
+    return None if header is None else parse_retry_after(header, wall_now=wall_clock())
+
+
 class StatusRetryPolicy:
     """The default policy: retry transient statuses and transport failures, safely.
 
     * Responses whose status is in ``retry_on``; the delay is the response's
-      ``Retry-After`` (capped at ``max_delay``) when it has one, else backoff.
+      ``Retry-After`` as the server gave it when it has one, else backoff. (The
+      :class:`~lamina.layers.retry.RetryLayer` stops instead of waiting when that
+      is longer than its ``max_delay`` or reaches the deadline.)
     * :class:`lamina.ConnectError`, and :class:`lamina.TimeoutError` with
       ``request_sent=False`` (nothing reached the server): always.
     * Other :class:`lamina.TransportError` and sent timeouts, and retryable
@@ -131,10 +153,10 @@ class StatusRetryPolicy:
         if response is None and isinstance(error, HTTPStatusError):
             # a raise_for_status() inside the retry layer: judge it by its status
             if error.response is None:
-                return self._for_status(error.status_code, None, outcome)
+                return self._for_status(error.status_code, outcome)
             response = error.response
         if response is not None:
-            return self._for_status(response.status_code, response, outcome)
+            return self._for_status(response.status_code, outcome)
         if isinstance(error, ConnectError):
             return self.backoff_delay(outcome.attempt)
         if isinstance(error, TimeoutError | TransportError):
@@ -143,16 +165,12 @@ class StatusRetryPolicy:
             return self.backoff_delay(outcome.attempt)
         return None
 
-    def _for_status(
-        self, status: int, response: Response | None, outcome: RetryOutcome
-    ) -> float | None:
+    def _for_status(self, status: int, outcome: RetryOutcome) -> float | None:
         if status not in self.retry_on or not is_idempotent(outcome.request):
             return None
-        header = response.headers.get("retry-after") if response is not None else None
-        if header is not None:
-            wait = parse_retry_after(header, wall_now=self.wall_clock())
-            if wait is not None:
-                return min(wait, self.max_delay)
+        wait = retry_after(outcome, wall_clock=self.wall_clock)
+        if wait is not None:
+            return wait
         return self.backoff_delay(outcome.attempt)
 
     def backoff_delay(self, attempt: int) -> float:

@@ -202,6 +202,8 @@ class APIOrchestrationConfig:
     ``global_rate_limit`` is requests per ``rate_limit_window`` seconds across all
     endpoints; ``error_threshold`` the largest tolerated fraction of failed calls
     (checked once 10 calls have finished); ``cache_ttl`` seconds (None: no cache).
+    ``retry_budget`` is the fraction of the last 10 s of calls to one upstream origin
+    that may be retried, plus ``retry_budget_min_per_second`` retries (None: no budget).
     """
 
     endpoints: list[APIEndpoint] = field(default_factory=list)
@@ -222,6 +224,8 @@ class APIOrchestrationConfig:
     log_requests: bool = False
     log_responses: bool = False
     max_response_bytes: int = 10 * 1024 * 1024
+    retry_budget: float | None = 0.2
+    retry_budget_min_per_second: float = 3.0
     layers: Any = field(default=None, repr=False, compare=False)
     backend: Any = None  # None | "memory" | "redis://..." | a lamina.backends.Backend
     shared: Any = field(default=None, init=False, repr=False, compare=False)
@@ -256,6 +260,19 @@ class APIOrchestrationConfig:
         if self.cache_ttl is not None:
             _number(self.cache_ttl, "cache_ttl", None, minimum=0, strict=True)
         _integer(self.max_response_bytes, "max_response_bytes", None, minimum=1)
+        if self.retry_budget is not None:
+            _number(self.retry_budget, "retry_budget", None, minimum=0, strict=False)
+            if self.retry_budget > 1000:
+                raise ConfigError(
+                    f"must be a fraction <= 1000, got {self.retry_budget!r}", field="retry_budget"
+                )
+        _number(
+            self.retry_budget_min_per_second,
+            "retry_budget_min_per_second",
+            None,
+            minimum=0,
+            strict=False,
+        )
         from ..backends.base import resolve_backend
 
         resolve_backend(self.backend)  # ConfigError(field="backend"), never showing the URL

@@ -6,13 +6,19 @@ Outermost first::
         → Timeout → Tracing (attempt) → Logging → transport
 
 State that spans endpoints (the global rate limit, the cache, the breakers, the
-metrics) lives in one :class:`SharedState` per config, so every endpoint's stack,
-and a user's own ``layers=`` callable that reuses the defaults, share it.
+metrics, the retry budgets) lives in one :class:`SharedState` per config, so every
+endpoint's stack, and a user's own ``layers=`` callable that reuses the defaults,
+share it.
+
+Retries spend a :class:`RetryBudget` shared by every endpoint on the same upstream
+origin (scheme, host and port), as Envoy's budget is per upstream cluster: what
+struggles is the server, whichever endpoint calls it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from opentelemetry import trace
 
@@ -26,15 +32,24 @@ from ..layers.metrics import MetricsLayer
 from ..layers.parse import ParseLayer
 from ..layers.rate_limit import RateLimitLayer
 from ..layers.retry import RetryLayer
+from ..layers.retry_policy import RetryBudget
 from ..layers.timeout import TimeoutLayer
 from ..layers.tracing import CallTracingLayer, TracingLayer
 from ..metrics import IOMetrics
 from ..ratelimit import Limiter
 from .config import APIEndpoint, APIOrchestrationConfig
 
-__all__ = ["DEFAULT_RETRY_ON", "SharedState", "default_layers", "shared_state"]
+__all__ = [
+    "DEFAULT_RETRY_ON",
+    "RETRY_BUDGET_TTL",
+    "SharedState",
+    "default_layers",
+    "shared_state",
+]
 
 DEFAULT_RETRY_ON = (429, 500, 502, 503, 504)
+#: The window (seconds) over which a retry budget counts calls and retries.
+RETRY_BUDGET_TTL = 10.0
 
 
 @dataclass
@@ -49,6 +64,7 @@ class SharedState:
     backend: Backend
     tracer_provider: trace.TracerProvider | None = None
     limiters: dict[str, Limiter | SharedLimiter] = field(default_factory=dict)
+    retry_budgets: dict[str, RetryBudget] = field(default_factory=dict)  # by origin
 
 
 def shared_state(
@@ -129,6 +145,7 @@ def default_layers(endpoint: APIEndpoint, config: APIOrchestrationConfig) -> lis
                 backoff=endpoint.retry_delay,
                 retry_on=endpoint.retry_on or DEFAULT_RETRY_ON,
                 clock=shared.clock,
+                budget=_retry_budget(endpoint, config, shared),
             )
         )
     layers.append(shared.breakers)
@@ -141,6 +158,37 @@ def default_layers(endpoint: APIEndpoint, config: APIOrchestrationConfig) -> lis
     if config.log_requests or config.log_responses:
         layers.append(LoggingLayer(config.log_requests, config.log_responses))
     return layers
+
+
+def _origin(url: str) -> str:
+    """``scheme://host:port`` of ``url`` (the default port filled in), lower-cased."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:  # not a number: the transport will say so; key on the text
+        return f"{scheme}://{parts.netloc.lower()}"
+    return (
+        f"{scheme}://{(parts.hostname or '').lower()}:{port or (443 if scheme == 'https' else 80)}"
+    )
+
+
+def _retry_budget(
+    endpoint: APIEndpoint, config: APIOrchestrationConfig, shared: SharedState
+) -> RetryBudget | None:
+    """The budget of ``endpoint``'s upstream origin (made on first use), or None."""
+    if config.retry_budget is None:
+        return None
+    key = _origin(endpoint.url)  # placeholders are never in the host
+    budget = shared.retry_budgets.get(key)
+    if budget is None:
+        budget = shared.retry_budgets[key] = RetryBudget(
+            ttl=RETRY_BUDGET_TTL,
+            percent=config.retry_budget,
+            min_per_second=config.retry_budget_min_per_second,
+            clock=shared.clock,
+        )
+    return budget
 
 
 def _limiters(endpoint: APIEndpoint, shared: SharedState) -> list[Limiter | SharedLimiter]:
