@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import os
 import re
 import shutil
 import subprocess
 from collections.abc import Callable
+from dataclasses import dataclass
+from html import escape
+from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from lamina import APIEndpoint, APIOrchestrationConfig, OrchestrationMode
 from lamina.cli.commands import run_flow
-from lamina.cli.report_html import page_data, render_html
-from lamina.testing import LocalServer
+from lamina.cli.report_html import CONTENT_SECURITY_POLICY, page_data, render_html, script_json
+from lamina.testing import LocalServer, RecordedRequest
 
 from .conftest import ROOT, Cli
 
@@ -113,8 +120,11 @@ endpoints:
     done = cli("run", str(flow), "--report", str(report), "-q")
     assert done.returncode == 1  # "down" failed
     assert f"report written to {report}" in done.stderr
-    dom = browse(exe, tmp_path / "profile", "--dump-dom", report.as_uri())
+    dom = browse(
+        exe, tmp_path / "profile", "--enable-logging=stderr", "--v=0", "--dump-dom", report.as_uri()
+    )
     assert dom.returncode == 0, dom.stderr[-2000:]
+    assert "Content Security Policy" not in dom.stderr  # its own script and style are allowed
     html = dom.stdout
     drawn = re.search(r'id="waterfall" data-drawn="(\d+)"', html)
     assert drawn is not None, "the page's script did not run"
@@ -178,3 +188,217 @@ endpoints:
     assert done.returncode == 0, done.stderr
     assert lamina_server.hits() == 2
     assert good.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+
+
+# -- hostile input: nothing a run reports is ever markup or script ----------------------
+
+
+def hostile(tag: str, beacon: str, *, spaces: bool = True) -> list[str]:
+    """Payloads that, if they ran, would set document.title, add a <pwned> element
+    and load ``beacon/tag`` (a loopback URL the test server counts). Without
+    ``spaces`` (for URLs) they use ``/`` between attributes and load nothing."""
+    act = (
+        f"document.title='PWNED-{tag}';"
+        "document.body.appendChild(document.createElement('pwned'));"
+        f"new Image().src='{beacon}/{tag}'"
+    )
+    if not spaces:
+        act = act.rsplit(";", 1)[0]
+    payloads = [
+        f'<img src=x onerror="{act}">',
+        f"</script><script>{act}</script>",
+        f'"\'><svg onload="{act}">',
+        f"<!--<script>{act}//",
+        f'</title></text></svg><![CDATA[<img src=x onerror="{act}">]]>',
+    ]
+    return payloads if spaces else [p.replace(" ", "/") for p in payloads]
+
+
+@dataclass
+class HostileRun:
+    page: str
+    title: str
+    names: list[str]
+    payloads: list[str]
+
+
+async def hostile_run(server: LocalServer) -> HostileRun:
+    """A real run whose endpoint names, URLs, error messages, bodies and title are hostile."""
+    beacon = server.url_for("/pwned")
+    names = hostile("name", beacon)
+    bodies = hostile("body", beacon)
+    errors = hostile("error", beacon)
+    urls = hostile("url", beacon, spaces=False)
+
+    def body(request: RecordedRequest) -> tuple[int, str, dict[str, str]]:
+        # says JSON, is not: a ParseError whose message quotes the start of the body
+        return 200, bodies[int(request.query["i"])], {"Content-Type": "application/json"}
+
+    server.route("/hostile/", body)
+
+    def refuse(value: Any) -> Any:
+        raise ValueError(f"{errors[0]} {errors[1]}")
+
+    endpoints = [
+        APIEndpoint(name=name, url=server.url_for(f"/hostile/x?i={i}&q={urls[i]}"))
+        for i, name in enumerate(names)
+    ]
+    endpoints += [
+        APIEndpoint(name=errors[2], url=server.url_for("/json"), transform_output=refuse),
+        APIEndpoint(name=errors[3], url=server.url_for("/json"), depends_on=[names[0]]),
+        APIEndpoint(
+            name=errors[4], url=server.url_for("/status/503"), retry_count=1, retry_delay=0.01
+        ),
+    ]
+    config = APIOrchestrationConfig(endpoints=endpoints, mode=OrchestrationMode.HYBRID)
+    outcome = await run_flow(config, None)
+    report = outcome.report
+    assert report is not None
+    assert set(report.failed) >= {*names, errors[2], errors[4]}  # all in the page header
+    assert report.endpoints[errors[3]].outcome == "skipped"
+    title = hostile("title", beacon)[0]
+    page = render_html(report, config, outcome.recorder.timelines, title=title)
+    everything = [*names, *bodies, *errors, *urls, title]
+    return HostileRun(page, title, [e.name for e in endpoints], everything)
+
+
+SAFE_TAGS = {
+    *("html", "head", "meta", "title", "style", "body", "header", "h1", "h2", "div", "span"),
+    *("b", "i", "section", "noscript", "svg", "defs", "marker", "path", "g", "rect", "text"),
+    *("table", "thead", "tbody", "tr", "th", "td", "script"),
+}
+
+
+class Markup(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.blocks: dict[str, str] = {}
+        self._open: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+        if tag in ("script", "style"):
+            self._open = f"{tag}#{dict(attrs).get('id', '')}"
+
+    def handle_data(self, data: str) -> None:
+        if self._open is not None:
+            self.blocks[self._open] = self.blocks.get(self._open, "") + data
+
+    def handle_endtag(self, tag: str) -> None:
+        self._open = None
+
+
+def sha256_source(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+
+async def test_hostile_values_are_only_text_in_the_page(lamina_server: LocalServer) -> None:
+    run = await hostile_run(lamina_server)
+    page = run.page
+    for payload in run.payloads:
+        assert payload not in page  # never written raw, anywhere
+    markup = Markup()
+    markup.feed(page)
+    markup.close()
+    tags = [tag for tag, _ in markup.tags]
+    assert set(tags) <= SAFE_TAGS, set(tags) - SAFE_TAGS
+    attrs = {name for _, found in markup.tags for name in found}
+    assert not {a for a in attrs if a.startswith("on")}  # no event handler
+    assert not attrs & {"src", "href", "style", "srcdoc", "action", "formaction"}
+    scripts = [found for tag, found in markup.tags if tag == "script"]
+    assert [s.get("type") for s in scripts] == ["application/json", "application/json", None]
+    # the policy is in the page, and its hashes are those of the page's own script and style
+    (meta,) = [f for t, f in markup.tags if t == "meta" and f.get("http-equiv")]
+    assert meta["content"] == CONTENT_SECURITY_POLICY
+    assert tags.index("meta") < tags.index("style")  # in force before anything it governs
+    policy = dict(d.strip().split(" ", 1) for d in CONTENT_SECURITY_POLICY.split(";"))
+    assert policy["default-src"] == "'none'"
+    assert policy["script-src"] == sha256_source(markup.blocks["script#"])
+    assert policy["style-src"] == sha256_source(markup.blocks["style#"])
+    assert "unsafe" not in CONTENT_SECURITY_POLICY
+    # the data survives as data: JSON.parse gives back every hostile string
+    data = page_data(page)
+    assert [e["name"] for e in data["endpoints"]] == run.names
+    assert any("</script>" in (e.get("error") or "") for e in data["endpoints"])
+
+
+def test_script_json_cannot_leave_its_element() -> None:
+    value = {"a</script><script>x": "<!--<script>", "b": "]]>\u2028\u2029&amp;"}
+    text = script_json(value)
+    assert not set(text) & {"<", ">", "&", "\u2028", "\u2029"}
+    assert json.loads(text) == value
+
+
+def browse_dom(exe: str, profile: Path, page: Path) -> tuple[str, str]:
+    """The DOM after load (scripts run, images failed) and Chromium's console log."""
+    done = browse(
+        exe,
+        profile,
+        "--enable-logging=stderr",
+        "--v=0",
+        "--virtual-time-budget=3000",
+        "--dump-dom",
+        page.as_uri(),
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout, done.stderr
+
+
+def text_of(value: str) -> str:
+    """``value`` as Chromium serialises a text node."""
+    return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+async def test_no_injected_script_runs_in_chromium(
+    lamina_server: LocalServer, tmp_path: Path
+) -> None:
+    exe = chromium()
+    run = await hostile_run(lamina_server)
+    lamina_server.reset()
+    meta = (
+        f'<meta http-equiv="Content-Security-Policy" content="{escape(CONTENT_SECURITY_POLICY)}">'
+    )
+    assert meta in run.page
+    # a positive control: markup written raw, as the old header did with the names
+    control = (
+        "<img src=x onerror=\"document.title='CONTROL';"
+        "document.body.appendChild(document.createElement('control-ran'));"
+        f"new Image().src='{lamina_server.url_for('/pwned/control')}'\">"
+    )
+    as_written = tmp_path / "report.html"
+    as_written.write_text(run.page, encoding="utf-8")
+    no_policy = tmp_path / "no-policy.html"  # escaping alone, control proves detection works
+    no_policy.write_text(
+        run.page.replace(meta, "").replace("<body>", "<body>" + control), encoding="utf-8"
+    )
+    with_policy = tmp_path / "injected.html"  # the policy alone stops what escaping missed
+    with_policy.write_text(run.page.replace("<body>", "<body>" + control), encoding="utf-8")
+
+    def check_drawn(dom: str) -> None:
+        drawn = re.search(r'id="waterfall" data-drawn="(\d+)"', dom)
+        assert drawn is not None, "the page's script did not run"
+        assert int(drawn.group(1)) > len(run.names)
+        for name in run.names:  # drawn as text by the page's own script
+            assert f">{text_of(name)}</div>" in dom
+
+    dom, console = browse_dom(exe, tmp_path / "p1", as_written)
+    check_drawn(dom)
+    assert f"<title>{text_of(run.title)}</title>" in dom  # document.title untouched
+    assert "<pwned>" not in dom
+    assert "Content Security Policy" not in console  # nothing of ours blocked, nothing tried
+
+    dom, console = browse_dom(exe, tmp_path / "p2", no_policy)
+    check_drawn(dom)
+    assert "<title>CONTROL</title>" in dom  # the control ran
+    assert "<control-ran>" in dom
+    assert "<pwned>" not in dom
+
+    dom, console = browse_dom(exe, tmp_path / "p3", with_policy)
+    check_drawn(dom)
+    assert f"<title>{text_of(run.title)}</title>" in dom
+    assert "<control-ran>" not in dom
+    assert "Content Security Policy" in console  # the control was refused
+
+    beacons = [r.path for r in lamina_server.requests() if r.path.startswith("/pwned")]
+    assert beacons == ["/pwned/control"]  # only the control, only without the policy

@@ -3,10 +3,18 @@
 The page has no network assets: CSS, the script that draws the waterfall and
 the SVG graph are inline; the run's data is embedded as JSON. It holds no
 results and no secrets: URLs are redacted, headers are not included.
+
+Everything that comes from the run (endpoint names, URLs, errors, reasons, the
+title) is data, never markup: it is HTML-escaped where it is written into the
+page, and the embedded JSON cannot close its ``<script>`` element. The page's
+Content-Security-Policy (:data:`CONTENT_SECURITY_POLICY`) lets only the page's
+own script and stylesheet run, by hash, and loads nothing.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 import json
 from collections.abc import Iterable, Mapping
@@ -22,7 +30,7 @@ from ..orchestration.report import RunReport
 from .progress import Timeline
 from .render import attempts, graph_edges, graph_levels, is_cached, run_dict
 
-__all__ = ["render_html", "write_html"]
+__all__ = ["CONTENT_SECURITY_POLICY", "render_html", "write_html"]
 
 COLOURS = {
     "ok": "#2e9d5b",
@@ -76,32 +84,71 @@ def render_html(
         if endpoint is not None:
             entry["method"] = endpoint.method
             entry["url"] = redact_url(endpoint.url)
-    payload = json.dumps(data, default=str)
-    page = _PAGE.substitute(
-        title=html.escape(title),
-        version=__version__,
+    verdict_text = "succeeded" if report.ok else f"failed ({', '.join(report.failed) or 'run'})"
+    run_parts = {
+        "title": _e(title),
+        "mode": _e(report.mode),
+        "verdict_text": _e(verdict_text),
+        "critical": _e(" \u2192 ".join(report.critical_path) or "-"),
+        "graph": graph_svg(config, report),
+        "table": _table(report, timelines, config),
+        "data": script_json(data),
+    }
+    hidden = [s for s in secrets if s]
+    # Only what comes from the run is scrubbed: the script and the stylesheet stay
+    # byte for byte what the policy's hashes allow.
+    return _PAGE.substitute(
+        {name: scrub(text, hidden) for name, text in run_parts.items()},
+        csp=_e(CONTENT_SECURITY_POLICY),
+        version=_e(__version__),
         generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
-        mode=html.escape(report.mode),
         verdict="ok" if report.ok else "failed",
-        verdict_text="succeeded" if report.ok else f"failed ({', '.join(report.failed) or 'run'})",
         duration=f"{report.duration * 1000:.0f}",
-        critical=html.escape(" \u2192 ".join(report.critical_path) or "-"),
         count=len(report.endpoints),
         css=_CSS,
         legend=_legend(),
-        graph=graph_svg(config, report),
-        table=_table(report, timelines, config),
-        data=payload.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"),
         script=_SCRIPT,
-        colours=json.dumps(COLOURS),
+        colours=script_json(COLOURS),
     )
-    return scrub(page, [s for s in secrets if s])
+
+
+def _e(value: object) -> str:
+    """``value`` as HTML text, safe in element content and in quoted attributes."""
+    return html.escape(str(value), quote=True)
+
+
+def script_json(value: Any) -> str:
+    """``value`` as JSON that is safe inside ``<script type="application/json">``.
+
+    ``<``, ``>`` and ``&`` are written as ``\\u003c``, ``\\u003e`` and ``\\u0026``, so no
+    string in it can close the element (``</script>``) or open a comment
+    (``<!--``) that changes how the HTML parser reads the rest; ``JSON.parse``
+    gives back the same strings. U+2028 and U+2029 are escaped too.
+    """
+    text = json.dumps(value, default=str)
+    for raw, escaped in _SCRIPT_ESCAPES:
+        text = text.replace(raw, escaped)
+    return text
+
+
+_SCRIPT_ESCAPES = (
+    ("<", "\\u003c"),
+    (">", "\\u003e"),
+    ("&", "\\u0026"),
+    ("\u2028", "\\u2028"),
+    ("\u2029", "\\u2029"),
+)
+
+
+def _colour_class(outcome: str) -> str:
+    """The CSS class that colours ``outcome`` (no style attributes: the CSP forbids them)."""
+    return f"c-{outcome}" if outcome in COLOURS else "c-other"
 
 
 def _legend() -> str:
     items = [
-        f'<span class="key"><i style="background:{c}"></i>{html.escape(o)}</span>'
-        for o, c in COLOURS.items()
+        f'<span class="key"><i class="{_colour_class(o)}"></i>{_e(o)}</span>'
+        for o in COLOURS
         if o != "pending"
     ]
     items += [
@@ -124,17 +171,16 @@ def _table(
         target = "" if endpoint is None else f"{endpoint.method} {redact_url(endpoint.url)}"
         note = r.reason or ("" if r.error is None else f"{type(r.error).__name__}: {r.error}")
         cells = [
-            f"<td>{html.escape(name)}</td>",
-            f'<td><span class="pill" style="background:{COLOURS.get(r.outcome, "#999")}">'
-            f"{html.escape(r.outcome)}</span></td>",
-            f"<td>{'' if r.status_code is None else r.status_code}</td>",
-            f"<td>{attempts(report, name, timelines)}</td>",
+            f"<td>{_e(name)}</td>",
+            f'<td><span class="pill {_colour_class(r.outcome)}">{_e(r.outcome)}</span></td>',
+            f"<td>{'' if r.status_code is None else _e(r.status_code)}</td>",
+            f"<td>{_e(attempts(report, name, timelines))}</td>",
             f"<td>{'' if r.latency is None else f'{r.latency * 1000:.1f} ms'}</td>",
             f"<td>{'yes' if is_cached(report, name, timelines) else 'no'}</td>",
-            f'<td class="mono">{html.escape(target)}</td>',
-            f"<td>{html.escape(note)}</td>",
+            f'<td class="mono">{_e(target)}</td>',
+            f"<td>{_e(note)}</td>",
         ]
-        rows.append(f'<tr class="outcome-{html.escape(r.outcome)}">{"".join(cells)}</tr>')
+        rows.append(f'<tr class="outcome-{_e(r.outcome)}">{"".join(cells)}</tr>')
     head = "".join(
         f"<th>{h}</th>"
         for h in ("endpoint", "outcome", "status", "attempts", "latency", "cached", "call", "note")
@@ -174,7 +220,7 @@ def graph_svg(config: APIOrchestrationConfig, report: RunReport | None = None) -
         parts.append(
             f'<path class="edge" d="M{sx},{sy} C{mid},{sy} {mid},{ey} {ex - 2},{ey}" '
             f'fill="none" stroke="#667" stroke-width="1.5"{dash} marker-end="url(#arrow)">'
-            f"<title>{html.escape(a)} \u2192 {html.escape(b)} ({kind})</title></path>"
+            f"<title>{_e(a)} \u2192 {_e(b)} ({_e(kind)})</title></path>"
         )
     for e in config.endpoints:
         x, y = pos[e.name]
@@ -183,13 +229,13 @@ def graph_svg(config: APIOrchestrationConfig, report: RunReport | None = None) -
         label = e.name if len(e.name) <= 18 else e.name[:17] + "\u2026"
         sub = f"{e.method} \u00b7 {outcome}" if outcome else e.method
         parts.append(
-            f'<g class="node"><title>{html.escape(e.name)}: {html.escape(sub)}</title>'
+            f'<g class="node"><title>{_e(e.name)}: {_e(sub)}</title>'
             f'<rect x="{x}" y="{y}" width="{NODE_W}" height="{NODE_H}" rx="8" fill="#fff" '
             f'stroke="{colour}" stroke-width="2.5"/>'
             f'<rect x="{x}" y="{y}" width="7" height="{NODE_H}" rx="3" fill="{colour}"/>'
             f'<text x="{x + 16}" y="{y + 19}" font-size="13" font-weight="600">'
-            f"{html.escape(label)}</text>"
-            f'<text x="{x + 16}" y="{y + 36}" font-size="11" fill="#556">{html.escape(sub)}</text>'
+            f"{_e(label)}</text>"
+            f'<text x="{x + 16}" y="{y + 36}" font-size="11" fill="#556">{_e(sub)}</text>'
             "</g>"
         )
     parts.append("</svg>")
@@ -250,6 +296,8 @@ th{background:#f7f8fa}
 #graphbox{overflow-x:auto}
 #graph text{font-family:system-ui,sans-serif;fill:#1d2330}
 """
+_CSS += "".join(f".c-{o}{{background:{c}}}" for o, c in COLOURS.items())
+_CSS += ".c-other{background:#999}\n"
 
 _SCRIPT = r"""
 (function () {
@@ -362,9 +410,26 @@ _SCRIPT = r"""
 })();
 """
 
+
+def _sha256(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+
+#: The page's policy: nothing is loaded or sent, no plugin, form, base or frame;
+#: only the page's own ``<script>`` and ``<style>`` (by hash) run. The JSON data
+#: blocks are not scripts, so they need no hash.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; "
+    f"script-src {_sha256(_SCRIPT)}; "
+    f"style-src {_sha256(_CSS)}; "
+    "img-src 'none'; connect-src 'none'; object-src 'none'; "
+    "base-uri 'none'; form-action 'none'"
+)
+
 _PAGE = Template(
     """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="$csp">
 <meta name="generator" content="lamina $version">
 <title>$title</title>
 <style>$css</style></head>

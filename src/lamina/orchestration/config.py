@@ -7,7 +7,6 @@ Everything is validated at construction; errors are ``ConfigError`` naming the f
 from __future__ import annotations
 
 import heapq
-import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -15,6 +14,7 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
+from .. import _validate as check
 from .._errors import ConfigError
 from .._redact import redact_headers, redact_params, redact_url
 
@@ -33,24 +33,6 @@ class OrchestrationMode(StrEnum):
     PIPELINE = "pipeline"  # in order, each payload is the previous result
     CONDITIONAL = "conditional"  # in order, each gated by its condition
     HYBRID = "hybrid"  # a dependency graph: each starts when its depends_on are done
-
-
-def _number(value: Any, name: str, endpoint: str | None, *, minimum: float, strict: bool) -> None:
-    bad = isinstance(value, bool) or not isinstance(value, int | float)
-    if not bad:
-        bad = not math.isfinite(value) or (value <= minimum if strict else value < minimum)
-    if bad:
-        sign = ">" if strict else ">="
-        raise ConfigError(
-            f"must be a number {sign} {minimum:g}, got {value!r}", field=name, endpoint=endpoint
-        )
-
-
-def _integer(value: Any, name: str, endpoint: str | None, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(
-            f"must be an integer >= {minimum}, got {value!r}", field=name, endpoint=endpoint
-        )
 
 
 def _callable(value: Any, name: str, endpoint: str | None) -> None:
@@ -101,13 +83,13 @@ class APIEndpoint:
             )
         self.method = self.method.upper()
         _check_url(self.url, name)
-        _number(self.timeout, "timeout", name, minimum=0, strict=True)
-        _integer(self.retry_count, "retry_count", name, minimum=0)
-        _number(self.retry_delay, "retry_delay", name, minimum=0, strict=False)
+        check.seconds(self.timeout, "timeout", endpoint=name)
+        check.count(self.retry_count, "retry_count", low=0, high=check.MAX_RETRIES, endpoint=name)
+        check.seconds(self.retry_delay, "retry_delay", allow_zero=True, endpoint=name)
         if self.rate_limit is not None:
-            _number(self.rate_limit, "rate_limit", name, minimum=0, strict=True)
+            check.rate(self.rate_limit, "rate_limit", period=60, unit="per minute", endpoint=name)
         if self.burst_limit is not None:
-            _integer(self.burst_limit, "burst_limit", name, minimum=1)
+            check.count(self.burst_limit, "burst_limit", endpoint=name)
         for attr in (
             "response_parser",
             "error_handler",
@@ -241,37 +223,28 @@ class APIOrchestrationConfig:
                 ) from None
         if not isinstance(self.mode, OrchestrationMode):
             raise ConfigError(f"must be an OrchestrationMode, got {self.mode!r}", field="mode")
-        _integer(self.max_concurrent, "max_concurrent", None, minimum=1)
+        # Bounds: lamina._validate (docs/security.md, "Flows are data, not code").
+        check.count(self.max_concurrent, "max_concurrent")
         if self.total_timeout is not None:
-            _number(self.total_timeout, "total_timeout", None, minimum=0, strict=True)
+            check.seconds(self.total_timeout, "total_timeout")
+        window = check.seconds(self.rate_limit_window, "rate_limit_window")
         if self.global_rate_limit is not None:
-            _number(self.global_rate_limit, "global_rate_limit", None, minimum=0, strict=True)
-        _number(self.rate_limit_window, "rate_limit_window", None, minimum=0, strict=True)
-        _number(self.error_threshold, "error_threshold", None, minimum=0, strict=False)
-        if self.error_threshold > 1:
-            raise ConfigError(
-                f"must be a fraction between 0 and 1, got {self.error_threshold!r}",
-                field="error_threshold",
-            )
-        _integer(self.circuit_breaker_threshold, "circuit_breaker_threshold", None, minimum=1)
-        _number(
-            self.circuit_breaker_timeout, "circuit_breaker_timeout", None, minimum=0, strict=True
-        )
+            check.rate(self.global_rate_limit, "global_rate_limit", period=window)
+        check.fraction(self.error_threshold, "error_threshold")
+        check.count(self.circuit_breaker_threshold, "circuit_breaker_threshold")
+        check.seconds(self.circuit_breaker_timeout, "circuit_breaker_timeout")
         if self.cache_ttl is not None:
-            _number(self.cache_ttl, "cache_ttl", None, minimum=0, strict=True)
-        _integer(self.max_response_bytes, "max_response_bytes", None, minimum=1)
+            check.seconds(self.cache_ttl, "cache_ttl")
+        check.count(self.max_response_bytes, "max_response_bytes", high=check.MAX_BYTES)
         if self.retry_budget is not None:
-            _number(self.retry_budget, "retry_budget", None, minimum=0, strict=False)
-            if self.retry_budget > 1000:
-                raise ConfigError(
-                    f"must be a fraction <= 1000, got {self.retry_budget!r}", field="retry_budget"
-                )
-        _number(
+            check.fraction(self.retry_budget, "retry_budget", high=1000)
+        check.number(
             self.retry_budget_min_per_second,
             "retry_budget_min_per_second",
-            None,
-            minimum=0,
-            strict=False,
+            low=0,
+            high=check.MAX_RATE,
+            allow_zero=True,
+            what="a number of retries per second",
         )
         from ..backends.base import resolve_backend
 
