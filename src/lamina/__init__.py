@@ -9,6 +9,7 @@ from ._errors import (
     ConcurrencyLimitExceeded,
     ConfigError,
     ConnectError,
+    ConnectTimeout,
     EndpointError,
     ErrorThresholdExceeded,
     HTTPStatusError,
@@ -19,6 +20,7 @@ from ._errors import (
     ResponseTooLarge,
     TimeoutError,
     TransportError,
+    UnsupportedContentEncoding,
 )
 from ._headers import Headers
 from ._version import __version__
@@ -73,6 +75,7 @@ __all__ = [
     "ConcurrencyLimitExceeded",
     "ConfigError",
     "ConnectError",
+    "ConnectTimeout",
     "EndpointError",
     "EndpointReport",
     "ErrorThresholdExceeded",
@@ -110,6 +113,7 @@ __all__ = [
     "StateChange",
     "TimeoutError",
     "TransportError",
+    "UnsupportedContentEncoding",
     "__version__",
     "create_graphql_orchestrator",
     "create_parallel_aggregator",

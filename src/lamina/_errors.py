@@ -6,11 +6,13 @@
      ├── ConfigError (ValueError)        invalid configuration, raised at construction
      ├── TransportError                  the request failed on the wire
      │    └── ConnectError               nothing was sent (always safe to retry)
+     │         └── ConnectTimeout        ... because connecting timed out (also a TimeoutError)
      ├── TimeoutError (builtins.TimeoutError)
      │                                   an attempt, a deadline or a connection timed out
      ├── HTTPStatusError                 the server answered with a non-2xx status
      ├── ParseError                      the body is not what was promised
-     │    └── ResponseTooLarge           the body passed max_response_bytes
+     │    ├── ResponseTooLarge           the body passed max_response_bytes
+     │    └── UnsupportedContentEncoding a Content-Encoding lamina cannot decode
      ├── CircuitOpenError                the endpoint's breaker is open (retry_after)
      ├── RateLimitExceeded               a limiter would make the call wait too long
      ├── ConcurrencyLimitExceeded        a bulkhead has no room and too many waiters
@@ -39,6 +41,7 @@ __all__ = [
     "ConcurrencyLimitExceeded",
     "ConfigError",
     "ConnectError",
+    "ConnectTimeout",
     "EndpointError",
     "ErrorThresholdExceeded",
     "HTTPStatusError",
@@ -49,6 +52,7 @@ __all__ = [
     "ResponseTooLarge",
     "TimeoutError",
     "TransportError",
+    "UnsupportedContentEncoding",
 ]
 
 
@@ -147,6 +151,23 @@ class TimeoutError(LaminaError, builtins.TimeoutError):
         super().__init__(message, endpoint=endpoint, request=request)
 
 
+class ConnectTimeout(ConnectError, TimeoutError):
+    """Connecting to the server timed out: nothing was sent, and the server (or the
+    network to it) is what failed, so a circuit breaker counts it."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        endpoint: str | None = None,
+        request: Request | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        TimeoutError.__init__(
+            self, message, endpoint=endpoint, request=request, timeout=timeout, request_sent=False
+        )
+
+
 class HTTPStatusError(LaminaError):
     """The server answered with a status the caller did not accept.
 
@@ -239,6 +260,23 @@ class ResponseTooLarge(ParseError):
             request=request,
             status_code=status_code,
         )
+
+
+class UnsupportedContentEncoding(ParseError):
+    """The response's ``Content-Encoding`` names a coding lamina cannot decode
+    (``encoding``), or more codings than it decodes in a row."""
+
+    def __init__(
+        self,
+        encoding: str,
+        message: str,
+        *,
+        endpoint: str | None = None,
+        request: Request | None = None,
+        status_code: int | None = None,
+    ) -> None:
+        self.encoding = encoding
+        super().__init__(message, endpoint=endpoint, request=request, status_code=status_code)
 
 
 class CircuitOpenError(LaminaError):

@@ -2,7 +2,8 @@
 
 Install with ``pip install lamina[aiohttp]``. The contract is HttpxTransport's:
 same error mapping, redirects off by default (credential headers dropped when
-the origin changes), the body limit applied to *decoded* bytes while streaming.
+the origin changes), the same bounded decoder for every Content-Encoding chain
+(the body limit applies to *decoded* bytes while streaming).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import contextlib
 import functools
 import inspect
 import json as jsonlib
-import zlib
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -27,17 +27,12 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from ._closeable import AsyncCloseable
 from ._core import Request, Response
-from ._errors import ConfigError, ConnectError, ParseError, ResponseTooLarge, TimeoutError
+from ._decoding import ACCEPT_ENCODING, BodyDecoder, content_codings
+from ._errors import ConfigError, ConnectError, ResponseTooLarge, TimeoutError
 from ._errors import TransportError as LaminaTransportError
 from ._headers import Headers
 from ._redact import scrub, secret_values
-from .transport import (
-    _WBITS,
-    DEFAULT_MAX_RESPONSE_BYTES,
-    REDIRECT_STATUSES,
-    _BoundedChunks,
-    send,
-)
+from .transport import DEFAULT_MAX_RESPONSE_BYTES, REDIRECT_STATUSES, send
 
 __all__ = ["AiohttpTransport"]
 
@@ -45,7 +40,6 @@ _SESSION_OPTIONS = frozenset(inspect.signature(aiohttp.ClientSession.__init__).p
     "self",
     "base_url",
 }
-_ACCEPT_ENCODING = {"Accept-Encoding": "gzip, deflate"}  # the codings decoded here
 _NO_CONTENT_TYPE = frozenset({"Content-Type"})
 
 
@@ -113,7 +107,6 @@ class AiohttpTransport(AsyncCloseable):
         options = dict(self._options)
         options["auto_decompress"] = False
         options.setdefault("timeout", aiohttp.ClientTimeout(total=None))
-        options.setdefault("headers", _ACCEPT_ENCODING)
         session = aiohttp.ClientSession(**options)
         _no_hidden_retries(session)
         # A started async generator is closed by the loop's shutdown_asyncgens()
@@ -134,6 +127,8 @@ class AiohttpTransport(AsyncCloseable):
             session = await self._session_for(loop)
         limit = request.extensions.get("max_response_bytes", self.max_response_bytes)
         headers = request.headers.multi_items()
+        if "accept-encoding" not in request.headers:
+            headers.append(("Accept-Encoding", ACCEPT_ENCODING))
         content = request.content
         skip: frozenset[str] = frozenset()
         if request.json is not None and content is None:
@@ -162,10 +157,15 @@ class AiohttpTransport(AsyncCloseable):
             ) from exc
         except (aiohttp.ClientError, builtins.TimeoutError, OSError) as exc:
             raise _map_error(exc, request) from exc
+        response_headers = Headers.from_pairs(list(http_response.headers.items()))
         try:
             status = http_response.status
             skip_body = self.follow_redirects and status in REDIRECT_STATUSES
-            body = b"" if skip_body else await _read_limited(http_response, request, limit)
+            body = (
+                b""
+                if skip_body
+                else await _read_limited(http_response, response_headers, request, limit)
+            )
         except (aiohttp.ClientError, builtins.TimeoutError, OSError) as exc:
             http_response.close()
             raise _map_error(exc, request) from exc
@@ -175,7 +175,7 @@ class AiohttpTransport(AsyncCloseable):
         http_response.release()
         return Response(
             status,
-            headers=Headers.from_pairs(list(http_response.headers.items())),
+            headers=response_headers,
             content=body,
             request=request,
             http=http_response,
@@ -238,34 +238,21 @@ def _parse_url(url: str) -> URL:
 
 
 async def _read_limited(
-    http_response: aiohttp.ClientResponse, request: Request, limit: int
+    http_response: aiohttp.ClientResponse, headers: Headers, request: Request, limit: int
 ) -> bytes:
-    """Read the body, decoding gzip/deflate here so that the limit applies to decoded bytes."""
+    """Read the raw body, decoding it here so that the limit applies to decoded bytes."""
     status = http_response.status
-    encoding = http_response.headers.get("content-encoding", "identity").strip().lower()
-    declared = http_response.headers.get("content-length", "")
-    if encoding == "identity" and declared.isdigit() and int(declared) > limit:
-        raise ResponseTooLarge(limit=limit, request=request, status_code=status)
-    if encoding == "identity" and declared.isdigit():
-        return await http_response.read()  # framed by a Content-Length within the limit
-    chunks = _BoundedChunks(limit, request, status)
-    stream = http_response.content
-    if encoding in _WBITS:
-        inflater = zlib.decompressobj(_WBITS[encoding])
-        first = True
-        async for raw in stream.iter_any():
-            if first and encoding == "deflate" and raw and raw[0] & 0x0F != 8:
-                inflater = zlib.decompressobj(-zlib.MAX_WBITS)  # raw deflate, no zlib header
-            first = first and not raw
-            try:
-                chunks.add(inflater.decompress(raw, chunks.room + 1))
-            except zlib.error as exc:
-                raise ParseError(f"could not decode the {encoding} body", request=request) from exc
-        chunks.add(inflater.flush())
-        return chunks.join()
-    async for data in stream.iter_any():  # identity, or a coding passed through undecoded
-        chunks.add(data)
-    return chunks.join()
+    codings = content_codings(headers, request, status)
+    if not codings:
+        declared = headers.get("content-length", "")
+        if declared.isdigit():
+            if int(declared) > limit:
+                raise ResponseTooLarge(limit=limit, request=request, status_code=status)
+            return await http_response.read()  # framed by a Content-Length within the limit
+    decoder = BodyDecoder(codings, limit, request, status)
+    async for raw in http_response.content.iter_any():
+        decoder.feed(raw)
+    return decoder.finish()
 
 
 def _map_error(exc: BaseException, request: Request) -> Exception:

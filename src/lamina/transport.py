@@ -6,9 +6,9 @@ import asyncio
 import contextlib
 import functools
 import importlib
+import re
 import ssl
 import time
-import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 from urllib.parse import urljoin, urlsplit
@@ -17,6 +17,7 @@ import httpx
 
 from ._closeable import AsyncCloseable
 from ._core import Request, Response
+from ._decoding import ACCEPT_ENCODING, BodyDecoder, content_codings
 from ._errors import (
     CANCELLED_BEFORE_SENDING,
     ConfigError,
@@ -45,9 +46,11 @@ class HttpxTransport(AsyncCloseable):
 
     Redirects are not followed unless ``follow_redirects=True``; when they are,
     every credential header is dropped as soon as the origin changes.
-    The body is read while streaming and stops at ``max_response_bytes``
-    (decoded bytes), overridable per call with
-    ``request.extensions["max_response_bytes"]``.
+    The body is read raw while streaming and decoded here, every coding of its
+    ``Content-Encoding`` (httpx decodes nothing), and stops at
+    ``max_response_bytes`` decoded bytes, overridable per call with
+    ``request.extensions["max_response_bytes"]``. ``Accept-Encoding`` names the
+    codings lamina decodes unless the request sets its own.
 
     At most ``max_in_flight`` requests are inside the client at once; the rest
     wait their turn here, in order. By default that is the pool size of an
@@ -128,10 +131,13 @@ class HttpxTransport(AsyncCloseable):
             url: str | httpx.URL = request.url
             if request.params:  # merge: httpx would replace the URL's own query (httpx#3433)
                 url = httpx.URL(request.url).copy_merge_params(request.params)
+            headers = request.headers.multi_items()
+            if "accept-encoding" not in request.headers:
+                headers.append(("Accept-Encoding", ACCEPT_ENCODING))
             http_request = self.client.build_request(
                 request.method,
                 url,
-                headers=request.headers.multi_items(),
+                headers=headers,
                 json=request.json,
                 content=request.content,
             )
@@ -144,19 +150,21 @@ class HttpxTransport(AsyncCloseable):
             raise ConfigError(
                 scrub(str(exc), secret_values(request)), field="url", endpoint=request.endpoint
             ) from exc
-        headers = Headers.from_pairs(http_response.headers.multi_items())
+        response_headers = Headers.from_pairs(http_response.headers.multi_items())
         try:
             status = http_response.status_code
             skip_body = self.follow_redirects and status in REDIRECT_STATUSES
             content = (
-                b"" if skip_body else await _read_limited(http_response, headers, request, limit)
+                b""
+                if skip_body
+                else await _read_limited(http_response, response_headers, request, limit)
             )
         except httpx.HTTPError as exc:
             raise _map_error(exc, request) from exc
         finally:
             await http_response.aclose()
         return Response(
-            status, headers=headers, content=content, request=request, http=http_response
+            status, headers=response_headers, content=content, request=request, http=http_response
         )
 
     async def aclose(self) -> None:
@@ -176,7 +184,9 @@ async def send(
     max_redirects: int,
 ) -> Response:
     """Send ``request`` with ``send_once``, following redirects if asked (every
-    transport shares this, so the credential rules on redirects hold for all)."""
+    transport shares this, so the header checks and the credential rules on
+    redirects hold for all)."""
+    check_headers(request)
     started = time.perf_counter()
     current = request
     for _ in range(max_redirects + 1):
@@ -191,54 +201,50 @@ async def send(
     )
 
 
+# Control characters a header must not hold (RFC 9110 5.5: HTAB is the only one allowed).
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
+_CONTROL_NAMES = {"\r": "carriage return (CR)", "\n": "line feed (LF)", "\x00": "NUL byte"}
+
+
+def check_headers(request: Request) -> None:
+    """Refuse a header holding CR, LF, NUL or another control character before
+    anything is sent: :class:`lamina.ConfigError` naming the header, never its value
+    (e.g. a token read from a file with its trailing newline)."""
+    for name, value in request.headers.multi_items():
+        found = _CONTROL.search(value)
+        part = "value"
+        if found is None:
+            found = _CONTROL.search(name)
+            if found is None:
+                continue
+            part, name = "name", name.encode("unicode_escape").decode("ascii")
+        char = found.group()
+        what = _CONTROL_NAMES.get(char, f"control character 0x{ord(char):02x}")
+        raise ConfigError(
+            f"header {part} holds a {what}; nothing was sent (strip it, e.g. token.strip())",
+            field=name,
+            endpoint=request.endpoint,
+        )
+
+
 async def _read_limited(
     http_response: httpx.Response, headers: Headers, request: Request, limit: int
 ) -> bytes:
-    """Read the body, decoding it here so that the limit applies to decoded bytes."""
+    """Read the raw body, decoding it here so that the limit applies to decoded bytes."""
     status = http_response.status_code
-    encoding = headers.get("content-encoding", "identity").strip().lower()
-    declared = headers.get("content-length", "")
-    if encoding == "identity" and declared.isdigit() and int(declared) > limit:
-        raise ResponseTooLarge(limit=limit, request=request, status_code=status)
-    if encoding in _WBITS:
-        inflater = zlib.decompressobj(_WBITS[encoding])
-        chunks = _BoundedChunks(limit, request, status)
-        async for raw in http_response.aiter_raw():
-            if encoding == "deflate" and not chunks.parts and raw and raw[0] & 0x0F != 8:
-                inflater = zlib.decompressobj(-zlib.MAX_WBITS)  # raw deflate, no zlib header
-            try:
-                chunks.add(inflater.decompress(raw, chunks.room + 1))
-            except zlib.error as exc:
-                raise ParseError(f"could not decode the {encoding} body", request=request) from exc
-        chunks.add(inflater.flush())
-        return chunks.join()
-    chunks = _BoundedChunks(limit, request, status)
-    async for data in http_response.aiter_bytes():  # identity, or codecs httpx decodes
-        chunks.add(data)
-    return chunks.join()
-
-
-_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
-
-
-class _BoundedChunks:
-    __slots__ = ("limit", "parts", "request", "room", "status")
-
-    def __init__(self, limit: int, request: Request, status: int) -> None:
-        self.limit = limit
-        self.room = limit
-        self.parts: list[bytes] = []
-        self.request = request
-        self.status = status
-
-    def add(self, data: bytes) -> None:
-        self.room -= len(data)
-        if self.room < 0:
-            raise ResponseTooLarge(limit=self.limit, request=self.request, status_code=self.status)
-        self.parts.append(data)
-
-    def join(self) -> bytes:
-        return b"".join(self.parts)
+    codings = content_codings(headers, request, status)
+    if not codings:
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise ResponseTooLarge(limit=limit, request=request, status_code=status)
+    if http_response.is_stream_consumed:  # built in memory (MockTransport): httpx decoded it
+        decoder = BodyDecoder([], limit, request, status)
+        decoder.feed(http_response.content)
+        return decoder.finish()
+    decoder = BodyDecoder(codings, limit, request, status)
+    async for raw in http_response.aiter_raw():
+        decoder.feed(raw)
+    return decoder.finish()
 
 
 def _pool_size(client_options: dict[str, Any]) -> int | None:

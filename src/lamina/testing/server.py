@@ -16,7 +16,9 @@ Routes (every route also takes ``?ms=N`` to wait N milliseconds first):
 ``/hang``                  never answers
 ``/drip``                  ``bytes`` bytes, one every ``interval`` ms
 ``/large``                 ``bytes`` bytes of text (``gzip=1`` to compress)
-``/gzip-bomb``             gzip body inflating to ``bytes`` bytes
+``/gzip-bomb``             gzip body inflating to ``bytes`` bytes; ``layers=N``
+                           gzips it N times (``Content-Encoding: gzip, gzip``;
+                           ``bytes`` defaults to 1 GiB then, ~2 KB on the wire)
 ``/text``                  an HTML page (not JSON)
 ``/invalid-json``          says JSON, is not
 ``/redirect``              ``status`` (302) to ``to``
@@ -41,7 +43,7 @@ import threading
 import time
 import zlib
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Any
@@ -111,7 +113,7 @@ class LocalServer:
         self._thread: threading.Thread | None = None
         self._server: asyncio.Server | None = None
         self._stopping: asyncio.Event | None = None
-        self._bombs: dict[int, bytes] = {}
+        self._bombs: dict[tuple[int, int], bytes] = {}
         self.started_at = time.monotonic()
 
     # -- lifecycle ---------------------------------------------------------
@@ -309,10 +311,15 @@ class LocalServer:
                 )
             return 200, raw, {"Content-Type": "text/plain"}
         if path == "/gzip-bomb":
+            layers = max(1, int(q.get("layers", 1)))
+            size = int(q.get("bytes", 50_000_000 if layers == 1 else 2**30))
             return (
                 200,
-                self._bomb(int(q.get("bytes", 50_000_000))),
-                {"Content-Type": "application/json", "Content-Encoding": "gzip"},
+                self._bomb(size, layers),
+                {
+                    "Content-Type": "application/json",
+                    "Content-Encoding": ", ".join(["gzip"] * layers),
+                },
             )
         if path == "/text":
             return 200, "<html><body>not json</body></html>", {"Content-Type": "text/html"}
@@ -333,22 +340,18 @@ class LocalServer:
             self._counts[path] += 1
             return self._counts[path]
 
-    def _bomb(self, size: int) -> bytes:
-        if size not in self._bombs:
-            comp = gzip.compress(b"", mtime=0)[:10]  # gzip header
-            deflate = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
-            chunk = b"\0" * 1_048_576
-            parts = [comp]
-            left, crc = size, 0
-            while left > 0:
-                piece = chunk[: min(left, len(chunk))]
-                crc = zlib.crc32(piece, crc)
-                parts.append(deflate.compress(piece))
-                left -= len(piece)
-            parts.append(deflate.flush())
-            parts.append(struct.pack("<II", crc, size & 0xFFFFFFFF))
-            self._bombs[size] = b"".join(parts)
-        return self._bombs[size]
+    def _bomb(self, size: int, layers: int = 1) -> bytes:
+        """``size`` zero bytes gzipped ``layers`` times, built without ever holding them:
+        one deflate block of 1 MiB of zeros (full flush, so it does not depend on what
+        came before) is repeated, and each outer layer compresses the stream below it
+        piece by piece."""
+        key = (size, layers)
+        if key not in self._bombs:
+            stream = _gzipped_zeros(size)
+            for _ in range(layers - 1):
+                stream = _gzipped(stream)
+            self._bombs[key] = b"".join(stream)
+        return self._bombs[key]
 
     async def _drip(self, req: RecordedRequest, writer: asyncio.StreamWriter) -> None:
         n = int(req.query.get("bytes", 10))
@@ -361,6 +364,33 @@ class LocalServer:
             await asyncio.sleep(interval)
             writer.write(b"x")
         await writer.drain()
+
+
+def _gzipped_zeros(size: int) -> Iterator[bytes]:
+    """A gzip member inflating to ``size`` zero bytes, in pieces of about 1 KB."""
+    mib = 2**20
+    zeros = bytes(mib)
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    block = deflate.compress(zeros) + deflate.flush(zlib.Z_FULL_FLUSH)
+    count, rest = divmod(size, mib)
+    yield gzip.compress(b"", mtime=0)[:10]  # the gzip header
+    crc = 0
+    for _ in range(count):
+        crc = zlib.crc32(zeros, crc)
+        yield block
+    last = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    yield last.compress(zeros[:rest]) + last.flush()
+    yield struct.pack("<II", zlib.crc32(zeros[:rest], crc), size & 0xFFFFFFFF)
+
+
+def _gzipped(stream: Iterator[bytes]) -> Iterator[bytes]:
+    """``stream`` gzipped, piece by piece."""
+    deflate = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    for piece in stream:
+        out = deflate.compress(piece)
+        if out:
+            yield out
+    yield deflate.flush()
 
 
 async def _read_request(reader: asyncio.StreamReader) -> RecordedRequest | None:
