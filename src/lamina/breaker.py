@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol, TypeVar, cast
 
+from . import _validate as check
 from ._clock import Clock, default_clock
 from ._core import Request
 from ._errors import CircuitOpenError, ConfigError
@@ -109,14 +110,8 @@ class BreakerMachine:
     __slots__ = ("threshold", "timeout")
 
     def __init__(self, threshold: int, timeout: float) -> None:
-        if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 1:
-            raise ConfigError(f"must be an int >= 1, got {threshold!r}", field="threshold")
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
-            raise ConfigError(f"must be a number of seconds > 0, got {timeout!r}", field="timeout")
-        if timeout == float("inf"):
-            raise ConfigError("must be finite", field="timeout")
-        self.threshold = threshold
-        self.timeout = float(timeout)
+        self.threshold = check.count(threshold, "threshold")
+        self.timeout = check.seconds(timeout, "timeout")
 
     def acquire(self, rec: BreakerRecord, now: float) -> tuple[Permit, Transition | None]:
         """Admit, admit as the single probe, or reject with ``retry_after``."""

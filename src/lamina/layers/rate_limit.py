@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from .. import _validate as check
 from .._clock import Clock
 from .._core import Request, Response, Service
 from .._errors import ConfigError
@@ -51,10 +52,8 @@ class RateLimitLayer:
         backend: Backend | str | None = None,
         name: str | None = None,
     ) -> None:
-        if max_wait is not None and (
-            isinstance(max_wait, bool) or not isinstance(max_wait, int | float) or max_wait < 0
-        ):
-            raise ConfigError(f"must be a number >= 0, got {max_wait!r}", field="max_wait")
+        if max_wait is not None:
+            check.seconds(max_wait, "max_wait", allow_zero=True)
         found: tuple[Limiter, ...] | tuple[SharedLimiter, ...]
         if limiters is not None:
             if rate is not None or burst is not None or backend is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections import deque
 
-from .._errors import ConfigError
+from .. import _validate as check
 
 __all__ = ["EPSILON", "LOG_GRAIN", "Bucket"]
 
@@ -23,14 +23,6 @@ EPSILON = 1e-6
 A waiter woken at its computed slot is admitted even if the float arithmetic
 says it is a few ulps early, so virtual time can never stall on rounding.
 """
-
-
-def _positive_number(value: object, field: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ConfigError(f"must be a number > 0, got {value!r}", field=field)
-    if not math.isfinite(value):
-        raise ConfigError(f"must be finite, got {value!r}", field=field)
-    return float(value)
 
 
 class Bucket:
@@ -64,14 +56,10 @@ class Bucket:
     )
 
     def __init__(self, rate: float, period: float = 1.0, *, burst: int | None = None) -> None:
-        self.rate = _positive_number(rate, "rate")
-        self.period = _positive_number(period, "period")
-        if burst is None:
-            burst = max(1, int(self.rate))
-        if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
-            raise ConfigError(f"must be an int >= 1, got {burst!r}", field="burst")
-        self.burst = burst
-        self.window = max(math.ceil(self.rate - 1e-9), burst)
+        self.period = check.seconds(period, "period")
+        self.rate = check.rate(rate, "rate", period=self.period)
+        self.burst = max(1, int(self.rate)) if burst is None else check.count(burst, "burst")
+        self.window = max(math.ceil(self.rate - 1e-9), self.burst)
         self._interval = self.period / self.rate
         self._grain = self.period / LOG_GRAIN
         self._tat = -math.inf  # theoretical arrival time; -inf = full bucket
