@@ -8,6 +8,7 @@ Event names used by the built-in layers::
 
     retry.scheduled      attempt, delay (s), reason
     retry.budget_exhausted  attempt
+    retry.retry_after_exceeded  attempt, retry_after (s), limit ("max_delay" or "deadline")
     breaker.rejected     retry_after (s)
     breaker.state        name, old, new
     ratelimit.wait       seconds
