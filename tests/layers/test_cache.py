@@ -340,3 +340,90 @@ async def test_invalidate_one_namespace_and_clear_all(
     await layer.aclear()
     assert "size=0" in repr(layer)
     assert server.hits("/json") == 6
+
+
+# -- a cached response never crosses callers (issue 12, item 2) -------------------------
+
+TENANT_HEADERS = ["X-RapidAPI-Key", "Ocp-Apim-Subscription-Key", "X-Auth-Key", "X-Tenant-ID"]
+TENANT_A = "tenant-acme-7f3e"
+TENANT_B = "tenant-globex-2c9d"
+
+
+@pytest.mark.parametrize("header", TENANT_HEADERS)
+async def test_tenants_never_get_each_others_cached_answer(
+    server: LocalServer, transport: HttpxTransport, header: str
+) -> None:
+    layer = CacheLayer(ttl=60)
+    svc = chain(layer, transport)
+
+    def as_(tenant: str) -> Request:
+        return get(server, "/echo?q=1", headers={header: tenant})
+
+    a = await svc(as_(TENANT_A))
+    b = await svc(as_(TENANT_B))
+    assert not b.from_cache
+    assert server.hits("/echo") == 2
+    assert a.value["headers"][header.lower()] == TENANT_A
+    assert b.value["headers"][header.lower()] == TENANT_B
+    for tenant, first in ((TENANT_A, a), (TENANT_B, b)):
+        again = await svc(as_(tenant))
+        assert again.from_cache
+        assert again.value == first.value
+    assert server.hits("/echo") == 2
+    keys = list(layer.store._cache)  # type: ignore[attr-defined]
+    assert len(keys) == 2
+    for key in keys:
+        assert TENANT_A not in key
+        assert TENANT_B not in key
+
+
+async def test_ignored_headers_still_share_the_cache(
+    server: LocalServer, transport: HttpxTransport
+) -> None:
+    svc = chain(CacheLayer(ttl=60), transport)
+    for i in range(4):
+        headers = {
+            "X-Tenant-ID": TENANT_A,
+            "traceparent": f"00-{i:032x}-{i + 1:016x}-01",
+            "User-Agent": f"app/{i}",
+            "X-Request-ID": f"req-{i}",
+            "Accept": "application/json",
+        }
+        response = await svc(get(server, "/echo?q=2", headers=headers))
+        assert response.from_cache == (i > 0)
+    assert server.hits("/echo") == 1
+
+
+async def test_users_extend_the_ignored_set_both_ways(
+    server: LocalServer, transport: HttpxTransport
+) -> None:
+    ignore = chain(CacheLayer(ttl=60, ignore_headers=["X-Client-Build"]), transport)
+    for build in ("101", "102"):
+        await ignore(get(server, "/echo?p=ignore", headers={"X-Client-Build": build}))
+    assert server.hits("/echo") == 1
+    include = chain(CacheLayer(ttl=60, include_headers=["user-agent"]), transport)
+    for agent in ("tenant-a-bot/1", "tenant-b-bot/1", "tenant-a-bot/1"):
+        await include(get(server, "/echo?p=include", headers={"User-Agent": agent}))
+    assert server.hits("/echo") == 3  # two agents, two entries; the third call hit
+
+
+async def test_vary_keeps_one_entry_per_variant(
+    server: LocalServer, transport: HttpxTransport
+) -> None:
+    svc = chain(CacheLayer(ttl=60), transport)
+    path = "/cc/variants?vary=Accept-Language"
+    for lang in ("fr", "de", "fr", "de", None):
+        headers = {"Accept-Language": lang} if lang else {}
+        response = await svc(get(server, path, headers=headers))
+        assert response.value["lang"] == lang
+    assert server.hits("/cc/variants") == 3  # fr, de and no Accept-Language
+
+
+async def test_custom_key_functions_stay_per_caller(
+    server: LocalServer, transport: HttpxTransport
+) -> None:
+    svc = chain(CacheLayer(ttl=60, key=lambda request: "one-key-for-all"), transport)
+    for tenant in (TENANT_A, TENANT_B, TENANT_A, TENANT_B):
+        response = await svc(get(server, "/echo?q=3", headers={"X-Tenant-ID": tenant}))
+        assert response.value["headers"]["x-tenant-id"] == tenant
+    assert server.hits("/echo") == 2

@@ -85,6 +85,11 @@ async def test_layer_with_redis_backend_protects_the_real_server(
     assert lamina_server.hits("/status/503") == 3
 
 
+def cache_keys(client: redis.Redis, prefix: str) -> list[str]:
+    """The cache entries under ``prefix`` (not the shared key secret)."""
+    return [k for k in keys_under(client, prefix) if k.startswith(f"{prefix}:v1:cache:")]
+
+
 def cache_stack(store: Any, transport: HttpxTransport, **options: Any) -> Any:
     return ServiceBuilder([CacheLayer(store=store, **options), ParseLayer()]).service(transport)
 
@@ -107,7 +112,7 @@ async def test_cache_hit_across_layers_and_values_are_plain_json(
     assert second.value == first.value
     assert second.value["query"] == {"q": "1"}
     assert lamina_server.hits("/echo") == 2  # a different credential is a different entry
-    keys = keys_under(sync_redis, prefix)
+    keys = cache_keys(sync_redis, prefix)
     assert len(keys) == 2
     assert all(k.startswith(f"{prefix}:v1:cache:{{echo}}:") for k in keys)
     for key in keys:
@@ -164,7 +169,7 @@ async def test_too_large_or_non_json_values_are_not_stored(
         await tupled(Request("GET", lamina_server.url_for("/json"), endpoint="tuple"))
         await tupled(Request("GET", lamina_server.url_for("/json"), endpoint="tuple"))
     assert store.skipped == 3  # big once; a tuple would come back a list: twice
-    assert keys_under(sync_redis, prefix) == []
+    assert cache_keys(sync_redis, prefix) == []
     assert lamina_server.hits("/json") == 2
 
 
@@ -178,8 +183,10 @@ async def test_clear_drops_one_namespace_or_all(
             await svc(
                 Request("GET", lamina_server.url_for(f"/json?e={endpoint}"), endpoint=endpoint)
             )
-        assert len(keys_under(sync_redis, prefix)) == 2
+        assert len(cache_keys(sync_redis, prefix)) == 2
         await layer.ainvalidate("b")
-        assert [k.split(":")[3] for k in keys_under(sync_redis, prefix)] == ["{a}"]
+        assert [k.split(":")[3] for k in cache_keys(sync_redis, prefix)] == ["{a}"]
         await layer.aclear()
-        assert keys_under(sync_redis, prefix) == []
+        assert cache_keys(sync_redis, prefix) == []
+        # clearing the cache keeps the shared key secret: other workers still use it
+        assert keys_under(sync_redis, prefix) == [f"{prefix}:v1:cache-secret:{{hmac}}"]

@@ -4,10 +4,17 @@ Each entry is one hash, ``{prefix}:v1:cache:{namespace}:<sha256 of the cache key
 holding ``d`` (the entry as JSON) and ``t`` (when it was stored, Redis server
 clock in microseconds); it expires with the entry's TTL. Values are JSON,
 never pickle, so whoever can write to Redis cannot run code in a reader. The
-cache key is only stored as a digest (and the default key already holds
-credentials only as digests); secret response headers (``Set-Cookie``...)
-are dropped before storing. Times travel as ages measured on the Redis
-server's clock, so hosts with different clocks agree on freshness.
+cache key is only stored as a digest, and :class:`lamina.layers.cache.CacheLayer`
+hands a network store only ``<endpoint>|#<HMAC-SHA256 of its key>``, so no
+header value, query value or body reaches a key name, even as a plain hash;
+secret response headers (``Set-Cookie``...) are dropped before storing. Times
+travel as ages measured on the Redis server's clock, so hosts with different
+clocks agree on freshness.
+
+Unless the layer is given a key secret (or ``LAMINA_CACHE_KEY_SECRET``), the
+HMAC key is a random secret kept in Redis at ``{prefix}:v1:cache-secret:{hmac}``
+(created once, with a 30-day TTL renewed by every process that uses it), so
+every worker on the same Redis and prefix builds the same keys.
 
 A response whose parsed value does not survive a JSON round trip unchanged,
 or whose entry is larger than ``max_value_bytes``, is not stored (counted in
@@ -23,6 +30,7 @@ import logging
 from typing import Any
 
 from .._clock import Clock, default_clock
+from .._core import Request
 from .._errors import ConfigError
 from .._headers import Headers
 from .._redact import is_secret_header
@@ -53,6 +61,22 @@ local h = redis.call('HMGET', KEYS[1], 'd', 't')
 if not h[1] then return {'', 0, now} end
 return {h[1], tonumber(h[2]) or now, now}
 """
+
+
+# KEYS: secret. ARGV: candidate, ttl_ms. Returns the secret in force (installing the
+# candidate if there is none), its TTL renewed.
+SECRET = """
+local v = redis.call('GET', KEYS[1])
+if not v then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return ARGV[1]
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return v
+"""
+
+SECRET_TTL_MS = 30 * 86_400_000
+"""How long the shared key secret outlives the last process that renewed it."""
 
 
 def _encode(entry: CacheEntry) -> dict[str, Any]:
@@ -129,6 +153,25 @@ class RedisCacheStore:
         self._fallback = MemoryStore(fallback_maxsize, clock=self.clock)
         self.skipped = 0
         """Entries not stored: too large, or a value JSON cannot carry unchanged."""
+
+    async def key_secret(self, candidate: bytes, request: Request | None = None) -> bytes | None:
+        """The HMAC key every process on this Redis and prefix uses for cache keys.
+
+        Installs ``candidate`` (ASCII, at least 16 bytes) if Redis holds none, and
+        renews the secret's TTL. None if Redis cannot be reached (under
+        ``on_error="closed"`` that raises :class:`lamina.BackendUnavailable`).
+        """
+        rkey = self.backend.key("cache-secret", "hmac")
+        try:
+            found = await self.backend.script(SECRET, [rkey], [candidate, SECRET_TTL_MS])
+        except RedisUnavailable:
+            self.backend.unavailable("cache", request)  # raises under "closed"
+            return None
+        secret = found.encode() if isinstance(found, str) else bytes(found)
+        if len(secret) < 16:
+            logger.warning("the cache key secret in redis is too short; using a local key")
+            return None
+        return secret
 
     def key(self, key: str, namespace: str | None) -> str:
         """The Redis key for cache key ``key`` in ``namespace``."""

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import copy
 import pickle
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._core import Request, Response
 from .._headers import Headers
-from .policy import vary_digest
+
+if TYPE_CHECKING:
+    from .keys import KeyScheme
 
 __all__ = ["CacheEntry"]
 
@@ -50,8 +52,9 @@ class CacheEntry:
     Times are on the cache layer's clock: the entry is fresh until
     ``stored_at + fresh_for`` and may be served stale on error until
     ``stale_for`` seconds after that. ``vary`` lists the request header names
-    the response varies on; ``vary_digest`` is a SHA-256 digest of the storing
-    request's values for them (values can be secrets, so they are not kept).
+    the response varies on; ``vary_digest`` is the cache's keyed digest
+    (:meth:`KeyScheme.vary_digest`) of the storing request's values for them
+    (values can be secrets or tenant ids, so they are never kept).
     Reading :attr:`value` returns a new copy every time.
     """
 
@@ -110,9 +113,9 @@ class CacheEntry:
         """True while the entry may stand in for a failed call (stale-if-error)."""
         return now < self.stored_at + self.fresh_for + self.stale_for
 
-    def matches(self, request: Request) -> bool:
+    def matches(self, request: Request, scheme: KeyScheme) -> bool:
         """True when ``request`` has the same values for the Vary headers."""
-        return not self.vary or vary_digest(request, self.vary) == self.vary_digest
+        return not self.vary or scheme.vary_digest(request, self.vary) == self.vary_digest
 
     def to_response(
         self, request: Request, *, from_cache: bool = True, stale: bool = False

@@ -2,13 +2,13 @@
 
 The cache is a *shared* cache in RFC 9111's sense (one store serves every
 caller of a process, or of many processes with a network store), with one
-twist: every key carries a digest of the caller's credentials, so an entry
-is only ever served to the holder of the same credentials.
+twist: every key carries a keyed digest of the caller's identity (every
+request header but a documented set, and the URL's credentials), so an entry
+is only ever served to a request that identifies the same caller.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -23,7 +23,7 @@ from .._errors import (
     TransportError,
 )
 from .._headers import Headers
-from .keys import credentials_digest
+from .keys import identity_digest
 
 __all__ = [
     "Storable",
@@ -32,7 +32,6 @@ __all__ = [
     "request_wants_fresh",
     "serves_stale",
     "storable",
-    "vary_digest",
     "vary_names",
 ]
 
@@ -93,14 +92,6 @@ def vary_names(response: Response) -> tuple[str, ...] | None:
     return tuple(sorted(names))
 
 
-def vary_digest(request: Request, names: tuple[str, ...]) -> str:
-    """A SHA-256 digest of the request's values for ``names`` (values may be secrets)."""
-    if not names:
-        return ""
-    text = "\n".join(f"{n}:{request.headers.get_list(n)!r}" for n in names)
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
-
-
 def _lifetime(cc: Directives, headers: Headers) -> float | None:
     """The server's freshness lifetime minus the response's current Age, if it gave one."""
     lifetime = _seconds(cc["s-maxage"]) if "s-maxage" in cc else None
@@ -122,14 +113,21 @@ def _lifetime(cc: Directives, headers: Headers) -> float | None:
 
 
 def storable(
-    request: Request, response: Response, *, ttl: float, cache_authorized: bool
+    request: Request,
+    response: Response,
+    *,
+    ttl: float,
+    cache_authorized: bool,
+    identified: bool | None = None,
 ) -> Storable | None:
     """Decide whether ``response`` to ``request`` may be stored, and for how long.
 
     Not stored: a status outside 2xx (or 206); ``no-store`` on the request or
     the response; ``no-cache`` (lamina does not revalidate, so such an entry
     could never be served); ``Vary: *``; ``private`` unless
-    ``cache_authorized`` and the entry is scoped to the caller's credentials;
+    ``cache_authorized`` and the request identifies its caller (``identified``:
+    its identity digest is not empty; computed with the default key scheme if
+    None);
     a response to a request with ``Authorization`` unless it says ``public``,
     ``s-maxage`` or ``must-revalidate`` (RFC 9111 §3.5) or
     ``cache_authorized`` is set. The lifetime is the smaller of the
@@ -146,7 +144,7 @@ def storable(
     if "no-store" in cc or "no-cache" in cc or vary_names(response) is None:
         return None
     authorized = "authorization" in request.headers
-    if "private" in cc and not (cache_authorized and _has_credentials(request)):
+    if "private" in cc and not (cache_authorized and _identified(request, identified)):
         return None
     if (
         authorized
@@ -162,8 +160,8 @@ def storable(
     return Storable(ttl=fresh, stale_ok=stale_ok)
 
 
-def _has_credentials(request: Request) -> bool:
-    return bool(credentials_digest(request))
+def _identified(request: Request, identified: bool | None) -> bool:
+    return bool(identity_digest(request)) if identified is None else identified
 
 
 def serves_stale(error: BaseException) -> bool:

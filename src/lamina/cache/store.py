@@ -7,10 +7,11 @@ from typing import Protocol, runtime_checkable
 from cachetools import TLRUCache
 
 from .._clock import Clock, default_clock
+from .._core import Request
 from .._errors import ConfigError
 from .entry import CacheEntry
 
-__all__ = ["CacheEntry", "CacheStore", "MemoryStore", "SyncCacheStore"]
+__all__ = ["CacheEntry", "CacheStore", "MemoryStore", "SharedSecretStore", "SyncCacheStore"]
 
 
 @runtime_checkable
@@ -36,6 +37,21 @@ class SyncCacheStore(CacheStore, Protocol):
     def get_nowait(self, key: str) -> CacheEntry | None: ...
 
     def clear_nowait(self, namespace: str | None = None) -> int: ...
+
+
+@runtime_checkable
+class SharedSecretStore(CacheStore, Protocol):
+    """A store shared by many processes that also keeps the HMAC key for cache keys.
+
+    ``key_secret(candidate, request)`` returns the secret every process using
+    the store agrees on, installing ``candidate`` if there is none yet; None
+    when the shared state cannot be reached (the store applies its own failure
+    policy first, which may raise :class:`lamina.BackendUnavailable`).
+    """
+
+    async def key_secret(
+        self, candidate: bytes, request: Request | None = None
+    ) -> bytes | None: ...
 
 
 class _Slot:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -13,9 +14,9 @@ from .._errors import BackendUnavailable, ConfigError, LaminaError
 from .._events import emit
 from ..backends.base import Backend
 from ..cache.flight import SingleFlight
-from ..cache.keys import KeyFunction, default_key, scoped_key
-from ..cache.policy import request_wants_fresh, serves_stale, storable, vary_digest, vary_names
-from ..cache.store import CacheEntry, CacheStore, MemoryStore, SyncCacheStore
+from ..cache.keys import KeyFunction, KeyScheme, check_header_options, key_secret, process_secret
+from ..cache.policy import request_wants_fresh, serves_stale, storable, vary_names
+from ..cache.store import CacheEntry, CacheStore, MemoryStore, SharedSecretStore, SyncCacheStore
 
 __all__ = ["BYPASS", "CACHE_MODE", "REFRESH", "Cache", "CacheLayer"]
 
@@ -26,28 +27,47 @@ CACHE_MODE = "lamina.cache"
 BYPASS = "bypass"  # neither read nor store: the cache is not there for this call
 REFRESH = "refresh"  # skip the read, call upstream, store the fresh response
 
+SECRET_REFRESH = 3600.0
+"""Seconds between asks for a shared store's key secret (which also renew its TTL)."""
+SECRET_RETRY = 1.0
+"""Seconds before asking again when the shared store could not give its secret."""
+
 
 class CacheLayer:
     """Cache successful responses of safe methods for ``ttl`` seconds.
 
     ``maxsize`` bounds the default in-memory store; ``store`` replaces it (any
     :class:`lamina.cache.CacheStore`, or a :class:`lamina.backends.Backend` such
-    as ``RedisBackend`` to build its store). ``key(request) -> str`` replaces the
-    default key (:func:`lamina.cache.default_key`); a custom key is still
-    prefixed by the namespace (``request.endpoint``) and suffixed by a digest of
-    the caller's credentials. ``stale_if_error=seconds`` keeps entries that long
-    past their lifetime and serves them (``stale=True``) when the upstream
-    fails. ``cache_authorized=True`` stores responses to requests carrying
-    ``Authorization`` (and ``private`` ones) for the same credentials.
-    Concurrent identical misses make one upstream call (single-flight).
+    as ``RedisBackend`` to build its store). The key covers the endpoint, the
+    method, the normalised URL, the body and every request header except
+    :data:`lamina.cache.IGNORED_HEADERS` (names that never identify a caller);
+    ``ignore_headers`` adds names to that set, ``include_headers`` keeps names
+    in the key even if ignored by default (credential headers cannot be
+    ignored). ``key(request) -> str`` replaces the default key; a custom key is
+    still prefixed by the namespace (``request.endpoint``) and suffixed by the
+    caller's identity digest. Header values reach keys and entries only as
+    HMAC-SHA256 digests under ``key_secret`` (else ``$LAMINA_CACHE_KEY_SECRET``,
+    else the secret a shared store such as Redis keeps, else a random key per
+    process). ``stale_if_error=seconds`` keeps entries that long past their
+    lifetime and serves them (``stale=True``) when the upstream fails.
+    ``cache_authorized=True`` stores responses to requests carrying
+    ``Authorization`` (and ``private`` ones) for the same caller. A response's
+    ``Vary`` is honoured, one entry per variant. Concurrent identical misses
+    make one upstream call (single-flight).
     """
 
     __slots__ = (
         "_epoch",
         "_flights",
         "_generations",
+        "_opaque",
+        "_scheme",
+        "_secret_flight",
+        "_shared_secret",
         "cache_authorized",
         "clock",
+        "ignore_headers",
+        "include_headers",
         "key",
         "maxsize",
         "methods",
@@ -66,6 +86,9 @@ class CacheLayer:
         stale_if_error: float | None = None,
         cache_authorized: bool = False,
         methods: Iterable[str] = ("GET", "HEAD"),
+        ignore_headers: Iterable[str] = (),
+        include_headers: Iterable[str] = (),
+        key_secret: str | bytes | None = None,
         clock: Clock | None = None,
     ) -> None:
         self.ttl = _positive(ttl, "ttl")
@@ -74,7 +97,8 @@ class CacheLayer:
         self.maxsize = maxsize
         if key is not None and not callable(key):
             raise ConfigError("must be callable: key(request) -> str", field="key")
-        self.key: KeyFunction = default_key if key is None else scoped_key(key)
+        self.key: KeyFunction | None = key
+        """The user's key function (None: the default key)."""
         self.stale_if_error = (
             None if stale_if_error is None else _positive(stale_if_error, "stale_if_error")
         )
@@ -87,6 +111,10 @@ class CacheLayer:
         self.methods = frozenset(m.upper() for m in names)
         if not self.methods:
             raise ConfigError("must name at least one method", field="methods")
+        self.ignore_headers, self.include_headers = check_header_options(
+            ignore_headers, include_headers
+        )
+        secret = _key_secret(key_secret)
         if clock is not None and not isinstance(clock, Clock):
             raise ConfigError("must have now() and sleep()", field="clock")
         self.clock = clock or default_clock
@@ -95,9 +123,79 @@ class CacheLayer:
         if store is not None and not isinstance(store, CacheStore):
             raise ConfigError("must implement get/set/delete/clear", field="store")
         self.store: CacheStore = store or MemoryStore(maxsize, clock=self.clock)
+        # Keys leave the process (a network store) only as "<endpoint>|#<hmac>".
+        self._opaque = not isinstance(self.store, MemoryStore)
+        self._shared_secret = secret is None and isinstance(self.store, SharedSecretStore)
+        self._scheme: KeyScheme | None = None
+        if not self._shared_secret:
+            if secret is None and not isinstance(self.store, SyncCacheStore):
+                logger.info(
+                    "%s: no cache key secret configured; keys use a per-process key, so "
+                    "other processes will not share entries (set LAMINA_CACHE_KEY_SECRET)",
+                    type(self.store).__name__,
+                )
+            self._scheme = self._new_scheme(secret or process_secret(), None)
         self._flights: SingleFlight[_Outcome] = SingleFlight()
+        self._secret_flight: SingleFlight[KeyScheme] = SingleFlight()
         self._generations: dict[str | None, int] = {}
         self._epoch = 0
+
+    def _new_scheme(self, secret: bytes, refresh_at: float | None) -> KeyScheme:
+        return KeyScheme(
+            secret,
+            ignore=self.ignore_headers,
+            include=self.include_headers,
+            refresh_at=refresh_at,
+        )
+
+    @property
+    def ignored_headers(self) -> frozenset[str]:
+        """The header names left out of keys (lower-case): defaults, plus ignore, minus include."""
+        scheme = self._scheme or self._new_scheme(process_secret(), None)
+        return scheme.ignored
+
+    async def _key_scheme(self, request: Request) -> KeyScheme:
+        """The scheme for ``request``: fetch (or renew) the shared store's secret when due."""
+        scheme = self._scheme
+        if scheme is not None and (
+            scheme.refresh_at is None or self.clock.now() < scheme.refresh_at
+        ):
+            return scheme
+        result, _ = await self._secret_flight.do("", lambda: self._fetch_secret(request))
+        return result
+
+    async def _fetch_secret(self, request: Request) -> KeyScheme:
+        store = self.store
+        assert isinstance(store, SharedSecretStore)
+        current = self._scheme
+        fetched = current is not None and current.refresh_at is not None
+        candidate = (
+            current.secret
+            if current is not None and current.secret is not process_secret()
+            else secrets.token_hex(32).encode()
+        )
+        try:
+            secret = await store.key_secret(candidate, request)
+        except BackendUnavailable:  # on_error="closed": the call is rejected
+            raise
+        except Exception:
+            logger.warning("cache store key_secret failed; using a local key", exc_info=True)
+            secret = None
+        now = self.clock.now()
+        if secret is None:  # unreachable: a local key for now, ask again soon
+            secret, refresh_at = process_secret(), now + SECRET_RETRY
+        else:
+            refresh_at = now + SECRET_REFRESH
+        if fetched and current is not None and current.secret == secret:
+            current.refresh_at = refresh_at  # same secret: keep the digests already cached
+            return current
+        scheme = self._new_scheme(secret, refresh_at)
+        self._scheme = scheme
+        return scheme
+
+    def _key(self, scheme: KeyScheme, request: Request) -> str:
+        key = scheme.key(request) if self.key is None else scheme.scoped(self.key, request)
+        return scheme.opaque(request.endpoint, key) if self._opaque else key
 
     def wrap(self, inner: Service) -> Service:
         return Cache(inner, self)
@@ -141,7 +239,7 @@ class CacheLayer:
         self._forget(None)
         await self.store.clear(None)
 
-    def __repr__(self) -> str:
+    def __repr__(self) -> str:  # never the key secret
         size = f"size={len(self.store)}, " if isinstance(self.store, MemoryStore) else ""
         stale = f", stale_if_error={self.stale_if_error:g}" if self.stale_if_error else ""
         return (
@@ -150,12 +248,22 @@ class CacheLayer:
         )
 
 
+def _key_secret(value: object) -> bytes | None:
+    if value is not None and not isinstance(value, str | bytes):
+        raise ConfigError("must be a str or bytes secret", field="key_secret")
+    return key_secret(value)
+
+
 def _positive(value: object, field: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ConfigError(f"must be a number > 0, got {value!r}", field=field)
     if not value > 0 or not math.isfinite(value):
         raise ConfigError(f"must be a finite number > 0, got {value!r}", field=field)
     return float(value)
+
+
+def _variant(key: str, vary_digest: str) -> str:
+    return f"{key}|vary:{vary_digest}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,14 +298,20 @@ class Cache:
                 field=f"extensions[{CACHE_MODE!r}]",
                 endpoint=request.endpoint,
             )
-        key = config.key(request)
+        scheme = config._scheme
+        if scheme is None or scheme.refresh_at is not None:  # a shared store's secret
+            scheme = await config._key_scheme(request)
+        key = config._key(scheme, request)
         entry = await self._read(key)
         reason = "absent"
+        if entry is not None and not entry.matches(request, scheme):
+            # Another variant (Vary) may be stored under the key with this request's values.
+            entry = await self._read(_variant(key, scheme.vary_digest(request, entry.vary)))
+            if entry is None or not entry.matches(request, scheme):
+                entry, reason = None, "vary"
         if entry is not None:
             now = config.clock.now()
-            if not entry.matches(request):
-                entry, reason = None, "vary"
-            elif mode == REFRESH:
+            if mode == REFRESH:
                 reason = "refresh"
             elif not entry.is_fresh(now):
                 reason = "expired"
@@ -207,12 +321,14 @@ class Cache:
                 emit(request, "cache.hit", age=entry.age(now))
                 return entry.to_response(request)
         emit(request, "cache.miss", reason=reason)
-        outcome, shared = await config._flights.do(key, lambda: self._fetch(request, key, entry))
+        outcome, shared = await config._flights.do(
+            key, lambda: self._fetch(request, key, entry, scheme)
+        )
         if not shared:
             return outcome.response
-        if outcome.entry is None or not outcome.entry.matches(request):
+        if outcome.entry is None or not outcome.entry.matches(request, scheme):
             # Not shareable (no-store, private, Vary differs...): call upstream ourselves.
-            return (await self._fetch(request, key, entry)).response
+            return (await self._fetch(request, key, entry, scheme)).response
         if outcome.stale:
             emit(request, "cache.stale", age=outcome.entry.age(config.clock.now()), shared=True)
         return outcome.entry.to_response(request, from_cache=outcome.stale, stale=outcome.stale)
@@ -228,7 +344,9 @@ class Cache:
             logger.warning("cache store get failed; treating as a miss", exc_info=True)
             return None
 
-    async def _fetch(self, request: Request, key: str, fallback: CacheEntry | None) -> _Outcome:
+    async def _fetch(
+        self, request: Request, key: str, fallback: CacheEntry | None, scheme: KeyScheme
+    ) -> _Outcome:
         """Call upstream; store what may be stored; on failure serve ``fallback`` stale."""
         config = self.config
         generation = config._generation(request.endpoint)
@@ -246,7 +364,11 @@ class Cache:
             emit(request, "cache.stale", age=fallback.age(now), error=type(exc).__name__)
             return _Outcome(fallback.to_response(request, stale=True), fallback, stale=True)
         decision = storable(
-            request, response, ttl=config.ttl, cache_authorized=config.cache_authorized
+            request,
+            response,
+            ttl=config.ttl,
+            cache_authorized=config.cache_authorized,
+            identified=bool(scheme.identity(request)),
         )
         if decision is None:
             return _Outcome(response, None)
@@ -263,14 +385,19 @@ class Cache:
                 fresh_for=decision.ttl,
                 stale_for=stale_for,
                 vary=names,
-                vary_digest=vary_digest(request, names),
+                vary_digest=scheme.vary_digest(request, names),
             )
         except Exception:
             logger.warning("response value cannot be copied; not cached", exc_info=True)
             return _Outcome(response, None)
         if config._generation(request.endpoint) == generation:
+            ttl = decision.ttl + stale_for
             try:
-                await config.store.set(key, entry, decision.ttl + stale_for)
+                await config.store.set(key, entry, ttl)
+                if any(name in scheme.ignored for name in names):
+                    # Varies on a header the key leaves out: keep this variant under its
+                    # own key too, so requests alternating between variants all hit.
+                    await config.store.set(_variant(key, entry.vary_digest), entry, ttl)
             except Exception:
                 logger.warning("cache store set failed; response not cached", exc_info=True)
         return _Outcome(response, entry)
