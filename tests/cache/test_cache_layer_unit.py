@@ -75,6 +75,12 @@ def req(method: str = "GET", **kw: Any) -> Request:
         ({"methods": ()}, "methods"),
         ({"methods": (1,)}, "methods"),
         ({"clock": object()}, "clock"),
+        ({"ignore_headers": "X-Client-Build"}, "ignore_headers"),
+        ({"ignore_headers": ["Cookie"]}, "ignore_headers"),
+        ({"ignore_headers": ["X-A"], "include_headers": ["x-a"]}, "ignore_headers"),
+        ({"include_headers": ["no spaces"]}, "include_headers"),
+        ({"key_secret": "too-short"}, "key_secret"),
+        ({"key_secret": 12345678901234567890}, "key_secret"),
     ],
 )
 def test_bad_config_names_the_field(kwargs: dict[str, Any], field: str) -> None:

@@ -202,6 +202,10 @@ class APIOrchestrationConfig:
     circuit_breaker_timeout: float = 60.0
     cache_ttl: float | None = None
     cache_key_generator: Callable[[APIEndpoint], str] | None = None
+    cache_headers: Mapping[str, Any] | None = None
+    """``{"ignore": [names], "include": [names]}``: headers to leave out of cache keys
+    on top of ``lamina.cache.IGNORED_HEADERS``, and headers to keep in them even if
+    ignored by default (docs/layers/cache.md). Stored with sorted lower-case names."""
     metrics_enabled: bool = True
     log_requests: bool = False
     log_responses: bool = False
@@ -251,6 +255,10 @@ class APIOrchestrationConfig:
         resolve_backend(self.backend)  # ConfigError(field="backend"), never showing the URL
         for attr in ("result_merger", "result_transformer", "cache_key_generator"):
             _callable(getattr(self, attr), attr, None)
+        if self.cache_headers is not None:
+            from ..cache.keys import cache_header_options
+
+            self.cache_headers = cache_header_options(self.cache_headers)
         self.endpoints = list(self.endpoints)
         _check_endpoints(self.endpoints)
 

@@ -83,6 +83,8 @@ def shared_state(
                 key=_cache_key(config),
                 clock=clock,
                 store=backend.cache_store(clock=clock),
+                ignore_headers=(config.cache_headers or {}).get("ignore", ()),
+                include_headers=(config.cache_headers or {}).get("include", ()),
             )
         global_limiter = None
         if config.global_rate_limit is not None:
