@@ -13,6 +13,7 @@ import asyncio
 import heapq
 import itertools
 import math
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +35,10 @@ from lamina.testing import LocalServer
 
 CALLS = 1_000
 CONCURRENCY = 100
+#: Scenarios whose promise holds per call run smaller in CI; LAMINA_SOAK=long runs them
+#: at the full 1,000 calls too. The budget's bound (at most 1.3 per call) is always tested
+#: at full size: its floor is amortised over the calls.
+SMALL = CALLS if os.environ.get("LAMINA_SOAK") == "long" else 300
 
 
 class VirtualTime:
@@ -167,7 +172,9 @@ async def test_all_429_costs_at_most_1_3_upstream_calls_per_call(
 async def test_retry_after_beyond_max_delay_is_one_call_each(
     lamina_server: LocalServer, layer_transport: str
 ) -> None:
-    outcome, clock = await hammer(lamina_server, "/retry-after/hour?fail=1000000&seconds=3600")
+    outcome, clock = await hammer(
+        lamina_server, "/retry-after/hour?fail=1000000&seconds=3600", calls=SMALL
+    )
     show(layer_transport, "429 + Retry-After: 3600", outcome)
     assert outcome.upstream == outcome.calls
     assert clock.sleeps == []  # ended at once, no backoff
@@ -185,6 +192,7 @@ async def test_the_budget_leaves_room_for_ordinary_retries(
     outcome, _ = await hammer(
         lamina_server,
         "/flaky/{key}?fail={fail}&status=429",
+        calls=SMALL,
         data=lambda n: {"key": f"k{n}", "fail": 1 if n % 10 == 0 else 0},
     )
     show(layer_transport, "10% with one 429 first", outcome)
