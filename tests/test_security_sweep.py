@@ -1,10 +1,11 @@
 """One sweep over every output lamina produces, with known secrets in every request.
 
-The secrets travel in the Authorization header, a cookie, an API-key header and a
-signed query parameter, through the default stack (+ cache, logging on), in every
-mode, over both transports (the upstream never echoes them back), with failures,
-retries and errors. None of the secret values may appear in logs, spans, metrics,
-run reports, reprs, error strings or cache keys.
+The secrets travel in the Authorization header, a cookie, API-key headers (X-API-Key,
+X-RapidAPI-Key), a signed query parameter and an ``api_token`` one, through the
+default stack (+ cache, logging on), in every mode, over both transports (the
+upstream never echoes them back), with failures, retries and errors. None of the
+secret values may appear in logs, spans, metrics, run reports, reprs, error strings
+or cache keys.
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ BEARER = "bearer-SECRET-7f3a9c2e"
 COOKIE = "cookie-SECRET-1b2c3d4e"
 API_KEY = "apikey-SECRET-5e6f7a8b"
 SIGNATURE = "sig-SECRET-9c0d1e2f"
-SECRETS = [BEARER, COOKIE, API_KEY, SIGNATURE]
+RAPID_KEY = "rapid-SECRET-3a4b5c6d"  # issue 12: caught by the classifier's "key" pattern
+API_TOKEN = "apitoken-SECRET-7e8f9a0b"
+SECRETS = [BEARER, COOKIE, API_KEY, SIGNATURE, RAPID_KEY, API_TOKEN]
 
 
 class Capture(logging.Handler):
@@ -57,8 +60,9 @@ def sweep_config(base: str, mode: OrchestrationMode) -> APIOrchestrationConfig:
             "Authorization": f"Bearer {BEARER}",
             "Cookie": f"session={COOKIE}",
             "X-API-Key": API_KEY,
+            "X-RapidAPI-Key": RAPID_KEY,
         },
-        "params": {"signature": SIGNATURE, "page": 1},
+        "params": {"signature": SIGNATURE, "api_token": API_TOKEN, "page": 1},
         "retry_delay": 0.001,
         "timeout": 1.0,
     }

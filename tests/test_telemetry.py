@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import os
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -270,3 +272,96 @@ async def test_secret_sweep_across_spans_logs_metrics_and_errors(
         for name, secret in SECRETS.items():
             assert secret not in text, f"{name} secret leaked into {where}"
     meters.shutdown()
+
+
+# -- issue 12, item 6: values only the caller knows are secret -------------------------------
+
+CALLER_SECRET = "O'Brien&M<b>-otelCORE42"
+
+
+def received_text(receiver: Receiver) -> str:
+    """Every span name, attribute, event and status the receiver decoded, and the raw bodies."""
+    spans = receiver.spans()
+    assert spans, "nothing was exported"
+    decoded = repr(
+        [
+            (
+                s.name,
+                attrs(s.attributes),
+                [(e.name, attrs(e.attributes)) for e in s.events],
+                s.status.message,
+            )
+            for _, _, s in spans
+        ]
+    )
+    return decoded + b"".join(body for _, body in receiver.bodies).decode("latin-1")
+
+
+async def test_configure_scrubs_caller_secrets_from_exported_spans(
+    receiver: Receiver, lamina_server: LocalServer
+) -> None:
+    """A secret in a URL path (no name to classify it by) reaches url.full, the span's
+    error message and its stack trace unless the exporter scrubs it; escaped too."""
+    telemetry = configure("svc", receiver.url, set_global=False, secrets=[CALLER_SECRET])
+    provider = telemetry.tracer_provider
+    async with HttpxTransport() as transport:
+        service = (
+            ServiceBuilder()
+            .layer(CallTracingLayer(tracer_provider=provider))
+            .layer(ParseLayer())
+            .layer(TracingLayer(tracer_provider=provider))
+            .service(transport)
+        )
+        url = lamina_server.url_for(f"/no-such/{CALLER_SECRET}")
+        with pytest.raises(LaminaError) as info:
+            await service(Request("GET", url, endpoint=f"tenant {CALLER_SECRET!r}"))
+    assert "otelCORE42" in str(info.value)  # the caller's own error is theirs to show
+    assert telemetry.force_flush(5_000)
+    telemetry.shutdown()
+    text = received_text(receiver)
+    assert "url.full" in text
+    assert "exception" in text
+    assert "[REDACTED]" in text
+    assert "otelCORE42" not in text
+
+
+def test_cli_otlp_export_and_report_hold_no_env_value(
+    receiver: Receiver, lamina_server: LocalServer, tmp_path: Any
+) -> None:
+    """``lamina run --otlp-endpoint --report --json``: the ${ENV} value the flow used
+    is in no span, no report (HTML entities, JSON escapes) and no console line."""
+    flow = tmp_path / "flow.yaml"
+    flow.write_text(
+        "name: secret-in-path\n"
+        "mode: sequential\n"
+        "endpoints:\n"
+        "  - name: lookup\n"
+        f"    url: {lamina_server.url}/no-such/${{LAMINA_TEST_CLI_SECRET}}\n"
+        "    retry_count: 0\n"
+        "    headers:\n"
+        "      X-Customer: ${LAMINA_TEST_CLI_SECRET}\n",
+        encoding="utf-8",
+    )
+    report = tmp_path / "report.html"
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "lamina.cli", "run", str(flow), "-q", "--json"),
+            *("--otlp-endpoint", receiver.url, "--report", str(report)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "LAMINA_TEST_CLI_SECRET": CALLER_SECRET},
+    )
+    assert done.returncode == 1, done.stderr  # the lookup answered 404
+    assert lamina_server.requests()[-1].headers["x-customer"] == CALLER_SECRET
+    page = report.read_text(encoding="utf-8")
+    assert "lookup" in page
+    outputs = {
+        "otlp": received_text(receiver),
+        "html report": page,
+        "stdout": done.stdout,
+        "stderr": done.stderr,
+    }
+    for where, text in outputs.items():
+        assert "otelCORE42" not in text, f"the env value leaked in {where}"

@@ -24,13 +24,18 @@
                                          and its policy is on_error="closed"
 
 Every error carries ``endpoint`` (when known) and ``request`` (whose repr and
-URL are redacted). Messages never contain header values or secret query values.
+URL are redacted). Messages never contain header values or secret query values:
+an error built with a ``request`` scrubs the request's secret values from its
+message (and a ParseError from its snippet) in every encoding, so text copied
+from a lower library (``Illegal header value b'Bearer tok\\n'``) is safe too.
 """
 
 from __future__ import annotations
 
 import builtins
 from typing import TYPE_CHECKING, Any
+
+from ._redact import scrub, secret_values
 
 if TYPE_CHECKING:
     from ._core import Request, Response
@@ -73,6 +78,8 @@ class LaminaError(Exception):
     ) -> None:
         if endpoint is None and request is not None:
             endpoint = request.endpoint
+        if request is not None and message:
+            message = scrub(message, secret_values(request))
         self.endpoint = endpoint
         self.request = request
         self.message = message
@@ -230,7 +237,7 @@ class ParseError(LaminaError):
         snippet: str = "",
     ) -> None:
         self.status_code = status_code
-        self.snippet = snippet
+        self.snippet = scrub(snippet, secret_values(request)) if snippet and request else snippet
         super().__init__(message, endpoint=endpoint, request=request)
 
     def _render(self) -> str:

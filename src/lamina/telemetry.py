@@ -6,17 +6,19 @@ Needs the optional extra: ``pip install 'lamina[otel]'``. See ``docs/jaeger.md``
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ._errors import ConfigError
+from ._redact import scrub
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+    from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-__all__ = ["Telemetry", "configure"]
+__all__ = ["ScrubbingSpanExporter", "Telemetry", "configure"]
 
 _INSTALL_HINT = "lamina.telemetry needs the OpenTelemetry SDK: pip install 'lamina[otel]'"
 
@@ -43,6 +45,75 @@ class Telemetry:
             self.meter_provider.shutdown()
 
 
+class ScrubbingSpanExporter:
+    """A span exporter that scrubs ``secrets`` from every span before ``exporter`` sees it.
+
+    Span names, attribute values (strings and lists of strings), event names and
+    attributes, link attributes and the status description go through
+    :func:`lamina.redact.scrub` (every encoding). lamina's layers already keep each
+    request's own secrets out of spans; this removes values only the caller knows
+    are secret, such as the environment values a flow file used (the CLI's
+    ``--otlp-endpoint``) when they sit in a URL path or a body.
+    """
+
+    def __init__(self, exporter: SpanExporter, secrets: Iterable[str]) -> None:
+        self.exporter = exporter
+        self.secrets = frozenset(s for s in secrets if isinstance(s, str) and s)
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        """Export scrubbed copies of ``spans``."""
+        return self.exporter.export([self.scrubbed(span) for span in spans])
+
+    def scrubbed(self, span: ReadableSpan) -> ReadableSpan:
+        """A copy of ``span`` with every secret value replaced."""
+        from opentelemetry.sdk.trace import Event, ReadableSpan
+        from opentelemetry.trace import Link, Status
+
+        if not self.secrets:
+            return span
+        status = span.status
+        if status.description:
+            status = Status(status.status_code, self._text(status.description))
+        return ReadableSpan(
+            name=self._text(span.name),
+            context=span.context,
+            parent=span.parent,
+            resource=span.resource,
+            attributes=self._attributes(span.attributes),
+            events=[
+                Event(self._text(e.name), self._attributes(e.attributes), e.timestamp)
+                for e in span.events
+            ],
+            links=[Link(link.context, self._attributes(link.attributes)) for link in span.links],
+            kind=span.kind,
+            status=status,
+            start_time=span.start_time,
+            end_time=span.end_time,
+            instrumentation_scope=span.instrumentation_scope,
+        )
+
+    def _text(self, text: str) -> str:
+        return scrub(text, self.secrets)
+
+    def _attributes(self, attributes: Mapping[str, Any] | None) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in (attributes or {}).items():
+            if isinstance(value, str):
+                value = self._text(value)
+            elif isinstance(value, list | tuple):
+                value = tuple(self._text(v) if isinstance(v, str) else v for v in value)
+            out[key] = value
+        return out
+
+    def shutdown(self) -> None:
+        """Shut the wrapped exporter down."""
+        self.exporter.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        """Flush the wrapped exporter."""
+        return bool(self.exporter.force_flush(timeout_millis))
+
+
 def _signal_url(base: str, signal: str) -> str:
     base = base.rstrip("/")
     suffix = f"/v1/{signal}"
@@ -59,6 +130,7 @@ def configure(
     export_metrics: bool = False,
     metric_export_interval: float = 60.0,
     set_global: bool = True,
+    secrets: Iterable[str] = (),
 ) -> Telemetry:
     """Set up the OpenTelemetry SDK to export lamina's spans with OTLP/HTTP protobuf.
 
@@ -74,7 +146,9 @@ def configure(
     ``MeterProvider`` exporting to ``/v1/metrics`` (Jaeger does not take
     metrics; use an OpenTelemetry Collector). ``set_global`` installs the
     providers as OpenTelemetry's globals, which lamina's layers use by default
-    (the API allows that only once per process).
+    (the API allows that only once per process). ``secrets`` are values scrubbed
+    from every exported span in any encoding (:class:`ScrubbingSpanExporter`; the
+    CLI passes the environment values its flow used).
     """
     try:
         from opentelemetry import metrics, trace
@@ -100,7 +174,14 @@ def configure(
     resource = Resource.create(attributes)
 
     traces_url = _signal_url(otlp_endpoint, "traces") if otlp_endpoint else None
-    exporter = OTLPSpanExporter(endpoint=traces_url, headers=dict(headers) if headers else None)
+    if isinstance(secrets, str):
+        raise ConfigError("must be a list of values, not one string", field="secrets")
+    secret_set = frozenset(secrets)
+    exporter: Any = OTLPSpanExporter(
+        endpoint=traces_url, headers=dict(headers) if headers else None
+    )
+    if secret_set:
+        exporter = ScrubbingSpanExporter(exporter, secret_set)
     if tracer_provider is None:
         tracer_provider = TracerProvider(resource=resource)
     tracer_provider.add_span_processor(BatchSpanProcessor(exporter))

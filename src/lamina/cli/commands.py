@@ -165,7 +165,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.otlp_endpoint:
         from ..telemetry import configure
 
-        telemetry = configure(service_name="lamina-cli", otlp_endpoint=args.otlp_endpoint)
+        telemetry = configure(  # exported spans are scrubbed of the flow's ${ENV} values too
+            service_name="lamina-cli", otlp_endpoint=args.otlp_endpoint, secrets=flow.secrets
+        )
     display = None if args.quiet else LiveDisplay(flow.config.endpoint_names, sys.stderr)
     try:
         outcome = asyncio.run(run_flow(flow.config, data, layers=flow.layers, display=display))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .._redact import REDACTED, is_secret_header, is_secret_param, redact_url, scrub
+from .._redact import REDACTED, is_secret, redact_url, scrub
 from ..orchestration.config import APIOrchestrationConfig
 from ..orchestration.orchestrator import APIOrchestrator
 from .config import config_to_dict, flow_info, flow_layers
@@ -17,22 +17,25 @@ def describe_flow(config: APIOrchestrationConfig) -> dict[str, Any]:
     """``config`` as a flow mapping that is safe to print or log.
 
     Values from the environment show as their ``${VAR}`` template; secret headers
-    (Authorization, API keys, cookies), secret query parameters and URL user info
-    are masked; every environment value left anywhere is scrubbed; Python hooks that
-    cannot be written as a flow show as ``<python ...>``. Never raises for hooks.
+    and query parameters (by :mod:`lamina.redact`'s classifier), URL user info and a
+    backend URL's password are masked; every environment value left anywhere is
+    scrubbed in any encoding; Python hooks that cannot be written as a flow show as
+    ``<python ...>``. Never raises for hooks.
     """
     info = flow_info(config)
     out = config_to_dict(config, strict=False)
+    if isinstance(out.get("backend"), str):
+        out["backend"] = redact_url(out["backend"])
     for endpoint in out.get("endpoints", []):
         if "url" in endpoint:
             endpoint["url"] = redact_url(endpoint["url"])
         if isinstance(endpoint.get("headers"), Mapping):
             endpoint["headers"] = {
-                k: (REDACTED if is_secret_header(k) else v) for k, v in endpoint["headers"].items()
+                k: (REDACTED if is_secret(k) else v) for k, v in endpoint["headers"].items()
             }
         if isinstance(endpoint.get("params"), Mapping):
             endpoint["params"] = {
-                k: (REDACTED if is_secret_param(k) else v) for k, v in endpoint["params"].items()
+                k: (REDACTED if is_secret(k) else v) for k, v in endpoint["params"].items()
             }
     secrets = info.substitutions.values
     return _scrub(out, secrets) if secrets else out

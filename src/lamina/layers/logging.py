@@ -11,7 +11,7 @@ from typing import Any
 from .._core import Request, Response, Service
 from .._errors import ConfigError
 from .._otel import error_type, full_url
-from .._redact import scrub, secret_values
+from .._redact import scrub, scrub_clip, secret_values
 
 __all__ = ["Logging", "LoggingLayer"]
 
@@ -25,7 +25,8 @@ class LoggingLayer:
     Requests and 2xx/3xx responses log at INFO, 4xx/5xx responses and errors at
     WARNING (errors show the exception type and its redacted message, no
     traceback). Bodies are logged only with ``log_bodies=True``, cut at
-    ``max_body_chars`` and scrubbed of the request's secret values.
+    ``max_body_chars`` and scrubbed of the request's secret values (in every
+    encoding, before the cut). URLs are redacted by :mod:`lamina.redact`'s classifier.
     Inside the retry layer it logs every attempt; outside it, every call.
     """
 
@@ -106,9 +107,10 @@ class Logging:
         return response
 
     def _body(self, request: Request, text: str) -> str:
+        # scrubbed before the cut, so a secret straddling it leaves no prefix behind
         limit = self.config.max_body_chars
-        clipped = text[:limit] + ("…" if len(text) > limit else "")
-        return scrub(clipped, secret_values(request))
+        clipped = scrub_clip(text, secret_values(request), limit)
+        return clipped + ("…" if len(text) > limit else "")
 
     def _log_response(
         self, request: Request, base: dict[str, Any], response: Response, seconds: float

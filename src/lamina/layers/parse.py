@@ -8,7 +8,7 @@ from typing import Any
 
 from .._core import Request, Response, Service
 from .._errors import ConfigError, HTTPStatusError, ParseError
-from .._redact import scrub, secret_values
+from .._redact import scrub_clip, secret_values
 
 __all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "Parse", "ParseLayer"]
 
@@ -116,7 +116,7 @@ def _json_loads(content: bytes) -> Any:
 
 def _parse_error(message: str, request: Request, response: Response) -> ParseError:
     snippet = response.content[: SNIPPET_CHARS * 4].decode("utf-8", errors="replace")
-    snippet = scrub(snippet[:SNIPPET_CHARS], secret_values(request))
+    snippet = scrub_clip(snippet, secret_values(request), SNIPPET_CHARS)  # scrub, then cut
     return ParseError(
         message,
         request=request,

@@ -292,6 +292,8 @@ class APIOrchestrationConfig:
     def __repr__(self) -> str:
         shown = [
             f"{f.name}={getattr(self, f.name)!r}"
+            if f.name != "backend" or not isinstance(self.backend, str)
+            else f"backend={redact_url(self.backend)!r}"  # a Redis URL's password
             for f in fields(self)
             if f.repr and f.name != "endpoints"
         ]

@@ -1,4 +1,9 @@
-"""What a run did: one report per endpoint and the run's critical path."""
+"""What a run did: one report per endpoint and the run's critical path.
+
+The reprs leave results out: a result holds whatever the upstream sent (an
+echoed header, a signed URL), so it is shown by type only; read ``value`` and
+``result`` for the data. Errors show as their (scrubbed) repr.
+"""
 
 from __future__ import annotations
 
@@ -40,6 +45,23 @@ class EndpointReport:
             "error": None if self.error is None else f"{type(self.error).__name__}: {self.error}",
             "reason": self.reason,
         }
+
+    def __repr__(self) -> str:
+        parts = [f"name={self.name!r}", f"outcome={self.outcome!r}"]
+        if self.result is not None:
+            parts.append(f"result=<{type(self.result).__name__}>")
+        parts.append(f"attempts={self.attempts}")
+        if self.status_code is not None:
+            parts.append(f"status_code={self.status_code}")
+        if self.latency is not None:
+            parts.append(f"latency={self.latency:.6f}")
+        if self.error is not None:
+            parts.append(f"error={self.error!r}")
+        if self.reason is not None:
+            parts.append(f"reason={self.reason!r}")
+        if self.depends_on:
+            parts.append(f"depends_on={self.depends_on!r}")
+        return f"EndpointReport({', '.join(parts)})"
 
 
 @dataclass
@@ -113,6 +135,12 @@ class RunReport:
             f"critical path {' -> '.join(self.critical_path) or '-'}"
         )
         return "\n".join(line.rstrip() for line in lines)
+
+    def __repr__(self) -> str:
+        return (
+            f"RunReport(mode={self.mode!r}, ok={self.ok}, value=<{type(self.value).__name__}>, "
+            f"duration={self.duration:.6f}, endpoints={list(self.endpoints.values())!r})"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly summary of the run (results excluded)."""
