@@ -130,6 +130,9 @@ class ConnectError(TransportError):
 #: The message of a ``CancelledError`` that a transport raises when the call was cancelled
 #: while it still waited for its turn: nothing reached the server.
 CANCELLED_BEFORE_SENDING = "lamina: cancelled before the request was sent"
+#: ... and when it was cancelled after it had first waited for its turn (a connection).
+#: Either carries the seconds waited as its second argument.
+CANCELLED_AFTER_WAITING = "lamina: cancelled after waiting for a connection"
 
 
 def cancelled_before_sending(exc: BaseException) -> bool:
@@ -137,11 +140,21 @@ def cancelled_before_sending(exc: BaseException) -> bool:
     return exc.args[:1] == (CANCELLED_BEFORE_SENDING,)
 
 
+def connection_wait(exc: BaseException) -> float:
+    """Seconds a cancelled request had waited for a connection (0.0 if unknown or none)."""
+    args = exc.args
+    if len(args) == 2 and args[0] in (CANCELLED_BEFORE_SENDING, CANCELLED_AFTER_WAITING):
+        return float(args[1])
+    return 0.0
+
+
 class TimeoutError(LaminaError, builtins.TimeoutError):
     """An attempt, a deadline or a connection timed out.
 
     ``timeout`` is the limit in seconds when known; ``request_sent`` is False
-    for connect and pool timeouts.
+    for connect and pool timeouts. ``waited`` is how much of the attempt went
+    to waiting for a connection inside the transport (seconds): time the
+    upstream never had, so a circuit breaker does not count such a timeout.
     """
 
     def __init__(
@@ -152,9 +165,11 @@ class TimeoutError(LaminaError, builtins.TimeoutError):
         request: Request | None = None,
         timeout: float | None = None,
         request_sent: bool = True,
+        waited: float = 0.0,
     ) -> None:
         self.timeout = timeout
         self.request_sent = request_sent
+        self.waited = waited
         super().__init__(message, endpoint=endpoint, request=request)
 
 

@@ -15,7 +15,7 @@ import functools
 import inspect
 import json as jsonlib
 from collections.abc import AsyncGenerator
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
@@ -28,11 +28,17 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from ._closeable import AsyncCloseable
 from ._core import Request, Response
 from ._decoding import ACCEPT_ENCODING, BodyDecoder, content_codings
-from ._errors import ConfigError, ConnectError, ResponseTooLarge, TimeoutError
+from ._errors import ConfigError, ConnectError, ConnectTimeout, ResponseTooLarge, TimeoutError
 from ._errors import TransportError as LaminaTransportError
 from ._headers import Headers
 from ._redact import scrub, secret_values
-from .transport import DEFAULT_MAX_RESPONSE_BYTES, REDIRECT_STATUSES, send
+from .transport import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    REDIRECT_STATUSES,
+    InFlightGate,
+    in_flight_limit,
+    send,
+)
 
 __all__ = ["AiohttpTransport"]
 
@@ -53,6 +59,13 @@ class AiohttpTransport(AsyncCloseable):
     ``auto_decompress=False``). aiohttp's hidden resend of a request dropped by a
     reused connection is switched off: every attempt is one the retry layer counted.
     ``Response.http`` is the ``aiohttp.ClientResponse``.
+
+    At most ``max_in_flight`` requests are inside the session at once, by default
+    the connector's ``limit`` (100 in aiohttp); the rest wait their turn here, as
+    on HttpxTransport. A call whose timeout fires while it waits here has sent
+    nothing (``TimeoutError.request_sent`` is False): it is retried whatever its
+    method and a circuit breaker does not count it. Inside aiohttp's pool that
+    would not be known.
     """
 
     def __init__(
@@ -62,6 +75,7 @@ class AiohttpTransport(AsyncCloseable):
         follow_redirects: bool = False,
         max_redirects: int = 10,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        max_in_flight: int | Literal["pool"] | None = "pool",
         **session_options: Any,
     ) -> None:
         if session is not None and session_options:
@@ -81,6 +95,14 @@ class AiohttpTransport(AsyncCloseable):
             raise ConfigError("must be > 0", field="max_response_bytes")
         if max_redirects < 0:
             raise ConfigError("must be >= 0", field="max_redirects")
+        if max_in_flight == "pool":
+            if session is None:  # aiohttp's default connector holds 100 connections
+                limit = getattr(session_options.get("connector"), "limit", 100)
+            else:
+                limit = getattr(session.connector, "limit", 0)
+            max_in_flight = limit if isinstance(limit, int) and limit > 0 else None
+        else:
+            max_in_flight = in_flight_limit(max_in_flight)
         if session is not None:
             _no_hidden_retries(session)
         self._owns_session = session is None
@@ -91,6 +113,8 @@ class AiohttpTransport(AsyncCloseable):
         self.follow_redirects = follow_redirects
         self.max_redirects = max_redirects
         self.max_response_bytes = max_response_bytes
+        self.max_in_flight = max_in_flight
+        self._gate = InFlightGate(max_in_flight) if max_in_flight is not None else None
 
     @property
     def session(self) -> aiohttp.ClientSession | None:
@@ -121,6 +145,12 @@ class AiohttpTransport(AsyncCloseable):
         return await send(self._send_once, request, self.follow_redirects, self.max_redirects)
 
     async def _send_once(self, request: Request) -> Response:
+        gate = self._gate
+        if gate is None:
+            return await self._send_now(request)
+        return await gate.send(self._send_now, request)
+
+    async def _send_now(self, request: Request) -> Response:
         loop = asyncio.get_running_loop()
         session = self._session
         if session is None or loop is not self._loop:
@@ -258,8 +288,8 @@ async def _read_limited(
 def _map_error(exc: BaseException, request: Request) -> Exception:
     text = str(exc) or "connection closed or reset by the peer"
     detail = scrub(f"{type(exc).__name__}: {text}", secret_values(request))
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return TimeoutError(detail, request=request, request_sent=False)
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):  # connecting timed out: nothing sent
+        return ConnectTimeout(detail, request=request)
     if isinstance(exc, builtins.TimeoutError):  # ServerTimeoutError, SocketTimeoutError
         return TimeoutError(detail, request=request, request_sent=True)
     if isinstance(exc, aiohttp.ClientConnectorError):

@@ -13,7 +13,9 @@
 * :class:`CircuitBreaker` ties them to a clock, raises a fresh
   :class:`lamina.CircuitOpenError` on each rejection, reports events and calls
   hooks. A cancelled call is neutral: it neither fails nor heals the breaker,
-  and a cancelled half-open probe frees the probe slot.
+  and a cancelled half-open probe frees the probe slot. So is a call that
+  timed out before its request was sent or after waiting for a connection
+  (see :func:`timed_out_waiting`): waiting says nothing about the dependency.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Any, Protocol, TypeVar, cast
 from . import _validate as check
 from ._clock import Clock, default_clock
 from ._core import Request
-from ._errors import CircuitOpenError, ConfigError
+from ._errors import CircuitOpenError, ConfigError, TimeoutError, TransportError
 from ._events import EVENTS_KEY, emit
 
 __all__ = [
@@ -42,11 +44,24 @@ __all__ = [
     "Permit",
     "StateChange",
     "StateChangeHook",
+    "timed_out_waiting",
 ]
 
 logger = logging.getLogger("lamina.breaker")
 
 T = TypeVar("T")
+
+
+def timed_out_waiting(exc: BaseException) -> bool:
+    """True for a lamina timeout that says nothing about the upstream: it fired before
+    the request was sent (``request_sent=False``: queued for a connection, or the
+    deadline passed before the attempt started), or after part of the attempt went
+    to waiting for a connection inside the transport (``waited > 0``), so the
+    upstream never had the whole attempt. A breaker counts it neither way. A connect
+    timeout is not one: :class:`lamina.ConnectTimeout` is a ``ConnectError`` and counts."""
+    if not isinstance(exc, TimeoutError) or isinstance(exc, TransportError):
+        return False
+    return not exc.request_sent or getattr(exc, "waited", 0.0) > 0
 
 
 class CircuitState(StrEnum):
@@ -230,7 +245,8 @@ class CircuitBreaker:
     ``await breaker.call(func, *args, **kwargs)`` accepts sync and async
     callables. There any ``Exception`` is a failure except those in
     ``exclude``, which count as success (the dependency answered);
-    cancellation is neutral.
+    cancellation and a lamina timeout that fired before the request was sent,
+    or after waiting for a connection (:func:`timed_out_waiting`) are neutral.
     """
 
     __slots__ = ("_backend", "_hooks", "_local", "_machine", "clock", "exclude", "name")
@@ -355,8 +371,11 @@ class CircuitBreaker:
             if inspect.isawaitable(result):
                 result = await result
         except Exception as exc:
-            failed = not isinstance(exc, self.exclude)
-            await self.release(permit, Outcome.FAILURE if failed else Outcome.SUCCESS)
+            if timed_out_waiting(exc):
+                outcome = Outcome.NEUTRAL
+            else:
+                outcome = Outcome.SUCCESS if isinstance(exc, self.exclude) else Outcome.FAILURE
+            await self.release(permit, outcome)
             raise
         except BaseException:  # cancellation, KeyboardInterrupt: neutral
             await self.release(permit, Outcome.NEUTRAL)

@@ -19,9 +19,11 @@ from ._closeable import AsyncCloseable
 from ._core import Request, Response
 from ._decoding import ACCEPT_ENCODING, BodyDecoder, content_codings
 from ._errors import (
+    CANCELLED_AFTER_WAITING,
     CANCELLED_BEFORE_SENDING,
     ConfigError,
     ConnectError,
+    ConnectTimeout,
     ParseError,
     ResponseTooLarge,
     TimeoutError,
@@ -30,7 +32,14 @@ from ._errors import TransportError as LaminaTransportError
 from ._headers import Headers
 from ._redact import is_secret_header, scrub, secret_values
 
-__all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "REDIRECT_STATUSES", "HttpxTransport", "send"]
+__all__ = [
+    "DEFAULT_MAX_RESPONSE_BYTES",
+    "REDIRECT_STATUSES",
+    "HttpxTransport",
+    "InFlightGate",
+    "check_headers",
+    "send",
+]
 
 DEFAULT_MAX_RESPONSE_BYTES = 10 * 1024 * 1024
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -81,12 +90,8 @@ class HttpxTransport(AsyncCloseable):
             raise ConfigError("must be >= 0", field="max_redirects")
         if max_in_flight == "pool":
             max_in_flight = _pool_size(client_options) if client is None else None
-        elif max_in_flight is not None and (
-            not isinstance(max_in_flight, int)
-            or isinstance(max_in_flight, bool)
-            or max_in_flight <= 0
-        ):
-            raise ConfigError("must be an int > 0, None or 'pool'", field="max_in_flight")
+        else:
+            max_in_flight = in_flight_limit(max_in_flight)
         _warm_up()
         self._owns_client = client is None
         if client is None:
@@ -104,26 +109,16 @@ class HttpxTransport(AsyncCloseable):
         self.max_redirects = max_redirects
         self.max_response_bytes = max_response_bytes
         self.max_in_flight = max_in_flight
-        self._gate: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
+        self._gate = InFlightGate(max_in_flight) if max_in_flight is not None else None
 
     async def __call__(self, request: Request) -> Response:
         return await send(self._send_once, request, self.follow_redirects, self.max_redirects)
 
     async def _send_once(self, request: Request) -> Response:
-        if self.max_in_flight is None:
-            return await self._send_now(request)
         gate = self._gate
-        loop = asyncio.get_running_loop()
-        if gate is None or gate[0] is not loop:  # a semaphore belongs to one loop
-            gate = self._gate = (loop, asyncio.Semaphore(self.max_in_flight))
-        try:
-            await gate[1].acquire()
-        except asyncio.CancelledError:  # e.g. the attempt timed out while queued here
-            raise asyncio.CancelledError(CANCELLED_BEFORE_SENDING) from None
-        try:
+        if gate is None:
             return await self._send_now(request)
-        finally:
-            gate[1].release()
+        return await gate.send(self._send_now, request)
 
     async def _send_now(self, request: Request) -> Response:
         limit = request.extensions.get("max_response_bytes", self.max_response_bytes)
@@ -199,6 +194,73 @@ async def send(
     raise LaminaTransportError(
         f"more than max_redirects={max_redirects} redirects", request=request
     )
+
+
+class InFlightGate:
+    """At most ``size`` requests inside a client at once; the others wait here, in order.
+
+    Every transport puts one in front of its connection pool, sized to the pool,
+    so a request that waits for a connection waits here, where lamina knows it:
+
+    * cancelled while waiting (the attempt's timeout fired), nothing was sent:
+      ``CancelledError(CANCELLED_BEFORE_SENDING, waited)``, which ``TimeoutLayer``
+      turns into a ``TimeoutError`` with ``request_sent=False``;
+    * cancelled after it waited and was sent: ``CancelledError(CANCELLED_AFTER_WAITING,
+      waited)``, a ``TimeoutError`` whose ``waited`` says how much of the attempt
+      the upstream never had.
+
+    A circuit breaker counts neither (waiting for a connection is not the
+    upstream failing). A semaphore belongs to one event loop: a new loop gets a new one.
+    """
+
+    __slots__ = ("_loop", "_semaphore", "size")
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._semaphore = asyncio.Semaphore(size)
+
+    async def send(
+        self, send_now: Callable[[Request], Awaitable[Response]], request: Request
+    ) -> Response:
+        """``send_now(request)`` once there is room."""
+        semaphore = self._semaphore
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            if self._loop is not None:
+                semaphore = self._semaphore = asyncio.Semaphore(self.size)
+            self._loop = loop
+        waited = 0.0
+        if semaphore.locked():
+            started = loop.time()
+            try:
+                await semaphore.acquire()
+            except asyncio.CancelledError:  # e.g. the attempt timed out while queued here
+                waited = loop.time() - started
+                raise asyncio.CancelledError(CANCELLED_BEFORE_SENDING, waited) from None
+            waited = loop.time() - started
+        else:
+            await semaphore.acquire()  # returns at once
+        try:
+            return await send_now(request)
+        except asyncio.CancelledError as exc:
+            if waited and not exc.args:
+                raise asyncio.CancelledError(CANCELLED_AFTER_WAITING, waited) from exc
+            raise
+        finally:
+            semaphore.release()
+
+    def __repr__(self) -> str:
+        return f"InFlightGate(size={self.size})"
+
+
+def in_flight_limit(value: object) -> int | None:
+    """Check a ``max_in_flight`` given as a number (or None: no gate)."""
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ConfigError("must be an int > 0, None or 'pool'", field="max_in_flight")
+    return value
 
 
 # Control characters a header must not hold (RFC 9110 5.5: HTAB is the only one allowed).
@@ -294,8 +356,10 @@ def _redirected(request: Request, status: int, location: str) -> Request:
 def _map_error(exc: httpx.HTTPError, request: Request) -> Exception:
     text = str(exc) or "connection closed or reset by the peer"
     detail = scrub(f"{type(exc).__name__}: {text}", secret_values(request))
-    if isinstance(exc, httpx.TimeoutException):
-        sent = not isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout)
+    if isinstance(exc, httpx.ConnectTimeout):  # the server (or the way to it) failed
+        return ConnectTimeout(detail, request=request)
+    if isinstance(exc, httpx.TimeoutException):  # a pool timeout: nothing was sent
+        sent = not isinstance(exc, httpx.PoolTimeout)
         return TimeoutError(detail, request=request, request_sent=sent)
     if isinstance(exc, httpx.ConnectError):
         return ConnectError(detail, request=request)

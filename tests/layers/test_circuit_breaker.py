@@ -11,9 +11,11 @@ from typing import Any
 import pytest
 
 from lamina import (
+    CircuitBreaker,
     CircuitOpenError,
     ConfigError,
     ConnectError,
+    ConnectTimeout,
     HttpxTransport,
     RateLimitExceeded,
     Request,
@@ -24,7 +26,7 @@ from lamina import (
     service_fn,
 )
 from lamina._events import listen
-from lamina.breaker import CircuitState, StateChange
+from lamina.breaker import CircuitState, StateChange, timed_out_waiting
 from lamina.layers.circuit_breaker import CircuitBreakerLayer, default_is_failure
 from lamina.layers.timeout import TimeoutLayer
 from lamina.testing import LocalServer, ManualClock
@@ -387,3 +389,95 @@ async def test_real_server_timeouts_and_resets_count(lamina_server: LocalServer)
             await svc(Request("GET", lamina_server.url_for("/json"), endpoint="flaky"))
     assert layer.breakers["flaky"].state is CircuitState.OPEN
     assert lamina_server.hits("/json") == 0
+
+
+# -- only the upstream's failures count (issue 12, item 11) ------------------------------
+
+
+WAITING_TIMEOUTS = [
+    pytest.param(TimeoutError("queued", timeout=1.0, request_sent=False), id="not-sent"),
+    pytest.param(TimeoutError("late", timeout=1.0, request_sent=True, waited=0.8), id="waited"),
+    pytest.param(TimeoutError("deadline passed", timeout=0.0, request_sent=False), id="deadline"),
+]
+
+
+@pytest.mark.parametrize("error", WAITING_TIMEOUTS)
+def test_a_timeout_spent_waiting_is_not_an_upstream_failure(error: TimeoutError) -> None:
+    assert timed_out_waiting(error)
+    assert default_is_failure(error) is False
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        TimeoutError("the upstream had it all", timeout=1.0),
+        ConnectTimeout("connecting timed out", timeout=1.0),
+        ConnectError("refused"),
+        TransportError("reset"),
+    ],
+)
+def test_the_upstreams_own_failures_still_count(error: Exception) -> None:
+    assert not timed_out_waiting(error)
+    assert default_is_failure(error) is True
+
+
+def test_a_connect_timeout_is_a_connect_error_and_a_timeout() -> None:
+    error = ConnectTimeout("connecting timed out")
+    assert isinstance(error, ConnectError)
+    assert isinstance(error, TimeoutError)
+    assert isinstance(error, builtins.TimeoutError)
+    assert error.request_sent is False
+
+
+@pytest.mark.parametrize("error", WAITING_TIMEOUTS)
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"failure_statuses": {503}}, {"is_failure": lambda outcome: True}],
+    ids=["default", "failure_statuses", "is_failure"],
+)
+async def test_waiting_timeouts_are_neutral_whatever_the_predicate(
+    error: TimeoutError, options: dict[str, Any]
+) -> None:
+    layer = CircuitBreakerLayer(threshold=2, **options)
+    failing = layer.wrap(Inner(503))
+    waiting = layer.wrap(Inner(error=error))
+    await failing(req())  # one failure counted
+    for _ in range(5):
+        with pytest.raises(TimeoutError):
+            await waiting(req())
+    brk = layer.breakers["users"]
+    assert (brk.state, brk.failure_count) == ("closed", 1)  # neither counted nor reset
+
+
+@pytest.mark.parametrize("error", WAITING_TIMEOUTS)
+async def test_circuit_breaker_call_treats_waiting_timeouts_as_neutral(
+    error: TimeoutError,
+) -> None:
+    breaker = CircuitBreaker(threshold=1, name="db")
+
+    async def waits() -> None:
+        raise error
+
+    for _ in range(3):
+        with pytest.raises(TimeoutError):
+            await breaker.call(waits)
+    assert (breaker.state, breaker.failure_count) == ("closed", 0)
+
+    async def hangs() -> None:
+        raise TimeoutError("the dependency had it all", timeout=1.0)
+
+    with pytest.raises(TimeoutError):
+        await breaker.call(hangs)
+    assert breaker.state is CircuitState.OPEN
+
+
+async def test_a_waiting_probe_frees_the_half_open_slot(manual_clock: ManualClock) -> None:
+    layer = CircuitBreakerLayer(threshold=1, timeout=10.0, clock=manual_clock)
+    await layer.wrap(Inner(503))(req())
+    manual_clock.advance(10.0)
+    with pytest.raises(TimeoutError):
+        await layer.wrap(Inner(error=TimeoutError("queued", request_sent=False)))(req())
+    assert layer.breakers["users"].state is CircuitState.HALF_OPEN
+    response = await layer.wrap(Inner(200))(req())  # the next call may probe
+    assert response.status_code == 200
+    assert layer.breakers["users"].state is CircuitState.CLOSED

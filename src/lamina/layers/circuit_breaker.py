@@ -17,6 +17,7 @@ from ..breaker import (
     MemoryBackend,
     Outcome,
     StateChangeHook,
+    timed_out_waiting,
 )
 
 __all__ = ["CircuitBreakerLayer", "CircuitBreakerService", "default_is_failure"]
@@ -27,10 +28,17 @@ FailurePredicate = Callable[[Response | BaseException], bool]
 
 
 def default_is_failure(outcome: Response | BaseException) -> bool:
-    """Transport errors, lamina timeouts and responses with status >= 500."""
+    """Transport errors (a connect timeout is one), lamina timeouts that the
+    upstream had the whole attempt for, and responses with status >= 500."""
     if isinstance(outcome, Response):
         return outcome.status_code >= 500
-    return isinstance(outcome, TransportError | TimeoutError)
+    return _upstream_failed(outcome)
+
+
+def _upstream_failed(exc: BaseException) -> bool:
+    if isinstance(exc, TransportError):
+        return True
+    return isinstance(exc, TimeoutError) and not timed_out_waiting(exc)
 
 
 class CircuitBreakerLayer:
@@ -44,8 +52,12 @@ class CircuitBreakerLayer:
     ``failure_statuses`` (responses only; transport errors and timeouts still
     fail), default :func:`default_is_failure`. A response that is not a failure
     is a success; an exception that is not a failure (e.g. a limiter refusing)
-    and a cancellation are neutral. Rejections raise
-    :class:`lamina.CircuitOpenError` without calling the inner service.
+    and a cancellation are neutral. Only the upstream's failures count: a
+    timeout that fired before the request was sent, or after part of the attempt
+    went to waiting for a connection in the transport
+    (:func:`lamina.breaker.timed_out_waiting`), is neutral whatever
+    ``is_failure`` says. Rejections raise :class:`lamina.CircuitOpenError`
+    without calling the inner service.
 
     ``backend`` stores the breakers' state: in memory by default, or shared by
     every process with a :class:`lamina.backends.RedisBackend` (or its
@@ -149,7 +161,7 @@ class CircuitBreakerService:
         try:
             response = await self.inner(request)
         except Exception as exc:
-            failed = _judge(config.is_failure, exc)
+            failed = not timed_out_waiting(exc) and _judge(config.is_failure, exc)
             await brk.release(permit, Outcome.FAILURE if failed else Outcome.NEUTRAL, request)
             raise
         except BaseException:  # cancelled: neither success nor failure
@@ -181,6 +193,6 @@ def _status_predicate(statuses: Collection[int]) -> FailurePredicate:
     def is_failure(outcome: Response | BaseException) -> bool:
         if isinstance(outcome, Response):
             return outcome.status_code in frozen
-        return isinstance(outcome, TransportError | TimeoutError)
+        return _upstream_failed(outcome)
 
     return is_failure

@@ -6,7 +6,7 @@ import asyncio
 
 from .._clock import Clock, default_clock
 from .._core import Request, Response, Service
-from .._errors import TimeoutError, cancelled_before_sending
+from .._errors import TimeoutError, cancelled_before_sending, connection_wait
 from .._validate import positive_number
 
 __all__ = ["Timeout", "TimeoutLayer"]
@@ -71,11 +71,16 @@ class Timeout:
             if expiry.fired:
                 expiry.fired = False  # consumed here: the finally must not uncancel again
                 if task.uncancel() <= expiry.cancelling:  # nobody else cancelled the task
+                    waited = connection_wait(exc)
+                    sent = not cancelled_before_sending(exc)
+                    if waited:
+                        cause = f"{cause}; waited {waited:.3g}s for a connection"
                     raise TimeoutError(
                         f"timed out after {limit:.3g}s ({cause})",
                         request=request,
                         timeout=limit,
-                        request_sent=not cancelled_before_sending(exc),
+                        request_sent=sent,
+                        waited=waited,
                     ) from exc
             raise
         finally:
