@@ -332,3 +332,53 @@ async def test_a_failed_refresh_serves_the_entry_only_with_stale_if_error() -> N
     served = await opted(req(extensions=refresh))
     assert served.stale
     assert served.value["n"] == 1
+
+
+class SecretStore(MemoryStore):
+    """An in-process stand-in for a shared store that keeps the key secret."""
+
+    def __init__(self, clock: ManualClock) -> None:
+        super().__init__(clock=clock)
+        self.asked = 0
+        self.secret: bytes | None = None
+        self.candidates: list[bytes] = []
+
+    async def key_secret(self, candidate: bytes, request: Request | None = None) -> bytes | None:
+        self.asked += 1
+        self.candidates.append(candidate)
+        await asyncio.sleep(0)
+        return self.secret
+
+
+async def test_a_shared_secret_is_asked_once_then_hourly_and_a_local_key_stands_in() -> None:
+    clock = ManualClock()
+    store = SecretStore(clock)
+
+    def tenant() -> Request:
+        return req(headers={"X-Tenant-ID": "acme"})
+
+    svc, upstream, layer = make(store=store, clock=clock, ttl=10_000)
+    await asyncio.gather(*(svc(tenant()) for _ in range(20)))
+    assert store.asked == 1  # concurrent first calls share one ask
+    assert upstream.calls == 1
+    assert (await svc(tenant())).from_cache  # unreachable: a local key, still a working cache
+    assert store.asked == 1
+    clock.advance(1.5)  # asked again a second later
+    store.secret = b"s" * 32
+    assert not (await svc(tenant())).from_cache  # the shared key: other keys
+    assert store.asked == 2
+    assert (await svc(tenant())).from_cache
+    clock.advance(3599)
+    assert (await svc(tenant())).from_cache
+    assert store.asked == 2
+    clock.advance(2)  # renewed after an hour; the same secret keeps every entry
+    assert (await svc(tenant())).from_cache
+    assert store.asked == 3
+    assert store.candidates[-1] == b"s" * 32  # offers the secret it holds, to put it back
+    assert upstream.calls == 2
+    assert b"s" * 32 not in repr(layer).encode()
+
+
+def test_an_empty_store_passed_in_is_the_one_used() -> None:
+    store = MemoryStore(maxsize=5)  # len() == 0: falsy, and was silently replaced before
+    assert CacheLayer(store=store).store is store

@@ -16,7 +16,7 @@ from .keys import (
     scoped_key,
 )
 from .policy import Storable, parse_cache_control, serves_stale, storable
-from .store import CacheStore, MemoryStore, SyncCacheStore
+from .store import CacheStore, MemoryStore, SharedSecretStore, SyncCacheStore
 
 __all__ = [
     "ENV_SECRET",
@@ -26,6 +26,7 @@ __all__ = [
     "KeyFunction",
     "KeyScheme",
     "MemoryStore",
+    "SharedSecretStore",
     "SingleFlight",
     "Storable",
     "SyncCacheStore",

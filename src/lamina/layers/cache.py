@@ -122,7 +122,10 @@ class CacheLayer:
             store = store.cache_store(maxsize=maxsize, clock=self.clock)
         if store is not None and not isinstance(store, CacheStore):
             raise ConfigError("must implement get/set/delete/clear", field="store")
-        self.store: CacheStore = store or MemoryStore(maxsize, clock=self.clock)
+        # not `store or ...`: an empty MemoryStore is falsy (len 0) and was silently replaced
+        self.store: CacheStore = (
+            store if store is not None else MemoryStore(maxsize, clock=self.clock)
+        )
         # Keys leave the process (a network store) only as "<endpoint>|#<hmac>".
         self._opaque = not isinstance(self.store, MemoryStore)
         self._shared_secret = secret is None and isinstance(self.store, SharedSecretStore)
