@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -95,10 +96,11 @@ def free_port() -> int:
 
 
 class SpareRedis:
-    """A redis-server process this test session owns (stop/start at will)."""
+    """A redis-server process this test session owns (stop/start, freeze/thaw at will)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *extra: str) -> None:
         self.port = free_port()
+        self.extra = list(extra)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -125,11 +127,16 @@ class SpareRedis:
                 "no",
                 "--loglevel",
                 "warning",
+                *self.extra,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        client = redis.Redis(port=self.port, socket_timeout=0.2, socket_connect_timeout=0.2)
+        extra = self.extra
+        password = extra[extra.index("--requirepass") + 1] if "--requirepass" in extra else None
+        client = redis.Redis(
+            port=self.port, password=password, socket_timeout=0.2, socket_connect_timeout=0.2
+        )
         for _ in range(100):
             try:
                 client.ping()
@@ -144,6 +151,15 @@ class SpareRedis:
             self.proc.kill()  # our own child, by its pid
             self.proc.wait(5)
             self.proc = None
+
+    def freeze(self) -> None:
+        """SIGSTOP our own child: connections stay open, nothing answers."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
 
 
 @pytest.fixture
@@ -264,9 +280,8 @@ async def main():
                 reply["results"] = await asyncio.gather(
                     *(call(svc, cmd["url"], cmd.get("endpoint")) for _ in range(cmd.get("n", 1)))
                 )
-            reply["backend"] = {
-                k: getattr(backend, k, None) for k in ("errors", "fallbacks", "recoveries")
-            }
+            counters = ("errors", "fallbacks", "recoveries", "pool_waits", "slow_answers")
+            reply["backend"] = {k: getattr(backend, k, None) for k in counters}
             print(json.dumps(reply), flush=True)
 
 

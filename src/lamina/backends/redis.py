@@ -7,12 +7,14 @@ falling back to ``EVAL`` once) and the failure policy.
 
 Waiting for a pooled connection is not an outage. When every connection of
 the pool is busy (a burst of calls in one process), an operation queues, first
-come first served, for at most ``pool_timeout`` seconds, or until the call's
-deadline; redis-py's ``MaxConnectionsError`` never reaches the failure policy.
+come first served, until a connection is free or the call's deadline passes
+(or ``pool_timeout``, if set); redis-py's ``MaxConnectionsError`` never
+reaches the failure policy. The queue always moves: every Redis call is
+bounded, and an outage empties the queue at once.
 
 The failure policy applies only to real outages - connection refused or
-reset, a Redis call slower than its bound (a frozen server), an error reply,
-or no free connection within ``pool_timeout``:
+reset, no answer from Redis in time (a frozen server), an error reply, or,
+if set, no free connection within ``pool_timeout``:
 
 * ``on_error="local"`` (default): the caller uses in-process state instead.
   The first failure of an outage logs one WARNING on ``lamina.backends``;
@@ -25,10 +27,13 @@ or no free connection within ``pool_timeout``:
 * ``"closed"``: calls are rejected with :class:`lamina.BackendUnavailable`.
 * ``"open"``: calls go through unlimited, unguarded and uncached.
 
-Every Redis call is bounded by ``timeout`` seconds (socket connect and read
-timeouts, and an overall bound of twice that), and redis-py's own retries
-are off, so an outage never holds a call longer than about ``2 * timeout``
-(plus the wait for a connection, which an outage ends just as fast).
+A Redis call that gets no answer within ``timeout`` seconds is cut off and
+counts as an outage - unless other calls on the same event loop were answered
+meanwhile: then Redis is up and the event loop itself is slow (a burst keeps
+it busy, and every reply waits its turn), so the call gets another
+``timeout``, up to ``8 * timeout`` in all. redis-py's own retries are off. So
+a frozen or dead Redis holds a call for about ``timeout`` (at most
+``2 * timeout``), and a busy event loop is never mistaken for an outage.
 """
 
 from __future__ import annotations
@@ -95,6 +100,48 @@ class PoolTimeout(Exception):
     """No connection of the pool came free within ``pool_timeout`` (counted as an outage)."""
 
 
+class NoAnswer(Exception):
+    """Redis did not answer within the bound while nothing else on the loop got answers."""
+
+
+PATIENCE = 16
+"""A Redis call may take up to ``PATIENCE * timeout`` while the event loop is too busy
+to judge, or while Redis answers other calls."""
+
+
+class _LoopState:
+    """Per event loop: the gate in front of the pool, when Redis last answered, and
+    when the loop last ran late (a heartbeat, ticking only while calls are in flight)."""
+
+    __slots__ = ("answered", "beat", "gate", "in_flight", "lagged", "tick")
+
+    def __init__(self, size: int, tick: float) -> None:
+        self.gate = asyncio.Semaphore(size)
+        self.answered = 0.0  # loop.time() of the last answer from Redis
+        self.lagged = 0.0  # loop.time() of the last heartbeat that ran more than `tick` late
+        self.tick = tick
+        self.in_flight = 0
+        self.beat: asyncio.TimerHandle | None = None
+
+    def enter(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.in_flight += 1
+        if self.beat is None:
+            due = loop.time() + self.tick
+            self.beat = loop.call_at(due, self._beat, loop, due)
+
+    def leave(self) -> None:
+        self.in_flight -= 1
+
+    def _beat(self, loop: asyncio.AbstractEventLoop, due: float) -> None:
+        now = loop.time()
+        if now - due > self.tick:
+            self.lagged = now
+        if self.in_flight > 0:
+            self.beat = loop.call_at(now + self.tick, self._beat, loop, now + self.tick)
+        else:
+            self.beat = None
+
+
 def _number(value: object, field: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 3600:
         raise ConfigError(f"must be a number of seconds in (0, 3600), got {value!r}", field=field)
@@ -147,15 +194,13 @@ class RedisBackend:
             )
         self.max_connections = max_connections
         """Connections per event loop; more operations at once queue for one."""
-        self.pool_timeout = (
-            4 * self.timeout if pool_timeout is None else _number(pool_timeout, "pool_timeout")
-        )
-        """Longest wait for a free connection before it counts as an outage."""
+        self.pool_timeout = None if pool_timeout is None else _number(pool_timeout, "pool_timeout")
+        """If set, a wait for a free connection longer than this counts as an outage."""
         self._client = client
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Redis] = (
             weakref.WeakKeyDictionary()
         )
-        self._gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = (
             weakref.WeakKeyDictionary()
         )
         self._shas: dict[str, str] = {}
@@ -175,7 +220,9 @@ class RedisBackend:
         self.pool_waits = 0
         """Operations that queued for a connection because all were busy (not fallbacks)."""
         self.pool_timeouts = 0
-        """Queued operations whose wait ended at ``pool_timeout`` or the call's deadline."""
+        """Queued operations whose wait ended at the call's deadline (or ``pool_timeout``)."""
+        self.slow_answers = 0
+        """Calls that outlived ``timeout`` while Redis answered others (a busy event loop)."""
         try:
             parts = urlsplit(url)
             if parts.scheme == "unix":
@@ -211,12 +258,14 @@ class RedisBackend:
 
             # Blocking, so that a burst queues for a connection instead of raising
             # MaxConnectionsError; lamina's gate (see run) bounds and counts the wait.
+            # No socket timeouts: run() bounds every call, telling a silent Redis
+            # from a busy event loop, which a plain socket timeout cannot.
             pool = BlockingConnectionPool.from_url(
                 self._url,
                 max_connections=self.max_connections,
                 timeout=None,
-                socket_timeout=self.timeout,
-                socket_connect_timeout=self.timeout,
+                socket_timeout=None,
+                socket_connect_timeout=None,
                 retry=Retry(NoBackoff(), 0),
                 health_check_interval=0,
             )
@@ -225,18 +274,18 @@ class RedisBackend:
             self._clients[loop] = found
         return found
 
-    def _gate(self) -> asyncio.Semaphore:
-        """This loop's admission to the pool: at most as many operations as connections."""
+    def _state(self) -> _LoopState:
+        """This loop's gate (at most as many operations as connections) and answer time."""
         loop = asyncio.get_running_loop()
-        gate = self._gates.get(loop)
-        if gate is None:
+        state = self._loops.get(loop)
+        if state is None:
             size = self.max_connections
             if self._client is not None:  # never more than the user's pool holds
                 theirs = getattr(self._client.connection_pool, "max_connections", None)
                 if isinstance(theirs, int) and theirs > 0:
                     size = min(size, theirs)
-            gate = self._gates[loop] = asyncio.Semaphore(size)
-        return gate
+            state = self._loops[loop] = _LoopState(size, self.timeout / 4)
+        return state
 
     async def aclose(self) -> None:
         """Close this loop's connections (a client passed in is left open)."""
@@ -247,7 +296,7 @@ class RedisBackend:
         except RuntimeError:
             return
         found = self._clients.pop(loop, None)
-        self._gates.pop(loop, None)
+        self._loops.pop(loop, None)
         if found is not None:
             await found.aclose(close_connection_pool=True)
 
@@ -275,17 +324,19 @@ class RedisBackend:
         limit: float | None = None,
         max_wait: float | None = None,
     ) -> T:
-        """Run ``op(client)`` within ``limit`` (default ``2 * self.timeout``) seconds.
+        """Run ``op(client)``; raise :class:`RedisUnavailable` when Redis fails or is
+        known to be down.
 
-        If every connection is busy, first wait for one: at most ``pool_timeout``
-        seconds (then :class:`RedisUnavailable`, an outage) or ``max_wait`` seconds
-        if that is shorter (then :class:`PoolWaitExpired`, not an outage; callers pass
-        the time left before the call's deadline). Raises :class:`RedisUnavailable`
-        when Redis fails or is known to be down.
+        If every connection is busy, first queue for one: until one is free,
+        or for at most ``max_wait`` seconds (callers pass the time left before
+        the call's deadline; then :class:`PoolWaitExpired`, not an outage), or
+        ``pool_timeout`` if set (then an outage). ``op`` itself is bounded as the
+        module docstring says, or by a plain ``limit`` seconds if given.
         """
         if time.monotonic() < self._down_until:
             raise RedisUnavailable("redis marked down")
-        gate = self._gate()
+        state = self._state()
+        gate = state.gate
         if gate.locked():
             await self._wait_for_connection(gate, max_wait)
         else:
@@ -293,14 +344,14 @@ class RedisBackend:
         try:
             if time.monotonic() < self._down_until:  # went down while this one queued
                 raise RedisUnavailable("redis marked down")
-            return await self._call(op, limit)
+            return await self._call(op, state, limit)
         finally:
             gate.release()
 
     async def _wait_for_connection(self, gate: asyncio.Semaphore, max_wait: float | None) -> None:
         self.pool_waits += 1
         bound, by_caller = self.pool_timeout, False
-        if max_wait is not None and max_wait < bound:
+        if max_wait is not None and (bound is None or max_wait < bound):
             bound, by_caller = max(0.0, max_wait), True
         try:
             async with asyncio.timeout(bound):
@@ -313,33 +364,79 @@ class RedisBackend:
             self._failed(error)
             raise RedisUnavailable("PoolTimeout") from error
 
-    async def _call(self, op: Callable[[Redis], Awaitable[T]], limit: float | None) -> T:
+    async def _call(
+        self, op: Callable[[Redis], Awaitable[T]], state: _LoopState, limit: float | None
+    ) -> T:
         from redis.exceptions import MaxConnectionsError, RedisError
 
-        give_up = time.monotonic() + self.pool_timeout
+        episode = self.outages  # an answer to a call sent before an outage does not end it
         pause = 0.001
         while True:
             try:
-                async with asyncio.timeout(limit or 2 * self.timeout):
-                    result = await op(self.client())
+                result = await self._bounded(op, state, limit)
             except MaxConnectionsError as exc:
                 # Only with a client of the user's own, on a non-blocking pool that other
-                # code also uses (the gate keeps lamina within its size): still not an
-                # outage, so wait for a connection to come back, up to pool_timeout.
-                if time.monotonic() + pause > give_up:
-                    self.pool_timeouts += 1
-                    self._failed(PoolTimeout(str(exc)))
-                    raise RedisUnavailable("PoolTimeout") from exc
+                # code also uses (the gate keeps lamina within its size): not an outage,
+                # so wait for a connection to come back (as long as Redis answers others).
                 self.pool_waits += 1
+                if pause > 0.05:
+                    self.pool_timeouts += 1
+                    self._failed(exc)
+                    raise RedisUnavailable(type(exc).__name__) from exc
                 await asyncio.sleep(pause)
-                pause = min(2 * pause, 0.05)
+                pause *= 2
                 continue
-            except (RedisError, OSError) as exc:  # OSError covers asyncio's TimeoutError
+            except (RedisError, OSError, NoAnswer) as exc:  # OSError: TimeoutError too
                 self._failed(exc)
                 raise RedisUnavailable(type(exc).__name__) from exc
             break
-        if self._warned:
+        if self._warned and episode == self.outages:
             self._recovered()
+        return result
+
+    async def _bounded(
+        self, op: Callable[[Redis], Awaitable[T]], state: _LoopState, limit: float | None
+    ) -> T:
+        """``op(client)``, cut off after ``timeout`` seconds without an answer from Redis
+        on this loop (see the module docstring), or after a plain ``limit``."""
+        loop = asyncio.get_running_loop()
+        if limit is not None:
+            async with asyncio.timeout(limit):
+                return await op(self.client())
+        period = self.timeout
+        started = checked = loop.time()
+        handle: asyncio.TimerHandle | None = None
+        expired = False
+        state.enter(loop)
+        try:
+            async with asyncio.timeout(None) as scope:
+
+                def check(due: float) -> None:
+                    nonlocal checked, handle, expired
+                    now = loop.time()
+                    busy = now - due > state.tick or state.lagged > checked
+                    if (busy or state.answered > checked) and now < started + PATIENCE * period:
+                        # the loop was too busy to tell, or Redis answered others since
+                        checked = now
+                        handle = loop.call_at(now + period, check, now + period)
+                    else:
+                        expired = True
+                        scope.reschedule(now)
+
+                handle = loop.call_at(started + period, check, started + period)
+                try:
+                    result = await op(self.client())
+                finally:
+                    handle.cancel()
+        except TimeoutError:
+            if expired:
+                raise NoAnswer(f"no answer within {loop.time() - started:.3g}s") from None
+            raise
+        finally:
+            state.leave()
+        if checked > started:
+            self.slow_answers += 1
+        state.answered = loop.time()
         return result
 
     async def script(

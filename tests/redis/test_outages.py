@@ -1,0 +1,257 @@
+"""Waiting for a connection is not an outage; a real outage is counted, logged once per
+episode, and never fails or hangs a call (issue 12, item 10). Real Redis servers:
+the shared one for pool waits, a spare one of our own to freeze (SIGSTOP) or kill."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from lamina import (
+    APIEndpoint,
+    APIOrchestrationConfig,
+    APIOrchestrator,
+    HttpxTransport,
+    RateLimitExceeded,
+    Request,
+)
+from lamina._events import listen
+from lamina.aiohttp_transport import AiohttpTransport
+from lamina.backends.redis import RedisBackend
+from lamina.breaker import CircuitBreaker
+from lamina.testing import LocalServer
+
+from .conftest import SpareRedis
+
+PASSWORD = "s3cret-redis-pw"
+
+
+@pytest.fixture(params=["httpx", "aiohttp"])
+async def transport(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
+    kind = HttpxTransport if request.param == "httpx" else AiohttpTransport
+    async with kind() as t:
+        yield t
+
+
+@pytest.fixture
+def locked_redis(redis_url: str) -> Iterator[SpareRedis]:
+    """A spare redis-server with a password (to show it never reaches an output)."""
+    server = SpareRedis("--requirepass", PASSWORD)
+    server.start()
+    yield server
+    server.stop()
+
+
+def secret_url(server: SpareRedis) -> str:
+    return f"redis://:{PASSWORD}@127.0.0.1:{server.port}/0"
+
+
+# -- waiting for a connection ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("client_pool", [None, 2], ids=["own-pool", "user-client-nonblocking"])
+async def test_waiting_for_a_pooled_connection_is_not_a_fallback(
+    redis_url: str, prefix: str, client_pool: int | None
+) -> None:
+    options: dict[str, Any] = {"max_connections": 2}
+    if client_pool is not None:
+        from redis.asyncio import ConnectionPool, Redis
+
+        pool = ConnectionPool.from_url(redis_url, max_connections=client_pool)
+        options = {"client": Redis(connection_pool=pool)}
+    backend = RedisBackend(redis_url, prefix=prefix, **options)
+    limiter = backend.limiter(20, 60, name="api")
+    breaker = CircuitBreaker(3, 30, name="dep", backend=backend.breaker_backend())
+
+    async def one() -> bool:
+        await breaker.call(lambda: None)  # two scripts: acquire, release
+        return await limiter.try_acquire()
+
+    admitted = await asyncio.gather(*(one() for _ in range(200)))
+    assert admitted.count(True) == 20  # the shared limit, not a per-process fallback
+    assert backend.pool_waits > 0  # the calls did queue for the two connections
+    assert backend.fallbacks == 0
+    assert backend.errors == 0
+    assert backend.outages == 0
+    if client_pool is not None:
+        await options["client"].aclose()
+    await backend.aclose()
+
+
+async def test_the_calls_deadline_bounds_the_wait_without_a_fallback(
+    redis_url: str, prefix: str
+) -> None:
+    backend = RedisBackend(redis_url, prefix=prefix, max_connections=1)
+    limiter = backend.limiter(20, 60, name="api")
+    assert await limiter.try_acquire()
+
+    async def hold(client: Any) -> None:
+        await asyncio.sleep(0.5)  # the only connection stays busy
+
+    holder = asyncio.create_task(backend.run(hold, limit=5))
+    await asyncio.sleep(0.01)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(RateLimitExceeded, match="before the call's deadline"):
+        await limiter.acquire_group([limiter], deadline=limiter.clock.now() + 0.05)
+    assert loop.time() - started < 0.4  # ended by the deadline, not by the holder
+    await holder
+    assert backend.pool_timeouts == 1
+    assert backend.fallbacks == 0
+    assert backend.errors == 0
+    assert await limiter.try_acquire()  # the limit is still shared and healthy
+    await backend.aclose()
+
+
+def test_pool_options_are_validated() -> None:
+    from lamina import ConfigError
+
+    for bad in (0, -1, 1.5, True, 10**6):
+        with pytest.raises(ConfigError) as info:
+            RedisBackend(max_connections=bad)  # type: ignore[arg-type]
+        assert info.value.field == "max_connections"
+    for bad_timeout in (0, -1, float("nan"), float("inf"), "1"):
+        with pytest.raises(ConfigError) as info:
+            RedisBackend(pool_timeout=bad_timeout)  # type: ignore[arg-type]
+        assert info.value.field == "pool_timeout"
+    backend = RedisBackend(max_connections=5, pool_timeout=2)
+    assert backend.max_connections == 5
+    assert backend.pool_timeout == 2.0
+    assert "max_connections=5" in repr(backend)
+
+
+# -- counting, events and logs ---------------------------------------------------------
+
+
+async def test_every_fallback_is_counted_and_each_outage_logged_once(
+    locked_redis: SpareRedis,
+    lamina_server: LocalServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="lamina")
+    backend = RedisBackend(secret_url(locked_redis), prefix="lamina-test-out", retry_interval=0.1)
+    spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    config = APIOrchestrationConfig(
+        endpoints=[APIEndpoint(name="e", url=lamina_server.url_for("/json?i={i}"))],
+        global_rate_limit=1000,
+        cache_ttl=30,
+        backend=backend,
+    )
+    events: list[tuple[str, dict[str, Any]]] = []
+    limiter = backend.limiter(1000, 60, name="direct")
+
+    async def direct_call() -> None:  # a limiter call that knows its request: a call event
+        request = listen(
+            Request("GET", lamina_server.url_for("/json")),
+            lambda name, attrs: events.append((name, dict(attrs))),
+        )
+        await limiter.acquire_group([limiter], request=request)
+
+    async with APIOrchestrator(config, tracer_provider=provider) as orch:
+        for i in range(3):
+            assert (await orch.run({"i": i})).ok
+        await direct_call()
+        assert backend.fallbacks == 0
+
+        for episode in (1, 2):
+            locked_redis.stop()
+            for i in range(3):  # cache get/set, breaker acquire/release, limiter: all local
+                assert (await orch.run({"i": 100 * episode + i})).ok
+            await direct_call()
+            assert backend.outages == episode
+            locked_redis.start()
+            await asyncio.sleep(0.15)  # past retry_interval: the next call asks Redis again
+            assert (await orch.run({"i": 1000 + episode})).ok
+            assert backend.recoveries == episode
+
+    assert backend.fallbacks == sum(backend.fallbacks_by.values()) >= 2 * (3 * 5 + 1)
+    assert set(backend.fallbacks_by) == {"rate limit", "circuit breaker", "cache"}
+    records = [r for r in caplog.records if r.name.startswith("lamina")]
+    down = [r for r in records if "unavailable" in r.getMessage()]
+    back = [r for r in records if "answers again" in r.getMessage()]
+    assert [r.levelno for r in down] == [logging.WARNING] * 2  # one per episode
+    assert [r.levelno for r in back] == [logging.INFO] * 2
+    assert f"127.0.0.1:{locked_redis.port}/0" in down[0].getMessage()
+    assert (
+        "backend.unavailable",
+        {"backend": "redis", "what": "rate limit", "policy": "local"},
+    ) in events
+    span_events = {
+        (event.name, event.attributes["what"])
+        for span in spans.get_finished_spans()
+        for event in span.events
+        if event.name == "backend.unavailable" and event.attributes is not None
+    }
+    assert span_events == {
+        ("backend.unavailable", "rate limit"),
+        ("backend.unavailable", "circuit breaker"),
+        ("backend.unavailable", "cache"),
+    }
+    outputs = [r.getMessage() for r in caplog.records] + [repr(backend), str(events)]
+    outputs += [str(s.to_json()) for s in spans.get_finished_spans()]
+    assert not any(PASSWORD in text for text in outputs)
+
+
+# -- frozen and killed mid-run ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("outage", ["frozen", "killed"])
+async def test_redis_frozen_or_killed_mid_run_never_fails_or_hangs_a_call(
+    spare_redis: SpareRedis,
+    lamina_server: LocalServer,
+    transport: Any,
+    outage: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="lamina")
+    backend = RedisBackend(spare_redis.url, prefix="lamina-test-mid", max_connections=4)
+    config = APIOrchestrationConfig(
+        endpoints=[APIEndpoint(name="e", url=lamina_server.url_for("/json?ms=20&i={i}"))],
+        global_rate_limit=100_000,
+        cache_ttl=30,
+        total_timeout=3.0,  # every run must finish within its deadline, on the fallback
+        max_concurrent=1,
+        backend=backend,
+    )
+    runs, at_once = 240, 60
+    slots = asyncio.Semaphore(at_once)
+    loop = asyncio.get_running_loop()
+    durations: list[float] = []
+
+    async with APIOrchestrator(config, transport=transport) as orch:
+
+        async def one(i: int) -> Any:
+            async with slots:
+                started = loop.time()
+                report = await orch.run({"i": i})
+                durations.append(loop.time() - started)
+                return report
+
+        def strike() -> None:
+            spare_redis.freeze() if outage == "frozen" else spare_redis.stop()
+
+        loop.call_later(0.15, strike)  # Redis calls are in flight at that moment
+        try:
+            async with asyncio.timeout(20):
+                reports = await asyncio.gather(*(one(i) for i in range(runs)))
+        finally:
+            if outage == "frozen":
+                spare_redis.thaw()
+
+    outcomes = [r.endpoints["e"].outcome for r in reports]
+    assert outcomes == ["ok"] * runs  # none failed, none hit total_timeout
+    assert max(durations) < config.total_timeout
+    assert lamina_server.hits("/json") == runs
+    assert backend.outages == 1
+    assert backend.fallbacks > 0
+    warnings = [r for r in caplog.records if "unavailable" in r.getMessage()]
+    assert len(warnings) == 1
