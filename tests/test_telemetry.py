@@ -329,11 +329,14 @@ def test_cli_otlp_export_and_report_hold_no_env_value(
     receiver: Receiver, lamina_server: LocalServer, tmp_path: Any
 ) -> None:
     """``lamina run --otlp-endpoint --report --json``: the ${ENV} value the flow used
-    is in no span, no report (HTML entities, JSON escapes) and no console line."""
+    is in no span, no report (HTML entities, JSON escapes), no console line and no
+    log line (the flow logs responses; without a logging config they reach stderr)."""
     flow = tmp_path / "flow.yaml"
     flow.write_text(
         "name: secret-in-path\n"
         "mode: sequential\n"
+        "log_requests: true\n"  # its WARNING line reaches stderr
+        "log_responses: true\n"
         "endpoints:\n"
         "  - name: lookup\n"
         f"    url: {lamina_server.url}/no-such/${{LAMINA_TEST_CLI_SECRET}}\n"
@@ -357,6 +360,7 @@ def test_cli_otlp_export_and_report_hold_no_env_value(
     assert lamina_server.requests()[-1].headers["x-customer"] == CALLER_SECRET
     page = report.read_text(encoding="utf-8")
     assert "lookup" in page
+    assert "response lookup GET" in done.stderr  # the flow's log line was written
     outputs = {
         "otlp": received_text(receiver),
         "html report": page,

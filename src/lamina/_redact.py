@@ -22,6 +22,7 @@ import functools
 import logging
 import os
 import re
+import sys
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, unquote_plus, urlsplit, urlunsplit
@@ -45,6 +46,7 @@ __all__ = [
     "is_secret",
     "is_secret_header",
     "is_secret_param",
+    "log_warnings_scrubbed",
     "redact_headers",
     "redact_params",
     "redact_text",
@@ -602,13 +604,19 @@ def _mask_pair(match: re.Match[str]) -> str:
 
 
 class RedactingLogFilter(logging.Filter):
-    """Masks credentials in URLs and header pairs of the records it sees.
+    """Masks credentials in URLs and header pairs of the records it sees, and with
+    ``secrets`` also scrubs those values (every encoding) from the message, string
+    ``lamina_*`` extras and the traceback text.
 
-    Installed on the loggers of the HTTP clients lamina drives (``httpx``,
-    ``httpcore.*``, ``aiohttp.client``): httpx logs every request's full URL at
-    INFO (``HTTP Request: GET http://user:pw@host/?api_token=...``) and httpcore
-    the response headers (``Set-Cookie``) at DEBUG. It never drops a record.
+    Installed without ``secrets`` on the loggers of the HTTP clients lamina drives
+    (``httpx``, ``httpcore.*``, ``aiohttp.client``): httpx logs every request's full
+    URL at INFO (``HTTP Request: GET http://user:pw@host/?api_token=...``) and
+    httpcore the response headers (``Set-Cookie``) at DEBUG. It never drops a record.
     """
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.secrets = frozenset(s for s in secrets if isinstance(s, str) and s)
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
@@ -619,9 +627,58 @@ class RedactingLogFilter(logging.Filter):
                 record.args = {k: _redact_arg(v) for k, v in args.items()}
             if isinstance(record.msg, str):
                 record.msg = redact_text(record.msg)
+            if self.secrets:
+                self._scrub(record)
         except Exception:  # pragma: no cover - a log filter must never break logging
             pass
         return True
+
+    def _scrub(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        scrubbed = scrub(message, self.secrets)
+        if scrubbed != message:
+            record.msg, record.args = scrubbed, None
+        for key, value in list(vars(record).items()):
+            if key.startswith("lamina_") and isinstance(value, str):
+                setattr(record, key, scrub(value, self.secrets))
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = scrub(record.exc_text, self.secrets)
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time (as logging's last resort does)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+def log_warnings_scrubbed(secrets: Iterable[str], logger: str = "lamina") -> None:
+    """For command-line tools: ``logger``'s warnings reach stderr with ``secrets``
+    scrubbed (and URLs redacted) instead of raw through logging's last resort.
+
+    Does nothing when logging is configured (a handler already takes the records);
+    called again, it only replaces the secrets.
+    """
+    target = logging.getLogger(logger)
+    for handler in target.handlers:
+        if isinstance(handler, _StderrHandler):
+            for f in handler.filters:
+                if isinstance(f, RedactingLogFilter):
+                    f.secrets = frozenset(s for s in secrets if isinstance(s, str) and s)
+            return
+    if target.hasHandlers():
+        return
+    handler = _StderrHandler()
+    handler.setLevel(logging.WARNING)
+    handler.addFilter(RedactingLogFilter(secrets))
+    target.addHandler(handler)
 
 
 def _redact_arg(value: Any) -> Any:

@@ -168,6 +168,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         telemetry = configure(  # exported spans are scrubbed of the flow's ${ENV} values too
             service_name="lamina-cli", otlp_endpoint=args.otlp_endpoint, secrets=flow.secrets
         )
+    from .._redact import log_warnings_scrubbed  # a flow's log_requests/log_responses lines
+
+    log_warnings_scrubbed(flow.secrets)  # reach stderr without its ${ENV} values
     display = None if args.quiet else LiveDisplay(flow.config.endpoint_names, sys.stderr)
     try:
         outcome = asyncio.run(run_flow(flow.config, data, layers=flow.layers, display=display))
