@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -255,3 +256,50 @@ async def test_redis_frozen_or_killed_mid_run_never_fails_or_hangs_a_call(
     assert backend.fallbacks > 0
     warnings = [r for r in caplog.records if "unavailable" in r.getMessage()]
     assert len(warnings) == 1
+
+
+async def test_a_busy_event_loop_is_not_mistaken_for_an_outage(redis_url: str, prefix: str) -> None:
+    backend = RedisBackend(redis_url, prefix=prefix, timeout=0.05)
+    limiter = backend.limiter(1000, 60, name="api")
+    assert await limiter.try_acquire()  # connected, script loaded
+
+    async def hog() -> bool:
+        await asyncio.sleep(0)  # let the Redis calls go out first
+        time.sleep(0.3)  # noqa: ASYNC251 - a burst's CPU work: no reply handled for 6 x timeout
+        return True
+
+    results = await asyncio.gather(*(limiter.try_acquire() for _ in range(20)), hog())
+    assert all(results)
+    assert backend.errors == 0
+    assert backend.fallbacks == 0
+    assert backend.slow_answers > 0  # they outlived `timeout`, and were not cut off
+    await backend.aclose()
+
+
+async def test_a_silent_redis_is_still_cut_off_after_the_patience_limit(
+    redis_url: str,
+) -> None:
+    import socket
+
+    with socket.socket() as silent:  # accepts connections, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)
+        port = silent.getsockname()[1]
+        backend = RedisBackend(f"redis://127.0.0.1:{port}/0", prefix="x", timeout=0.05)
+        limiter = backend.limiter(1000, 60, name="api")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+
+        async def busy() -> None:  # the loop keeps running late the whole time
+            while loop.time() - started < 4.0:
+                time.sleep(0.02)  # noqa: ASYNC251 - the loop runs late on purpose
+                await asyncio.sleep(0)
+
+        hog = asyncio.create_task(busy())
+        results = await asyncio.gather(*(limiter.try_acquire() for _ in range(5)))
+        took = loop.time() - started
+        hog.cancel()
+        assert all(results)  # the local fallback answered
+        assert backend.outages == 1
+        assert took < 3.0  # bounded by PATIENCE x timeout (0.8 s), not by the busy loop (4 s)
+        await backend.aclose()
