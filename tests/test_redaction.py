@@ -164,7 +164,7 @@ SECRET_NAMES = [
     "AWSAccessKeyId",
     "api_sig",
     "author_key",  # an everyday word does not hide a stem elsewhere
-    "Idempotency-Key",  # not a credential, hidden anyway: err on the side of hiding
+    "Sec-WebSocket-Key",  # not a credential, hidden anyway: err on the side of hiding
     "max_tokens",
 ]
 PUBLIC_NAMES = [
@@ -185,6 +185,7 @@ PUBLIC_NAMES = [
     "country_code",
     "status_code",
     "X-Tenant-ID",
+    "Idempotency-Key",  # a request id by definition (PUBLIC_NAMES)
 ]
 
 
@@ -216,8 +217,9 @@ def test_users_add_names_and_declare_public_ones(restore_classifier: None) -> No
     classifier = SecretClassifier(public=["Authorization", "Cookie"])
     assert classifier.is_secret("Authorization")
     assert classifier.is_secret("cookie")
-    # named secret again after being public
+    # named secret again after being public, built-in public names included
     assert default_classifier().with_names(["max_tokens"]).is_secret("max_tokens")
+    assert SecretClassifier(["Idempotency-Key"]).is_secret("idempotency-key")
 
 
 def test_bad_names_are_config_errors() -> None:
@@ -293,7 +295,12 @@ def test_reprs_use_the_classifier_and_hide_a_redis_password() -> None:
         endpoints=[endpoint], backend="redis://:redisCORE8f9a@127.0.0.1:6379/0"
     )
     request = Request("GET", endpoint.url, headers=endpoint.headers, params=endpoint.params)
-    text = "\n".join([repr(endpoint), repr(config), repr(request), repr(request.headers)])
+    from lamina.backends.base import resolve_backend
+
+    backend = resolve_backend(config.backend)
+    text = "\n".join(
+        [repr(endpoint), repr(config), repr(request), repr(request.headers), repr(backend)]
+    )
     assert_clean("reprs", text, [*CORES, "redisCORE8f9a"])
     assert "req-visible-1" in text
     assert "page" in text

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MIN_SECRET_CHARS",
     "NOT_SECRET_WORDS",
+    "PUBLIC_NAMES",
     "REDACTED",
     "SECRET_HEADERS",
     "SECRET_PARAMS",
@@ -175,6 +176,10 @@ NOT_SECRET_WORDS = frozenset(
     }
 )
 
+#: Names that hold a stem but carry no secret by definition: ``Idempotency-Key`` is a
+#: unique request id (like ``X-Request-Id``), never a credential. Name it secret to hide it.
+PUBLIC_NAMES = frozenset({"idempotency-key"})
+
 #: Always secret, whatever the user declares public.
 _ALWAYS = frozenset({"authorization", "proxyauthorization", "cookie", "setcookie"})
 _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
@@ -221,7 +226,8 @@ class SecretClassifier:
       ``pwd``, ``jwt``, ``hmac``);
 
     unless it is one of ``public`` (names you know are harmless, such as a
-    ``max_tokens`` parameter). Authorization, Proxy-Authorization, Cookie and
+    ``max_tokens`` parameter) or of :data:`PUBLIC_NAMES` (``Idempotency-Key``) and
+    not one of ``names``. Authorization, Proxy-Authorization, Cookie and
     Set-Cookie are secret whatever ``public`` says. Headers and query
     parameters share the one rule.
     """
@@ -230,8 +236,12 @@ class SecretClassifier:
 
     def __init__(self, names: Iterable[str] = (), *, public: Iterable[str] = ()) -> None:
         known = {_normal(n) for n in SECRET_HEADERS | SECRET_PARAMS}
-        self.names: frozenset[str] = frozenset(known) | _check_names(names, "names")
-        self.public: frozenset[str] = _check_names(public, "public") - _ALWAYS
+        added = _check_names(names, "names")
+        builtin_public = frozenset(_normal(n) for n in PUBLIC_NAMES)
+        self.names: frozenset[str] = frozenset(known) | added
+        self.public: frozenset[str] = (
+            (builtin_public - added) | _check_names(public, "public")
+        ) - _ALWAYS
         self._cache: dict[str, bool] = {}
 
     def is_secret(self, name: str) -> bool:

@@ -19,6 +19,7 @@ See ``docs/security.md`` for the rules and the list of names.
 from ._redact import (
     MIN_SECRET_CHARS,
     NOT_SECRET_WORDS,
+    PUBLIC_NAMES,
     REDACTED,
     SECRET_HEADERS,
     SECRET_PARAMS,
@@ -41,6 +42,7 @@ from ._redact import (
 __all__ = [
     "MIN_SECRET_CHARS",
     "NOT_SECRET_WORDS",
+    "PUBLIC_NAMES",
     "REDACTED",
     "SECRET_HEADERS",
     "SECRET_PARAMS",
