@@ -373,3 +373,45 @@ async def test_timeout_while_queued_says_nothing_was_sent(lamina_server: LocalSe
     assert response.attempts > 1  # the first attempts timed out in the queue ...
     assert len([r for r in lamina_server.requests("/echo") if r.query.get("n") == "3"]) == 1
     assert not [r for r in lamina_server.requests("/echo") if r.query.get("n") == "2"]
+
+
+async def test_a_timeout_while_connecting_says_nothing_was_sent() -> None:
+    """httpcore reports when a request's headers start to go out; cancelled before that
+    (here: connecting to a listener whose accept queue is full), nothing was sent, so
+    the timeout neither counts against the upstream nor stops a POST's retry."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    for _ in range(3):  # fill the accept queue: the next connect waits for a SYN retry
+        filler = socket.socket()
+        filler.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            filler.connect(("127.0.0.1", port))
+        fillers.append(filler)
+    try:
+        async with HttpxTransport() as transport:
+            service = TimeoutLayer(0.2).wrap(transport)
+            with pytest.raises(LaminaTimeoutError) as info:
+                await service(Request("POST", f"http://127.0.0.1:{port}/x", json={}))
+    finally:
+        for sock in [*fillers, listener]:
+            sock.close()
+    assert info.value.request_sent is False
+
+
+async def test_a_borrowed_client_with_another_transport_is_not_trusted_to_say(
+    lamina_server: LocalServer,
+) -> None:
+    """A transport that is not httpcore may not report sending: a cancellation inside it
+    is taken as sent (a POST is not resent blindly)."""
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(1)
+        return httpx.Response(200)
+
+    async with HttpxTransport(transport=httpx.MockTransport(slow)) as transport:
+        with pytest.raises(LaminaTimeoutError) as info:
+            await TimeoutLayer(0.05).wrap(transport)(Request("POST", "http://api.test/x"))
+    assert info.value.request_sent is True

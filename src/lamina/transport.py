@@ -105,6 +105,9 @@ class HttpxTransport(AsyncCloseable):
                     f"{exc}; install lamina[http2] for HTTP/2", field="http2"
                 ) from exc
         self.client = client
+        # httpcore reports when a request starts to go out: a cancellation before that
+        # (while connecting) sent nothing. Another httpx transport may not report it.
+        self._traced = _httpcore_only(client)
         self.follow_redirects = follow_redirects
         self.max_redirects = max_redirects
         self.max_response_bytes = max_response_bytes
@@ -122,6 +125,7 @@ class HttpxTransport(AsyncCloseable):
 
     async def _send_now(self, request: Request) -> Response:
         limit = request.extensions.get("max_response_bytes", self.max_response_bytes)
+        sent = _SentMarker() if self._traced else None
         try:
             url: str | httpx.URL = request.url
             if request.params:  # merge: httpx would replace the URL's own query (httpx#3433)
@@ -135,10 +139,15 @@ class HttpxTransport(AsyncCloseable):
                 headers=headers,
                 json=request.json,
                 content=request.content,
+                extensions={"trace": sent} if sent is not None else None,
             )
             http_response = await self.client.send(
                 http_request, stream=True, follow_redirects=False
             )
+        except asyncio.CancelledError:  # e.g. the attempt timed out
+            if sent is not None and not sent.sent:  # still connecting, or in httpcore's pool
+                raise asyncio.CancelledError(CANCELLED_BEFORE_SENDING) from None
+            raise
         except httpx.HTTPError as exc:
             raise _map_error(exc, request) from exc
         except httpx.InvalidURL as exc:
@@ -246,12 +255,37 @@ class InFlightGate:
         except asyncio.CancelledError as exc:
             if waited and not exc.args:
                 raise asyncio.CancelledError(CANCELLED_AFTER_WAITING, waited) from exc
+            if waited and exc.args == (CANCELLED_BEFORE_SENDING,):
+                raise asyncio.CancelledError(CANCELLED_BEFORE_SENDING, waited) from exc
             raise
         finally:
             semaphore.release()
 
     def __repr__(self) -> str:
         return f"InFlightGate(size={self.size})"
+
+
+class _SentMarker:
+    """httpcore's ``trace`` extension: notes when the request's headers start to go
+    out, so a cancellation before that (connecting) is known to have sent nothing."""
+
+    __slots__ = ("sent",)
+
+    def __init__(self) -> None:
+        self.sent = False
+
+    async def __call__(self, name: str, info: dict[str, Any]) -> None:
+        if name.endswith("send_request_headers.started"):  # http11. or http2.
+            self.sent = True
+
+
+def _httpcore_only(client: httpx.AsyncClient) -> bool:
+    """True if every transport of ``client`` is httpx's own (httpcore, which traces)."""
+    transports = [getattr(client, "_transport", None)]
+    transports += list(getattr(client, "_mounts", {}).values())
+    return all(t is None or type(t) is httpx.AsyncHTTPTransport for t in transports) and any(
+        t is not None for t in transports
+    )
 
 
 def in_flight_limit(value: object) -> int | None:
