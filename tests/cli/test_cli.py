@@ -417,3 +417,141 @@ def test_demo_runs_every_mode_and_writes_a_report(cli: Cli, tmp_path: Path) -> N
     assert f"HTML report of this run: {report}" in out
     assert 'class="bar' not in report.read_text()  # bars are drawn by the page's script
     assert "billing_down" in report.read_text()
+
+
+# -- flows are data, not code (issue 12, items 8 and 9) ----------------------------------
+
+
+def hooks_module(tmp_path: Path) -> tuple[str, Path]:
+    """A module in ``tmp_path`` whose import touches a marker file; returns (name, marker)."""
+    marker = tmp_path / "imported"
+    (tmp_path / "cli_hooks.py").write_text(
+        f"from pathlib import Path\nPath({str(marker)!r}).touch()\n"
+        "def shout(value):\n    return str(value).upper()\n",
+        encoding="utf-8",
+    )
+    return "cli_hooks", marker
+
+
+def test_validate_imports_nothing_and_lists_what_run_would_import(
+    cli: Cli, write_flow: WriteFlow, lamina_server: LocalServer, tmp_path: Path
+) -> None:
+    name, marker = hooks_module(tmp_path)
+    flow = write_flow(
+        f"""
+endpoints:
+  - name: a
+    url: {lamina_server.url}/json?who=cli
+    transform_output: "{name}:shout"
+  - name: b
+    url: {lamina_server.url}/json
+    condition: "this:s"
+"""
+    )
+    env = {"PYTHONPATH": str(tmp_path)}
+    refused = cli("validate", str(flow), env=env)
+    assert refused.returncode == 2
+    assert "imports (not imported by validate; imports are not allowed):" in refused.stdout
+    assert f"endpoints[0].transform_output: {name}:shout (flows may not import" in refused.stdout
+    assert refused.stderr.count("\n") == 1
+    assert refused.stderr.startswith(
+        f"error: endpoints[0].transform_output: import of '{name}:shout' refused:"
+    )
+    allowed = cli("validate", "--allow-imports-from", f"{name},this", str(flow), env=env)
+    assert allowed.returncode == 0, allowed.stderr
+    assert f"endpoints[0].transform_output: {name}:shout (allowed)" in allowed.stdout
+    assert "endpoints[1].condition: this:s (allowed)" in allowed.stdout
+    graph = cli("graph", str(flow), env=env)
+    assert graph.returncode == 0, graph.stderr
+    # nothing was imported: no marker, and `this` printed no Zen of Python
+    for done in (refused, allowed, graph):
+        assert "Beautiful is better than ugly" not in done.stdout + done.stderr
+    assert not marker.exists()
+    assert lamina_server.hits() == 0
+
+
+def test_run_imports_only_when_allowed(
+    cli: Cli, write_flow: WriteFlow, lamina_server: LocalServer, tmp_path: Path
+) -> None:
+    name, marker = hooks_module(tmp_path)
+    flow = write_flow(
+        f"endpoints:\n  - name: a\n    url: {lamina_server.url}/json?who=cli\n"
+        f'    transform_output: "{name}:shout"\n'
+    )
+    env = {"PYTHONPATH": str(tmp_path)}
+    refused = cli("run", str(flow), "--json", env=env)
+    assert refused.returncode == 2
+    assert refused.stdout == ""
+    assert refused.stderr.count("\n") == 1
+    assert "Traceback" not in refused.stderr
+    assert "--allow-imports-from cli_hooks" in refused.stderr
+    assert not marker.exists()
+    assert lamina_server.hits() == 0
+    for option in (["--allow-imports"], ["--allow-imports-from", name]):
+        done = cli("run", str(flow), "--json", *option, env=env)
+        assert done.returncode == 0, done.stderr
+        assert "'WHO': 'CLI'" in json.loads(done.stdout)["value"]["a"]
+    assert marker.exists()
+    bad = cli("run", str(flow), "--allow-imports-from", "os;rm", env=env)
+    assert bad.returncode == 2
+    assert "lamina run: error: --allow-imports-from: must hold module names" in bad.stderr
+
+
+def test_run_refuses_builtins_eval_with_a_jmespath_literal(
+    cli: Cli, write_flow: WriteFlow, lamina_server: LocalServer, tmp_path: Path
+) -> None:
+    marker = tmp_path / "ran"
+    flow = write_flow(
+        f"""
+endpoints:
+  - name: a
+    url: {lamina_server.url}/json
+    response_parser: "`\\"__import__('pathlib').Path(r'{marker}').touch()\\"`"
+    transform_output: "builtins:eval"
+"""
+    )
+    for option in ([], ["--allow-imports"], ["--allow-imports-from", "json"]):
+        done = cli("run", str(flow), *option)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith(
+            "error: endpoints[0].transform_output: import of 'builtins:eval' refused"
+        )
+        assert done.stderr.count("\n") == 1
+    assert not marker.exists()
+    assert lamina_server.hits() == 0
+
+
+HOSTILE_FILES: dict[str, str | bytes] = {
+    "deep.yaml": "endpoints:\n  " + "- " * 50_000 + "x\n",
+    "deep.json": '{"endpoints": ' + "[" * 50_000 + "]" * 50_000 + "}",
+    "deep.toml": "endpoints = " + "[" * 50_000 + "]" * 50_000 + "\n",
+    "latin1.yaml": "name: café\n".encode("latin-1"),
+}
+
+
+@pytest.mark.parametrize("name", [*HOSTILE_FILES, "huge.yaml"])
+def test_hostile_flow_files_exit_2_with_one_line(
+    cli: Cli, tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / name
+    if name == "huge.yaml":
+        with path.open("wb") as stream:
+            stream.truncate(50 * 1024 * 1024)  # sparse: refused on its size
+    else:
+        data = HOSTILE_FILES[name]
+        path.write_bytes(data if isinstance(data, bytes) else data.encode())
+    expected = {
+        "huge.yaml": "huge.yaml: 52428800 bytes is more than a flow may hold",
+        "latin1.yaml": "latin1.yaml: not UTF-8 text: byte 0xe9 at offset 9 (line 1)",
+    }.get(name, f"{name}: nesting deeper than 64 levels")
+    for command in ("validate", "run", "graph"):
+        assert main([command, str(path)]) == 2
+        out, err = capsys.readouterr()
+        assert err.startswith(f"error: {expected}"), err
+        assert err.count("\n") == 1, err
+        assert out == ""
+    if name == "latin1.yaml":  # the real entry point printed a UnicodeDecodeError traceback
+        done = cli("run", str(path))
+        assert done.returncode == 2
+        assert done.stderr.startswith(f"error: {expected}")
+        assert done.stderr.count("\n") == 1

@@ -70,7 +70,7 @@ def test_explicit_forms_and_spec_round_trip() -> None:
     expr = hook_from_spec({"jmespath": "a.b"}, "transform_output")
     assert isinstance(expr, Expression)
     assert hook_to_spec(expr, "transform_output") == "a.b"
-    imported = hook_from_spec({"import": "json:loads"}, "response_parser")
+    imported = hook_from_spec({"import": "json:loads"}, "response_parser", allow_imports=["json"])
     assert isinstance(imported, ImportedHook)
     assert hook_to_spec(imported, "response_parser") == "json:loads"
     assert repr(expr) == "Expression('a.b')"
@@ -83,13 +83,14 @@ def test_explicit_forms_and_spec_round_trip() -> None:
         ("", "must be a non-empty JMESPath expression"),
         (42, "must be an import reference or a JMESPath expression, got int"),
         ({"jmespath": "a", "import": "b:c"}, "exactly one key"),
-        ("os.path:no_such_thing", "has no attribute"),
-        ("json:__doc__", "is not callable"),
+        ("json.decoder:no_such_thing", "has no attribute"),
+        ("json:decoder", "is not callable"),
+        ("json:__doc__", "may not name dunder attributes"),
     ],
 )
 def test_bad_hooks(spec: Any, message: str) -> None:
     with pytest.raises(ConfigError, match=message) as err:
-        hook_from_spec(spec, "endpoints[1].transform_output")
+        hook_from_spec(spec, "endpoints[1].transform_output", allow_imports=True)
     assert (err.value.field or "").startswith("endpoints[1].transform_output")
 
 

@@ -130,12 +130,14 @@ def test_non_json_values_are_errors_when_writing_but_shown_when_describing() -> 
 
 
 def test_import_reference_is_resolved_and_kept() -> None:
-    config = config_from_dict(flow(result_transformer="json:dumps"))
+    config = config_from_dict(flow(result_transformer="json:dumps"), allow_imports=["json"])
     hook = config.result_transformer
     assert isinstance(hook, ImportedHook)
     assert hook({"a": 1}) == '{"a": 1}'
     assert config_to_dict(config)["result_transformer"] == "json:dumps"
-    explicit = config_from_dict(flow(result_transformer={"import": "json:dumps"}))
+    explicit = config_from_dict(
+        flow(result_transformer={"import": "json:dumps"}), allow_imports=True
+    )
     assert explicit.result_transformer is not None
     assert explicit.result_transformer([1]) == "[1]"
 
@@ -157,9 +159,7 @@ def test_import_reference_is_resolved_and_kept() -> None:
         (lambda d: d["endpoints"][0].update(condition="a >"), "endpoints[0].condition",
          "invalid JMESPath expression"),
         (lambda d: d["endpoints"][0].update(response_parser="no_such_mod_x:parse"),
-         "endpoints[0].response_parser", "cannot import 'no_such_mod_x'"),
-        (lambda d: d["endpoints"][0].update(response_parser="json:nope"),
-         "endpoints[0].response_parser", "has no attribute 'nope'"),
+         "endpoints[0].response_parser", "import of 'no_such_mod_x:parse' refused"),
         (lambda d: d["endpoints"][0].update(headers={"X-Version": 2}),
          "endpoints[0].headers.X-Version", "must be a string"),
         (lambda d: d["endpoints"].append(dict(d["endpoints"][0])), "endpoints[2].name",
@@ -184,6 +184,22 @@ def test_errors_name_the_place(change: Any, field: str, text: str) -> None:
         config_from_dict(data)
     assert err.value.field == field
     assert str(err.value).startswith(f"{field}: ")
+    assert text in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("reference", "text"),
+    [
+        ("no_such_mod_x:parse", "cannot import 'no_such_mod_x'"),
+        ("json:nope", "has no attribute 'nope'"),
+    ],
+)
+def test_allowed_imports_that_fail_name_the_place(reference: str, text: str) -> None:
+    data = flow()
+    data["endpoints"][0]["response_parser"] = reference
+    with pytest.raises(ConfigError) as err:
+        config_from_dict(data, allow_imports=True)
+    assert err.value.field == "endpoints[0].response_parser"
     assert text in str(err.value)
 
 

@@ -60,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--report", metavar="FILE", help="write a self-contained HTML run report")
     run.add_argument("--json", action="store_true", help="print only JSON on stdout")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress display")
+    _import_options(run)
     run.set_defaults(func=commands.cmd_run)
 
     validate = sub.add_parser(
@@ -68,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Load and validate a flow file; print its endpoints with secrets masked.",
     )
     validate.add_argument("flow", metavar="FLOW", help="the flow file")
+    _import_options(validate)
     validate.set_defaults(func=commands.cmd_validate)
 
     graph = sub.add_parser(
@@ -99,6 +101,22 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--report", metavar="FILE", help="also write an HTML report of one run")
     demo.set_defaults(func=commands.cmd_demo)
     return parser
+
+
+def _import_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--allow-imports",
+        action="store_true",
+        help="let the flow's import references (pkg.mod:func) be imported; builtins, os, "
+        "subprocess and similar modules stay refused",
+    )
+    parser.add_argument(
+        "--allow-imports-from",
+        metavar="PREFIX[,PREFIX]",
+        action="append",
+        help="allow imports only from these modules and their submodules (repeatable); "
+        "the only way to allow builtins, os, ...",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -43,24 +43,26 @@ class Flow:
     secrets: list[str] = field(default_factory=list)
     name: str | None = None
     description: str | None = None
+    imports: list[Any] = field(default_factory=list)  # FlowImport: what the flow would import
 
     def scrub(self, text: str) -> str:
         """``text`` with every secret value replaced."""
         return scrub(text, self.secrets)
 
 
-def load(path_text: str) -> Flow:
-    """Load and validate a flow file (ConfigError on a bad flow, UsageError on no file)."""
+def load(path_text: str, *, allow_imports: Any = False, resolve_imports: bool = True) -> Flow:
+    """Load and validate a flow file (ConfigError on a bad flow, UsageError on no file).
+    With ``resolve_imports=False`` nothing the flow names is imported (validate, graph)."""
     path = Path(path_text)
     if not path.is_file():
         raise UsageError(f"FLOW: no such file: {path_text}")
     from ..flows import flow_info, flow_layers, load_flow  # imported only when needed
 
-    config = load_flow(path)
+    config = load_flow(path, allow_imports=allow_imports, resolve_imports=resolve_imports)
     info = flow_info(config)
     secrets = {*_env_secrets(path), *(v for v in info.substitutions.values if len(v) >= MIN_SECRET)}
     flow = Flow(path, config, secrets=sorted(secrets, key=len, reverse=True))
-    flow.name, flow.description = info.name, info.description
+    flow.name, flow.description, flow.imports = info.name, info.description, info.imports
     layers = flow_layers(config)
     if layers is not None:
         flow.layers = layers
@@ -78,6 +80,25 @@ def _env_secrets(path: Path) -> list[str]:
     return sorted((v for v in values if len(v) >= MIN_SECRET), key=len, reverse=True)
 
 
+def import_setting(args: argparse.Namespace) -> bool | list[str]:
+    """``allow_imports`` from ``--allow-imports`` / ``--allow-imports-from A,B``."""
+    prefixes = [
+        name.strip()
+        for value in getattr(args, "allow_imports_from", None) or ()
+        for name in value.split(",")
+        if name.strip()
+    ]
+    if prefixes:
+        from ..flows.imports import ImportPolicy
+
+        try:
+            ImportPolicy.of(prefixes)
+        except ConfigError as exc:
+            raise UsageError(f"--allow-imports-from: {exc.message.partition(': ')[2]}") from None
+        return prefixes
+    return bool(getattr(args, "allow_imports", False))
+
+
 def _read_input(option: str | None) -> Any:
     if option is None:
         return None
@@ -88,6 +109,8 @@ def _read_input(option: str | None) -> Any:
             text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
         except OSError as exc:
             raise UsageError(f"--input: cannot read {source}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError as exc:
+            raise UsageError(f"--input: {source} is not UTF-8 (byte offset {exc.start})") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
@@ -158,7 +181,7 @@ async def run_flow(
 
 def cmd_run(args: argparse.Namespace) -> int:
     """``lamina run FLOW``: run a flow and show what happened."""
-    flow = load(args.flow)
+    flow = load(args.flow, allow_imports=import_setting(args))
     data = _read_input(args.input)
     _check_output("--report", args.report)
     telemetry = None
@@ -225,12 +248,19 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    """``lamina validate FLOW``: load a flow, report what it holds (secrets masked)."""
-    flow = load(args.flow)
+    """``lamina validate FLOW``: load a flow, report what it holds (secrets masked).
+    Imports nothing: lists the flow's import references and whether the
+    ``--allow-imports`` setting given would let ``lamina run`` import them (exit 2 if not)."""
+    from ..flows.imports import ImportPolicy
+
+    setting = import_setting(args)
+    flow = load(args.flow, allow_imports=setting, resolve_imports=False)
     config = flow.config
     timeout = "none" if config.total_timeout is None else f"{config.total_timeout:g} s"
+    refused = [i for i in flow.imports if not i.allowed]
+    verdict = f"valid, but {len(refused)} import(s) refused" if refused else "valid"
     lines = [
-        f"{flow.path}: valid" + (f" ({flow.name})" if flow.name else ""),
+        f"{flow.path}: {verdict}" + (f" ({flow.name})" if flow.name else ""),
         *([flow.description.strip()] if flow.description else []),
         f"mode {config.mode.value}, {len(config.endpoints)} endpoints, "
         f"max_concurrent {config.max_concurrent}, total_timeout {timeout}, "
@@ -255,13 +285,24 @@ def cmd_validate(args: argparse.Namespace) -> int:
         if e.condition is not None:
             details.append("has a condition")
         lines.append(f"    {'; '.join(details)}")
+    if flow.imports:
+        lines.append(f"imports (not imported by validate; {ImportPolicy.of(setting).describe()}):")
+        for item in flow.imports:
+            lines.append(f"  {item.field}: {item.reference} ({item.refused or 'allowed'})")
     _write(sys.stdout, "\n".join(lines), flow.secrets)
+    if refused:
+        first = refused[0]
+        print(
+            f"error: {first.field}: import of {first.reference!r} refused: {first.refused}",
+            file=sys.stderr,
+        )
+        return 2
     return 0
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
-    """``lamina graph FLOW``: the dependency graph as text and/or Mermaid."""
-    flow = load(args.flow)
+    """``lamina graph FLOW``: the dependency graph as text and/or Mermaid (imports nothing)."""
+    flow = load(args.flow, resolve_imports=False)
     parts = []
     if args.format in ("text", "both"):
         parts.append(graph_text(flow.config))

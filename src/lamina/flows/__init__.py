@@ -8,7 +8,9 @@
     orchestrator = build_orchestrator(config)  # honours the flow's layers: list
 
 See docs/flows.md for the format, hooks (import references or JMESPath) and
-``${VAR}`` substitution.
+``${VAR}`` substitution. A flow is data: its import references are refused unless the
+caller passes ``allow_imports`` (:mod:`lamina.flows.imports`), and a hostile file ends in
+ConfigError within the limits of :mod:`lamina.flows.limits`.
 """
 
 from .config import (
@@ -23,7 +25,9 @@ from .config import (
 from .describe import build_orchestrator, describe_flow
 from .env import substitute
 from .expressions import HOOK_FIELDS, Expression, ImportedHook, hook_from_spec, hook_to_spec
+from .imports import REFUSED_MODULES, FlowImport, ImportPolicy, PendingImport
 from .layers import DEFAULTS, FlowLayers, LayerSpec, parse_layers
+from .limits import MAX_FLOW_BYTES, MAX_FLOW_DEPTH, MAX_FLOW_VALUES
 from .loader import load_flow, parse_flow_text
 
 __all__ = [
@@ -31,11 +35,18 @@ __all__ = [
     "DEFAULTS",
     "ENDPOINT_KEYS",
     "HOOK_FIELDS",
+    "MAX_FLOW_BYTES",
+    "MAX_FLOW_DEPTH",
+    "MAX_FLOW_VALUES",
+    "REFUSED_MODULES",
     "Expression",
+    "FlowImport",
     "FlowInfo",
     "FlowLayers",
+    "ImportPolicy",
     "ImportedHook",
     "LayerSpec",
+    "PendingImport",
     "build_orchestrator",
     "config_from_dict",
     "config_to_dict",

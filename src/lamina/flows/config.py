@@ -14,7 +14,9 @@ from .._redact import scrub
 from ..orchestration.config import APIEndpoint, APIOrchestrationConfig
 from .env import Substitutions, substitute
 from .expressions import HOOK_FIELDS, hook_from_spec, hook_to_spec
+from .imports import FlowImport, Importer
 from .layers import FlowLayers, LayerSpec, parse_layers
+from .limits import check_shape
 
 __all__ = [
     "CONFIG_KEYS",
@@ -48,6 +50,8 @@ class FlowInfo:
     substitutions: Substitutions = field(default_factory=Substitutions)
     source: str | None = None
     builder: FlowLayers | None = None
+    imports: list[FlowImport] = field(default_factory=list)
+    """Every import reference in the flow, with whether ``allow_imports`` permits it."""
 
 
 _INFO: WeakKeyDictionary[APIOrchestrationConfig, FlowInfo] = WeakKeyDictionary()
@@ -98,17 +102,25 @@ def config_from_dict(
     *,
     env: Mapping[str, str] | None = None,
     source: str | None = None,
+    allow_imports: Any = False,
+    resolve_imports: bool = True,
 ) -> APIOrchestrationConfig:
     """Build a validated config from a flow mapping (``${VAR}`` filled from ``env``,
     default ``os.environ``). Errors are :class:`lamina.ConfigError` whose ``field`` is
     the path, e.g. ``endpoints[2].depends_on``; values from the environment never
-    appear in their messages."""
+    appear in their messages.
+
+    Import references are refused unless ``allow_imports`` permits them (``True``, or a
+    list of module prefixes); with ``resolve_imports=False`` nothing is imported and
+    :attr:`FlowInfo.imports` lists them (see :func:`lamina.flows.load_flow`)."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"a flow must be a mapping, got {type(data).__name__}", field=None)
+    check_shape(data, source)
+    importer = Importer.of(allow_imports, resolve=resolve_imports)
     found = Substitutions()
     try:
         resolved, found = substitute(data, env, (), found)
-        return _build(resolved, found, source)
+        return _build(resolved, found, source, importer)
     except ConfigError as exc:
         if not found.values:
             raise
@@ -117,7 +129,7 @@ def config_from_dict(
 
 
 def _build(
-    data: dict[str, Any], found: Substitutions, source: str | None
+    data: dict[str, Any], found: Substitutions, source: str | None, importer: Importer
 ) -> APIOrchestrationConfig:
     _unknown(data, CONFIG_KEYS, "")
     raw_endpoints = data.get("endpoints", [])
@@ -125,28 +137,27 @@ def _build(
         raise ConfigError("must be a list of endpoints", field="endpoints")
     if not raw_endpoints:
         raise ConfigError("a flow needs at least one endpoint", field="endpoints")
-    endpoints = [_endpoint(raw, index) for index, raw in enumerate(raw_endpoints)]
+    endpoints = [_endpoint(raw, index, importer) for index, raw in enumerate(raw_endpoints)]
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
         if key in CONFIG_FIELDS:
-            kwargs[key] = (
-                hook_from_spec(value, key) if key in HOOK_FIELDS and value is not None else value
-            )
+            hook = key in HOOK_FIELDS and value is not None
+            kwargs[key] = hook_from_spec(value, key, allow_imports=importer) if hook else value
     config = APIOrchestrationConfig(endpoints=endpoints, **kwargs)
-    info = FlowInfo(substitutions=found, source=source)
+    info = FlowInfo(substitutions=found, source=source, imports=importer.found)
     for key in ("name", "description"):
         value = data.get(key)
         if value is not None and not isinstance(value, str):
             raise ConfigError("must be a string", field=key)
         setattr(info, key, value)
     if data.get("layers") is not None:
-        info.layers = parse_layers(data["layers"])
+        info.layers = parse_layers(data["layers"], allow_imports=importer)
     _INFO[config] = info
     _attach_layers(config, info)
     return config
 
 
-def _endpoint(raw: Any, index: int) -> APIEndpoint:
+def _endpoint(raw: Any, index: int, importer: Importer) -> APIEndpoint:
     where = f"endpoints[{index}]"
     if not isinstance(raw, Mapping):
         raise ConfigError(f"must be a mapping, got {type(raw).__name__}", field=where)
@@ -154,7 +165,7 @@ def _endpoint(raw: Any, index: int) -> APIEndpoint:
     kwargs: dict[str, Any] = {}
     for key, value in raw.items():
         if key in HOOK_FIELDS and value is not None:
-            value = hook_from_spec(value, f"{where}.{key}", key)
+            value = hook_from_spec(value, f"{where}.{key}", key, allow_imports=importer)
         elif key == "headers" and value is not None:
             _check_headers(value, f"{where}.headers")
         kwargs[key] = value

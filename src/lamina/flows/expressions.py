@@ -1,17 +1,15 @@
 """Hooks written in a flow: an import reference or a JMESPath expression.
 
-``"mypkg.hooks:parse_user"`` imports ``parse_user`` from ``mypkg.hooks``; any other
-string is a JMESPath expression (``"user.name"``, ``"amount > `100`"``). The mapping
-forms ``{import: ...}`` and ``{jmespath: ...}`` say which explicitly. Nothing is ever
-passed to ``eval``.
+``"mypkg.hooks:parse_user"`` imports ``parse_user`` from ``mypkg.hooks`` (only when the
+caller allows it: see :mod:`lamina.flows.imports`); any other string is a JMESPath
+expression (``"user.name"``, ``"amount > `100`"``). The mapping forms ``{import: ...}``
+and ``{jmespath: ...}`` say which explicitly. Nothing is ever passed to ``eval``.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import jmespath
@@ -20,6 +18,14 @@ from jmespath.exceptions import JMESPathError
 from jmespath.parser import ParsedResult
 
 from .._errors import ConfigError
+from .imports import (
+    IMPORT_REF,
+    ImportedHook,
+    Importer,
+    ImportPolicy,
+    PendingImport,
+    lookup_loaded,
+)
 
 __all__ = [
     "HOOK_FIELDS",
@@ -30,7 +36,7 @@ __all__ = [
     "import_reference",
 ]
 
-IMPORT_REF = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+AllowImports = bool | str | Iterable[str] | ImportPolicy | Importer | None
 
 #: Hook fields and what the hook receives (see docs/flows.md).
 HOOK_FIELDS: dict[str, str] = {
@@ -141,55 +147,28 @@ class Expression:
         return f"Expression({self.source!r})"
 
 
-class ImportedHook:
-    """A callable imported from ``module:attribute``; remembers its reference."""
-
-    __slots__ = ("func", "reference")
-
-    def __init__(self, reference: str, func: Callable[..., Any]) -> None:
-        self.reference = reference
-        self.func = func
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.func(*args, **kwargs)
-
-    def __repr__(self) -> str:
-        return f"ImportedHook({self.reference!r})"
+def import_reference(
+    reference: str, field: str = "hook", *, allow_imports: AllowImports = False
+) -> Any:
+    """The object named by ``"package.module:attr.sub"``, imported only when
+    ``allow_imports`` permits its module (ConfigError naming ``field`` otherwise, or
+    when it cannot be imported)."""
+    return Importer.of(allow_imports).load(reference, field)
 
 
-def import_reference(reference: str, field: str = "hook") -> Any:
-    """The object named by ``"package.module:attr.sub"`` (ConfigError if it cannot be imported)."""
-    if not isinstance(reference, str) or not IMPORT_REF.match(reference):
-        raise ConfigError(
-            f"not an import reference (expected 'package.module:name'): {reference!r}",
-            field=field,
-        )
-    module_name, _, attr_path = reference.partition(":")
-    try:
-        obj: Any = importlib.import_module(module_name)
-    except Exception as exc:
-        raise ConfigError(
-            f"cannot import {module_name!r} for {reference!r}: {type(exc).__name__}: {exc}",
-            field=field,
-        ) from exc
-    for part in attr_path.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise ConfigError(
-                f"{reference!r}: module {module_name!r} has no attribute {attr_path!r}",
-                field=field,
-            ) from None
-    return obj
+def hook_from_spec(
+    spec: Any, field: str, kind: str | None = None, *, allow_imports: AllowImports = False
+) -> Callable[..., Any]:
+    """Build the hook for ``kind`` (default: the last part of ``field``) from its flow spec.
 
-
-def hook_from_spec(spec: Any, field: str, kind: str | None = None) -> Callable[..., Any]:
-    """Build the hook for ``kind`` (default: the last part of ``field``) from its flow spec."""
+    An import reference is refused unless ``allow_imports`` permits its module (``True``,
+    or a list of module prefixes: see :mod:`lamina.flows.imports`)."""
     kind = kind or field.rsplit(".", 1)[-1]
+    importer = Importer.of(allow_imports)
     if isinstance(spec, Mapping):
         keys = set(spec)
         if keys == {"import"}:
-            return _imported(spec["import"], f"{field}.import")
+            return _imported(spec["import"], f"{field}.import", importer)
         if keys == {"jmespath"}:
             return _expression(spec["jmespath"], f"{field}.jmespath", kind)
         raise ConfigError("a hook mapping has exactly one key, 'import' or 'jmespath'", field=field)
@@ -199,12 +178,14 @@ def hook_from_spec(spec: Any, field: str, kind: str | None = None) -> Callable[.
             field=field,
         )
     if IMPORT_REF.match(spec.strip()):
-        return _imported(spec.strip(), field)
+        return _imported(spec.strip(), field, importer)
     return _expression(spec, field, kind)
 
 
-def _imported(reference: Any, field: str) -> ImportedHook:
-    func = import_reference(reference, field)
+def _imported(reference: Any, field: str, importer: Importer) -> ImportedHook:
+    func = importer.load(reference, field)
+    if isinstance(func, PendingImport):  # nothing was imported
+        return func
     if not callable(func):
         raise ConfigError(f"{reference!r} is not callable", field=field)
     return ImportedHook(reference, func)
@@ -235,11 +216,7 @@ def hook_to_spec(hook: Any, field: str) -> str | None:
         and module != "__main__"
     ):
         reference = f"{module}:{qualname}"
-        try:
-            found = import_reference(reference, field)
-        except ConfigError:
-            found = None
-        if found is hook:
+        if lookup_loaded(reference) is hook:  # never imports
             return reference
     raise ConfigError(
         f"cannot write {hook!r} to a flow: use an import reference or a JMESPath expression",

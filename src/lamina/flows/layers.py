@@ -5,8 +5,9 @@ Each entry is a name (``"retry"``), ``{name: ..., options: {...}}`` or the short
 default stack. A built-in name *without* options stands for the instance the default
 stack would use for that endpoint (none when the endpoint's fields turn it off);
 with options (even ``{}``) the layer is built from them. Options may use
-``{import: "pkg.mod:obj"}`` for Python objects; ``clock`` and ``tracer_provider``
-are supplied by the orchestrator when the layer accepts them.
+``{import: "pkg.mod:obj"}`` for Python objects (only when the caller allows imports:
+see :mod:`lamina.flows.imports`); ``clock`` and ``tracer_provider`` are supplied by the
+orchestrator when the layer accepts them.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from .._errors import ConfigError
 from ..orchestration.config import APIEndpoint, APIOrchestrationConfig
 from ..orchestration.stack import default_layers, shared_state
 from ..plugins import BUILTIN_LAYERS, LayerFactory, get_layer
-from .expressions import import_reference
+from .imports import Importer, PendingImport
 
 __all__ = ["DEFAULTS", "FlowLayers", "LayerSpec", "parse_layers"]
 
@@ -47,15 +48,19 @@ class LayerSpec:
         return {"name": self.name, "options": dict(self.raw_options or self.options)}
 
 
-def parse_layers(data: Any, path: str = "layers") -> list[LayerSpec]:
-    """Validate a ``layers:`` list (names, options) and return its specs."""
+def parse_layers(data: Any, path: str = "layers", *, allow_imports: Any = False) -> list[LayerSpec]:
+    """Validate a ``layers:`` list (names, options) and return its specs.
+
+    ``{import: ...}`` option values are refused unless ``allow_imports`` permits them
+    (see :func:`lamina.flows.load_flow`)."""
     if isinstance(data, str) or not isinstance(data, Sequence):
         raise ConfigError("must be a list of layer names or {name, options}", field=path)
+    importer = Importer.of(allow_imports)
     specs = []
     for index, entry in enumerate(data):
         where = f"{path}[{index}]"
         name, options = _entry(entry, where)
-        specs.append(_check(name, options, where))
+        specs.append(_check(name, options, where, importer))
     return specs
 
 
@@ -80,7 +85,7 @@ def _entry(entry: Any, where: str) -> tuple[str, Any]:
     )
 
 
-def _check(name: Any, options: Any, where: str) -> LayerSpec:
+def _check(name: Any, options: Any, where: str, importer: Importer) -> LayerSpec:
     if not isinstance(name, str) or not name:
         raise ConfigError(f"must be a layer name, got {name!r}", field=f"{where}.name")
     if name == DEFAULTS:
@@ -98,9 +103,10 @@ def _check(name: Any, options: Any, where: str) -> LayerSpec:
     if not isinstance(options, Mapping):
         raise ConfigError("must be a mapping of option names", field=f"{where}.options")
     factory = _load(plugin.load, where)
-    resolved = {k: _resolve(v, f"{where}.options.{k}") for k, v in options.items()}
+    resolved = {k: _resolve(v, f"{where}.options.{k}", importer) for k, v in options.items()}
     _bind(factory, resolved, name, where)
-    _build(factory, resolved, name, where)  # load-time validation of the values
+    if not _pending(resolved):  # a PendingImport is no value to build with
+        _build(factory, resolved, name, where)  # load-time validation of the values
     return LayerSpec(name, resolved, dict(options))
 
 
@@ -112,10 +118,14 @@ def _load(load: Any, where: str) -> LayerFactory:
     return factory
 
 
-def _resolve(value: Any, where: str) -> Any:
+def _resolve(value: Any, where: str, importer: Importer) -> Any:
     if isinstance(value, Mapping) and set(value) == {"import"}:
-        return import_reference(value["import"], where)
+        return importer.load(value["import"], f"{where}.import")
     return value
+
+
+def _pending(options: Mapping[str, Any]) -> list[str]:
+    return [key for key, value in options.items() if isinstance(value, PendingImport)]
 
 
 def _did_you_mean(key: str, choices: Sequence[str]) -> str:
@@ -196,8 +206,14 @@ class FlowLayers:
         return layers
 
     def _make(self, spec: LayerSpec, config: APIOrchestrationConfig, index: int) -> Layer:
-        factory = get_layer(spec.name).load()
         options = dict(spec.options or {})
+        if _pending(options):
+            raise ConfigError(
+                f"layer {spec.name!r} cannot be built: the flow was loaded with "
+                "resolve_imports=False",
+                field=f"layers[{index}].options.{_pending(options)[0]}",
+            )
+        factory = get_layer(spec.name).load()
         shared = shared_state(config)
         try:
             params = inspect.signature(factory).parameters

@@ -1,11 +1,12 @@
-"""Read a flow file: YAML (safe loader only), TOML or JSON."""
+"""Read a flow file: YAML (safe loader only), TOML or JSON, within the limits of
+:mod:`lamina.flows.limits` (size, nesting, values, UTF-8)."""
 
 from __future__ import annotations
 
 import json
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,15 @@ import yaml
 from .._errors import ConfigError
 from ..orchestration.config import APIOrchestrationConfig
 from .config import config_from_dict
+from .limits import (
+    MAX_FLOW_BYTES,
+    BoundedYAMLLoader,
+    check_depth_text,
+    check_size_text,
+    too_deep,
+    too_large,
+    yaml_limit,
+)
 
 __all__ = ["load_flow", "parse_flow_text"]
 
@@ -23,23 +33,46 @@ YAML_SUFFIXES = (".yaml", ".yml")
 def parse_flow_text(text: str, fmt: str = "yaml", *, source: str = "<flow>") -> Any:
     """Parse flow text as ``yaml``, ``toml`` or ``json`` into plain data.
 
-    YAML goes through ``yaml.safe_load``: tags such as ``!!python/object/apply`` are
-    rejected before anything is constructed.
+    YAML is loaded with the safe loader's rules (tags such as ``!!python/object/apply``
+    are rejected before anything is constructed). Text over 512 KiB, nesting deeper than
+    64 levels and more than 100,000 values are ConfigErrors, found before the parser
+    recurses (see :mod:`lamina.flows.limits`).
     """
+    return _parse(text, fmt, source)[0]
+
+
+def _parse(text: str, fmt: str, source: str) -> tuple[Any, yaml.Node | None]:
+    """The data, and for YAML the node tree (where :func:`_line_of` finds lines)."""
+    if fmt not in ("yaml", "toml", "json"):
+        raise ConfigError(f"unknown flow format {fmt!r} (yaml, toml or json)", field="format")
+    check_size_text(text, source)
+    if fmt != "yaml":
+        check_depth_text(text, fmt, source)
     try:
         if fmt == "toml":
-            return tomllib.loads(text)
+            return tomllib.loads(text), None
         if fmt == "json":
-            return json.loads(text)
-        if fmt == "yaml":
-            return yaml.safe_load(text)
+            return json.loads(text), None
+        loader = BoundedYAMLLoader(text)  # the safe constructor, within the limits
+        try:
+            node = loader.get_single_node()
+            return (None if node is None else loader.construct_document(node)), node
+        finally:
+            loader.dispose()
+    except RecursionError:  # the bracket scan missed a way to nest: still a clean error
+        raise too_deep(source) from None
     except yaml.YAMLError as exc:
+        limit = yaml_limit(exc)
+        if limit is not None:
+            raise ConfigError(f"{source}: {limit}", field=None) from None
         raise ConfigError(f"{source}: not valid YAML: {_yaml_problem(exc)}", field=None) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}", field=None) from None
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{source}: not valid JSON: {exc}", field=None) from None
-    raise ConfigError(f"unknown flow format {fmt!r} (yaml, toml or json)", field="format")
+    except ValueError as exc:  # e.g. an integer of more than 4,300 digits
+        problem = str(exc).partition(";")[0]
+        raise ConfigError(f"{source}: not valid {fmt.upper()}: {problem}", field=None) from None
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:
@@ -64,7 +97,11 @@ def _format(path: Path) -> str:
 
 
 def load_flow(
-    path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None
+    path: str | os.PathLike[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    allow_imports: bool | str | Iterable[str] = False,
+    resolve_imports: bool = True,
 ) -> APIOrchestrationConfig:
     """Read and validate the flow file at ``path`` (format from its suffix).
 
@@ -73,34 +110,67 @@ def load_flow(
     (``endpoints[2].depends_on``) and, for YAML, the line in the message.
     The flow's ``layers:`` list is applied by :func:`lamina.flows.build_orchestrator`
     (or pass ``layers=flow_layers(config)`` to :class:`lamina.APIOrchestrator`).
+
+    Import references (``"pkg.mod:func"``) are code, so they are refused unless
+    ``allow_imports`` permits them: ``True`` (any module but ``builtins``, ``os``,
+    ``subprocess`` and the rest of :data:`lamina.flows.imports.REFUSED_MODULES`), or a
+    list of module prefixes such as ``["myproject.transforms"]``. With
+    ``resolve_imports=False`` nothing is imported at all: the config is for
+    inspection, and ``flow_info(config).imports`` lists each reference with whether
+    ``allow_imports`` permits it.
+
+    A file over 512 KiB, nesting deeper than 64 levels, more than 100,000 values or
+    bytes that are not UTF-8 are ConfigErrors, found without parsing the whole file.
     """
     file = Path(path)
     fmt = _format(file)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot read flow file {str(file)!r}: {exc.strerror}", field="path"
-        ) from None
-    data = parse_flow_text(text, fmt, source=file.name)
+    text = _read(file)
+    data, node = _parse(text, fmt, source=file.name)
     if data is None:
         raise ConfigError(f"{file.name}: the flow file is empty", field=None)
     try:
-        return config_from_dict(data, env=env, source=str(file))
+        return config_from_dict(
+            data,
+            env=env,
+            source=str(file),
+            allow_imports=allow_imports,
+            resolve_imports=resolve_imports,
+        )
     except ConfigError as exc:
-        line = _line_of(text, exc.field) if fmt == "yaml" and exc.field else None
+        line = _line_of(node, exc.field) if node is not None and exc.field else None
         if line is None:
             raise
         message = exc.message.partition(": ")[2]
         raise ConfigError(f"{message} ({file.name}, line {line})", field=exc.field) from None
 
 
-def _line_of(text: str, field: str) -> int | None:
-    """The 1-based line of ``field`` (``endpoints[2].depends_on``) in YAML ``text``."""
+def _read(file: Path) -> str:
+    """The file's text: its size checked before reading, UTF-8 or a ConfigError."""
     try:
-        node: Any = yaml.compose(text, Loader=yaml.SafeLoader)  # nodes only, no objects
-    except yaml.YAMLError:
-        return None
+        with file.open("rb") as stream:
+            size = os.fstat(stream.fileno()).st_size
+            if size > MAX_FLOW_BYTES:
+                raise too_large(file.name, size)
+            raw = stream.read(MAX_FLOW_BYTES + 1)  # a FIFO or /proc file has no size
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read flow file {str(file)!r}: {exc.strerror}", field="path"
+        ) from None
+    if len(raw) > MAX_FLOW_BYTES:
+        raise too_large(file.name, len(raw))
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            f"{file.name}: not UTF-8 text: byte 0x{raw[exc.start]:02x} at offset {exc.start} "
+            f"(line {line}); save the file as UTF-8",
+            field=None,
+        ) from None
+
+
+def _line_of(node: Any, field: str) -> int | None:
+    """The 1-based line of ``field`` (``endpoints[2].depends_on``) in a YAML node tree."""
     line = None
     for part in _split(field):
         if isinstance(node, yaml.MappingNode) and isinstance(part, str):

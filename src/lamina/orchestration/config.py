@@ -264,12 +264,17 @@ class APIOrchestrationConfig:
 
     @classmethod
     def from_dict(
-        cls, data: Mapping[str, Any], *, env: Mapping[str, str] | None = None
+        cls,
+        data: Mapping[str, Any],
+        *,
+        env: Mapping[str, str] | None = None,
+        allow_imports: Any = False,
     ) -> APIOrchestrationConfig:
-        """Build a validated config from a flow mapping (see docs/flows.md)."""
+        """Build a validated config from a flow mapping (see docs/flows.md); import
+        references are refused unless ``allow_imports`` permits them."""
         from ..flows import config_from_dict
 
-        return config_from_dict(data, env=env)
+        return config_from_dict(data, env=env, allow_imports=allow_imports)
 
     def to_dict(self, *, templates: bool = True) -> dict[str, Any]:
         """This config as a flow mapping; ``from_dict`` of it gives an equal config."""
