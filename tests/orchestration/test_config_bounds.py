@@ -10,7 +10,8 @@ import pytest
 from lamina import APIEndpoint, APIOrchestrationConfig, ConfigError
 from lamina._validate import MAX_BYTES, MAX_COUNT, MAX_RETRIES, MAX_SECONDS
 from lamina.breaker import BreakerMachine
-from lamina.layers import CircuitBreakerLayer, RateLimitLayer, TimeoutLayer
+from lamina.layers import CircuitBreakerLayer, RateLimitLayer, RetryLayer, TimeoutLayer
+from lamina.layers.retry_policy import RetryBudget, StatusRetryPolicy
 from lamina.ratelimit import Limiter
 
 URL = "http://127.0.0.1:9/x"
@@ -140,6 +141,15 @@ LAYERS: list[Any] = [
     pytest.param(lambda v: CircuitBreakerLayer(5, v), "timeout", id="Breaker.timeout"),
     pytest.param(lambda v: BreakerMachine(5, v), "timeout", id="BreakerMachine.timeout"),
     pytest.param(lambda v: TimeoutLayer(v), "timeout", id="TimeoutLayer"),
+    pytest.param(lambda v: RetryLayer(retries=v), "retries", id="Retry.retries"),
+    pytest.param(lambda v: RetryLayer(attempts=v), "attempts", id="Retry.attempts"),
+    pytest.param(lambda v: RetryLayer(max_delay=v), "max_delay", id="Retry.max_delay"),
+    pytest.param(lambda v: RetryLayer(total_timeout=v), "total_timeout", id="Retry.total"),
+    pytest.param(lambda v: RetryLayer(deadline=v), "deadline", id="Retry.deadline"),
+    pytest.param(lambda v: StatusRetryPolicy(backoff=v), "backoff", id="Policy.backoff"),
+    pytest.param(lambda v: RetryBudget(ttl=v), "ttl", id="Budget.ttl"),
+    pytest.param(lambda v: RetryBudget(min_per_second=v), "min_per_second", id="Budget.min"),
+    pytest.param(lambda v: RetryBudget(percent=v), "percent", id="Budget.percent"),
 ]
 
 

@@ -8,6 +8,7 @@ import random as _random
 import time
 from collections.abc import Iterable
 
+from .. import _validate as check
 from .._clock import Clock, default_clock
 from .._core import Request, Response, Service
 from .._errors import ConfigError, LaminaError
@@ -151,14 +152,10 @@ def _total_attempts(attempts: int | None, retries: int | None) -> int:
             "give attempts (total tries) or retries (extra tries), not both", field="retries"
         )
     if retries is not None:
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise ConfigError(f"must be an int >= 0, got {retries!r}", field="retries")
-        return retries + 1
+        return check.count(retries, "retries", low=0, high=check.MAX_RETRIES) + 1
     if attempts is None:
         return DEFAULT_ATTEMPTS
-    if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
-        raise ConfigError(f"must be an int >= 1, got {attempts!r}", field="attempts")
-    return attempts
+    return check.count(attempts, "attempts", high=check.MAX_RETRIES + 1)
 
 
 def new_idempotency_key() -> str:

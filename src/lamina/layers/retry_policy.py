@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Protocol, runtime_checkable
 
+from .. import _validate as check
 from .._clock import Clock, default_clock
 from .._core import Request, Response
 from .._errors import ConfigError, ConnectError, HTTPStatusError, TimeoutError, TransportError
@@ -204,9 +205,15 @@ class RetryBudget:
         clock: Clock | None = None,
     ) -> None:
         _check_seconds(ttl, "ttl", allow_zero=False)
-        _check_seconds(min_per_second, "min_per_second", allow_zero=True)
-        if not isinstance(percent, int | float) or not 0 <= percent <= 1000:
-            raise ConfigError(f"must be a number in [0, 1000], got {percent!r}", field="percent")
+        check.number(
+            min_per_second,
+            "min_per_second",
+            low=0,
+            high=check.MAX_RATE,
+            allow_zero=True,
+            what="a number of retries per second",
+        )
+        check.fraction(percent, "percent", high=1000)
         self.ttl = float(ttl)
         self.min_per_second = float(min_per_second)
         self.percent = float(percent)
@@ -261,13 +268,6 @@ def _statuses(value: object) -> tuple[int, ...] | None:
     return items if ok else None
 
 
-def _check_seconds(value: object, field: str, *, allow_zero: bool) -> None:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value < 0
-        or (value == 0 and not allow_zero)
-    ):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ConfigError(f"must be a finite number {bound}, got {value!r}", field=field)
+def _check_seconds(value: object, field: str, *, allow_zero: bool) -> float:
+    """A duration within lamina's bounds (1 ms to 30 days, or 0): see lamina._validate."""
+    return check.seconds(value, field, allow_zero=allow_zero)
