@@ -146,11 +146,6 @@ class BodyDecoder:
             first = _STAGES[coding](coding, first, self._result)
         self._first = first
 
-    @property
-    def size(self) -> int:
-        """Decoded bytes so far."""
-        return self._result.size
-
     def feed(self, raw: bytes) -> None:
         """Decode one raw piece of the body."""
         if raw:
@@ -173,10 +168,6 @@ class _Limited:
         self.parts: list[bytes] = []
         self.request = request
         self.status = status
-
-    @property
-    def size(self) -> int:
-        return self.limit - self.room
 
     def write(self, data: bytes) -> None:
         self.room -= len(data)
@@ -264,6 +255,8 @@ class _ZlibStage:
         return zlib.decompressobj(zlib.MAX_WBITS if zlib_wrapped else -zlib.MAX_WBITS)
 
     def close(self) -> None:
+        if self._head and self._members == 0:  # a body of one byte cannot be this coding
+            raise self._result.corrupt(self._coding, ValueError("truncated"))
         d = self._d
         if d is not None:  # every piece was pumped through: this is nothing, or little
             try:

@@ -115,6 +115,11 @@ def test_an_empty_body_with_a_coding_is_empty() -> None:
     assert decode(["gzip", "deflate"], b"") == b""
 
 
+def test_a_one_byte_body_is_not_gzip() -> None:
+    with pytest.raises(ParseError, match="gzip"):
+        decode(["gzip"], b"\x1f")
+
+
 def test_the_limit_applies_to_the_final_bytes() -> None:
     inner = gzip.compress(b"a" * 50_000)
     body = gzip.compress(inner)
