@@ -210,6 +210,24 @@ def test_a_large_ordinary_flow_still_loads_within_the_budget(
     assert len(config.endpoints) == i > 2000
 
 
+@pytest.mark.parametrize(
+    ("layer", "options", "field"),
+    [
+        ("cache", {"ttl": 1e308}, "ttl"),
+        ("circuit_breaker", {"timeout": 1e308}, "timeout"),
+        ("rate_limit", {"rate": 10, "period": 1e-320}, "period"),
+    ],
+)
+def test_numbers_in_layer_options_are_bounded(
+    layer: str, options: dict[str, Any], field: str
+) -> None:
+    data = {"endpoints": [{"name": "a", "url": "http://x.test/"}], "layers": [{layer: options}]}
+    with pytest.raises(ConfigError) as err:
+        config_from_dict(data)
+    assert err.value.field == f"layers[0].options.{field}"
+    assert "30 days" in err.value.message
+
+
 # -- encoding ------------------------------------------------------------------------------
 
 

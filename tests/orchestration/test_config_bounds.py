@@ -10,7 +10,13 @@ import pytest
 from lamina import APIEndpoint, APIOrchestrationConfig, ConfigError
 from lamina._validate import MAX_BYTES, MAX_COUNT, MAX_RETRIES, MAX_SECONDS
 from lamina.breaker import BreakerMachine
-from lamina.layers import CircuitBreakerLayer, RateLimitLayer, RetryLayer, TimeoutLayer
+from lamina.layers import (
+    CacheLayer,
+    CircuitBreakerLayer,
+    RateLimitLayer,
+    RetryLayer,
+    TimeoutLayer,
+)
 from lamina.layers.retry_policy import RetryBudget, StatusRetryPolicy
 from lamina.ratelimit import Limiter
 
@@ -150,6 +156,8 @@ LAYERS: list[Any] = [
     pytest.param(lambda v: RetryBudget(ttl=v), "ttl", id="Budget.ttl"),
     pytest.param(lambda v: RetryBudget(min_per_second=v), "min_per_second", id="Budget.min"),
     pytest.param(lambda v: RetryBudget(percent=v), "percent", id="Budget.percent"),
+    pytest.param(lambda v: CacheLayer(ttl=v), "ttl", id="Cache.ttl"),
+    pytest.param(lambda v: CacheLayer(stale_if_error=v), "stale_if_error", id="Cache.stale"),
 ]
 
 

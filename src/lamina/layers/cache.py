@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-import math
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from .. import _validate as check
 from .._clock import Clock, default_clock
 from .._core import Request, Response, Service
 from .._errors import BackendUnavailable, ConfigError, LaminaError
@@ -258,11 +258,7 @@ def _key_secret(value: object) -> bytes | None:
 
 
 def _positive(value: object, field: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(f"must be a number > 0, got {value!r}", field=field)
-    if not value > 0 or not math.isfinite(value):
-        raise ConfigError(f"must be a finite number > 0, got {value!r}", field=field)
-    return float(value)
+    return check.seconds(value, field)  # 1 ms to 30 days: a Redis entry's PX always fits
 
 
 def _variant(key: str, vary_digest: str) -> str:
