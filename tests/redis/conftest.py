@@ -268,18 +268,28 @@ async def main():
                 await asyncio.sleep(max(0.0, cmd["at"] - time.time()))
             reply = {}
             if cmd.get("until"):
+                outcomes, slowest = {}, [0.0]
                 async def loop_calls():
                     n = 0
                     while time.time() < cmd["until"]:
-                        await call(svc, cmd["url"], cmd.get("endpoint"))
+                        started = time.monotonic()
+                        result = await call(svc, cmd["url"], cmd.get("endpoint"))
+                        slowest[0] = max(slowest[0], time.monotonic() - started)
+                        outcomes[result] = outcomes.get(result, 0) + 1
                         n += 1
                     return n
                 counts = await asyncio.gather(*(loop_calls() for _ in range(cmd.get("tasks", 1))))
                 reply["count"] = sum(counts)
+                reply["outcomes"], reply["slowest"] = outcomes, slowest[0]
             else:
-                reply["results"] = await asyncio.gather(
-                    *(call(svc, cmd["url"], cmd.get("endpoint")) for _ in range(cmd.get("n", 1)))
-                )
+                slowest = [0.0]
+                async def timed():
+                    started = time.monotonic()
+                    result = await call(svc, cmd["url"], cmd.get("endpoint"))
+                    slowest[0] = max(slowest[0], time.monotonic() - started)
+                    return result
+                reply["results"] = await asyncio.gather(*(timed() for _ in range(cmd.get("n", 1))))
+                reply["slowest"] = slowest[0]
             counters = ("errors", "fallbacks", "recoveries", "pool_waits", "slow_answers")
             reply["backend"] = {k: getattr(backend, k, None) for k in counters}
             print(json.dumps(reply), flush=True)

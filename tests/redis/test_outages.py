@@ -303,3 +303,26 @@ async def test_a_silent_redis_is_still_cut_off_after_the_patience_limit(
         assert backend.outages == 1
         assert took < 3.0  # bounded by PATIENCE x timeout (0.8 s), not by the busy loop (4 s)
         await backend.aclose()
+
+
+async def test_during_an_outage_one_call_at_a_time_checks_whether_redis_is_back(
+    spare_redis: SpareRedis,
+) -> None:
+    backend = RedisBackend(spare_redis.url, prefix="x", timeout=0.1, retry_interval=0.1)
+    limiter = backend.limiter(1000, 60, name="api")
+    assert await limiter.try_acquire()
+    spare_redis.freeze()
+    try:
+        assert await limiter.try_acquire()  # no answer: the outage begins (local fallback)
+        assert (backend.outages, backend.errors) == (1, 1)
+        await asyncio.sleep(0.15)  # past retry_interval: Redis may be asked again
+        results = await asyncio.gather(*(limiter.try_acquire() for _ in range(20)))
+        assert all(results)
+        assert backend.errors == 2  # one call asked the frozen Redis; 19 used the fallback
+        assert backend.fallbacks == 21
+    finally:
+        spare_redis.thaw()
+    await asyncio.sleep(0.15)
+    assert await limiter.try_acquire()  # the next check finds Redis back
+    assert backend.recoveries == 1
+    await backend.aclose()

@@ -108,8 +108,11 @@ class NoAnswer(Exception):
 
 
 PATIENCE = 16
-"""A Redis call may take up to ``PATIENCE * timeout`` while the event loop is too busy
-to judge, or while Redis answers other calls."""
+"""A Redis call may take up to ``PATIENCE * timeout`` while Redis answers other calls on
+its event loop (or, before the first answer, while the loop is too busy to tell)."""
+
+SETTLE = 4
+"""Loop iterations given to replies already received before a silent call is cut off."""
 
 
 class _LoopState:
@@ -143,6 +146,80 @@ class _LoopState:
             self.beat = loop.call_at(now + self.tick, self._beat, loop, now + self.tick)
         else:
             self.beat = None
+
+
+class _Watch:
+    """Decides when one Redis call has gone unanswered (see the module docstring).
+
+    Every ``period`` seconds: if Redis answered any call on this loop since the
+    last look, the loop (not Redis) is slow: look again later. Otherwise wait
+    :data:`SETTLE` loop iterations, so that replies already received get
+    processed, and look once more; still nothing: cut the call off. Before the
+    loop's first answer (connections still opening), a loop running late also
+    earns more time. Never beyond ``PATIENCE * period``.
+    """
+
+    __slots__ = (
+        "checked",
+        "done",
+        "expired",
+        "handle",
+        "loop",
+        "period",
+        "scope",
+        "started",
+        "state",
+    )
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        state: _LoopState,
+        scope: asyncio.Timeout,
+        period: float,
+    ) -> None:
+        self.loop, self.state, self.scope, self.period = loop, state, scope, period
+        self.started = self.checked = loop.time()
+        self.expired = self.done = False
+        due = self.started + period
+        self.handle: asyncio.Handle = loop.call_at(due, self.look, due)
+
+    def look(self, due: float) -> None:
+        if self.done:
+            return
+        now, state = self.loop.time(), self.state
+        if state.answered > self.checked:
+            self._again(now)
+        elif state.answered == 0 and (now - due > state.tick or state.lagged > self.checked):
+            self._again(now)  # nothing answered yet on a busy loop: cannot tell
+        else:
+            self.handle = self.loop.call_soon(self.settle, SETTLE)
+
+    def settle(self, left: int) -> None:
+        if self.done:
+            return
+        if left > 0:
+            self.handle = self.loop.call_soon(self.settle, left - 1)
+        elif self.state.answered > self.checked:
+            self._again(self.loop.time())
+        else:
+            self._expire()
+
+    def _again(self, now: float) -> None:
+        if now >= self.started + PATIENCE * self.period:
+            self._expire()
+            return
+        self.checked = now
+        due = now + self.period
+        self.handle = self.loop.call_at(due, self.look, due)
+
+    def _expire(self) -> None:
+        self.expired = True
+        self.scope.reschedule(self.loop.time())
+
+    def stop(self) -> None:
+        self.done = True
+        self.handle.cancel()
 
 
 def _number(value: object, field: str) -> float:
@@ -209,6 +286,7 @@ class RedisBackend:
         self._shas: dict[str, str] = {}
         self._down_until = 0.0
         self._warned = False
+        self._probing = False
         self._episode_fallbacks = 0
         self.errors = 0
         """Redis calls that failed or timed out (including waits past ``pool_timeout``)."""
@@ -315,9 +393,11 @@ class RedisBackend:
         return time.monotonic() >= self._down_until
 
     async def ping(self) -> float:
-        """Seconds for one PING round trip (raises if Redis does not answer)."""
+        """Seconds for one PING round trip (raises if Redis does not answer within
+        ``PATIENCE * timeout``)."""
         start = time.perf_counter()
-        await self.client().ping()
+        async with asyncio.timeout(PATIENCE * self.timeout):
+            await self.client().ping()
         return time.perf_counter() - start
 
     async def run(
@@ -336,8 +416,7 @@ class RedisBackend:
         ``pool_timeout`` if set (then an outage). ``op`` itself is bounded as the
         module docstring says, or by a plain ``limit`` seconds if given.
         """
-        if time.monotonic() < self._down_until:
-            raise RedisUnavailable("redis marked down")
+        self._check_down()
         state = self._state()
         gate = state.gate
         if gate.locked():
@@ -345,11 +424,22 @@ class RedisBackend:
         else:
             await gate.acquire()  # free: returns without yielding
         try:
-            if time.monotonic() < self._down_until:  # went down while this one queued
-                raise RedisUnavailable("redis marked down")
-            return await self._call(op, state, limit)
+            self._check_down()  # it may have gone down while this one queued
+            if not self._warned:
+                return await self._call(op, state, limit)
+            self._probing = True  # during an outage, one call at a time asks Redis
+            try:
+                return await self._call(op, state, limit)
+            finally:
+                self._probing = False
         finally:
             gate.release()
+
+    def _check_down(self) -> None:
+        if time.monotonic() < self._down_until:
+            raise RedisUnavailable("redis marked down")
+        if self._warned and self._probing:
+            raise RedisUnavailable("redis down; another call is checking whether it is back")
 
     async def _wait_for_connection(self, gate: asyncio.Semaphore, max_wait: float | None) -> None:
         self.pool_waits += 1
@@ -406,38 +496,23 @@ class RedisBackend:
         if limit is not None:
             async with asyncio.timeout(limit):
                 return await op(self.client())
-        period = self.timeout
-        started = checked = loop.time()
-        handle: asyncio.TimerHandle | None = None
-        expired = False
+        watch: _Watch | None = None
         state.enter(loop)
         try:
             async with asyncio.timeout(None) as scope:
-
-                def check(due: float) -> None:
-                    nonlocal checked, handle, expired
-                    now = loop.time()
-                    busy = now - due > state.tick or state.lagged > checked
-                    if (busy or state.answered > checked) and now < started + PATIENCE * period:
-                        # the loop was too busy to tell, or Redis answered others since
-                        checked = now
-                        handle = loop.call_at(now + period, check, now + period)
-                    else:
-                        expired = True
-                        scope.reschedule(now)
-
-                handle = loop.call_at(started + period, check, started + period)
+                watch = _Watch(loop, state, scope, self.timeout)
                 try:
                     result = await op(self.client())
                 finally:
-                    handle.cancel()
+                    watch.stop()
         except TimeoutError:
-            if expired:
-                raise NoAnswer(f"no answer within {loop.time() - started:.3g}s") from None
+            if watch is not None and watch.expired:
+                waited = loop.time() - watch.started
+                raise NoAnswer(f"no answer within {waited:.3g}s") from None
             raise
         finally:
             state.leave()
-        if checked > started:
+        if watch.checked > watch.started:
             self.slow_answers += 1
         state.answered = loop.time()
         return result
