@@ -22,8 +22,9 @@ if set, no free connection within ``pool_timeout``:
   :attr:`RedisBackend.fallbacks_by`) and reported as a ``backend.unavailable``
   event (on the call's listeners when the operation knows the call, else on the
   current span). For ``retry_interval`` seconds after a failure Redis is not
-  asked at all (an outage costs nothing per call); then the next call tries
-  again, and the first success logs (INFO) that Redis is back.
+  asked at all (an outage costs nothing per call); then one call at a time
+  asks it while the others keep to the fallback, and the first answer logs
+  (INFO) that Redis is back.
 * ``"closed"``: calls are rejected with :class:`lamina.BackendUnavailable`.
 * ``"open"``: calls go through unlimited, unguarded and uncached.
 
@@ -31,9 +32,10 @@ A Redis call that gets no answer within ``timeout`` seconds is cut off and
 counts as an outage - unless other calls on the same event loop were answered
 meanwhile: then Redis is up and the event loop itself is slow (a burst keeps
 it busy, and every reply waits its turn), so the call gets another
-``timeout``, up to ``8 * timeout`` in all. redis-py's own retries are off. So
-a frozen or dead Redis holds a call for about ``timeout`` (at most
-``2 * timeout``), and a busy event loop is never mistaken for an outage.
+``timeout``, up to ``PATIENCE * timeout`` in all (see :class:`_Watch`).
+redis-py's own retries and socket timeouts are off. So a frozen or dead Redis
+holds the calls in flight for about ``timeout`` plus a few loop iterations,
+and a busy event loop is not mistaken for an outage.
 """
 
 from __future__ import annotations
