@@ -13,6 +13,7 @@ Event names used by the built-in layers::
     breaker.state        name, old, new
     ratelimit.wait       seconds
     cache.hit / cache.miss / cache.stale
+    backend.unavailable  backend, what, policy (a shared store fell back to local state)
     http.attempt         duration (s) and the attempt's HTTP attributes (from TracingLayer)
 """
 
