@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
+from .. import _validate as check
 from .._clock import Clock, default_clock
 from .._core import Request, Response, Service
 from .._errors import TimeoutError, cancelled_before_sending, connection_wait
-from .._validate import positive_number
 
 __all__ = ["Timeout", "TimeoutLayer"]
 
@@ -21,7 +21,7 @@ class TimeoutLayer:
     __slots__ = ("clock", "seconds")
 
     def __init__(self, seconds: float | None, *, clock: Clock | None = None) -> None:
-        self.seconds = None if seconds is None else positive_number(seconds, "timeout")
+        self.seconds = None if seconds is None else check.seconds(seconds, "timeout")
         self.clock = clock or default_clock
 
     def wrap(self, inner: Service) -> Service:
