@@ -119,9 +119,7 @@ def rate(
 
 def fraction(value: object, field: str, *, high: float = 1.0, endpoint: str | None = None) -> float:
     """A share: 0 to ``high`` (1 unless said otherwise)."""
-    return number(
-        value, field, low=0.0, high=high, allow_zero=True, what="a fraction", endpoint=endpoint
-    )
+    return number(value, field, low=0.0, high=high, what="a fraction", endpoint=endpoint)
 
 
 def integer(
@@ -207,7 +205,7 @@ def _real(
     endpoint: str | None,
     names: Mapping[float, str],
 ) -> float:
-    zero = "0 or " if allow_zero else ""
+    zero = "0 or " if allow_zero and low > 0 else ""
     expected = f"{zero}{what} between {_text(low, names)} and {_text(high, names)}"
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _reject(f"must be {expected}", value, field, endpoint)

@@ -23,7 +23,7 @@ from typing import Any
 
 from opentelemetry import metrics as otel_metrics
 
-from ._errors import ConfigError
+from . import _validate as check
 
 __all__ = [
     "DURATION_BUCKETS",
@@ -114,8 +114,7 @@ class EndpointMetrics:
 
     def percentile(self, q: float) -> float:
         """Latency percentile in ms (``q`` in 0..100) over the recent samples."""
-        if not 0 <= q <= 100:
-            raise ConfigError(f"must be within 0..100, got {q!r}", field="q")
+        q = check.number(q, "q", low=0, high=100, what="a percentile")
         return _percentile(sorted(self.samples), q)
 
     @property
@@ -174,9 +173,7 @@ class IOMetrics(EndpointMetrics):
     """
 
     def __init__(self, *, max_samples: int = 1024) -> None:
-        if not isinstance(max_samples, int) or max_samples < 1:
-            raise ConfigError("must be an int >= 1", field="max_samples")
-        super().__init__(max_samples=max_samples)
+        super().__init__(max_samples=check.count(max_samples, "max_samples"))
         self._lock = threading.Lock()
         self._endpoints: dict[str, EndpointMetrics] = {}
 

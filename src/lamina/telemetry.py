@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from . import _validate as check
 from ._errors import ConfigError
 from ._redact import scrub
 
@@ -165,8 +166,7 @@ def configure(
         raise ConfigError(
             "must be an http(s) URL such as http://localhost:4318", field="otlp_endpoint"
         )
-    if metric_export_interval <= 0:
-        raise ConfigError("must be > 0 seconds", field="metric_export_interval")
+    metric_export_interval = check.seconds(metric_export_interval, "metric_export_interval")
 
     attributes: dict[str, Any] = dict(resource_attributes or {})
     if service_name is not None:

@@ -52,6 +52,7 @@ from urllib.parse import urlsplit
 
 from opentelemetry import trace
 
+from .. import _validate as check
 from .._clock import Clock
 from .._core import Request
 from .._errors import BackendUnavailable, ConfigError
@@ -224,12 +225,6 @@ class _Watch:
         self.handle.cancel()
 
 
-def _number(value: object, field: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 3600:
-        raise ConfigError(f"must be a number of seconds in (0, 3600), got {value!r}", field=field)
-    return float(value)
-
-
 class RedisBackend:
     """Shared state in Redis for rate limits, breakers and caches.
 
@@ -259,24 +254,16 @@ class RedisBackend:
                 "must be 1-64 characters of letters, digits, '_', '.', ':' or '-'",
                 field="prefix",
             )
-        if on_error not in ON_ERROR:
-            raise ConfigError(f"must be one of {ON_ERROR}, got {on_error!r}", field="on_error")
         self._url = url
         self.prefix = prefix
-        self.on_error: OnError = on_error
-        self.timeout = _number(timeout, "timeout")
-        self.retry_interval = _number(retry_interval, "retry_interval")
-        if (
-            isinstance(max_connections, bool)
-            or not isinstance(max_connections, int)
-            or not 1 <= max_connections <= 10_000
-        ):
-            raise ConfigError(
-                f"must be an int in [1, 10000], got {max_connections!r}", field="max_connections"
-            )
-        self.max_connections = max_connections
+        self.on_error: OnError = check.choice(on_error, "on_error", ON_ERROR)
+        self.timeout = check.seconds(timeout, "timeout", high=3600)
+        self.retry_interval = check.seconds(retry_interval, "retry_interval", high=3600)
+        self.max_connections = check.count(max_connections, "max_connections", high=10_000)
         """Connections per event loop; more operations at once queue for one."""
-        self.pool_timeout = None if pool_timeout is None else _number(pool_timeout, "pool_timeout")
+        self.pool_timeout = (
+            None if pool_timeout is None else check.seconds(pool_timeout, "pool_timeout", high=3600)
+        )
         """If set, a wait for a free connection longer than this counts as an outage."""
         self._client = client
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Redis] = (

@@ -21,6 +21,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from .. import _validate as check
 from .._errors import ConfigError
 from ..breaker import (
     BreakerMachine,
@@ -142,17 +143,11 @@ class RedisBreakerBackend:
             backend = RedisBackend(backend)
         if not isinstance(backend, RedisBackend):
             raise ConfigError("must be a RedisBackend or a redis:// URL", field="backend")
-        if probe_lease is not None and (
-            isinstance(probe_lease, bool)
-            or not isinstance(probe_lease, int | float)
-            or not 0 < probe_lease < 86400
-        ):
-            raise ConfigError("must be a number of seconds in (0, 86400)", field="probe_lease")
-        if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 1 <= ttl <= 30 * 86400:
-            raise ConfigError("must be a number of seconds in [1, 30 days]", field="ttl")
         self.backend = backend
-        self.probe_lease = probe_lease
-        self.ttl = float(ttl)
+        self.probe_lease = (
+            None if probe_lease is None else check.seconds(probe_lease, "probe_lease", high=86400)
+        )
+        self.ttl = check.seconds(ttl, "ttl", low=1)
         self._fallback = MemoryBackend()
         self._seen: dict[str, BreakerRecord] = {}
         self._seeded: dict[str, int] = {}  # name -> the outage its local record started in

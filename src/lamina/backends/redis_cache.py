@@ -29,6 +29,7 @@ import json
 import logging
 from typing import Any
 
+from .. import _validate as check
 from .._clock import Clock, default_clock
 from .._core import Request
 from .._errors import ConfigError
@@ -141,14 +142,8 @@ class RedisCacheStore:
             backend = RedisBackend(backend)
         if not isinstance(backend, RedisBackend):
             raise ConfigError("must be a RedisBackend or a redis:// URL", field="backend")
-        if (
-            isinstance(max_value_bytes, bool)
-            or not isinstance(max_value_bytes, int)
-            or not 1 <= max_value_bytes <= 512 << 20
-        ):
-            raise ConfigError("must be an int in [1, 512 MiB]", field="max_value_bytes")
         self.backend = backend
-        self.max_value_bytes = max_value_bytes
+        self.max_value_bytes = check.size(max_value_bytes, "max_value_bytes", high=512 << 20)
         self.clock = clock or default_clock
         self._fallback = MemoryStore(fallback_maxsize, clock=self.clock)
         self.skipped = 0

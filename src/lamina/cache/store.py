@@ -6,9 +6,9 @@ from typing import Protocol, runtime_checkable
 
 from cachetools import TLRUCache
 
+from .. import _validate as check
 from .._clock import Clock, default_clock
 from .._core import Request
-from .._errors import ConfigError
 from .entry import CacheEntry
 
 __all__ = ["CacheEntry", "CacheStore", "MemoryStore", "SharedSecretStore", "SyncCacheStore"]
@@ -104,9 +104,7 @@ class MemoryStore:
     __slots__ = ("_cache", "clock", "maxsize")
 
     def __init__(self, maxsize: int = 1024, *, clock: Clock | None = None) -> None:
-        if isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 1:
-            raise ConfigError(f"must be an int >= 1, got {maxsize!r}", field="maxsize")
-        self.maxsize = maxsize
+        self.maxsize = check.count(maxsize, "maxsize")
         self.clock = clock or default_clock
         self._cache = _IndexedCache(maxsize, self.clock)
 

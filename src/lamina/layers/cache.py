@@ -91,20 +91,16 @@ class CacheLayer:
         key_secret: str | bytes | None = None,
         clock: Clock | None = None,
     ) -> None:
-        self.ttl = _positive(ttl, "ttl")
-        if isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 1:
-            raise ConfigError(f"must be an int >= 1, got {maxsize!r}", field="maxsize")
-        self.maxsize = maxsize
+        self.ttl = check.seconds(ttl, "ttl")  # at most 30 days: a Redis entry's PX always fits
+        self.maxsize = check.count(maxsize, "maxsize")
         if key is not None and not callable(key):
             raise ConfigError("must be callable: key(request) -> str", field="key")
         self.key: KeyFunction | None = key
         """The user's key function (None: the default key)."""
         self.stale_if_error = (
-            None if stale_if_error is None else _positive(stale_if_error, "stale_if_error")
+            None if stale_if_error is None else check.seconds(stale_if_error, "stale_if_error")
         )
-        if not isinstance(cache_authorized, bool):
-            raise ConfigError("must be a bool", field="cache_authorized")
-        self.cache_authorized = cache_authorized
+        self.cache_authorized = check.flag(cache_authorized, "cache_authorized")
         names = () if isinstance(methods, str) else tuple(methods)
         if isinstance(methods, str) or not all(isinstance(m, str) for m in names):
             raise ConfigError("must be a collection of method names", field="methods")
@@ -255,10 +251,6 @@ def _key_secret(value: object) -> bytes | None:
     if value is not None and not isinstance(value, str | bytes):
         raise ConfigError("must be a str or bytes secret", field="key_secret")
     return key_secret(value)
-
-
-def _positive(value: object, field: str) -> float:
-    return check.seconds(value, field)  # 1 ms to 30 days: a Redis entry's PX always fits
 
 
 def _variant(key: str, vary_digest: str) -> str:

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable, Collection, Mapping
 from types import MappingProxyType
 
+from .. import _validate as check
 from .._clock import Clock, default_clock
 from .._core import Request, Response, Service
 from .._errors import ConfigError, TimeoutError, TransportError
@@ -184,11 +185,7 @@ def _judge(predicate: FailurePredicate, outcome: Response | BaseException) -> bo
 
 
 def _status_predicate(statuses: Collection[int]) -> FailurePredicate:
-    if isinstance(statuses, str | bytes) or not all(
-        isinstance(s, int) and not isinstance(s, bool) and 100 <= s <= 599 for s in statuses
-    ):
-        raise ConfigError("must be HTTP status codes (100-599)", field="failure_statuses")
-    frozen = frozenset(statuses)
+    frozen = frozenset(check.status_codes(statuses, "failure_statuses"))
 
     def is_failure(outcome: Response | BaseException) -> bool:
         if isinstance(outcome, Response):

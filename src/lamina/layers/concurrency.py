@@ -7,9 +7,10 @@ import builtins
 import contextlib
 from collections import deque
 
+from .. import _validate as check
 from .._clock import Clock, default_clock
 from .._core import Request, Response, Service
-from .._errors import ConcurrencyLimitExceeded, ConfigError, TimeoutError
+from .._errors import ConcurrencyLimitExceeded, TimeoutError
 
 __all__ = ["ConcurrencyLimit", "ConcurrencyLimitLayer"]
 
@@ -35,22 +36,10 @@ class ConcurrencyLimitLayer:
         max_waiting: int | None = None,
         clock: Clock | None = None,
     ) -> None:
-        if (
-            isinstance(max_concurrent, bool)
-            or not isinstance(max_concurrent, int)
-            or max_concurrent < 1
-        ):
-            raise ConfigError(
-                f"must be an int >= 1, got {max_concurrent!r}", field="max_concurrent"
-            )
-        if max_waiting is not None and (
-            isinstance(max_waiting, bool) or not isinstance(max_waiting, int) or max_waiting < 0
-        ):
-            raise ConfigError(
-                f"must be an int >= 0 or None, got {max_waiting!r}", field="max_waiting"
-            )
-        self.max_concurrent = max_concurrent
-        self.max_waiting = max_waiting
+        self.max_concurrent = check.count(max_concurrent, "max_concurrent")
+        self.max_waiting = (
+            None if max_waiting is None else check.count(max_waiting, "max_waiting", low=0)
+        )
         self.clock = clock or default_clock
         self._in_flight = 0
         self._waiters: deque[asyncio.Future[None]] = deque()

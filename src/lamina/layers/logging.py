@@ -8,6 +8,7 @@ import logging
 import time
 from typing import Any
 
+from .. import _validate as check
 from .._core import Request, Response, Service
 from .._errors import ConfigError
 from .._otel import error_type, full_url
@@ -41,10 +42,7 @@ class LoggingLayer:
         max_body_chars: int = 500,
         logger: logging.Logger | None = None,
     ) -> None:
-        if not isinstance(max_body_chars, int) or isinstance(max_body_chars, bool):
-            raise ConfigError("must be an int >= 0", field="max_body_chars")
-        if max_body_chars < 0:
-            raise ConfigError("must be an int >= 0", field="max_body_chars")
+        max_body_chars = check.count(max_body_chars, "max_body_chars", low=0)
         if logger is not None and not isinstance(logger, logging.Logger):
             raise ConfigError("must be a logging.Logger", field="logger")
         self.log_requests = bool(log_requests)

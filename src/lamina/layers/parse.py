@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from .. import _validate as check
 from .._core import Request, Response, Service
 from .._errors import ConfigError, HTTPStatusError, ParseError
 from .._redact import scrub_clip, secret_values
@@ -41,11 +42,9 @@ class ParseLayer:
             raise ConfigError("must be callable", field="response_parser")
         if transform_output is not None and not callable(transform_output):
             raise ConfigError("must be callable", field="transform_output")
-        if not isinstance(max_response_bytes, int) or max_response_bytes <= 0:
-            raise ConfigError("must be an int > 0", field="max_response_bytes")
         self.response_parser = response_parser
         self.transform_output = transform_output
-        self.max_response_bytes = max_response_bytes
+        self.max_response_bytes = check.size(max_response_bytes, "max_response_bytes")
 
     def wrap(self, inner: Service) -> Service:
         return Parse(inner, self)

@@ -19,7 +19,6 @@ from .retry_policy import (
     RetryOutcome,
     RetryPolicy,
     StatusRetryPolicy,
-    _check_seconds,
     retry_after,
 )
 
@@ -90,8 +89,7 @@ class RetryLayer:
         random: _random.Random | None = None,
     ) -> None:
         self.attempts = _total_attempts(attempts, retries)
-        _check_seconds(max_delay, "max_delay", allow_zero=True)
-        self.max_delay = float(max_delay)
+        self.max_delay = check.seconds(max_delay, "max_delay", allow_zero=True)
         if policy is None:
             policy = StatusRetryPolicy(
                 retry_on=DEFAULT_RETRY_ON if retry_on is None else retry_on,
@@ -128,11 +126,10 @@ class RetryLayer:
                 "give total_timeout or deadline (an alias), not both", field="deadline"
             )
         if deadline is not None:
-            _check_seconds(deadline, "deadline", allow_zero=False)
-            total_timeout = deadline
+            total_timeout = check.seconds(deadline, "deadline")
         elif total_timeout is not None:
-            _check_seconds(total_timeout, "total_timeout", allow_zero=False)
-        self.total_timeout = None if total_timeout is None else float(total_timeout)
+            total_timeout = check.seconds(total_timeout, "total_timeout")
+        self.total_timeout = total_timeout
         self.idempotency_key = bool(idempotency_key)
         self.clock = clock or default_clock
 

@@ -19,7 +19,7 @@ from typing import Protocol, runtime_checkable
 from .. import _validate as check
 from .._clock import Clock, default_clock
 from .._core import Request, Response
-from .._errors import ConfigError, ConnectError, HTTPStatusError, TimeoutError, TransportError
+from .._errors import ConnectError, HTTPStatusError, TimeoutError, TransportError
 
 __all__ = [
     "DEFAULT_RETRY_ON",
@@ -135,17 +135,10 @@ class StatusRetryPolicy:
         random: _random.Random | None = None,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
-        statuses = _statuses(retry_on)
-        if statuses is None:
-            raise ConfigError(
-                f"must be a collection of HTTP status codes, got {retry_on!r}", field="retry_on"
-            )
-        _check_seconds(backoff, "backoff", allow_zero=True)
-        _check_seconds(max_delay, "max_delay", allow_zero=True)
-        self.retry_on = frozenset(statuses)
-        self.backoff = float(backoff)
+        self.retry_on = frozenset(check.status_codes(retry_on, "retry_on"))
+        self.backoff = check.seconds(backoff, "backoff", allow_zero=True)
         self.jitter = bool(jitter)
-        self.max_delay = float(max_delay)
+        self.max_delay = check.seconds(max_delay, "max_delay", allow_zero=True)
         self.random = random if random is not None else _random.Random()
         self.wall_clock = wall_clock
 
@@ -204,19 +197,15 @@ class RetryBudget:
         percent: float = 0.2,
         clock: Clock | None = None,
     ) -> None:
-        _check_seconds(ttl, "ttl", allow_zero=False)
-        check.number(
+        self.ttl = check.seconds(ttl, "ttl")
+        self.min_per_second = check.number(
             min_per_second,
             "min_per_second",
             low=0,
             high=check.MAX_RATE,
-            allow_zero=True,
             what="a number of retries per second",
         )
-        check.fraction(percent, "percent", high=1000)
-        self.ttl = float(ttl)
-        self.min_per_second = float(min_per_second)
-        self.percent = float(percent)
+        self.percent = check.fraction(percent, "percent", high=1000)
         self.clock = clock or default_clock
         self._calls: deque[float] = deque()
         self._retries: deque[float] = deque()
@@ -257,17 +246,3 @@ class RetryBudget:
             f"RetryBudget(ttl={self.ttl}, min_per_second={self.min_per_second}, "
             f"percent={self.percent}, calls={len(self._calls)}, retries={len(self._retries)})"
         )
-
-
-def _statuses(value: object) -> tuple[int, ...] | None:
-    """``value`` as a tuple of HTTP status codes, or None if it is not a collection of them."""
-    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
-        return None
-    items = tuple(value)
-    ok = all(isinstance(s, int) and not isinstance(s, bool) and 100 <= s <= 599 for s in items)
-    return items if ok else None
-
-
-def _check_seconds(value: object, field: str, *, allow_zero: bool) -> float:
-    """A duration within lamina's bounds (1 ms to 30 days, or 0): see lamina._validate."""
-    return check.seconds(value, field, allow_zero=allow_zero)
