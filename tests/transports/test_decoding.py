@@ -28,7 +28,10 @@ from lamina import (
     ResponseTooLarge,
     UnsupportedContentEncoding,
 )
-from lamina._decoding import (
+from lamina._headers import Headers
+from lamina.aiohttp_transport import AiohttpTransport
+from lamina.testing import LocalServer, RecordedRequest
+from lamina.transports._decoding import (
     ACCEPT_ENCODING,
     MAX_CODINGS,
     STEP,
@@ -36,9 +39,6 @@ from lamina._decoding import (
     BodyDecoder,
     content_codings,
 )
-from lamina._headers import Headers
-from lamina.aiohttp_transport import AiohttpTransport
-from lamina.testing import LocalServer, RecordedRequest
 
 GIB = 2**30
 REQUEST = Request("GET", "http://api.test/x", endpoint="things")
@@ -227,7 +227,8 @@ def test_without_the_libraries_br_and_zstd_are_neither_advertised_nor_decoded() 
     code = (
         "import sys\n"
         "for name in ('brotli', 'brotlicffi', 'zstandard'): sys.modules[name] = None\n"
-        "from lamina import _decoding as d, Request, UnsupportedContentEncoding\n"
+        "from lamina.transports import _decoding as d\n"
+        "from lamina import Request, UnsupportedContentEncoding\n"
         "from lamina._headers import Headers\n"
         "print(d.ACCEPT_ENCODING)\n"
         "headers = Headers({'Content-Encoding': 'br'})\n"

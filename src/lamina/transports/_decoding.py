@@ -28,11 +28,11 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ._errors import ParseError, ResponseTooLarge, UnsupportedContentEncoding
+from .._errors import ParseError, ResponseTooLarge, UnsupportedContentEncoding
 
 if TYPE_CHECKING:
-    from ._core import Request
-    from ._headers import Headers
+    from .._core import Request
+    from .._headers import Headers
 
 __all__ = [
     "ACCEPT_ENCODING",

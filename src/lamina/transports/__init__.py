@@ -1,0 +1,5 @@
+"""The transports: the innermost service of every stack."""
+
+from .httpx import HttpxTransport
+
+__all__ = ["HttpxTransport"]
