@@ -12,6 +12,16 @@ import pytest
 import lamina
 from lamina import ConfigError
 from lamina import _validate as check
+from lamina.cache import MemoryStore
+from lamina.layers import (
+    CacheLayer,
+    CircuitBreakerLayer,
+    ConcurrencyLimitLayer,
+    LoggingLayer,
+    ParseLayer,
+)
+from lamina.layers.retry_policy import StatusRetryPolicy
+from lamina.metrics import IOMetrics
 
 NAN, INF = float("nan"), float("inf")
 DENORMAL = 1e-320
@@ -159,6 +169,75 @@ def test_status_codes_refuse_bools_and_non_collections() -> None:
     for value in ([True], [500.0], 503, None):
         with pytest.raises(ConfigError, match="HTTP status codes"):
             check.status_codes(value, "f")
+
+
+# -- the constructors that checked on their own before ----------------------------------
+
+
+def _redis() -> Any:
+    from lamina.backends import RedisBackend
+
+    return RedisBackend()  # connects lazily: nothing is sent here
+
+
+CONSTRUCTORS = [
+    # (build, field, a value it now refuses, a value it accepts)
+    (lambda v: MemoryStore(v), "maxsize", check.MAX_COUNT + 1, check.MAX_COUNT),
+    (lambda v: CacheLayer(maxsize=v), "maxsize", True, 1),
+    (lambda v: CacheLayer(cache_authorized=v), "cache_authorized", 1, True),
+    (lambda v: ConcurrencyLimitLayer(v), "max_concurrent", check.MAX_COUNT + 1, 1),
+    (lambda v: ConcurrencyLimitLayer(1, max_waiting=v), "max_waiting", -1, 0),
+    (lambda v: ParseLayer(max_response_bytes=v), "max_response_bytes", True, check.MAX_BYTES),
+    (lambda v: LoggingLayer(max_body_chars=v), "max_body_chars", check.MAX_COUNT + 1, 0),
+    (lambda v: IOMetrics(max_samples=v), "max_samples", True, 1),
+    (lambda v: IOMetrics().percentile(v), "q", True, 0),
+    (lambda v: CircuitBreakerLayer(failure_statuses=v), "failure_statuses", 503, (503,)),
+    (lambda v: StatusRetryPolicy(retry_on=v), "retry_on", "429", [429]),
+    (lambda v: type(_redis())(timeout=v), "timeout", 1e-6, 3600),
+    (lambda v: type(_redis())(retry_interval=v), "retry_interval", 3601, 0.001),
+    (lambda v: type(_redis())(pool_timeout=v), "pool_timeout", NAN, 1),
+    (lambda v: type(_redis())(max_connections=v), "max_connections", 10_001, 10_000),
+    (lambda v: type(_redis())(on_error=v), "on_error", "up", "open"),
+    (lambda v: _breaker_store(probe_lease=v), "probe_lease", 1e-6, 86400),
+    (lambda v: _breaker_store(ttl=v), "ttl", 0.5, check.MAX_SECONDS),
+    (lambda v: _cache_store(max_value_bytes=v), "max_value_bytes", (512 << 20) + 1, 1),
+]
+
+
+def _breaker_store(**options: Any) -> Any:
+    from lamina.backends.redis_breaker import RedisBreakerBackend
+
+    return RedisBreakerBackend(_redis(), **options)
+
+
+def _cache_store(**options: Any) -> Any:
+    from lamina.backends.redis_cache import RedisCacheStore
+
+    return RedisCacheStore(_redis(), **options)
+
+
+@pytest.mark.parametrize(
+    ("build", "field", "refused", "accepted"),
+    [pytest.param(*case, id=f"{case[1]}={case[2]!r}") for case in CONSTRUCTORS],
+)
+def test_constructors_follow_the_documented_rule(
+    build: Callable[[Any], Any], field: str, refused: Any, accepted: Any
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        build(refused)
+    assert err.value.field == field
+    assert err.value.message.startswith(f"{field}: must ")
+    assert err.value.message.endswith(f", got {refused!r}")
+    build(accepted)
+
+
+def test_metric_export_interval_is_a_duration() -> None:
+    pytest.importorskip("opentelemetry.exporter.otlp.proto.http")
+    from lamina.telemetry import configure
+
+    with pytest.raises(ConfigError, match="duration in seconds") as err:
+        configure(metric_export_interval=NAN)
+    assert err.value.field == "metric_export_interval"
 
 
 # -- no module checks numbers on its own ---------------------------------------------------
