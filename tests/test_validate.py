@@ -252,6 +252,7 @@ PENDING = {
     "ratelimit/limiter.py",
     "ratelimit/memory.py",
     "transport.py",
+    "transports/httpx.py",
 }
 
 
