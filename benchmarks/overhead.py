@@ -235,7 +235,7 @@ async def _over(
     else:
         import aiohttp
 
-        from lamina.aiohttp_transport import AiohttpTransport
+        from lamina.transports import AiohttpTransport
 
         session = aiohttp.ClientSession()
         bare_name = "bare aiohttp.ClientSession"

@@ -21,8 +21,8 @@ from lamina import (
     OrchestrationMode,
     Request,
 )
-from lamina.aiohttp_transport import AiohttpTransport
 from lamina.testing import LocalServer
+from lamina.transports import AiohttpTransport
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

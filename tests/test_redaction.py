@@ -39,7 +39,6 @@ from lamina import (
     Request,
     ServiceBuilder,
 )
-from lamina.aiohttp_transport import AiohttpTransport
 from lamina.layers.logging import LoggingLayer
 from lamina.layers.parse import ParseLayer
 from lamina.orchestration.report import RunReport
@@ -55,6 +54,7 @@ from lamina.redact import (
 )
 from lamina.testing import LocalServer, RecordedRequest
 from lamina.testing.server import Reply
+from lamina.transports import AiohttpTransport
 
 # -- hostile secrets, each with a unique core ----------------------------------------------
 

@@ -27,8 +27,8 @@ from lamina import (
     OrchestrationMode,
     Request,
 )
-from lamina.aiohttp_transport import AiohttpTransport
 from lamina.testing import LocalServer
+from lamina.transports import AiohttpTransport
 
 BEARER = "bearer-SECRET-7f3a9c2e"
 COOKIE = "cookie-SECRET-1b2c3d4e"

@@ -58,7 +58,7 @@ from .ratelimit import (
     RateLimiterConfig,
     RateLimitStatus,
 )
-from .transport import HttpxTransport
+from .transports import HttpxTransport
 
 __all__ = [
     "APIEndpoint",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from lamina.aiohttp_transport import AiohttpTransport
+from lamina.transports import AiohttpTransport
 
 
 def pytest_configure(config: pytest.Config) -> None:

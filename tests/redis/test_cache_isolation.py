@@ -25,12 +25,12 @@ from lamina import (
     Service,
     ServiceBuilder,
 )
-from lamina.aiohttp_transport import AiohttpTransport
 from lamina.backends.redis import RedisBackend
 from lamina.cache import ENV_SECRET
 from lamina.layers.cache import SECRET_REFRESH, CacheLayer
 from lamina.layers.parse import ParseLayer
 from lamina.testing import LocalServer, ManualClock
+from lamina.transports import AiohttpTransport
 
 from .conftest import keys_under
 

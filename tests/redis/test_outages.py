@@ -24,10 +24,10 @@ from lamina import (
     Request,
 )
 from lamina._events import listen
-from lamina.aiohttp_transport import AiohttpTransport
 from lamina.backends.redis import RedisBackend
 from lamina.breaker import CircuitBreaker
 from lamina.testing import LocalServer
+from lamina.transports import AiohttpTransport
 
 from .conftest import SpareRedis
 

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from lamina import HttpxTransport
-from lamina.aiohttp_transport import AiohttpTransport
+from lamina.transports import AiohttpTransport
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

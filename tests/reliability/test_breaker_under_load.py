@@ -26,9 +26,9 @@ from lamina import (
     Service,
     TimeoutError,
 )
-from lamina.aiohttp_transport import AiohttpTransport
 from lamina.orchestration.stack import shared_state
 from lamina.testing import LocalServer
+from lamina.transports import AiohttpTransport
 
 POOL = 5
 RUNS = 50

@@ -1,7 +1,7 @@
 """Send one GET in a fresh interpreter and print, as JSON, how it ended and how much the
 peak resident memory grew (``VmHWM``) during it. Used by test_decoding.py:
 
-    python rss_probe.py httpx|aiohttp URL WARM_URL
+    python rss_probe.py HttpxTransport|AiohttpTransport|... URL WARM_URL
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ def peak_kib() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
 
 
-async def main(kind: str, url: str, warm_url: str) -> dict[str, Any]:
-    from lamina import HttpxTransport, Request
-    from lamina.aiohttp_transport import AiohttpTransport
+async def main(name: str, url: str, warm_url: str) -> dict[str, Any]:
+    import lamina.transports
+    from lamina import Request
 
-    transport = HttpxTransport() if kind == "httpx" else AiohttpTransport()
+    transport = getattr(lamina.transports, name)()
     async with transport:
         await transport(Request("GET", warm_url))  # imports and a connection in place
         before = peak_kib()

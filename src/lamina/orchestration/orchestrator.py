@@ -17,7 +17,7 @@ from .._errors import ConfigError, LaminaError, OrchestrationTimeout
 from .._otel import TracerSource
 from ..metrics import IOMetrics
 from ..modes import IN_ORDER_MODES, SCHEDULERS
-from ..transport import HttpxTransport
+from ..transports import HttpxTransport
 from .config import APIEndpoint, APIOrchestrationConfig
 from .report import RunReport
 from .run import Plan, Run
@@ -134,7 +134,7 @@ class APIOrchestrator(AsyncCloseable):
             option = self.default_transport
         if option == "aiohttp":
             try:
-                from ..aiohttp_transport import AiohttpTransport
+                from ..transports.aiohttp import AiohttpTransport
             except ImportError as exc:
                 raise ConfigError(
                     "transport='aiohttp' needs: pip install 'lamina[aiohttp]'", field="transport"

@@ -1,5 +1,27 @@
-"""The transports: the innermost service of every stack."""
+"""The transports: the innermost service of every stack, one contract (docs/transports.md).
 
+``HttpxTransport`` (the default) and ``AiohttpTransport`` (``pip install lamina[aiohttp]``,
+imported on first use so that ``import lamina`` works without aiohttp). Both are
+``BaseTransport``s: the redirect loop, header check, in-flight gate, bounded decoder and
+error table they share live in ``_shared`` and ``_decoding``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .base import Transport
 from .httpx import HttpxTransport
 
-__all__ = ["HttpxTransport"]
+if TYPE_CHECKING:
+    from .aiohttp import AiohttpTransport
+
+__all__ = ["AiohttpTransport", "HttpxTransport", "Transport"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "AiohttpTransport":  # aiohttp is optional: import it when asked for
+        from .aiohttp import AiohttpTransport
+
+        return AiohttpTransport
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

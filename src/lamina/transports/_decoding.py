@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import importlib
 import zlib
-from collections.abc import Callable
+from collections.abc import AsyncIterable, Callable
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -155,6 +155,12 @@ class BodyDecoder:
         """Decode what the stages still hold and return the whole decoded body."""
         self._first.close()
         return self._result.join()
+
+    async def read(self, raw: AsyncIterable[bytes]) -> bytes:
+        """Decode every raw piece of a body as it arrives; the whole decoded body."""
+        async for piece in raw:
+            self.feed(piece)
+        return self.finish()
 
 
 class _Limited:

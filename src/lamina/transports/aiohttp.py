@@ -1,9 +1,5 @@
-"""The innermost service on aiohttp: faster per call than httpx on loopback.
-
-Install with ``pip install lamina[aiohttp]``. The contract is HttpxTransport's:
-same error mapping, redirects off by default (credential headers dropped when
-the origin changes), the same bounded decoder for every Content-Encoding chain
-(the body limit applies to *decoded* bytes while streaming).
+"""AiohttpTransport: lamina's requests on one ``aiohttp.ClientSession``, faster per call
+than httpx on loopback. Install with ``pip install lamina[aiohttp]``.
 """
 
 from __future__ import annotations
@@ -15,6 +11,7 @@ import functools
 import inspect
 import json as jsonlib
 from collections.abc import AsyncGenerator
+from types import SimpleNamespace
 from typing import Any, Literal
 
 import httpx
@@ -25,20 +22,18 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("AiohttpTransport needs aiohttp: pip install 'lamina[aiohttp]'") from exc
 
-from .._closeable import AsyncCloseable
 from .._core import Request, Response
-from .._errors import ConfigError, ConnectError, ConnectTimeout, ResponseTooLarge, TimeoutError
-from .._errors import TransportError as LaminaTransportError
+from .._errors import CANCELLED_BEFORE_SENDING, ConfigError
 from .._headers import Headers
-from .._redact import scrub, secret_values
-from ._decoding import ACCEPT_ENCODING, BodyDecoder, content_codings
-from .httpx import (
+from ._shared import (
     DEFAULT_MAX_RESPONSE_BYTES,
     REDIRECT_STATUSES,
-    InFlightGate,
-    in_flight_limit,
-    send,
+    SentMarker,
+    map_error,
+    open_body,
+    request_headers,
 )
+from .base import BaseTransport
 
 __all__ = ["AiohttpTransport"]
 
@@ -47,9 +42,11 @@ _SESSION_OPTIONS = frozenset(inspect.signature(aiohttp.ClientSession.__init__).p
     "base_url",
 }
 _NO_CONTENT_TYPE = frozenset({"Content-Type"})
+#: What aiohttp raises that lamina maps (:data:`lamina.transports._shared.ERRORS`).
+_CLIENT_ERRORS = (aiohttp.ClientError, builtins.TimeoutError, OSError, httpx.InvalidURL)
 
 
-class AiohttpTransport(AsyncCloseable):
+class AiohttpTransport(BaseTransport):
     """Send lamina requests with one ``aiohttp.ClientSession``.
 
     The session is created lazily inside the running event loop (a new loop gets
@@ -60,12 +57,13 @@ class AiohttpTransport(AsyncCloseable):
     reused connection is switched off: every attempt is one the retry layer counted.
     ``Response.http`` is the ``aiohttp.ClientResponse``.
 
-    At most ``max_in_flight`` requests are inside the session at once, by default
-    the connector's ``limit`` (100 in aiohttp); the rest wait their turn here, as
-    on HttpxTransport. A call whose timeout fires while it waits here has sent
-    nothing (``TimeoutError.request_sent`` is False): it is retried whatever its
-    method and a circuit breaker does not count it. Inside aiohttp's pool that
-    would not be known.
+    The contract is HttpxTransport's (redirects, the bounded decoder for every
+    Content-Encoding chain, error mapping, header checks). At most ``max_in_flight``
+    requests are inside the session at once, by default the connector's ``limit``
+    (100 in aiohttp); the rest wait their turn here. A call whose timeout fires while
+    it waits here, or while an owned session is still connecting, has sent nothing
+    (``TimeoutError.request_sent`` is False): it is retried whatever its method and a
+    circuit breaker does not count it.
     """
 
     def __init__(
@@ -91,18 +89,17 @@ class AiohttpTransport(AsyncCloseable):
                 raise ConfigError("not an aiohttp.ClientSession option", field=name)
         if session_options.get("auto_decompress", False):
             raise ConfigError("must be False (lamina decodes the body)", field="auto_decompress")
-        if max_response_bytes <= 0:
-            raise ConfigError("must be > 0", field="max_response_bytes")
-        if max_redirects < 0:
-            raise ConfigError("must be >= 0", field="max_redirects")
-        if max_in_flight == "pool":
-            if session is None:  # aiohttp's default connector holds 100 connections
-                limit = getattr(session_options.get("connector"), "limit", 100)
-            else:
-                limit = getattr(session.connector, "limit", 0)
-            max_in_flight = limit if isinstance(limit, int) and limit > 0 else None
+        if session is None:  # aiohttp's default connector holds 100 connections
+            pool = getattr(session_options.get("connector"), "limit", 100)
         else:
-            max_in_flight = in_flight_limit(max_in_flight)
+            pool = getattr(session.connector, "limit", 0)
+        super().__init__(
+            follow_redirects=follow_redirects,
+            max_redirects=max_redirects,
+            max_response_bytes=max_response_bytes,
+            max_in_flight=max_in_flight,
+            pool=pool if isinstance(pool, int) and pool > 0 else None,
+        )
         if session is not None:
             _no_hidden_retries(session)
         self._owns_session = session is None
@@ -110,11 +107,6 @@ class AiohttpTransport(AsyncCloseable):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._keeper: AsyncGenerator[None, None] | None = None
         self._options = session_options
-        self.follow_redirects = follow_redirects
-        self.max_redirects = max_redirects
-        self.max_response_bytes = max_response_bytes
-        self.max_in_flight = max_in_flight
-        self._gate = InFlightGate(max_in_flight) if max_in_flight is not None else None
 
     @property
     def session(self) -> aiohttp.ClientSession | None:
@@ -131,6 +123,9 @@ class AiohttpTransport(AsyncCloseable):
         options = dict(self._options)
         options["auto_decompress"] = False
         options.setdefault("timeout", aiohttp.ClientTimeout(total=None))
+        # aiohttp reports when a request has its connection: a cancellation before that
+        # (while connecting) sent nothing. A session passed in has no such report.
+        options["trace_configs"] = [*options.get("trace_configs", ()), _connection_trace()]
         session = aiohttp.ClientSession(**options)
         _no_hidden_retries(session)
         # A started async generator is closed by the loop's shutdown_asyncgens()
@@ -141,24 +136,13 @@ class AiohttpTransport(AsyncCloseable):
         self._loop = loop
         return session
 
-    async def __call__(self, request: Request) -> Response:
-        return await send(self._send_once, request, self.follow_redirects, self.max_redirects)
-
-    async def _send_once(self, request: Request) -> Response:
-        gate = self._gate
-        if gate is None:
-            return await self._send_now(request)
-        return await gate.send(self._send_now, request)
-
     async def _send_now(self, request: Request) -> Response:
         loop = asyncio.get_running_loop()
         session = self._session
         if session is None or loop is not self._loop:
             session = await self._session_for(loop)
         limit = request.extensions.get("max_response_bytes", self.max_response_bytes)
-        headers = request.headers.multi_items()
-        if "accept-encoding" not in request.headers:
-            headers.append(("Accept-Encoding", ACCEPT_ENCODING))
+        headers = request_headers(request)
         content = request.content
         skip: frozenset[str] = frozenset()
         if request.json is not None and content is None:
@@ -166,27 +150,26 @@ class AiohttpTransport(AsyncCloseable):
                 request.json, ensure_ascii=False, separators=(",", ":"), allow_nan=False
             ).encode()
             if "content-type" not in request.headers:
-                headers = [*headers, ("Content-Type", "application/json")]
+                headers.append(("Content-Type", "application/json"))
         elif content is not None and "content-type" not in request.headers:
             skip = _NO_CONTENT_TYPE  # like httpx: raw bytes get no Content-Type
+        sent = SentMarker() if self._owns_session else None
         try:
-            url = _url(request)
             http_response = await session.request(
                 request.method,
-                url,
+                _url(request),
                 headers=headers,
                 data=content,
                 allow_redirects=False,
                 skip_auto_headers=skip,
+                trace_request_ctx=sent,
             )
-        except (httpx.InvalidURL, aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError) as exc:
-            raise ConfigError(
-                scrub(f"invalid URL ({type(exc).__name__})", secret_values(request)),
-                field="url",
-                endpoint=request.endpoint,
-            ) from exc
-        except (aiohttp.ClientError, builtins.TimeoutError, OSError) as exc:
-            raise _map_error(exc, request) from exc
+        except asyncio.CancelledError:  # e.g. the attempt timed out
+            if sent is not None and not sent.sent:  # still connecting, or in aiohttp's pool
+                raise asyncio.CancelledError(CANCELLED_BEFORE_SENDING) from None
+            raise
+        except _CLIENT_ERRORS as exc:
+            raise map_error(exc, request) from exc
         response_headers = Headers.from_pairs(list(http_response.headers.items()))
         try:
             status = http_response.status
@@ -194,11 +177,11 @@ class AiohttpTransport(AsyncCloseable):
             body = (
                 b""
                 if skip_body
-                else await _read_limited(http_response, response_headers, request, limit)
+                else await _read_body(http_response, response_headers, request, limit)
             )
-        except (aiohttp.ClientError, builtins.TimeoutError, OSError) as exc:
+        except _CLIENT_ERRORS as exc:
             http_response.close()
-            raise _map_error(exc, request) from exc
+            raise map_error(exc, request) from exc
         except BaseException:  # limit passed, cancelled: the connection cannot be reused
             http_response.close()
             raise
@@ -224,6 +207,20 @@ class AiohttpTransport(AsyncCloseable):
     def __repr__(self) -> str:
         owned = "owned" if self._owns_session else "borrowed"
         return f"AiohttpTransport({owned} session, follow_redirects={self.follow_redirects})"
+
+
+def _connection_trace() -> aiohttp.TraceConfig:
+    """Marks a request's :class:`SentMarker` once it has a connection (new or reused)."""
+    config = aiohttp.TraceConfig()
+    config.on_connection_create_end.append(_connected)
+    config.on_connection_reuseconn.append(_connected)
+    return config
+
+
+async def _connected(session: aiohttp.ClientSession, context: SimpleNamespace, params: Any) -> None:
+    marker = context.trace_request_ctx
+    if isinstance(marker, SentMarker):
+        marker.sent = True
 
 
 def _no_hidden_retries(session: aiohttp.ClientSession) -> None:
@@ -267,31 +264,11 @@ def _parse_url(url: str) -> URL:
     return URL(str(httpx.URL(url)), encoded=True)
 
 
-async def _read_limited(
+async def _read_body(
     http_response: aiohttp.ClientResponse, headers: Headers, request: Request, limit: int
 ) -> bytes:
     """Read the raw body, decoding it here so that the limit applies to decoded bytes."""
-    status = http_response.status
-    codings = content_codings(headers, request, status)
-    if not codings:
-        declared = headers.get("content-length", "")
-        if declared.isdigit():
-            if int(declared) > limit:
-                raise ResponseTooLarge(limit=limit, request=request, status_code=status)
-            return await http_response.read()  # framed by a Content-Length within the limit
-    decoder = BodyDecoder(codings, limit, request, status)
-    async for raw in http_response.content.iter_any():
-        decoder.feed(raw)
-    return decoder.finish()
-
-
-def _map_error(exc: BaseException, request: Request) -> Exception:
-    text = str(exc) or "connection closed or reset by the peer"
-    detail = scrub(f"{type(exc).__name__}: {text}", secret_values(request))
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):  # connecting timed out: nothing sent
-        return ConnectTimeout(detail, request=request)
-    if isinstance(exc, builtins.TimeoutError):  # ServerTimeoutError, SocketTimeoutError
-        return TimeoutError(detail, request=request, request_sent=True)
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return ConnectError(detail, request=request)
-    return LaminaTransportError(detail, request=request)
+    decoder = open_body(headers, request, http_response.status, limit)
+    if decoder is None:  # framed by a Content-Length within the limit
+        return await http_response.read()
+    return await decoder.read(http_response.content.iter_any())

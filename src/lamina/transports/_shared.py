@@ -1,0 +1,274 @@
+"""What every transport does the same way, in one place.
+
+The redirect loop (:func:`send`, with the header check and the credential rules),
+the in-flight gate, the not-sent marker, the headers and body rules, and the one
+table that maps a client's exceptions to lamina's errors (:data:`ERRORS`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Awaitable, Callable
+from urllib.parse import urljoin, urlsplit
+
+from .._core import Request, Response
+from .._errors import (
+    CANCELLED_AFTER_WAITING,
+    CANCELLED_BEFORE_SENDING,
+    ConfigError,
+    ConnectError,
+    ConnectTimeout,
+    ParseError,
+    ResponseTooLarge,
+    TimeoutError,
+    TransportError,
+)
+from .._headers import Headers
+from .._redact import is_secret_header, scrub, secret_values
+from ._decoding import ACCEPT_ENCODING, BodyDecoder, content_codings
+
+__all__ = [
+    "DEFAULT_MAX_RESPONSE_BYTES",
+    "ERRORS",
+    "REDIRECT_STATUSES",
+    "InFlightGate",
+    "SentMarker",
+    "check_headers",
+    "map_error",
+    "open_body",
+    "request_headers",
+    "send",
+]
+
+DEFAULT_MAX_RESPONSE_BYTES = 10 * 1024 * 1024
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+
+SendOnce = Callable[[Request], Awaitable[Response]]
+
+
+async def send(
+    send_once: SendOnce, request: Request, follow_redirects: bool, max_redirects: int
+) -> Response:
+    """Check ``request``'s headers, send it with ``send_once`` and follow redirects if
+    asked, dropping every credential header as soon as the origin changes."""
+    check_headers(request)
+    started = time.perf_counter()
+    current = request
+    for _ in range(max_redirects + 1):
+        response = await send_once(current)
+        location = response.headers.get("location")
+        if not (follow_redirects and response.status_code in REDIRECT_STATUSES and location):
+            response.elapsed = time.perf_counter() - started
+            return response
+        current = _redirected(current, response.status_code, location)
+    raise TransportError(f"more than max_redirects={max_redirects} redirects", request=request)
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    return (parts.scheme, (parts.hostname or "").lower(), parts.port or default)
+
+
+def _redirected(request: Request, status: int, location: str) -> Request:
+    target = urljoin(request.url, location)
+    method, json_body, content = request.method, request.json, request.content
+    if (status == 303 and method != "HEAD") or (status in (301, 302) and method == "POST"):
+        method, json_body, content = "GET", None, None
+    headers = request.headers
+    if _origin(target) != _origin(request.url):
+        headers = headers.copy_with(remove=[k for k in headers if is_secret_header(k)])
+    if json_body is None and content is None:
+        headers = headers.copy_with(remove=["content-type", "content-length"])
+    # The query of the new location replaces ours: never carry params to another URL.
+    return request.replace(
+        method=method, url=target, headers=headers, params={}, json=json_body, content=content
+    )
+
+
+# Control characters a header must not hold (RFC 9110 5.5: HTAB is the only one allowed).
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
+_CONTROL_NAMES = {"\r": "carriage return (CR)", "\n": "line feed (LF)", "\x00": "NUL byte"}
+
+
+def check_headers(request: Request) -> None:
+    """Refuse a header holding CR, LF, NUL or another control character before
+    anything is sent: :class:`lamina.ConfigError` naming the header, never its value
+    (e.g. a token read from a file with its trailing newline)."""
+    for name, value in request.headers.multi_items():
+        found = _CONTROL.search(value)
+        part = "value"
+        if found is None:
+            found = _CONTROL.search(name)
+            if found is None:
+                continue
+            part, name = "name", name.encode("unicode_escape").decode("ascii")
+        char = found.group()
+        what = _CONTROL_NAMES.get(char, f"control character 0x{ord(char):02x}")
+        raise ConfigError(
+            f"header {part} holds a {what}; nothing was sent (strip it, e.g. token.strip())",
+            field=name,
+            endpoint=request.endpoint,
+        )
+
+
+def request_headers(request: Request) -> list[tuple[str, str]]:
+    """The headers to send: the request's, and ``Accept-Encoding`` naming the codings
+    lamina decodes unless the request sets its own."""
+    headers = request.headers.multi_items()
+    if "accept-encoding" not in request.headers:
+        headers.append(("Accept-Encoding", ACCEPT_ENCODING))
+    return headers
+
+
+def open_body(headers: Headers, request: Request, status: int, limit: int) -> BodyDecoder | None:
+    """Check a response's head before its body is read: the decoder to feed the raw body
+    to, or None when the body has no coding and a ``Content-Length`` within the limit
+    (read it whole). Raises :class:`lamina.UnsupportedContentEncoding` for a coding
+    lamina does not decode, :class:`lamina.ResponseTooLarge` for a declared length
+    over ``limit``."""
+    codings = content_codings(headers, request, status)
+    if not codings:
+        declared = headers.get("content-length", "")
+        if declared.isdigit():
+            if int(declared) > limit:
+                raise ResponseTooLarge(limit=limit, request=request, status_code=status)
+            return None
+    return BodyDecoder(codings, limit, request, status)
+
+
+class InFlightGate:
+    """At most ``size`` requests inside a client at once; the others wait here, in order.
+
+    Every transport puts one in front of its connection pool, sized to the pool,
+    so a request that waits for a connection waits here, where lamina knows it:
+
+    * cancelled while waiting (the attempt's timeout fired), nothing was sent:
+      ``CancelledError(CANCELLED_BEFORE_SENDING, waited)``, which ``TimeoutLayer``
+      turns into a ``TimeoutError`` with ``request_sent=False``;
+    * cancelled after it waited and was sent: ``CancelledError(CANCELLED_AFTER_WAITING,
+      waited)``, a ``TimeoutError`` whose ``waited`` says how much of the attempt
+      the upstream never had.
+
+    A circuit breaker counts neither (waiting for a connection is not the
+    upstream failing). A semaphore belongs to one event loop: a new loop gets a new one.
+    """
+
+    __slots__ = ("_loop", "_semaphore", "size")
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._semaphore = asyncio.Semaphore(size)
+
+    async def send(self, send_now: SendOnce, request: Request) -> Response:
+        """``send_now(request)`` once there is room."""
+        semaphore = self._semaphore
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            if self._loop is not None:
+                semaphore = self._semaphore = asyncio.Semaphore(self.size)
+            self._loop = loop
+        waited = 0.0
+        if semaphore.locked():
+            started = loop.time()
+            try:
+                await semaphore.acquire()
+            except asyncio.CancelledError:  # e.g. the attempt timed out while queued here
+                waited = loop.time() - started
+                raise asyncio.CancelledError(CANCELLED_BEFORE_SENDING, waited) from None
+            waited = loop.time() - started
+        else:
+            await semaphore.acquire()  # returns at once
+        try:
+            return await send_now(request)
+        except asyncio.CancelledError as exc:
+            if waited and not exc.args:
+                raise asyncio.CancelledError(CANCELLED_AFTER_WAITING, waited) from exc
+            if waited and exc.args == (CANCELLED_BEFORE_SENDING,):
+                raise asyncio.CancelledError(CANCELLED_BEFORE_SENDING, waited) from exc
+            raise
+        finally:
+            semaphore.release()
+
+    def __repr__(self) -> str:
+        return f"InFlightGate(size={self.size})"
+
+
+class SentMarker:
+    """Set by the client's tracing once a request may have started to go out (httpcore
+    starts writing its headers, aiohttp has its connection). A transport that holds an
+    unset marker when it is cancelled raises ``CancelledError(CANCELLED_BEFORE_SENDING)``:
+    nothing was sent (still connecting), so the timeout is not the upstream's."""
+
+    __slots__ = ("sent",)
+
+    def __init__(self) -> None:
+        self.sent = False
+
+
+Outcome = Callable[[str, Request], Exception]
+
+
+def _connect_timeout(detail: str, request: Request) -> Exception:
+    return ConnectTimeout(detail, request=request)
+
+
+def _connect(detail: str, request: Request) -> Exception:
+    return ConnectError(detail, request=request)
+
+
+def _timeout(detail: str, request: Request) -> Exception:
+    return TimeoutError(detail, request=request, request_sent=True)
+
+
+def _timeout_waiting(detail: str, request: Request) -> Exception:
+    return TimeoutError(detail, request=request, request_sent=False)
+
+
+def _undecodable(detail: str, request: Request) -> Exception:
+    return ParseError(f"could not decode the body ({detail})", request=request)
+
+
+def _bad_url(detail: str, request: Request) -> Exception:
+    return ConfigError(detail, field="url", endpoint=request.endpoint)
+
+
+ERRORS: dict[str, Outcome] = {
+    # connecting timed out (the server, or the way to it, failed): nothing sent
+    "httpx.ConnectTimeout": _connect_timeout,
+    "aiohttp.client_exceptions.ConnectionTimeoutError": _connect_timeout,
+    # no connection made (refused, DNS): nothing sent
+    "httpx.ConnectError": _connect,
+    "aiohttp.client_exceptions.ClientConnectorError": _connect,
+    # the client's own timeouts after connecting: sent
+    "httpx.TimeoutException": _timeout,
+    "aiohttp.client_exceptions.ServerTimeoutError": _timeout,
+    "builtins.TimeoutError": _timeout,
+    # no room in the client's pool: nothing sent
+    "httpx.PoolTimeout": _timeout_waiting,
+    "httpx.DecodingError": _undecodable,
+    "httpx.InvalidURL": _bad_url,
+    "httpx.UnsupportedProtocol": _bad_url,
+    "aiohttp.client_exceptions.InvalidURL": _bad_url,
+    "aiohttp.client_exceptions.NonHttpUrlClientError": _bad_url,
+}
+"""What a client's exception becomes, by the ``module.qualname`` of its class or of
+the nearest class in its MRO listed here (in the manner of httpx's ``HTTPCORE_EXC_MAP``);
+anything else is a :class:`lamina.TransportError` (a reset, a disconnect, a truncated
+body, a malformed head: sent). Names, not classes, so that one table serves every client
+without importing the optional ones."""
+
+
+def map_error(exc: BaseException, request: Request) -> Exception:
+    """The lamina error for a client's exception (raise it ``from exc``), its message
+    scrubbed of the request's secret values."""
+    text = str(exc) or "connection closed or reset by the peer"
+    detail = scrub(f"{type(exc).__name__}: {text}", secret_values(request))
+    for cls in type(exc).__mro__:
+        outcome = ERRORS.get(f"{cls.__module__}.{cls.__qualname__}")
+        if outcome is not None:
+            return outcome(detail, request)
+    return TransportError(detail, request=request)

@@ -1,0 +1,65 @@
+"""The transport contract: the `Transport` protocol and `BaseTransport`, which keeps it."""
+
+from __future__ import annotations
+
+from typing import Literal, Protocol
+
+from .. import _validate as check
+from .._closeable import AsyncCloseable
+from .._core import Request, Response
+from ._shared import InFlightGate, send
+
+__all__ = ["BaseTransport", "Transport"]
+
+
+class Transport(Protocol):
+    """The innermost service of a stack: sends a request over the network and answers
+    with a :class:`lamina.Response`, or raises an error of lamina's tree (the client's
+    exception chained); ``aclose()`` releases its connections."""
+
+    async def __call__(self, request: Request) -> Response: ...
+
+    async def aclose(self) -> None: ...
+
+
+class BaseTransport(AsyncCloseable):
+    """The contract every lamina transport keeps, implemented once: the header check,
+    redirects (off unless ``follow_redirects``, credentials dropped when the origin
+    changes, at most ``max_redirects``), the body limit (``max_response_bytes``,
+    overridable per call with ``request.extensions["max_response_bytes"]``) and the
+    in-flight gate (``max_in_flight``: an int, None for no gate, or ``"pool"`` for the
+    client's ``pool`` size).
+
+    A subclass sends one request, no redirect followed, with ``_send_now(request)``.
+    """
+
+    def __init__(
+        self,
+        *,
+        follow_redirects: bool,
+        max_redirects: int,
+        max_response_bytes: int,
+        max_in_flight: int | Literal["pool"] | None,
+        pool: int | None,
+    ) -> None:
+        self.follow_redirects = check.flag(follow_redirects, "follow_redirects")
+        self.max_redirects = check.count(max_redirects, "max_redirects", low=0)
+        self.max_response_bytes = check.size(max_response_bytes, "max_response_bytes")
+        if max_in_flight == "pool":
+            max_in_flight = pool
+        elif max_in_flight is not None:
+            max_in_flight = check.count(max_in_flight, "max_in_flight")
+        self.max_in_flight = max_in_flight
+        self._gate = InFlightGate(max_in_flight) if max_in_flight is not None else None
+
+    async def __call__(self, request: Request) -> Response:
+        return await send(self._send_once, request, self.follow_redirects, self.max_redirects)
+
+    async def _send_once(self, request: Request) -> Response:
+        gate = self._gate
+        if gate is None:
+            return await self._send_now(request)
+        return await gate.send(self._send_now, request)
+
+    async def _send_now(self, request: Request) -> Response:
+        raise NotImplementedError

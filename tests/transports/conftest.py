@@ -1,0 +1,82 @@
+"""The transports under test. Every test that takes ``transport_factory`` runs once per
+transport in :data:`TRANSPORTS`: adding a transport to the contract suite is one line."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+import lamina.transports
+from lamina.testing import LocalServer
+
+#: kind -> class name in ``lamina.transports``.
+TRANSPORTS = {
+    "httpx": "HttpxTransport",
+    "aiohttp": "AiohttpTransport",
+}
+
+
+class TransportFactory:
+    """Builds the transport under test (``kind``) with the options given; the fixture
+    closes every transport it built after the test."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.cls: Any = getattr(lamina.transports, TRANSPORTS[kind])
+        self.made: list[Any] = []
+
+    def __call__(self, *args: Any, **options: Any) -> Any:
+        transport = self.cls(*args, **options)
+        self.made.append(transport)
+        return transport
+
+
+@pytest.fixture(params=list(TRANSPORTS))
+async def transport_factory(request: pytest.FixtureRequest) -> AsyncIterator[TransportFactory]:
+    factory = TransportFactory(request.param)
+    yield factory
+    for transport in factory.made:
+        await transport.aclose()
+
+
+@pytest.fixture
+def other_server() -> Iterator[LocalServer]:
+    """A second server: another origin for redirects."""
+    with LocalServer() as server:
+        yield server
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A local port nothing listens on."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port: int = sock.getsockname()[1]
+    sock.close()
+    return port
+
+
+@pytest.fixture
+def full_listener() -> Iterator[int]:
+    """The port of a listener whose accept queue is full: a connect to it waits (for a
+    SYN retry), so a request is cancelled while still connecting."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port: int = listener.getsockname()[1]
+    fillers = []
+    for _ in range(3):
+        filler = socket.socket()
+        filler.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            filler.connect(("127.0.0.1", port))
+        fillers.append(filler)
+    try:
+        yield port
+    finally:
+        for sock in [*fillers, listener]:
+            sock.close()
