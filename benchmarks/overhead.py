@@ -27,7 +27,6 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from lamina import (
     APIEndpoint,
     APIOrchestrationConfig,
-    APIOrchestrator,
     HttpxTransport,
     IOMetrics,
     Layer,
@@ -50,7 +49,7 @@ from lamina.layers import (
     TimeoutLayer,
     TracingLayer,
 )
-from lamina.orchestration.stack import shared_state
+from lamina.orchestration.stack import default_layers, new_shared_state
 
 
 async def _identity(request: Request, call_next: Service) -> Response:
@@ -76,8 +75,7 @@ def default_stack(tracer_provider: TracerProvider | None = None) -> list[Layer]:
     """The orchestrator's default layers for one endpoint (no-op tracing unless a provider)."""
     endpoint = APIEndpoint(name="bench", url="http://bench/json")
     config = APIOrchestrationConfig(endpoints=[endpoint], cache_ttl=None)
-    shared_state(config, None, tracer_provider)  # the provider every default layer gets
-    return APIOrchestrator.default_layers(endpoint, config)
+    return default_layers(endpoint, config, new_shared_state(config, None, tracer_provider))
 
 
 LAYERS: dict[str, Layer] = {

@@ -150,7 +150,7 @@ async def test_no_secret_in_any_output(lamina_server: LocalServer, kind: str) ->
                     )
                     for e in config.endpoints
                 ]
-                cache = config.shared.cache
+                cache = orchestrator._shared.cache
                 keys = list(cache.store._cache.keys())
                 assert keys, "nothing was cached"
                 outputs["cache"] += [repr(cache), repr(cache.store), repr(keys)]

@@ -39,6 +39,7 @@ from ._redact import scrub, secret_values
 
 if TYPE_CHECKING:
     from ._core import Request, Response
+    from .orchestration.report import RunReport
 
 __all__ = [
     "BackendUnavailable",
@@ -64,10 +65,12 @@ __all__ = [
 class LaminaError(Exception):
     """Root of every error lamina raises.
 
-    ``attempts`` is set by the retry layer to the number of tries made.
+    ``attempts`` is set by the retry layer to the number of tries made; ``report``
+    by the orchestrator, when the error stopped a run, to what the run had done.
     """
 
     attempts: int | None = None
+    report: RunReport | None = None
 
     def __init__(
         self,

@@ -61,7 +61,7 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def _version() -> str:
-    from . import __version__
+    from ._version import __version__
 
     return __version__
 

@@ -277,7 +277,7 @@ class OtelInstruments:
         return found
 
     def __init__(self, meter_provider: otel_metrics.MeterProvider | None = None) -> None:
-        from . import __version__
+        from ._version import __version__
 
         provider = meter_provider or otel_metrics.get_meter_provider()
         meter = provider.get_meter("lamina", __version__)

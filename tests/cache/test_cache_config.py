@@ -8,7 +8,8 @@ import pytest
 
 from lamina import APIEndpoint, APIOrchestrationConfig, ConfigError
 from lamina.cache import IGNORED_HEADERS
-from lamina.orchestration.stack import shared_state
+from lamina.flows import config_from_dict, config_to_dict
+from lamina.orchestration.stack import new_shared_state
 
 
 def config(**kw: Any) -> APIOrchestrationConfig:
@@ -41,17 +42,17 @@ def test_bad_cache_headers_name_the_field(value: object, field: str) -> None:
 
 def test_cache_headers_reach_the_default_cache_layer() -> None:
     made = config(cache_ttl=60, cache_headers={"ignore": ["X-Client-Build"], "include": ["Accept"]})
-    cache = shared_state(made).cache
+    cache = new_shared_state(made).cache
     assert cache is not None
     assert cache.ignored_headers == (IGNORED_HEADERS | {"x-client-build"}) - {"accept"}
-    plain = shared_state(config(cache_ttl=60)).cache
+    plain = new_shared_state(config(cache_ttl=60)).cache
     assert plain is not None
     assert plain.ignored_headers == IGNORED_HEADERS
 
 
 def test_cache_headers_round_trip_through_a_flow() -> None:
     made = config(cache_ttl=60, cache_headers={"include": ["User-Agent"]})
-    data = made.to_dict()
+    data = config_to_dict(made)
     assert data["cache_headers"] == {"ignore": [], "include": ["user-agent"]}
-    again = APIOrchestrationConfig.from_dict(data)
+    again = config_from_dict(data)
     assert again.cache_headers == made.cache_headers

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 from lamina import APIEndpoint, APIOrchestrationConfig, OrchestrationMode
-from lamina.cli.commands import run_flow
+from lamina.cli.commands import FlowRunner
 from lamina.cli.progress import AttemptLayer, LiveDisplay, ProgressLayer, watch_layers
 from lamina.cli.render import graph_mermaid, graph_text, results_table, waterfall
 from lamina.layers.retry import RetryLayer
@@ -43,7 +43,8 @@ async def test_recorder_sees_attempts_retry_waits_and_cache_hits(
         mode=OrchestrationMode.PARALLEL,
         cache_ttl=60,
     )
-    first = await run_flow(config, None)
+    runner = FlowRunner(config)  # the two runs share one orchestrator (and its cache)
+    first = await runner.run(None)
     segments = first.recorder.timelines["flaky"].segments
     assert [s.kind for s in segments] == [
         "attempt",
@@ -55,10 +56,12 @@ async def test_recorder_sees_attempts_retry_waits_and_cache_hits(
     assert [s.status for s in segments if s.kind == "attempt"] == [503, 503, 200]
     assert all(s.end >= s.start for s in segments)
     assert first.recorder.timelines["flaky"].state == "ok"
-    second = await run_flow(config, None)
+    second = await runner.run(None)
+    await runner.aclose()
     assert second.report is not None
     assert second.recorder.timelines["flaky"].cache_hit
     assert second.recorder.timelines["flaky"].segments == []  # the cache answered
+    assert len(first.recorder.timelines["flaky"].segments) == 5  # each run keeps its record
     table = results_table(second.report, second.recorder.timelines)
     assert "flaky     cached   200     0         0 ms     yes" in table
     assert lamina_server.hits("/flaky/rec") == 3
@@ -78,8 +81,9 @@ async def test_breaker_rejection_and_rate_limit_wait_are_recorded(
         global_rate_limit=1,
         rate_limit_window=0.1,
     )
-    await run_flow(config, None)
-    second = await run_flow(config, None)
+    async with FlowRunner(config) as runner:  # one orchestrator: its breaker and limiter
+        await runner.run(None)
+        second = await runner.run(None)
     assert second.report is not None
     down = second.recorder.timelines["down"]
     assert [m.kind for m in down.marks] == ["breaker.rejected"]

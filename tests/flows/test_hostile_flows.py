@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from lamina import ConfigError
-from lamina.flows import config_from_dict, flow_info, load_flow, parse_flow_text
+from lamina.flows import config_from_dict, config_to_dict, flow_info, load_flow, parse_flow_text
 from lamina.flows.imports import ImportedHook, ImportPolicy, PendingImport
 from lamina.flows.limits import MAX_FLOW_BYTES, MAX_FLOW_DEPTH, MAX_FLOW_VALUES, check_shape
 
@@ -361,7 +361,7 @@ def test_resolve_imports_false_imports_nothing_and_lists_verdicts(
         ("endpoints[0].condition.import", "builtins:eval", False),
         ("layers[0].options.policy.import", f"{hooks_package}:Policy", True),
     }
-    assert config.to_dict()["endpoints"][0]["transform_output"] == (
+    assert config_to_dict(config)["endpoints"][0]["transform_output"] == (
         f"{hooks_package}.transforms:shout"
     )
 

@@ -81,10 +81,14 @@ async def test_health_check_flow_uses_its_own_stack(base: LocalServer) -> None:
         "TimeoutLayer",
         "TracingLayer",
     ]
-    bulkhead = stack[3]
+    assert isinstance(stack[3], ConcurrencyLimitLayer)
+    # One bulkhead shared by every endpoint of the orchestrator, as the flow means.
+    built = orchestrator._layers
+    bulkhead = built[config.endpoints[0].name][3]
     assert isinstance(bulkhead, ConcurrencyLimitLayer)
-    # One bulkhead shared by every endpoint, as the flow means.
-    assert layers(config.endpoints[2], config)[3] is bulkhead
+    assert built[config.endpoints[2].name][3] is bulkhead
+    async with build_orchestrator(config) as other:  # on the same config: its own bulkhead
+        assert other._layers[config.endpoints[0].name][3] is not bulkhead
 
 
 async def test_default_stack_is_used_without_layers(base: LocalServer) -> None:

@@ -28,9 +28,9 @@ from lamina import (
     HTTPStatusError,
     HttpxTransport,
 )
+from lamina.flows import config_from_dict, config_to_dict
 from lamina.layers.retry import RetryLayer
 from lamina.layers.retry_policy import RetryBudget
-from lamina.orchestration.stack import shared_state
 from lamina.testing import LocalServer
 
 CALLS = 1_000
@@ -230,13 +230,13 @@ def test_one_budget_per_upstream_origin() -> None:
     )
     clock = VirtualTime()
     orchestrator = APIOrchestrator(config, clock=clock)
-    layers = {e.name: retry_layer(orchestrator.default_layers(e, config)) for e in endpoints}
+    layers = {e.name: retry_layer(orchestrator._layers[e.name]) for e in endpoints}
     budgets = {name: layer.budget if layer else None for name, layer in layers.items()}
     assert budgets["a"] is budgets["b"]
     assert budgets["d"] is budgets["e"]
     assert len({id(budgets[n]) for n in "acd"}) == 3
     assert layers["f"] is None
-    assert set(shared_state(config).retry_budgets) == {
+    assert set(orchestrator._shared.retry_budgets) == {
         "http://api.test:80",
         "http://api.test:8080",
         "https://api.test:443",
@@ -280,7 +280,7 @@ def test_retry_budget_in_a_flow() -> None:
         "retry_budget_min_per_second": 0,
         "endpoints": [{"name": "a", "url": "http://x/"}],
     }
-    config = APIOrchestrationConfig.from_dict(flow)
+    config = config_from_dict(flow)
     assert (config.retry_budget, config.retry_budget_min_per_second) == (0.5, 0)
-    assert config.to_dict()["retry_budget"] == 0.5
-    assert APIOrchestrationConfig.from_dict({**flow, "retry_budget": None}).retry_budget is None
+    assert config_to_dict(config)["retry_budget"] == 0.5
+    assert config_from_dict({**flow, "retry_budget": None}).retry_budget is None

@@ -126,7 +126,7 @@ async def test_total_timeout(lamina_server: LocalServer) -> None:
         took = time.perf_counter() - started
     assert isinstance(info.value, TimeoutError)
     assert 0.29 <= took < 0.45  # obeyed within 150 ms, even on a loaded machine
-    assert info.value.report.endpoints["hang"].outcome in ("failed", "cancelled")  # type: ignore[attr-defined]
+    assert info.value.report.endpoints["hang"].outcome in ("failed", "cancelled")
     assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("lamina:")]
 
 
@@ -141,7 +141,7 @@ async def test_fail_fast_cancels_in_flight(lamina_server: LocalServer) -> None:
     assert time.perf_counter() - started < 2
     assert info.value.endpoint == "bad"
     assert isinstance(info.value.__cause__, HTTPStatusError)
-    assert info.value.report.endpoints["slow"].outcome == "cancelled"  # type: ignore[attr-defined]
+    assert info.value.report.endpoints["slow"].outcome == "cancelled"
     assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("lamina:")]
 
 

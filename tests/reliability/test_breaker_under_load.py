@@ -26,7 +26,6 @@ from lamina import (
     Service,
     TimeoutError,
 )
-from lamina.orchestration.stack import shared_state
 from lamina.testing import LocalServer
 from lamina.transports import AiohttpTransport
 
@@ -69,7 +68,7 @@ async def test_waiting_for_a_connection_never_opens_the_breaker(
     retried = sum(1 for r in reports if r.endpoints["healthy"].attempts > 1)
     print(f"\n[{kind}] {dict(outcomes)}, {retried} runs retried")
     assert outcomes[CircuitOpenError.__name__] == 0
-    breaker = shared_state(config).breakers.breakers["healthy"]
+    breaker = orchestrator._shared.breakers.breakers["healthy"]
     assert breaker.state == "closed"
     assert breaker.failure_count == 0
     assert retried > 0  # attempts did time out while they waited: the scenario happened

@@ -69,8 +69,8 @@ async def test_cancel_mid_run_cancels_everything(
             # every slot is back: bulkhead, single-flight, limiter waiters
             assert bulkhead.in_flight == 0
             assert bulkhead.waiting == 0
-            assert config.shared.cache._flights.in_flight() == 0
-            assert all(lim.status().waiters == 0 for lim in config.shared.limiters.values())
+            assert orchestrator._shared.cache._flights.in_flight() == 0
+            assert all(lim.status().waiters == 0 for lim in orchestrator._shared.limiters.values())
             # a following run through the same bulkhead is not slowed by the cancelled one
             async with RawUpstream(ok) as fast:
                 follow = APIOrchestrator(

@@ -29,6 +29,7 @@ EPILOG = """examples:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``lamina`` command."""
     from . import commands
+    from .demo import cmd_demo
 
     parser = argparse.ArgumentParser(
         prog="lamina",
@@ -99,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
         "one, a down one) and run sample flows in every mode against them.",
     )
     demo.add_argument("--report", metavar="FILE", help="also write an HTML report of one run")
-    demo.set_defaults(func=commands.cmd_demo)
+    demo.set_defaults(func=cmd_demo)
     return parser
 
 

@@ -1,29 +1,30 @@
-"""The ``lamina`` subcommands: run, validate, graph, layers, demo."""
+"""The ``lamina`` subcommands: run, validate, graph, layers (``demo`` is in ``cli.demo``)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import copy
 import json
 import os
 import re
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from .._closeable import AsyncCloseable
 from .._core import Layer
 from .._errors import ConfigError, LaminaError
 from .._redact import redact_headers, redact_params, redact_url, scrub
-from ..orchestration.config import APIEndpoint, APIOrchestrationConfig
+from ..orchestration.config import APIEndpoint, APIOrchestrationConfig, LayersCallable
 from ..orchestration.report import RunReport
 from .progress import LiveDisplay, Recorder, watch_layers
 from .render import graph_mermaid, graph_text, results_table, run_dict, waterfall
 
-__all__ = ["Flow", "cmd_demo", "cmd_graph", "cmd_layers", "cmd_run", "cmd_validate", "load"]
+__all__ = ["Flow", "FlowRunner", "cmd_graph", "cmd_layers", "cmd_run", "cmd_validate", "load"]
 
-LayersCallable = Callable[[APIEndpoint, APIOrchestrationConfig], Sequence[Layer]]
 ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)")
 MIN_SECRET = 4  # shorter environment values are not scrubbed (they would mangle numbers)
 
@@ -117,7 +118,7 @@ def _read_input(option: str | None) -> Any:
         raise UsageError(f"--input: not valid JSON: {exc}") from None
 
 
-def _check_output(option: str, path_text: str | None) -> None:
+def check_output(option: str, path_text: str | None) -> None:
     """Refuse an output file that cannot be written before any call is made, not after."""
     if not path_text:
         return
@@ -149,6 +150,47 @@ class Outcome:
     error: BaseException | None = None
 
 
+class FlowRunner(AsyncCloseable):
+    """Runs ``config`` on one orchestrator, recording every call as ``lamina run`` shows it.
+
+    Breakers, limiters, cache and metrics carry over from one :meth:`run` to the next,
+    as on any orchestrator; each run gets its own record. One run at a time.
+    """
+
+    def __init__(
+        self, config: APIOrchestrationConfig, *, layers: LayersCallable | None = None
+    ) -> None:
+        from ..orchestration.orchestrator import APIOrchestrator
+
+        recorder = self._recorder = Recorder()
+        base: LayersCallable = layers if layers is not None else APIOrchestrator.default_layers
+
+        def stack(endpoint: APIEndpoint, cfg: APIOrchestrationConfig) -> list[Layer]:
+            return watch_layers(recorder, base(endpoint, cfg))
+
+        self.orchestrator = APIOrchestrator(config, layers=stack)
+        recorder.clock = self.orchestrator.clock
+
+    async def run(self, data: Any, *, display: LiveDisplay | None = None) -> Outcome:
+        """Run once; a stopping LaminaError is returned in the outcome, not raised."""
+        recorder = self._recorder
+        recorder.timelines = {}  # this run's; the outcome keeps them (a copy of the recorder)
+        recorder.display = display
+        recorder.begin()
+        try:
+            report = await self.orchestrator.run(data)
+        except LaminaError as exc:
+            return Outcome(exc.report, copy.copy(recorder), exc)
+        finally:
+            if display is not None:
+                display.finish()
+        return Outcome(report, copy.copy(recorder))
+
+    async def aclose(self) -> None:
+        """Close the orchestrator's connections."""
+        await self.orchestrator.aclose()
+
+
 async def run_flow(
     config: APIOrchestrationConfig,
     data: Any,
@@ -157,33 +199,15 @@ async def run_flow(
     display: LiveDisplay | None = None,
 ) -> Outcome:
     """Run ``config`` once, recording every call; a stopping LaminaError is returned."""
-    from ..orchestration.orchestrator import APIOrchestrator
-
-    recorder = Recorder(display=display)
-    base: LayersCallable = layers if layers is not None else APIOrchestrator.default_layers
-
-    def stack(endpoint: APIEndpoint, cfg: APIOrchestrationConfig) -> list[Layer]:
-        return watch_layers(recorder, base(endpoint, cfg))
-
-    orchestrator = APIOrchestrator(config, layers=stack)
-    recorder.clock = orchestrator.clock
-    async with orchestrator:
-        recorder.begin()
-        try:
-            report = await orchestrator.run(data)
-        except LaminaError as exc:
-            return Outcome(getattr(exc, "report", None), recorder, exc)
-        finally:
-            if display is not None:
-                display.finish()
-    return Outcome(report, recorder)
+    async with FlowRunner(config, layers=layers) as runner:
+        return await runner.run(data, display=display)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     """``lamina run FLOW``: run a flow and show what happened."""
     flow = load(args.flow, allow_imports=import_setting(args))
     data = _read_input(args.input)
-    _check_output("--report", args.report)
+    check_output("--report", args.report)
     telemetry = None
     if args.otlp_endpoint:
         from ..telemetry import configure
@@ -389,16 +413,4 @@ def cmd_layers(args: argparse.Namespace) -> int:
         print(
             f"warning: {len(broken)} layer(s) cannot be used: {', '.join(broken)}", file=sys.stderr
         )
-    return 0
-
-
-# -- lamina demo ---------------------------------------------------------------------------
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    """``lamina demo``: the tour on built-in local services."""
-    from ..demo import main as demo_main
-
-    _check_output("--report", args.report)
-    demo_main(report=args.report)
     return 0

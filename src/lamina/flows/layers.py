@@ -13,6 +13,7 @@ orchestrator when the layer accepts them.
 from __future__ import annotations
 
 import inspect
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from difflib import get_close_matches
@@ -21,7 +22,7 @@ from typing import Any
 from .._core import Layer
 from .._errors import ConfigError
 from ..orchestration.config import APIEndpoint, APIOrchestrationConfig
-from ..orchestration.stack import default_layers, shared_state
+from ..orchestration.stack import SharedState, current_state, default_layers
 from ..plugins import BUILTIN_LAYERS, LayerFactory, get_layer
 from .imports import Importer, PendingImport
 
@@ -178,34 +179,38 @@ def _build(factory: LayerFactory, options: Mapping[str, Any], name: str, where: 
 class FlowLayers:
     """``layers(endpoint, config)`` for :class:`lamina.APIOrchestrator`, from a flow's specs.
 
-    Layers built from options are made once and shared by every endpoint (like the
-    default breakers and limiters); ``clock`` and ``tracer_provider`` come from the
-    orchestrator's shared state.
+    Layers built from options are made once per orchestrator and shared by its
+    endpoints (like the default breakers and limiters); ``clock`` and
+    ``tracer_provider`` come from the orchestrator's shared state.
     """
 
     def __init__(self, specs: Sequence[LayerSpec]) -> None:
         self.specs = list(specs)
-        self._built: dict[int, Layer] = {}
+        self._built: weakref.WeakKeyDictionary[SharedState, dict[int, Layer]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def __call__(self, endpoint: APIEndpoint, config: APIOrchestrationConfig) -> list[Layer]:
+        shared = current_state(config)
+        built = self._built.setdefault(shared, {})
         defaults: list[Layer] | None = None
         layers: list[Layer] = []
         for index, spec in enumerate(self.specs):
             if spec.name == DEFAULTS or spec.options is None:
                 if defaults is None:
-                    defaults = default_layers(endpoint, config)
+                    defaults = default_layers(endpoint, config, shared)
                 if spec.name == DEFAULTS:
                     layers.extend(defaults)
                 else:
                     cls = get_layer(spec.name).load()
                     layers.extend(layer for layer in defaults if type(layer) is cls)
                 continue
-            if index not in self._built:
-                self._built[index] = self._make(spec, config, index)
-            layers.append(self._built[index])
+            if index not in built:
+                built[index] = self._make(spec, shared, index)
+            layers.append(built[index])
         return layers
 
-    def _make(self, spec: LayerSpec, config: APIOrchestrationConfig, index: int) -> Layer:
+    def _make(self, spec: LayerSpec, shared: SharedState, index: int) -> Layer:
         options = dict(spec.options or {})
         if _pending(options):
             raise ConfigError(
@@ -214,11 +219,11 @@ class FlowLayers:
                 field=f"layers[{index}].options.{_pending(options)[0]}",
             )
         factory = get_layer(spec.name).load()
-        shared = shared_state(config)
+        params: Mapping[str, inspect.Parameter]
         try:
             params = inspect.signature(factory).parameters
         except (TypeError, ValueError):
-            params = {}  # type: ignore[assignment]
+            params = {}
         injected = {"clock": shared.clock, "tracer_provider": shared.tracer_provider}
         for key in INJECTED:
             if key in params and key not in options and injected[key] is not None:

@@ -8,24 +8,38 @@ from __future__ import annotations
 
 import heapq
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeAlias
 from urllib.parse import urlsplit
 
 from .. import _validate as check
+from .._core import Layer
 from .._errors import ConfigError
 from .._redact import redact_headers, redact_params, redact_url
+from ..backends.base import Backend, resolve_backend
+from ..cache.keys import cache_header_options
 
-__all__ = ["APIEndpoint", "APIOrchestrationConfig", "OrchestrationMode"]
+__all__ = [
+    "APIEndpoint",
+    "APIOrchestrationConfig",
+    "LayersCallable",
+    "LayersOption",
+    "OrchestrationMode",
+]
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
+#: ``layers(endpoint, config)``: one endpoint's layers, outermost first.
+LayersCallable: TypeAlias = Callable[["APIEndpoint", "APIOrchestrationConfig"], Sequence[Layer]]
+#: A list of layers for every endpoint, a :data:`LayersCallable`, or None for the defaults.
+LayersOption: TypeAlias = Sequence[Layer] | LayersCallable | None
+
 
 class OrchestrationMode(StrEnum):
-    """How endpoints are scheduled (each mode is a small scheduler in ``lamina.modes``)."""
+    """How endpoints are scheduled (see ``lamina.orchestration.modes``)."""
 
     SEQUENTIAL = "sequential"  # one after another, in config order
     PARALLEL = "parallel"  # all at once, bounded by max_concurrent
@@ -212,9 +226,8 @@ class APIOrchestrationConfig:
     max_response_bytes: int = 10 * 1024 * 1024
     retry_budget: float | None = 0.2
     retry_budget_min_per_second: float = 3.0
-    layers: Any = field(default=None, repr=False, compare=False)
-    backend: Any = None  # None | "memory" | "redis://..." | a lamina.backends.Backend
-    shared: Any = field(default=None, init=False, repr=False, compare=False)
+    layers: LayersOption = field(default=None, repr=False, compare=False)
+    backend: str | Backend | None = None  # None | "memory" | "redis://..." | a Backend
 
     def __post_init__(self) -> None:
         if isinstance(self.mode, str) and not isinstance(self.mode, OrchestrationMode):
@@ -250,37 +263,13 @@ class APIOrchestrationConfig:
             allow_zero=True,
             what="a number of retries per second",
         )
-        from ..backends.base import resolve_backend
-
         resolve_backend(self.backend)  # ConfigError(field="backend"), never showing the URL
         for attr in ("result_merger", "result_transformer", "cache_key_generator"):
             _callable(getattr(self, attr), attr, None)
         if self.cache_headers is not None:
-            from ..cache.keys import cache_header_options
-
             self.cache_headers = cache_header_options(self.cache_headers)
         self.endpoints = list(self.endpoints)
         _check_endpoints(self.endpoints)
-
-    @classmethod
-    def from_dict(
-        cls,
-        data: Mapping[str, Any],
-        *,
-        env: Mapping[str, str] | None = None,
-        allow_imports: Any = False,
-    ) -> APIOrchestrationConfig:
-        """Build a validated config from a flow mapping (see docs/flows.md); import
-        references are refused unless ``allow_imports`` permits them."""
-        from ..flows import config_from_dict
-
-        return config_from_dict(data, env=env, allow_imports=allow_imports)
-
-    def to_dict(self, *, templates: bool = True) -> dict[str, Any]:
-        """This config as a flow mapping; ``from_dict`` of it gives an equal config."""
-        from ..flows import config_to_dict
-
-        return config_to_dict(self, templates=templates)
 
     @property
     def endpoint_names(self) -> list[str]:

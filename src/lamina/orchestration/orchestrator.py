@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator
 from typing import Any, ClassVar, Literal
 
 import httpx
@@ -16,18 +16,14 @@ from .._core import Layer, Service, ServiceBuilder
 from .._errors import ConfigError, LaminaError, OrchestrationTimeout
 from .._otel import TracerSource
 from ..metrics import IOMetrics
-from ..modes import IN_ORDER_MODES, SCHEDULERS
 from ..transports import HttpxTransport
-from .config import APIEndpoint, APIOrchestrationConfig
+from .config import APIEndpoint, APIOrchestrationConfig, LayersOption
+from .modes import IN_ORDER_MODES, SCHEDULERS, Scheduler
 from .report import RunReport
 from .run import Plan, Run
-from .stack import default_layers, shared_state
+from .stack import building, current_state, default_layers, new_shared_state
 
 __all__ = ["APIOrchestrator", "LayersOption"]
-
-LayersOption = (
-    Sequence[Layer] | Callable[[APIEndpoint, APIOrchestrationConfig], Sequence[Layer]] | None
-)
 
 
 class APIOrchestrator(AsyncCloseable):
@@ -42,7 +38,8 @@ class APIOrchestrator(AsyncCloseable):
     ``tracer_provider`` (default: the global one) receives every span; each run
     is one trace: run span → call span per endpoint → attempt spans.
     One orchestrator can serve many runs, concurrently; they share connections,
-    breakers, limiters, cache and metrics. Close it with ``aclose()`` or ``async with``.
+    breakers, limiters, cache and metrics. Two orchestrators share none of these, even
+    when built on one config. Close it with ``aclose()`` or ``async with``.
     """
 
     #: The transport used when none is given: "httpx" or "aiohttp" (process-wide).
@@ -69,7 +66,7 @@ class APIOrchestrator(AsyncCloseable):
                 f"unknown transport {transport!r} (httpx or aiohttp)", field="transport"
             )
         self.config = config
-        self._shared = shared_state(config, clock, tracer_provider)
+        self._shared = new_shared_state(config, clock, tracer_provider)
         self.clock = self._shared.clock
         self._transport_option = transport
         self._client = client
@@ -88,13 +85,21 @@ class APIOrchestrator(AsyncCloseable):
 
     @staticmethod
     def default_layers(endpoint: APIEndpoint, config: APIOrchestrationConfig) -> list[Layer]:
-        """The default stack for ``endpoint``, outermost first (see ``orchestration.stack``)."""
-        return default_layers(endpoint, config)
+        """The default stack for ``endpoint``, outermost first (see ``orchestration.stack``).
+
+        Called from a ``layers=`` callable, the layers share the orchestrator's breakers,
+        limiters, cache and metrics; called elsewhere, they get new ones of their own.
+        """
+        return default_layers(endpoint, config, current_state(config))
 
     def _layers_for(self, endpoint: APIEndpoint, option: LayersOption) -> list[Layer]:
         if option is None:
-            return default_layers(endpoint, self.config)
-        chosen = option(endpoint, self.config) if callable(option) else option
+            return default_layers(endpoint, self.config, self._shared)
+        if callable(option):
+            with building(self._shared):
+                chosen = option(endpoint, self.config)
+        else:
+            chosen = option
         layers = list(chosen)
         for index, layer in enumerate(layers):
             if not callable(getattr(layer, "wrap", None)):
@@ -171,19 +176,19 @@ class APIOrchestrator(AsyncCloseable):
         ) as span:
             return await self._run(scheduler, run, span)
 
-    async def _run(self, scheduler: Callable[[Run], Any], run: Run, span: trace.Span) -> RunReport:
+    async def _run(self, scheduler: Scheduler, run: Run, span: trace.Span) -> RunReport:
         try:
             await self._schedule(scheduler, run)
         except BaseException as exc:
             span.set_attribute("lamina.outcome", type(exc).__name__)
             if isinstance(exc, LaminaError):
-                exc.report = self._report(run, None)  # type: ignore[attr-defined]
+                exc.report = self._report(run, None)
             raise
         report = self._report(run, run.merged_value())
         span.set_attribute("lamina.outcome", "ok" if report.ok else "partial")
         return report
 
-    async def _schedule(self, scheduler: Callable[[Run], Any], run: Run) -> None:
+    async def _schedule(self, scheduler: Scheduler, run: Run) -> None:
         timeout = self.config.total_timeout
         try:
             if timeout is None:

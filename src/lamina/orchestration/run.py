@@ -74,17 +74,12 @@ class Run:
         self.stopped = False
         self.blocked: set[str] = set()  # skipped because a dependency did not succeed
 
-    # -- what schedulers ask ----------------------------------------------
     def blocked_by(self, endpoint: APIEndpoint) -> str | None:
         """A dependency that failed, was cancelled or was itself blocked, if any."""
         for dep in endpoint.dependencies:
             if dep in self.blocked or self.reports[dep].outcome in ("failed", "cancelled"):
                 return dep
         return None
-
-    def result_of(self, name: str) -> Any:
-        """The result of endpoint ``name`` (None if it has none)."""
-        return self.results.get(name)
 
     # -- one call ------------------------------------------------------------
     async def call(self, endpoint: APIEndpoint, previous: Any = NO_PAYLOAD) -> Any:

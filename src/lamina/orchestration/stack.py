@@ -6,9 +6,11 @@ Outermost first::
         → Timeout → Tracing (attempt) → Logging → transport
 
 State that spans endpoints (the global rate limit, the cache, the breakers, the
-metrics, the retry budgets) lives in one :class:`SharedState` per config, so every
-endpoint's stack, and a user's own ``layers=`` callable that reuses the defaults,
-share it.
+metrics, the retry budgets) lives in one :class:`SharedState` per orchestrator, so
+every endpoint's stack shares it, and a user's own ``layers=`` callable that reuses
+the defaults shares it too (:func:`building` makes it the :func:`current_state`
+while the orchestrator calls that callable). Two orchestrators built on one config
+share nothing.
 
 Retries spend a :class:`RetryBudget` shared by every endpoint on the same upstream
 origin (scheme, host and port), as Envoy's budget is per upstream cluster: what
@@ -17,6 +19,9 @@ struggles is the server, whichever endpoint calls it.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -43,8 +48,10 @@ __all__ = [
     "DEFAULT_RETRY_ON",
     "RETRY_BUDGET_TTL",
     "SharedState",
+    "building",
+    "current_state",
     "default_layers",
-    "shared_state",
+    "new_shared_state",
 ]
 
 DEFAULT_RETRY_ON = (429, 500, 502, 503, 504)
@@ -52,9 +59,9 @@ DEFAULT_RETRY_ON = (429, 500, 502, 503, 504)
 RETRY_BUDGET_TTL = 10.0
 
 
-@dataclass
+@dataclass(eq=False)
 class SharedState:
-    """What every endpoint of one config shares."""
+    """What every endpoint's stack in one orchestrator shares."""
 
     clock: Clock
     metrics: IOMetrics
@@ -67,52 +74,69 @@ class SharedState:
     retry_budgets: dict[str, RetryBudget] = field(default_factory=dict)  # by origin
 
 
-def shared_state(
+def new_shared_state(
     config: APIOrchestrationConfig,
     clock: Clock | None = None,
     tracer_provider: trace.TracerProvider | None = None,
 ) -> SharedState:
-    """The config's shared state, created on first use."""
-    if config.shared is None:
-        clock = clock or default_clock
-        backend = resolve_backend(config.backend)
-        cache = None
-        if config.cache_ttl is not None:
-            cache = CacheLayer(
-                ttl=config.cache_ttl,
-                key=_cache_key(config),
-                clock=clock,
-                store=backend.cache_store(clock=clock),
-                ignore_headers=(config.cache_headers or {}).get("ignore", ()),
-                include_headers=(config.cache_headers or {}).get("include", ()),
-            )
-        global_limiter = None
-        if config.global_rate_limit is not None:
-            global_limiter = backend.limiter(
-                config.global_rate_limit,
-                config.rate_limit_window,
-                clock=clock,
-                name="lamina.global",
-            )
-        config.shared = SharedState(
+    """Fresh breakers, cache, global limiter and metrics, set up from ``config``."""
+    clock = clock or default_clock
+    backend = resolve_backend(config.backend)
+    cache = None
+    if config.cache_ttl is not None:
+        cache = CacheLayer(
+            ttl=config.cache_ttl,
+            key=_cache_key(config),
             clock=clock,
-            metrics=IOMetrics(),
-            breakers=CircuitBreakerLayer(
-                config.circuit_breaker_threshold,
-                config.circuit_breaker_timeout,
-                clock=clock,
-                backend=backend.breaker_backend(),
-            ),
-            cache=cache,
-            global_limiter=global_limiter,
-            backend=backend,
-            tracer_provider=tracer_provider,
+            store=backend.cache_store(clock=clock),
+            ignore_headers=(config.cache_headers or {}).get("ignore", ()),
+            include_headers=(config.cache_headers or {}).get("include", ()),
         )
-    state: SharedState = config.shared
-    return state
+    global_limiter = None
+    if config.global_rate_limit is not None:
+        global_limiter = backend.limiter(
+            config.global_rate_limit,
+            config.rate_limit_window,
+            clock=clock,
+            name="lamina.global",
+        )
+    return SharedState(
+        clock=clock,
+        metrics=IOMetrics(),
+        breakers=CircuitBreakerLayer(
+            config.circuit_breaker_threshold,
+            config.circuit_breaker_timeout,
+            clock=clock,
+            backend=backend.breaker_backend(),
+        ),
+        cache=cache,
+        global_limiter=global_limiter,
+        backend=backend,
+        tracer_provider=tracer_provider,
+    )
 
 
-def _cache_key(config: APIOrchestrationConfig):  # type: ignore[no-untyped-def]
+_building: ContextVar[SharedState | None] = ContextVar("lamina_building", default=None)
+
+
+@contextmanager
+def building(shared: SharedState) -> Iterator[None]:
+    """Within this block :func:`current_state` is ``shared`` (the orchestrator wraps its
+    calls to a ``layers=`` callable in it)."""
+    token = _building.set(shared)
+    try:
+        yield
+    finally:
+        _building.reset(token)
+
+
+def current_state(config: APIOrchestrationConfig) -> SharedState:
+    """The state of the orchestrator building its stacks, else new state for ``config``."""
+    shared = _building.get()
+    return shared if shared is not None else new_shared_state(config)
+
+
+def _cache_key(config: APIOrchestrationConfig) -> Callable[[Request], str] | None:
     generator = config.cache_key_generator
     if generator is None:
         return None
@@ -125,9 +149,10 @@ def _cache_key(config: APIOrchestrationConfig):  # type: ignore[no-untyped-def]
     return key
 
 
-def default_layers(endpoint: APIEndpoint, config: APIOrchestrationConfig) -> list[Layer]:
+def default_layers(
+    endpoint: APIEndpoint, config: APIOrchestrationConfig, shared: SharedState
+) -> list[Layer]:
     """The layers lamina puts around ``endpoint``'s transport, outermost first."""
-    shared = shared_state(config)
     layers: list[Layer] = [CallTracingLayer(tracer_provider=shared.tracer_provider)]
     if config.metrics_enabled:
         layers.append(MetricsLayer(shared.metrics))
@@ -153,7 +178,6 @@ def default_layers(endpoint: APIEndpoint, config: APIOrchestrationConfig) -> lis
     layers.append(shared.breakers)
     limiters = _limiters(endpoint, shared)
     if limiters:
-        # one backend built them all, so they are all in-memory or all shared
         layers.append(RateLimitLayer(limiters=limiters))  # type: ignore[arg-type]
     layers.append(TimeoutLayer(endpoint.timeout, clock=shared.clock))
     layers.append(TracingLayer(tracer_provider=shared.tracer_provider))

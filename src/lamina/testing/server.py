@@ -38,7 +38,6 @@ import gzip
 import json
 import socket
 import struct
-import sys
 import threading
 import time
 import zlib
@@ -442,22 +441,3 @@ def _write(writer: asyncio.StreamWriter, status: int, body: Any, headers: dict[s
     head += [f"{k}: {v}" for k, v in headers.items()]
     head.append(f"Content-Length: {len(data)}")
     writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + data)
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Run the server, with the sample upstream APIs, in the foreground:
-    ``python -m lamina.testing [PORT]`` (the sample flows expect port 8765)."""
-    from .upstreams import install
-
-    args = sys.argv[1:] if argv is None else argv
-    server = install(LocalServer(port=int(args[0]) if args else 0)).start()
-    print(f"LISTENING {server.url}", flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        server.stop()
-
-
-if __name__ == "__main__":
-    main()
