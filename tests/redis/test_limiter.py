@@ -11,7 +11,7 @@ import redis
 from lamina import HttpxTransport, RateLimitExceeded, Request, ServiceBuilder
 from lamina._errors import ConfigError
 from lamina.backends.redis import RedisBackend
-from lamina.backends.redis_limiter import RedisLimiter, RedisRateLimiter
+from lamina.backends.redis_limiter import RedisLimiter, RedisLimitStore, RedisRateLimiter
 from lamina.layers.rate_limit import RateLimitLayer
 from lamina.ratelimit import Limiter, RateLimit, RateLimiterConfig
 from lamina.testing import LocalServer, ManualClock
@@ -165,3 +165,13 @@ def test_layer_rejects_mixed_limiters(backend: RedisBackend) -> None:
     assert info.value.field == "limiters"
     assert isinstance(RateLimitLayer(1, 1, backend=backend, name="x").limiter, RedisLimiter)
     assert isinstance(RateLimitLayer(1, 1, backend="memory").limiter, Limiter)
+
+
+def test_layer_rejects_limiters_of_two_backends(
+    backend: RedisBackend, redis_url: str, prefix: str
+) -> None:
+    other = RedisBackend(redis_url, prefix=prefix)
+    with pytest.raises(ConfigError, match="one backend") as info:
+        RateLimitLayer(limiters=[backend.limiter(1, 1, name="a"), other.limiter(1, 1, name="b")])
+    assert info.value.field == "limiters"
+    assert isinstance(backend.limiter(1, 1, name="a").store, RedisLimitStore)

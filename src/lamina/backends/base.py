@@ -10,18 +10,16 @@ cache. :func:`resolve_backend` turns ``None``, ``"memory"``, a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from .._clock import Clock
 from .._errors import ConfigError
 from ..breaker import BreakerBackend, MemoryBackend
 from ..cache.store import CacheStore, MemoryStore
-from ..ratelimit.limiter import Limiter
+from ..ratelimit.limiter import BaseLimiter, Limiter
 from ..ratelimit.memory import InMemoryRateLimiter, RateLimiterConfig
 
 if TYPE_CHECKING:
-    from .._core import Request
     from .redis_limiter import RedisRateLimiter
 
 __all__ = [
@@ -39,27 +37,7 @@ ON_ERROR: tuple[OnError, ...] = ("local", "closed", "open")
 in-process state, reject calls (:class:`lamina.BackendUnavailable`), or let them through."""
 
 
-@runtime_checkable
-class SharedLimiter(Protocol):
-    """A rate limit whose state lives outside the process (see ``RedisLimiter``).
-
-    ``acquire_group`` waits until every limiter of ``limiters`` (which must
-    all pass :meth:`check_group`) admits ``weight``, and takes it from all at once.
-    """
-
-    name: str | None
-
-    def check_group(self, limiters: Sequence[object]) -> None: ...
-
-    async def acquire_group(
-        self,
-        limiters: Sequence[SharedLimiter],
-        weight: int = 1,
-        *,
-        max_wait: float | None = None,
-        deadline: float | None = None,
-        request: Request | None = None,
-    ) -> float: ...
+SharedLimiter = BaseLimiter  # the old name of a limiter on a shared store, kept for imports
 
 
 @runtime_checkable
@@ -76,7 +54,7 @@ class Backend(Protocol):
         burst: int | None = None,
         clock: Clock | None = None,
         name: str | None = None,
-    ) -> Limiter | SharedLimiter: ...
+    ) -> BaseLimiter: ...
 
     def rate_limiter(
         self, config: RateLimiterConfig | None = None, *, clock: Clock | None = None

@@ -1,6 +1,7 @@
 """Rate limits shared through Redis: one atomic Lua script per acquisition.
 
-The script applies the same two rules as the in-memory
+:class:`RedisLimitStore` is the :class:`~lamina.ratelimit.LimitStore` of one limit
+in Redis. Its script applies the same two rules as the in-memory
 :class:`~lamina.ratelimit.bucket.Bucket` - a GCRA token bucket (``burst``
 at once, one token every ``period / rate``) and a sliding-window log (at most
 ``max(ceil(rate), burst)`` in any window of one ``period``) - on the Redis
@@ -10,27 +11,34 @@ and returns how long until that slot; the caller sleeps exactly that long.
 Reservations are handed out in the order calls reach Redis, so callers are
 served first come, first served across all processes. A reservation the
 caller cannot use (cancelled while sleeping) is given back.
+
+:class:`RedisLimiter` and :class:`RedisRateLimiter` are the in-memory
+:class:`~lamina.ratelimit.Limiter` and :class:`~lamina.ratelimit.InMemoryRateLimiter`
+on that store; every question goes to Redis, so their ``try_acquire``, ``status``
+and ``reset`` are coroutines.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import math
 import uuid
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
-from .._clock import Clock, default_clock
+from .._clock import Clock
 from .._errors import ConfigError, RateLimitExceeded
-from ..ratelimit.limiter import Limiter, LimitStatus, acquire_all, take_now
-from ..ratelimit.memory import RateLimiterConfig, RateLimitStatus
+from ..ratelimit.limiter import BaseLimiter, Limiter, acquire_all
+from ..ratelimit.memory import CategoryLimiter, RateLimit, RateLimiterConfig, RateLimitStatus
+from ..ratelimit.store import LimitStatus, Refused
 from .redis import PoolWaitExpired, RedisBackend, RedisUnavailable
 
 if TYPE_CHECKING:
     from .._core import Request
 
-__all__ = ["RedisLimiter", "RedisRateLimiter"]
+__all__ = ["RedisLimitStore", "RedisLimiter", "RedisRateLimiter"]
 
 # KEYS: state (hash: tat, sum), log (zset "when:weight:id" scored by when), per limit.
 # ARGV: weight, budget_us (-1: unlimited), id, then per limit interval_us, period_us,
@@ -138,7 +146,115 @@ def _spec(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
-class RedisLimiter:
+class RedisLimitStore:
+    """One limit's state in Redis: a hash (``tat``, ``sum``) and a sorted-set log under
+    keys named by the limiter's name and rate. Under ``on_error="local"`` the in-process
+    :attr:`fallback` limiter of the same rate stands in while Redis is down."""
+
+    __slots__ = ("backend", "clock", "fallback", "keys", "params", "waiting")
+
+    def __init__(self, backend: RedisBackend, limiter: BaseLimiter) -> None:
+        name = limiter.name
+        if not isinstance(name, str) or not name:
+            raise ConfigError("a shared rate limit needs a name (its Redis key)", field="name")
+        rate, period, burst = limiter.rate, limiter.period, limiter.burst
+        self.backend = backend
+        self.clock = limiter.clock
+        self.fallback = Limiter(rate, period, burst=burst, clock=limiter.clock, name=name)
+        spec = f"{_spec(rate)}per{_spec(period)}s-b{burst}"
+        self.keys = (
+            backend.key("ratelimit", name, spec, "state"),
+            backend.key("ratelimit", name, spec, "log"),
+        )
+        period_us = period * 1e6
+        self.params = (repr(period_us / rate), repr(period_us), burst, limiter.window)
+        self.waiting = 0
+        """Calls of this process sleeping until their reserved slot."""
+
+    async def reserve(
+        self,
+        group: Sequence[Self],
+        weight: int,
+        *,
+        max_wait: float | None,
+        deadline: float | None,
+        request: Request | None,
+    ) -> float:
+        left = None if deadline is None else max(0.0, deadline - self.clock.now())
+        budget = math.inf if max_wait is None else max(0.0, max_wait)
+        if left is not None:
+            budget = min(budget, left)
+        member_id = uuid.uuid4().hex
+        keys = [key for store in group for key in store.keys]
+        args: list[Any] = [weight, -1 if budget == math.inf else int(budget * 1e6), member_id]
+        args.extend(p for store in group for p in store.params)
+        try:
+            admitted, wait_us, when_us, blocker, _ = await self.backend.script(
+                RESERVE, keys, args, max_wait=left
+            )
+        except RedisUnavailable:
+            self.backend.unavailable("rate limit", request)  # raises under on_error="closed"
+            if self.backend.on_error == "open":
+                return 0.0
+            local = [store.fallback for store in group]
+            return await acquire_all(
+                local, weight, max_wait=max_wait, deadline=deadline, request=request
+            )
+        except PoolWaitExpired:  # every connection busy until the deadline: not an outage
+            reason = (
+                "could not be checked before the call's deadline (every redis connection was busy)"
+            )
+            raise Refused(0, 0.0, reason) from None
+        wait = float(wait_us) / 1e6
+        if not admitted:
+            raise Refused(blocker - 1, wait)
+        if wait > 0:
+            self.waiting += 1
+            try:
+                await self.clock.sleep(wait)
+            except asyncio.CancelledError:
+                member = f"{when_us}:{weight}:{member_id}"
+                refund_args = [weight, member, *(store.params[0] for store in group)]
+                task = asyncio.ensure_future(self.backend.script(REFUND, keys, refund_args))
+                _refunds.add(task)
+                task.add_done_callback(_refund_done)
+                raise
+            finally:
+                self.waiting -= 1
+        return wait
+
+    async def status(self) -> LimitStatus:
+        try:
+            available, retry_us = await self.backend.script(STATUS, self.keys, self.params)
+        except RedisUnavailable:
+            return dataclasses.replace(self.fallback.status(), waiters=0)
+        fallback = self.fallback
+        return LimitStatus(
+            fallback.rate,
+            fallback.period,
+            fallback.burst,
+            int(available),
+            retry_us / 1e6,
+            self.waiting,
+        )
+
+    async def reset(self) -> None:
+        self.fallback.reset()
+        keys = self.keys
+        with contextlib.suppress(RedisUnavailable):
+            await self.backend.run(lambda client: client.delete(*keys))
+
+    def __repr__(self) -> str:
+        return f"RedisLimitStore({self.keys[0]!r}, waiting={self.waiting})"
+
+
+def _refund_done(task: asyncio.Task[Any]) -> None:
+    _refunds.discard(task)
+    if not task.cancelled():
+        task.exception()  # a failed refund only costs one slot: nothing to report
+
+
+class RedisLimiter(BaseLimiter):
     """``rate`` calls per ``period`` seconds shared by every process using
     the same backend, ``name`` and rate; at most ``burst`` at once (default ``rate``).
 
@@ -148,7 +264,8 @@ class RedisLimiter:
     rate, so during an outage each process admits up to the full rate.
     """
 
-    __slots__ = ("_fallback", "_keys", "_params", "backend", "clock", "name", "waiting")
+    __slots__ = ("backend",)
+    store: RedisLimitStore
 
     def __init__(
         self,
@@ -160,193 +277,77 @@ class RedisLimiter:
         clock: Clock | None = None,
         name: str | None = None,
     ) -> None:
-        if not isinstance(name, str) or not name:
-            raise ConfigError("a shared rate limit needs a name (its Redis key)", field="name")
         self.backend = backend
-        self.name: str | None = name
-        self.clock: Clock = clock if clock is not None else default_clock
-        self._fallback = Limiter(rate, period, burst=burst, clock=self.clock, name=name)
-        bucket = self._fallback._bucket
-        spec = f"{_spec(bucket.rate)}per{_spec(bucket.period)}s-b{bucket.burst}"
-        self._keys = (
-            backend.key("ratelimit", name, spec, "state"),
-            backend.key("ratelimit", name, spec, "log"),
+        super().__init__(
+            rate,
+            period,
+            burst=burst,
+            clock=clock,
+            name=name,
+            store=lambda limiter: RedisLimitStore(backend, limiter),
         )
-        period_us = bucket.period * 1e6
-        self._params = (repr(period_us / bucket.rate), repr(period_us), bucket.burst, bucket.window)
-        self.waiting = 0
-        """Calls of this process sleeping until their reserved slot."""
-
-    @property
-    def rate(self) -> float:
-        return self._fallback.rate
-
-    @property
-    def period(self) -> float:
-        return self._fallback.period
-
-    @property
-    def burst(self) -> int:
-        return self._fallback.burst
-
-    @property
-    def window(self) -> int:
-        return self._fallback.window
 
     @property
     def fallback(self) -> Limiter:
         """The in-process limiter used under ``on_error="local"`` while Redis is down."""
-        return self._fallback
+        return self.store.fallback
 
-    # -- one limit -------------------------------------------------------------------
-    async def acquire(self, weight: int = 1, *, max_wait: float | None = None) -> float:
-        """Wait for ``weight`` units; return the seconds waited."""
-        return await self.acquire_group((self,), weight, max_wait=max_wait)
+    @property
+    def waiting(self) -> int:
+        """Calls of this process sleeping until their reserved slot."""
+        return self.store.waiting
 
     async def try_acquire(self, weight: int = 1, *, request: Request | None = None) -> bool:
         """Take ``weight`` units now if they are free; never waits."""
         try:
-            await self.acquire_group((self,), weight, max_wait=0.0, request=request)
+            await acquire_all((self,), weight, max_wait=0.0, request=request)
         except RateLimitExceeded:
             return False
         return True
 
     async def status(self) -> LimitStatus:
         """Capacity left now and time to the next free unit, across all processes."""
-        try:
-            available, retry_us = await self.backend.script(STATUS, self._keys, self._params)
-        except RedisUnavailable:
-            local = self._fallback.status()
-            return LimitStatus(
-                self.rate, self.period, self.burst, local.available, local.retry_after, 0
-            )
-        return LimitStatus(
-            self.rate, self.period, self.burst, int(available), retry_us / 1e6, self.waiting
-        )
+        return await self.store.status()
 
     async def reset(self) -> None:
         """Forget past admissions everywhere (the limit is full again)."""
-        self._fallback.reset()
-        keys = self._keys
-        with contextlib.suppress(RedisUnavailable):
-            await self.backend.run(lambda client: client.delete(*keys))
+        await self.store.reset()
 
-    # -- several limits at once ------------------------------------------------------
     def check_group(self, limiters: Sequence[object]) -> None:
         """Raise ``ConfigError`` unless ``limiters`` can be acquired together with this one."""
+        super().check_group(limiters)
         for limiter in limiters:
-            if not isinstance(limiter, RedisLimiter):
-                raise ConfigError(
-                    f"cannot mix {type(limiter).__name__} with RedisLimiter", field="limiters"
-                )
-            if limiter.backend is not self.backend:
+            if isinstance(limiter, RedisLimiter) and limiter.backend is not self.backend:
                 raise ConfigError("shared limiters must use one backend", field="limiters")
-            if limiter.clock is not self.clock:
-                raise ConfigError("limiters waited on together must share a clock", field="clock")
 
     async def acquire_group(
         self,
-        limiters: Sequence[Any],
+        limiters: Sequence[BaseLimiter],
         weight: int = 1,
         *,
         max_wait: float | None = None,
         deadline: float | None = None,
         request: Request | None = None,
     ) -> float:
-        """Wait until every limiter admits ``weight``; take it from all at once.
-
-        Raises :class:`lamina.RateLimitExceeded` (with ``retry_after``) at once
-        when the reserved slot would be more than ``max_wait`` seconds away or
-        past ``deadline`` (a time on the clock), or when no Redis connection
-        came free before ``deadline``; ``ConfigError`` for a weight above a
-        limit's burst.
+        """:func:`~lamina.ratelimit.acquire_all`: wait until every limiter admits
+        ``weight`` and take it from all at once. Raises :class:`lamina.RateLimitExceeded`
+        (with ``retry_after``) at once when the reserved slot would be more than
+        ``max_wait`` seconds away or past ``deadline`` (a time on the clock), or when no
+        Redis connection came free before ``deadline``; ``ConfigError`` for a weight
+        above a limit's burst.
         """
-        group: tuple[RedisLimiter, ...] = tuple(limiters)
-        if isinstance(weight, bool) or not isinstance(weight, int) or weight < 1:
-            raise ConfigError(f"must be an int >= 1, got {weight!r}", field="weight")
-        for limiter in group:
-            if weight > limiter.burst:
-                raise ConfigError(
-                    f"{weight} exceeds the capacity of limit {limiter} and could never be admitted",
-                    field="weight",
-                )
-        budget = math.inf if max_wait is None else max(0.0, max_wait)
-        by_deadline = False
-        if deadline is not None and deadline - self.clock.now() < budget:
-            budget, by_deadline = max(0.0, deadline - self.clock.now()), True
-        member_id = uuid.uuid4().hex
-        keys = [key for limiter in group for key in limiter._keys]
-        args: list[Any] = [weight, -1 if budget == math.inf else int(budget * 1e6), member_id]
-        args.extend(p for limiter in group for p in limiter._params)
-        left = None if deadline is None else max(0.0, deadline - self.clock.now())
-        try:
-            admitted, wait_us, when_us, blocker, _ = await self.backend.script(
-                RESERVE, keys, args, max_wait=left
-            )
-        except RedisUnavailable:
-            return await self._fallback_acquire(group, weight, max_wait, deadline, request)
-        except PoolWaitExpired:  # every connection busy until the deadline: not an outage
-            raise RateLimitExceeded(
-                f"rate limit {group[0]} could not be checked before the call's deadline "
-                "(every redis connection was busy)",
-                retry_after=0.0,
-                request=request,
-            ) from None
-        wait = float(wait_us) / 1e6
-        if not admitted:
-            why = "past the call's deadline" if by_deadline else f"more than max_wait={max_wait}s"
-            raise RateLimitExceeded(
-                f"rate limit {group[blocker - 1]} would delay the call {wait:.3g}s, {why}",
-                retry_after=wait,
-                request=request,
-            )
-        if wait > 0:
-            self.waiting += 1
-            try:
-                await self.clock.sleep(wait)
-            except asyncio.CancelledError:
-                member = f"{when_us}:{weight}:{member_id}"
-                refund_args = [weight, member, *(limiter._params[0] for limiter in group)]
-                task = asyncio.ensure_future(self.backend.script(REFUND, keys, refund_args))
-                _refunds.add(task)
-                task.add_done_callback(_refund_done)
-                raise
-            finally:
-                self.waiting -= 1
-        return wait
-
-    async def _fallback_acquire(
-        self,
-        group: tuple[RedisLimiter, ...],
-        weight: int,
-        max_wait: float | None,
-        deadline: float | None,
-        request: Request | None,
-    ) -> float:
-        self.backend.unavailable("rate limit", request)  # raises under on_error="closed"
-        if self.backend.on_error == "open":
-            return 0.0
-        local = [limiter._fallback for limiter in group]
-        if take_now(local, weight):
-            return 0.0
         return await acquire_all(
-            local, weight, max_wait=max_wait, deadline=deadline, request=request
+            limiters, weight, max_wait=max_wait, deadline=deadline, request=request
         )
 
     def __str__(self) -> str:
-        return f"{self.name!r} {self._fallback._bucket.describe()} (redis)"
+        return f"{super().__str__()} (redis)"
 
     def __repr__(self) -> str:
         return f"<RedisLimiter {self} backend={self.backend!r}>"
 
 
-def _refund_done(task: asyncio.Task[Any]) -> None:
-    _refunds.discard(task)
-    if not task.cancelled():
-        task.exception()  # a failed refund only costs one slot: nothing to report
-
-
-class RedisRateLimiter:
+class RedisRateLimiter(CategoryLimiter[RedisLimiter]):
     """The reference's ``InMemoryRateLimiter`` API with its state in Redis.
 
     ``await acquire(category, weight)`` waits until every rate of the
@@ -355,7 +356,7 @@ class RedisRateLimiter:
     and ``reset`` are coroutines here.
     """
 
-    __slots__ = ("_limiters", "backend", "clock", "config")
+    __slots__ = ("backend",)
 
     def __init__(
         self,
@@ -364,46 +365,22 @@ class RedisRateLimiter:
         backend: RedisBackend | str,
         clock: Clock | None = None,
     ) -> None:
-        if config is None:
-            config = RateLimiterConfig()
-        if not isinstance(config, RateLimiterConfig):
-            raise ConfigError("must be a RateLimiterConfig", field="config")
+        super().__init__(config, clock=clock)
         if isinstance(backend, str):
             backend = RedisBackend(backend)
         if not isinstance(backend, RedisBackend):
             raise ConfigError("must be a RedisBackend or a redis:// URL", field="backend")
-        self.config = config
         self.backend = backend
-        self.clock: Clock = clock if clock is not None else default_clock
-        self._limiters: dict[str, tuple[RedisLimiter, ...]] = {}
 
-    def limiters(self, category: str) -> tuple[RedisLimiter, ...]:
-        """The category's limiters (created on first use, then reused)."""
-        found = self._limiters.get(category)
-        if found is None:
-            found = tuple(
-                RedisLimiter(
-                    self.backend,
-                    rate.limit,
-                    rate.interval,
-                    burst=rate.burst,
-                    clock=self.clock,
-                    name=category,
-                )
-                for rate in self.config.rates_for(category)
-            )
-            self._limiters[category] = found
-        return found
-
-    async def acquire(
-        self, category: str, weight: int = 1, *, max_wait: float | None = None
-    ) -> float:
-        """Wait for capacity in all of the category's rates; return the seconds waited."""
-        limiters = self.limiters(category)
-        if not limiters:
-            return 0.0
-        waited: float = await limiters[0].acquire_group(limiters, weight, max_wait=max_wait)
-        return waited
+    def _limiter(self, rate: RateLimit, category: str) -> RedisLimiter:
+        return RedisLimiter(
+            self.backend,
+            rate.limit,
+            rate.interval,
+            burst=rate.burst,
+            clock=self.clock,
+            name=category,
+        )
 
     async def try_acquire(self, category: str, weight: int = 1) -> bool:
         """Take ``weight`` now if every rate admits it; never waits."""
@@ -411,7 +388,7 @@ class RedisRateLimiter:
         if not limiters:
             return True
         try:
-            await limiters[0].acquire_group(limiters, weight, max_wait=0.0)
+            await acquire_all(limiters, weight, max_wait=0.0)
         except RateLimitExceeded:
             return False
         return True

@@ -9,11 +9,11 @@ from .._clock import Clock
 from .._core import Request, Response, Service
 from .._errors import ConfigError
 from .._events import emit
-from ..backends.base import Backend, SharedLimiter, resolve_backend
-from ..ratelimit._queue import wait_for_slot
-from ..ratelimit.limiter import Limiter, check_clocks, take_now
+from ..backends.base import Backend, resolve_backend
+from ..ratelimit.limiter import BaseLimiter, check_limiters, in_memory, reserve
+from ..ratelimit.memory_store import take_now
 
-__all__ = ["RateLimitLayer", "RateLimited", "SharedRateLimited"]
+__all__ = ["RateLimitLayer", "RateLimitService"]
 
 
 class RateLimitLayer:
@@ -36,6 +36,9 @@ class RateLimitLayer:
     shared backend needs a ``name`` (its key), and every process using the
     same backend, name and rate shares one limit. ``limiters=`` may also hold
     shared limiters (``RedisBackend.limiter(...)``), all from one backend.
+
+    It wraps into a :class:`RateLimitService` (not ``RateLimit``: that name is the
+    reference's rate spec, :class:`lamina.RateLimit`).
     """
 
     __slots__ = ("limiters", "max_wait")
@@ -48,103 +51,67 @@ class RateLimitLayer:
         burst: int | None = None,
         max_wait: float | None = None,
         clock: Clock | None = None,
-        limiters: Sequence[Limiter] | Sequence[SharedLimiter] | None = None,
+        limiters: BaseLimiter | Sequence[BaseLimiter] | None = None,
         backend: Backend | str | None = None,
         name: str | None = None,
     ) -> None:
-        if max_wait is not None:
-            check.seconds(max_wait, "max_wait", allow_zero=True)
-        found: tuple[Limiter, ...] | tuple[SharedLimiter, ...]
+        self.max_wait = (
+            None if max_wait is None else check.seconds(max_wait, "max_wait", allow_zero=True)
+        )
         if limiters is not None:
             if rate is not None or burst is not None or backend is not None:
                 raise ConfigError(
                     "give either rate/period/burst/backend or limiters", field="limiters"
                 )
-            if isinstance(limiters, Limiter | SharedLimiter):
-                limiters = (limiters,)  # type: ignore[assignment]
-            found = tuple(limiters)  # type: ignore[assignment]
-            if found and isinstance(found[0], SharedLimiter):
-                found[0].check_group(found)
-                if clock is not None and clock is not getattr(found[0], "clock", None):
-                    raise ConfigError("limiters already have their own clock", field="clock")
-            else:
-                shared = check_clocks(found)  # type: ignore[arg-type]
-                if clock is not None and clock is not shared:
-                    raise ConfigError("limiters already have their own clock", field="clock")
+            found = (limiters,) if isinstance(limiters, BaseLimiter) else tuple(limiters)
+            own_clock = check_limiters(found)
+            if clock is not None and clock is not own_clock:
+                raise ConfigError("limiters already have their own clock", field="clock")
         elif rate is None:
             raise ConfigError("a rate (or limiters=) is required", field="rate")
-        elif backend is None:
-            found = (Limiter(rate, period, burst=burst, clock=clock, name=name),)
         else:
-            built = resolve_backend(backend).limiter(
+            limiter = resolve_backend(backend).limiter(
                 rate, period, burst=burst, clock=clock, name=name
             )
-            found = (built,)  # type: ignore[assignment]
-        self.limiters: tuple[Limiter, ...] | tuple[SharedLimiter, ...] = found
-        self.max_wait = None if max_wait is None else float(max_wait)
+            found = (limiter,)
+        self.limiters: tuple[BaseLimiter, ...] = found
 
     @property
-    def limiter(self) -> Limiter | SharedLimiter:
+    def limiter(self) -> BaseLimiter:
         """The first (or only) limiter."""
         return self.limiters[0]
 
     def wrap(self, inner: Service) -> Service:
-        limiters = self.limiters
-        if limiters and isinstance(limiters[0], SharedLimiter):
-            return SharedRateLimited(inner, limiters, self.max_wait)
-        return RateLimited(inner, limiters, self.max_wait)  # type: ignore[arg-type]
+        return RateLimitService(inner, self.limiters, self.max_wait)
 
     def __repr__(self) -> str:
         limits = ", ".join(str(lim) for lim in self.limiters)
         return f"RateLimitLayer([{limits}], max_wait={self.max_wait})"
 
 
-class RateLimited:
-    """Service made by :class:`RateLimitLayer`."""
+class RateLimitService:
+    """Service made by :class:`RateLimitLayer`: one unit of every limit, then the call."""
 
-    __slots__ = ("inner", "limiters", "max_wait")
+    __slots__ = ("inner", "limiters", "local", "max_wait", "stores")
 
-    def __init__(self, inner: Service, limiters: tuple[Limiter, ...], max_wait: float | None):
+    def __init__(
+        self, inner: Service, limiters: tuple[BaseLimiter, ...], max_wait: float | None
+    ) -> None:
         self.inner = inner
         self.limiters = limiters
         self.max_wait = max_wait
+        self.stores = tuple(limiter.store for limiter in limiters)
+        self.local = in_memory(limiters)  # these take a free unit without an await
 
     async def __call__(self, request: Request) -> Response:
-        if not take_now(self.limiters, 1):
-            waited = await wait_for_slot(
-                self.limiters,
-                1,
-                max_wait=self.max_wait,
-                deadline=request.deadline,
-                request=request,
+        local = self.local
+        if local is None or not take_now(local, 1):
+            waited = await reserve(
+                self.limiters, self.stores, 1, self.max_wait, request.deadline, request
             )
             if waited > 0:
                 emit(request, "ratelimit.wait", seconds=waited)
         return await self.inner(request)
 
     def __repr__(self) -> str:
-        return f"<RateLimited {self.limiters!r} -> {self.inner!r}>"
-
-
-class SharedRateLimited:
-    """Service made by :class:`RateLimitLayer` over shared (e.g. Redis) limiters."""
-
-    __slots__ = ("inner", "limiters", "max_wait")
-
-    def __init__(
-        self, inner: Service, limiters: tuple[SharedLimiter, ...], max_wait: float | None
-    ) -> None:
-        self.inner = inner
-        self.limiters = limiters
-        self.max_wait = max_wait
-
-    async def __call__(self, request: Request) -> Response:
-        waited = await self.limiters[0].acquire_group(
-            self.limiters, 1, max_wait=self.max_wait, deadline=request.deadline, request=request
-        )
-        if waited > 0:
-            emit(request, "ratelimit.wait", seconds=waited)
-        return await self.inner(request)
-
-    def __repr__(self) -> str:
-        return f"<SharedRateLimited {self.limiters!r} -> {self.inner!r}>"
+        return f"<RateLimitService {self.limiters!r} -> {self.inner!r}>"

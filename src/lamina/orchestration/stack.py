@@ -29,7 +29,7 @@ from opentelemetry import trace
 
 from .._clock import Clock, default_clock
 from .._core import Layer, Request
-from ..backends.base import Backend, SharedLimiter, resolve_backend
+from ..backends.base import Backend, resolve_backend
 from ..layers.cache import CacheLayer
 from ..layers.circuit_breaker import CircuitBreakerLayer
 from ..layers.logging import LoggingLayer
@@ -41,7 +41,7 @@ from ..layers.retry_policy import RetryBudget
 from ..layers.timeout import TimeoutLayer
 from ..layers.tracing import CallTracingLayer, TracingLayer
 from ..metrics import IOMetrics
-from ..ratelimit import Limiter
+from ..ratelimit import BaseLimiter
 from .config import APIEndpoint, APIOrchestrationConfig
 
 __all__ = [
@@ -67,10 +67,10 @@ class SharedState:
     metrics: IOMetrics
     breakers: CircuitBreakerLayer
     cache: CacheLayer | None
-    global_limiter: Limiter | SharedLimiter | None
+    global_limiter: BaseLimiter | None
     backend: Backend
     tracer_provider: trace.TracerProvider | None = None
-    limiters: dict[str, Limiter | SharedLimiter] = field(default_factory=dict)
+    limiters: dict[str, BaseLimiter] = field(default_factory=dict)
     retry_budgets: dict[str, RetryBudget] = field(default_factory=dict)  # by origin
 
 
@@ -178,7 +178,7 @@ def default_layers(
     layers.append(shared.breakers)
     limiters = _limiters(endpoint, shared)
     if limiters:
-        layers.append(RateLimitLayer(limiters=limiters))  # type: ignore[arg-type]
+        layers.append(RateLimitLayer(limiters=limiters))
     layers.append(TimeoutLayer(endpoint.timeout, clock=shared.clock))
     layers.append(TracingLayer(tracer_provider=shared.tracer_provider))
     if config.log_requests or config.log_responses:
@@ -217,10 +217,10 @@ def _retry_budget(
     return budget
 
 
-def _limiters(endpoint: APIEndpoint, shared: SharedState) -> list[Limiter | SharedLimiter]:
+def _limiters(endpoint: APIEndpoint, shared: SharedState) -> list[BaseLimiter]:
     """The endpoint's own limit first, then the global one: a call held by its own
     limit then does not hold up the shared queue for other endpoints."""
-    limiters: list[Limiter | SharedLimiter] = []
+    limiters: list[BaseLimiter] = []
     if endpoint.rate_limit is not None:
         if endpoint.name not in shared.limiters:
             shared.limiters[endpoint.name] = shared.backend.limiter(

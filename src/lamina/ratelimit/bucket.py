@@ -1,8 +1,9 @@
 """The arithmetic of one rate limit: a GCRA token bucket plus a sliding-window log.
 
 No waiting and no asyncio here: :class:`Bucket` answers "when could ``weight``
-be admitted?" and records admissions. :class:`lamina.ratelimit.Limiter` adds
-the fair waiting queue on top.
+be admitted?" and records admissions. :class:`~lamina.ratelimit.MemoryLimitStore`
+adds the fair waiting queue on top; :func:`limit_spec` checks the numbers every
+limit (in memory or not) is made of.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections import deque
 
 from .. import _validate as check
 
-__all__ = ["EPSILON", "LOG_GRAIN", "Bucket"]
+__all__ = ["EPSILON", "LOG_GRAIN", "Bucket", "describe", "limit_spec"]
 
 LOG_GRAIN = 8192
 """The window log rounds admission times up to ``period / LOG_GRAIN``."""
@@ -23,6 +24,22 @@ EPSILON = 1e-6
 A waiter woken at its computed slot is admitted even if the float arithmetic
 says it is a few ulps early, so virtual time can never stall on rounding.
 """
+
+
+def limit_spec(rate: float, period: float, burst: int | None) -> tuple[float, float, int, int]:
+    """``(rate, period, burst, window)`` checked with :mod:`lamina._validate`: ``burst``
+    defaults to ``rate`` (at least 1), ``window = max(ceil(rate), burst)``."""
+    period = check.seconds(period, "period")
+    rate = check.rate(rate, "rate", period=period)
+    burst = max(1, int(rate)) if burst is None else check.count(burst, "burst")
+    return rate, period, burst, max(math.ceil(rate - 1e-9), burst)
+
+
+def describe(rate: float, period: float, burst: int) -> str:
+    """``"10/60s burst=5"``."""
+    shown_rate = int(rate) if rate.is_integer() else rate
+    shown_period = int(period) if period.is_integer() else period
+    return f"{shown_rate}/{shown_period}s burst={burst}"
 
 
 class Bucket:
@@ -56,10 +73,7 @@ class Bucket:
     )
 
     def __init__(self, rate: float, period: float = 1.0, *, burst: int | None = None) -> None:
-        self.period = check.seconds(period, "period")
-        self.rate = check.rate(rate, "rate", period=self.period)
-        self.burst = max(1, int(self.rate)) if burst is None else check.count(burst, "burst")
-        self.window = max(math.ceil(self.rate - 1e-9), self.burst)
+        self.rate, self.period, self.burst, self.window = limit_spec(rate, period, burst)
         self._interval = self.period / self.rate
         self._grain = self.period / LOG_GRAIN
         self._tat = -math.inf  # theoretical arrival time; -inf = full bucket
@@ -92,6 +106,11 @@ class Bucket:
         if log and log[0][0] <= now + EPSILON - self.period:
             self._prune(now)
         return self._log_sum + weight <= self.window
+
+    @property
+    def in_window(self) -> int:
+        """Weight admitted in the last period (as of the last prune)."""
+        return self._log_sum
 
     def available(self, now: float) -> int:
         """How much weight could be admitted at ``now``."""
@@ -159,9 +178,7 @@ class Bucket:
 
     def describe(self) -> str:
         """``"10/60s burst=5"``."""
-        rate = int(self.rate) if self.rate.is_integer() else self.rate
-        period = int(self.period) if self.period.is_integer() else self.period
-        return f"{rate}/{period}s burst={self.burst}"
+        return describe(self.rate, self.period, self.burst)
 
     def __repr__(self) -> str:
         return f"Bucket({self.describe()}, window={self.window}, in_window={self._log_sum})"

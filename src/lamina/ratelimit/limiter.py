@@ -1,53 +1,110 @@
-"""A rate limit with a fair waiting queue (see :mod:`lamina.ratelimit._queue`)."""
+"""Rate limits on one storage seam, the way the circuit breaker is built.
+
+* :class:`~lamina.ratelimit.Bucket` is the arithmetic (pure, like ``BreakerMachine``);
+* a :class:`~lamina.ratelimit.LimitStore` keeps a limit's state and reserves slots
+  (:class:`~lamina.ratelimit.MemoryLimitStore` here, ``RedisLimitStore`` in Redis);
+* :class:`BaseLimiter` ties a store to a clock and a name, checks weights and turns a
+  refusal into :class:`lamina.RateLimitExceeded`. :func:`acquire_all` waits on several
+  limits at once; with in-memory stores it takes a free unit without an await.
+
+:class:`Limiter` is a limiter in this process, whose ``try_acquire``, ``status`` and
+``reset`` answer at once; ``lamina.backends.RedisLimiter`` is the same limiter in
+Redis, where they are coroutines.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from .. import _validate as check
 from .._clock import Clock, LoopClock, default_clock
-from .._errors import ConfigError
-from ._queue import run, wait_for_slot
-from .bucket import Bucket
+from .._errors import ConfigError, RateLimitExceeded
+from .bucket import describe, limit_spec
+from .memory_store import MemoryLimitStore, take_now
+from .store import LimitStatus, LimitStore, Refused
 
 if TYPE_CHECKING:
     from .._core import Request
-    from ._queue import _Waiter
 
 __all__ = [
+    "BaseLimiter",
     "LimitStatus",
     "Limiter",
     "acquire_all",
-    "check_clocks",
-    "take_now",
+    "check_limiters",
+    "in_memory",
+    "reserve",
     "try_acquire_all",
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class LimitStatus:
-    """A snapshot of one limit: ``available`` weight now, ``retry_after``
-    seconds until one more unit fits (0 if ``available``), queued ``waiters``."""
+class BaseLimiter:
+    """``rate`` calls per ``period`` seconds, at most ``burst`` at once (default ``rate``),
+    with its state in the store that ``store(limiter)`` builds.
 
-    rate: float
-    period: float
-    burst: int
-    available: int
-    retry_after: float
-    waiters: int
-
-
-class Limiter:
-    """``rate`` calls per ``period`` seconds, at most ``burst`` at once (default ``rate``).
-
-    Guarantees (see :class:`~lamina.ratelimit.bucket.Bucket`): any window of
-    one ``period`` admits at most ``max(ceil(rate), burst)``; the long-run rate
-    is ``rate / period``; waiters are served first come, first served. Share
-    one ``Limiter`` between stacks to share the limit.
+    Guarantees (see :class:`~lamina.ratelimit.bucket.Bucket`): any window of one
+    ``period`` admits at most ``window = max(ceil(rate), burst)``; the long-run rate is
+    ``rate / period``; waiters are served first come, first served. Share one limiter
+    between stacks to share the limit. Hand it to
+    :class:`~lamina.layers.rate_limit.RateLimitLayer` as ``limiters=[...]``.
     """
 
-    __slots__ = ("_bucket", "_queue", "_queued", "clock", "name")
+    __slots__ = ("burst", "clock", "name", "period", "rate", "store", "window")
+
+    def __init__(
+        self,
+        rate: float,
+        period: float = 1.0,
+        *,
+        burst: int | None = None,
+        clock: Clock | None = None,
+        name: str | None = None,
+        store: Callable[[BaseLimiter], LimitStore],
+    ) -> None:
+        self.rate, self.period, self.burst, self.window = limit_spec(rate, period, burst)
+        self.clock: Clock = clock if clock is not None else default_clock
+        self.name = name
+        self.store = store(self)
+
+    async def acquire(self, weight: int = 1, *, max_wait: float | None = None) -> float:
+        """Wait for ``weight`` units; return the seconds waited (see :func:`acquire_all`)."""
+        return await acquire_all((self,), weight, max_wait=max_wait)
+
+    def check_group(self, limiters: Sequence[object]) -> None:
+        """Raise ``ConfigError`` unless ``limiters`` can be acquired together with this
+        one: limiters whose stores are of one kind, on one clock."""
+        for limiter in limiters:
+            if not isinstance(limiter, BaseLimiter):
+                raise ConfigError(f"{type(limiter).__name__} is not a Limiter", field="limiters")
+            if type(limiter.store) is not type(self.store):
+                raise ConfigError(
+                    f"cannot mix {type(limiter).__name__} with {type(self).__name__}",
+                    field="limiters",
+                )
+            same = limiter.clock is self.clock or (
+                isinstance(limiter.clock, LoopClock) and isinstance(self.clock, LoopClock)
+            )
+            if not same:
+                raise ConfigError("limiters waited on together must share a clock", field="clock")
+
+    def __str__(self) -> str:
+        name = f"{self.name!r} " if self.name else ""
+        return f"{name}{describe(self.rate, self.period, self.burst)}"
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self} store={self.store!r}>"
+
+
+class Limiter(BaseLimiter):
+    """A :class:`BaseLimiter` in this process (a :class:`MemoryLimitStore`): the default.
+
+    ``try_acquire``, ``status`` and ``reset`` answer at once, and an ``acquire`` that
+    finds a unit free does not wait on the event loop.
+    """
+
+    __slots__ = ()
+    store: MemoryLimitStore
 
     def __init__(
         self,
@@ -58,72 +115,46 @@ class Limiter:
         clock: Clock | None = None,
         name: str | None = None,
     ) -> None:
-        self._bucket = Bucket(rate, period, burst=burst)
-        self.clock: Clock = clock if clock is not None else default_clock
-        self.name = name
-        self._queue: list[_Waiter] = []  # sorted by ticket: first come, first served
-        self._queued = 0
-
-    @property
-    def rate(self) -> float:
-        """Admissions per period."""
-        return self._bucket.rate
-
-    @property
-    def period(self) -> float:
-        """The period, in seconds."""
-        return self._bucket.period
-
-    @property
-    def burst(self) -> int:
-        """Most admitted at one instant."""
-        return self._bucket.burst
-
-    @property
-    def window(self) -> int:
-        """Most admitted in any window of one period."""
-        return self._bucket.window
-
-    async def acquire(self, weight: int = 1, *, max_wait: float | None = None) -> float:
-        """Wait for ``weight`` units; return the seconds waited (see :func:`acquire_all`)."""
-        return await acquire_all((self,), weight, max_wait=max_wait)
+        super().__init__(rate, period, burst=burst, clock=clock, name=name, store=MemoryLimitStore)
 
     def try_acquire(self, weight: int = 1) -> bool:
         """Take ``weight`` units now if they are free and nobody waits; never waits."""
-        return try_acquire_all((self,), weight)
+        _check((self,), weight)
+        return take_now((self.store,), weight)
 
     def status(self) -> LimitStatus:
         """Capacity left now and time to the next free unit."""
-        bucket, now = self._bucket, self.clock.now()
-        available = bucket.available(now)
-        retry = 0.0 if available else max(0.0, bucket.earliest(1, now) - now)
-        return LimitStatus(
-            bucket.rate, bucket.period, bucket.burst, available, retry, len(self._queue)
-        )
+        return self.store.peek()
 
     def reset(self) -> None:
         """Forget past admissions (the limit is full again); waiters are re-examined."""
-        self._bucket.clear()
-        if self._queue:
-            run([self._queue[0]])
-
-    def __str__(self) -> str:
-        name = f"{self.name!r} " if self.name else ""
-        return f"{name}{self._bucket.describe()}"
+        self.store.clear()
 
     def __repr__(self) -> str:
-        bucket, now = self._bucket, self.clock.now()
+        store, bucket = self.store, self.store.bucket
         return (
-            f"<Limiter {self} available={bucket.available(now)} "
-            f"in_window={bucket._log_sum}/{bucket.window} waiters={len(self._queue)}>"
+            f"<Limiter {self} available={bucket.available(store.clock.now())} "
+            f"in_window={bucket.in_window}/{bucket.window} waiters={len(store.queue)}>"
         )
 
 
-def _check(limiters: Sequence[Limiter], weight: int) -> None:
+def check_limiters(limiters: Sequence[object]) -> Clock:
+    """The clock of ``limiters``, to be waited on together (see :meth:`BaseLimiter.check_group`)."""
     if not limiters:
         raise ConfigError("at least one limiter is needed", field="limiters")
-    if isinstance(weight, bool) or not isinstance(weight, int) or weight < 1:
-        raise ConfigError(f"must be an int >= 1, got {weight!r}", field="weight")
+    first = limiters[0]
+    if not isinstance(first, BaseLimiter):
+        raise ConfigError(f"{type(first).__name__} is not a Limiter", field="limiters")
+    first.check_group(limiters)
+    return first.clock
+
+
+def _check(limiters: Sequence[BaseLimiter], weight: int) -> None:
+    if len(limiters) != 1:  # one limiter is a group by itself
+        check_limiters(limiters)
+    if weight == 1 and type(weight) is int:  # the common case fits every limit (burst >= 1)
+        return
+    check.count(weight, "weight")
     for limiter in limiters:
         if weight > limiter.burst:
             raise ConfigError(
@@ -132,50 +163,14 @@ def _check(limiters: Sequence[Limiter], weight: int) -> None:
             )
 
 
-def check_clocks(limiters: Sequence[Limiter]) -> Clock:
-    """The clock shared by ``limiters`` (all must use the same one)."""
-    if not limiters:
-        raise ConfigError("at least one limiter is needed", field="limiters")
-    for limiter in limiters:
-        if not isinstance(limiter, Limiter):
-            raise ConfigError(f"{type(limiter).__name__} is not a Limiter", field="limiters")
-    clock = limiters[0].clock
-    for limiter in limiters:
-        same = limiter.clock is clock or (
-            isinstance(limiter.clock, LoopClock) and isinstance(clock, LoopClock)
-        )
-        if not same:
-            raise ConfigError("limiters waited on together must share a clock", field="clock")
-    return clock
-
-
 def try_acquire_all(limiters: Sequence[Limiter], weight: int = 1) -> bool:
     """Take ``weight`` from every limiter now if all admit it and none has waiters."""
     _check(limiters, weight)
-    if len(limiters) > 1:
-        check_clocks(limiters)
-    return take_now(limiters, weight)
-
-
-def take_now(limiters: Sequence[Limiter], weight: int) -> bool:
-    """:func:`try_acquire_all` without validation (for callers that validated already)."""
-    now = limiters[0].clock.now()
-    if len(limiters) == 1:
-        limiter = limiters[0]
-        if limiter._queue or not limiter._bucket.fits(weight, now):
-            return False
-        limiter._bucket.consume(weight, now)
-        return True
-    for limiter in limiters:
-        if limiter._queue or not limiter._bucket.fits(weight, now):
-            return False
-    for limiter in limiters:
-        limiter._bucket.consume(weight, now)
-    return True
+    return take_now([limiter.store for limiter in limiters], weight)
 
 
 async def acquire_all(
-    limiters: Sequence[Limiter],
+    limiters: Sequence[BaseLimiter],
     weight: int = 1,
     *,
     max_wait: float | None = None,
@@ -189,8 +184,44 @@ async def acquire_all(
     on the limiters' clock), and at the latest when that moment comes. A
     cancelled waiter leaves the queue at once, and the ones behind move up.
     """
-    if try_acquire_all(limiters, weight):
+    _check(limiters, weight)
+    local = in_memory(limiters)
+    if local is not None and take_now(local, weight):
         return 0.0
-    return await wait_for_slot(
-        limiters, weight, max_wait=max_wait, deadline=deadline, request=request
-    )
+    stores = [limiter.store for limiter in limiters]
+    return await reserve(limiters, stores, weight, max_wait, deadline, request)
+
+
+def in_memory(limiters: Sequence[BaseLimiter]) -> Sequence[MemoryLimitStore] | None:
+    """The limiters' stores if all are in memory (they answer without an await), else None."""
+    if len(limiters) == 1:
+        store = limiters[0].store
+        return (store,) if isinstance(store, MemoryLimitStore) else None
+    local = [limiter.store for limiter in limiters if isinstance(limiter.store, MemoryLimitStore)]
+    return local if len(local) == len(limiters) else None
+
+
+async def reserve(
+    limiters: Sequence[BaseLimiter],
+    stores: Sequence[LimitStore],
+    weight: int,
+    max_wait: float | None,
+    deadline: float | None,
+    request: Request | None,
+) -> float:
+    """:func:`acquire_all` for callers that checked ``limiters`` and ``weight`` already
+    (``stores`` are the limiters' stores)."""
+    start = limiters[0].clock.now()
+    try:
+        return await stores[0].reserve(
+            stores, weight, max_wait=max_wait, deadline=deadline, request=request
+        )
+    except Refused as refused:
+        by_deadline = deadline is not None and (max_wait is None or deadline < start + max_wait)
+        why = "past the call's deadline" if by_deadline else f"more than max_wait={max_wait}s"
+        reason = refused.reason or f"would delay the call {refused.retry_after:.3g}s, {why}"
+        raise RateLimitExceeded(
+            f"rate limit {limiters[refused.index]} {reason}",
+            retry_after=refused.retry_after,
+            request=request,
+        ) from None

@@ -1,17 +1,32 @@
-"""The reference's limiter API: ``RateLimit``, ``RateLimiterConfig``, ``InMemoryRateLimiter``."""
+"""The reference's limiter API: ``RateLimit``, ``RateLimiterConfig``, ``InMemoryRateLimiter``.
+
+:class:`CategoryLimiter` is what the in-memory and the Redis flavour share: a category's
+limiters, built from the config on first use and then reused.
+"""
 
 from __future__ import annotations
 
-import math
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Generic, TypeVar
 
+from .. import _validate as check
 from .._clock import Clock, default_clock
 from .._errors import ConfigError
-from .limiter import Limiter, LimitStatus, acquire_all, try_acquire_all
+from .limiter import BaseLimiter, Limiter, acquire_all, try_acquire_all
+from .store import LimitStatus
 
-__all__ = ["InMemoryRateLimiter", "RateLimit", "RateLimitStatus", "RateLimiterConfig"]
+__all__ = [
+    "CategoryLimiter",
+    "InMemoryRateLimiter",
+    "RateLimit",
+    "RateLimitStatus",
+    "RateLimiterConfig",
+]
+
+L = TypeVar("L", bound=BaseLimiter)
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,20 +42,10 @@ class RateLimit:
     burst: int | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 1:
-            raise ConfigError(f"must be an int >= 1, got {self.limit!r}", field="limit")
-        interval = self.interval
-        if (
-            isinstance(interval, bool)
-            or not isinstance(interval, int | float)
-            or not 0 < interval < math.inf
-        ):
-            raise ConfigError(f"must be a number > 0, got {interval!r}", field="interval")
-        burst = self.burst
-        if burst is not None and (
-            isinstance(burst, bool) or not isinstance(burst, int) or burst < 1
-        ):
-            raise ConfigError(f"must be an int >= 1, got {burst!r}", field="burst")
+        check.count(self.limit, "limit", high=check.MAX_RATE)
+        check.seconds(self.interval, "interval")
+        if self.burst is not None:
+            check.count(self.burst, "burst")
 
     def limiter(self, *, clock: Clock | None = None, name: str | None = None) -> Limiter:
         """A fresh :class:`Limiter` enforcing this rate."""
@@ -99,13 +104,10 @@ class RateLimitStatus:
         return max((s.retry_after for s in self.limits), default=0.0)
 
 
-class InMemoryRateLimiter:
-    """Per-category rate limiting in one process.
-
-    ``await acquire(category, weight)`` waits (fairly, first come first
-    served) until every rate of the category admits ``weight``;
-    ``try_acquire`` never waits. :meth:`limiters` hands the underlying
-    :class:`Limiter` objects to a :class:`~lamina.layers.rate_limit.RateLimitLayer`.
+class CategoryLimiter(ABC, Generic[L]):
+    """Rate limiting per category: each category gets the limiters of its rates in
+    ``config``, built on first use and then shared. ``acquire`` waits (fairly, first
+    come first served) until every rate of the category admits ``weight``.
     """
 
     __slots__ = ("_limiters", "clock", "config")
@@ -117,17 +119,18 @@ class InMemoryRateLimiter:
             raise ConfigError("must be a RateLimiterConfig", field="config")
         self.config = config
         self.clock: Clock = clock if clock is not None else default_clock
-        self._limiters: dict[str, tuple[Limiter, ...]] = {}
+        self._limiters: dict[str, tuple[L, ...]] = {}
 
-    def limiters(self, category: str) -> tuple[Limiter, ...]:
+    @abstractmethod
+    def _limiter(self, rate: RateLimit, category: str) -> L:
+        """A fresh limiter enforcing ``rate`` for ``category``."""
+
+    def limiters(self, category: str) -> tuple[L, ...]:
         """The limiters of ``category`` (created on first use, then shared)."""
         found = self._limiters.get(category)
         if found is None:
-            found = tuple(
-                rate.limiter(clock=self.clock, name=category)
-                for rate in self.config.rates_for(category)
-            )
-            self._limiters[category] = found
+            rates = self.config.rates_for(category)
+            found = self._limiters[category] = tuple(self._limiter(r, category) for r in rates)
         return found
 
     async def acquire(
@@ -143,6 +146,21 @@ class InMemoryRateLimiter:
         if not limiters:
             return 0.0
         return await acquire_all(limiters, weight, max_wait=max_wait)
+
+
+class InMemoryRateLimiter(CategoryLimiter[Limiter]):
+    """Per-category rate limiting in one process.
+
+    ``await acquire(category, weight)`` waits (fairly, first come first
+    served) until every rate of the category admits ``weight``;
+    ``try_acquire`` never waits. :meth:`limiters` hands the underlying
+    :class:`Limiter` objects to a :class:`~lamina.layers.rate_limit.RateLimitLayer`.
+    """
+
+    __slots__ = ()
+
+    def _limiter(self, rate: RateLimit, category: str) -> Limiter:
+        return rate.limiter(clock=self.clock, name=category)
 
     def try_acquire(self, category: str, weight: int = 1) -> bool:
         """Take ``weight`` now if every rate admits it and nobody is waiting."""
@@ -161,5 +179,5 @@ class InMemoryRateLimiter:
                 limiter.reset()
 
     def __repr__(self) -> str:
-        waiting = sum(len(lim._queue) for group in self._limiters.values() for lim in group)
+        waiting = sum(len(lim.store.queue) for group in self._limiters.values() for lim in group)
         return f"<InMemoryRateLimiter categories={len(self._limiters)} waiters={waiting}>"
