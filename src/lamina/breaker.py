@@ -14,8 +14,11 @@
   :class:`lamina.CircuitOpenError` on each rejection, reports events and calls
   hooks. A cancelled call is neutral: it neither fails nor heals the breaker,
   and a cancelled half-open probe frees the probe slot. So is a call that
-  timed out before its request was sent or after waiting for a connection
-  (see :func:`timed_out_waiting`): waiting says nothing about the dependency.
+  timed out before its request was sent: waiting says nothing about the
+  dependency. A call that timed out after waiting for a connection for at least
+  half its attempt is a *weak* failure (:func:`exception_outcome`): it extends a
+  run of failures but never starts one, so local queueing cannot open the breaker
+  while a dependency that stopped answering still does.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from ._errors import CircuitOpenError, ConfigError, TimeoutError, TransportError
 from ._events import EVENTS_KEY, emit
 
 __all__ = [
+    "UPSTREAM_SHARE",
     "BreakerBackend",
     "BreakerMachine",
     "BreakerRecord",
@@ -44,6 +48,7 @@ __all__ = [
     "Permit",
     "StateChange",
     "StateChangeHook",
+    "exception_outcome",
     "timed_out_waiting",
 ]
 
@@ -52,16 +57,50 @@ logger = logging.getLogger("lamina.breaker")
 T = TypeVar("T")
 
 
+#: A timeout counts in full only when the upstream had at least this share of the
+#: attempt; below it (the rest went to waiting for a connection) it is a weak failure.
+UPSTREAM_SHARE = 0.5
+
+
 def timed_out_waiting(exc: BaseException) -> bool:
-    """True for a lamina timeout that says nothing about the upstream: it fired before
+    """True for a lamina timeout that says little about the upstream: it fired before
     the request was sent (``request_sent=False``: queued for a connection, or the
-    deadline passed before the attempt started), or after part of the attempt went
-    to waiting for a connection inside the transport (``waited > 0``), so the
-    upstream never had the whole attempt. A breaker counts it neither way. A connect
-    timeout is not one: :class:`lamina.ConnectTimeout` is a ``ConnectError`` and counts."""
+    deadline passed before the attempt started), or after waiting for a connection
+    inside the transport took at least half the attempt (``waited >= timeout / 2``:
+    the upstream had less than :data:`UPSTREAM_SHARE` of it). A timeout whose
+    upstream had half the attempt or more is the upstream's, whatever it waited.
+    A connect timeout is not one: :class:`lamina.ConnectTimeout` is a
+    ``ConnectError`` and counts."""
     if not isinstance(exc, TimeoutError) or isinstance(exc, TransportError):
         return False
-    return not exc.request_sent or getattr(exc, "waited", 0.0) > 0
+    if not exc.request_sent:
+        return True
+    waited = getattr(exc, "waited", 0.0) or 0.0
+    if waited <= 0:
+        return False
+    limit = exc.timeout
+    if limit is None or limit <= 0:  # no budget to compare with: the wait is all we know
+        return True
+    return limit - waited < limit * UPSTREAM_SHARE
+
+
+def exception_outcome(exc: BaseException, failed: bool) -> Outcome:
+    """How a call that raised ``exc`` counts, given the failure predicate's verdict.
+
+    * a lamina timeout that fired before its request was sent: neutral, always;
+    * a timeout after a wait for a connection that took at least half the attempt
+      (:func:`timed_out_waiting`): :attr:`Outcome.WEAK_FAILURE` if ``failed``, else
+      neutral. A weak failure counts only while the breaker is already counting
+      failures (or on the half-open probe): waiting for a connection cannot start a
+      trip, but an upstream that keeps the pool full and answers nothing still opens it;
+    * otherwise a failure if ``failed``, else neutral.
+    """
+    if isinstance(exc, TimeoutError) and not isinstance(exc, TransportError):
+        if not exc.request_sent:
+            return Outcome.NEUTRAL
+        if timed_out_waiting(exc):
+            return Outcome.WEAK_FAILURE if failed else Outcome.NEUTRAL
+    return Outcome.FAILURE if failed else Outcome.NEUTRAL
 
 
 class CircuitState(StrEnum):
@@ -78,6 +117,9 @@ class Outcome(StrEnum):
     SUCCESS = "success"
     FAILURE = "failure"
     NEUTRAL = "neutral"  # cancelled, or an error that says nothing about the dependency
+    #: a failure only while failures are being counted (or on the probe): see
+    #: :func:`exception_outcome`. A custom backend may treat it as a failure.
+    WEAK_FAILURE = "weak_failure"
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +198,7 @@ class BreakerMachine:
             if outcome is Outcome.SUCCESS:
                 rec.state, rec.failure_count, rec.opened_at = CircuitState.CLOSED, 0, None
                 return (CircuitState.HALF_OPEN, CircuitState.CLOSED)
+            # a failure, weak or not: the breaker is half-open because failures counted
             rec.state, rec.opened_at = CircuitState.OPEN, now
             rec.failure_count += 1
             return (CircuitState.HALF_OPEN, CircuitState.OPEN)
@@ -163,6 +206,8 @@ class BreakerMachine:
         # are ignored: only the probe decides how a trip ends.
         if rec.state is not CircuitState.CLOSED or outcome is Outcome.NEUTRAL:
             return None
+        if outcome is Outcome.WEAK_FAILURE and rec.failure_count == 0:
+            return None  # a weak failure extends a run of failures, never starts one
         if outcome is Outcome.SUCCESS:
             rec.failure_count = 0
             return None
@@ -245,8 +290,9 @@ class CircuitBreaker:
     ``await breaker.call(func, *args, **kwargs)`` accepts sync and async
     callables. There any ``Exception`` is a failure except those in
     ``exclude``, which count as success (the dependency answered);
-    cancellation and a lamina timeout that fired before the request was sent,
-    or after waiting for a connection (:func:`timed_out_waiting`) are neutral.
+    cancellation and a lamina timeout that fired before the request was sent are
+    neutral, and one that fired after waiting for a connection for at least half
+    the attempt is a weak failure (:func:`exception_outcome`).
     """
 
     __slots__ = ("_backend", "_hooks", "_local", "_machine", "clock", "exclude", "name")
@@ -371,10 +417,10 @@ class CircuitBreaker:
             if inspect.isawaitable(result):
                 result = await result
         except Exception as exc:
-            if timed_out_waiting(exc):
-                outcome = Outcome.NEUTRAL
-            else:
-                outcome = Outcome.SUCCESS if isinstance(exc, self.exclude) else Outcome.FAILURE
+            excluded = isinstance(exc, self.exclude)
+            outcome = exception_outcome(exc, not excluded)
+            if excluded and outcome is Outcome.NEUTRAL and not timed_out_waiting(exc):
+                outcome = Outcome.SUCCESS  # the dependency answered
             await self.release(permit, outcome)
             raise
         except BaseException:  # cancellation, KeyboardInterrupt: neutral

@@ -26,7 +26,13 @@ from lamina import (
     service_fn,
 )
 from lamina._events import listen
-from lamina.breaker import CircuitState, StateChange, timed_out_waiting
+from lamina.breaker import (
+    CircuitState,
+    Outcome,
+    StateChange,
+    exception_outcome,
+    timed_out_waiting,
+)
 from lamina.layers.circuit_breaker import CircuitBreakerLayer, default_is_failure
 from lamina.layers.timeout import TimeoutLayer
 from lamina.testing import LocalServer, ManualClock
@@ -394,17 +400,39 @@ async def test_real_server_timeouts_and_resets_count(lamina_server: LocalServer)
 # -- only the upstream's failures count (issue 12, item 11) ------------------------------
 
 
-WAITING_TIMEOUTS = [
+NOT_SENT = [
     pytest.param(TimeoutError("queued", timeout=1.0, request_sent=False), id="not-sent"),
-    pytest.param(TimeoutError("late", timeout=1.0, request_sent=True, waited=0.8), id="waited"),
     pytest.param(TimeoutError("deadline passed", timeout=0.0, request_sent=False), id="deadline"),
+]
+#: sent after a wait for a connection that took at least half the attempt
+SHORT_CHANGED = [
+    pytest.param(TimeoutError("late", timeout=1.0, waited=0.8), id="waited-0.8-of-1"),
+    pytest.param(TimeoutError("late", timeout=1.0, waited=0.51), id="waited-0.51-of-1"),
+    pytest.param(TimeoutError("late", waited=0.2), id="waited-no-budget"),
 ]
 
 
-@pytest.mark.parametrize("error", WAITING_TIMEOUTS)
-def test_a_timeout_spent_waiting_is_not_an_upstream_failure(error: TimeoutError) -> None:
+@pytest.mark.parametrize("error", NOT_SENT)
+def test_a_timeout_before_sending_is_not_an_upstream_failure(error: TimeoutError) -> None:
     assert timed_out_waiting(error)
     assert default_is_failure(error) is False
+    assert exception_outcome(error, True) is Outcome.NEUTRAL
+
+
+@pytest.mark.parametrize("error", SHORT_CHANGED)
+def test_a_timeout_mostly_spent_waiting_is_a_weak_failure(error: TimeoutError) -> None:
+    assert timed_out_waiting(error)
+    assert exception_outcome(error, True) is Outcome.WEAK_FAILURE
+    assert exception_outcome(error, False) is Outcome.NEUTRAL
+
+
+@pytest.mark.parametrize("waited", [0.01, 0.3, 0.5])
+def test_a_timeout_the_upstream_had_half_the_attempt_for_counts_in_full(waited: float) -> None:
+    """Issue 12 review, item 11: any wait at all used to make a timeout neutral."""
+    error = TimeoutError("late", timeout=1.0, waited=waited)
+    assert not timed_out_waiting(error)
+    assert default_is_failure(error) is True
+    assert exception_outcome(error, True) is Outcome.FAILURE
 
 
 @pytest.mark.parametrize(
@@ -429,13 +457,20 @@ def test_a_connect_timeout_is_a_connect_error_and_a_timeout() -> None:
     assert error.request_sent is False
 
 
-@pytest.mark.parametrize("error", WAITING_TIMEOUTS)
-@pytest.mark.parametrize(
+PREDICATES = pytest.mark.parametrize(
     "options",
-    [{}, {"failure_statuses": {503}}, {"is_failure": lambda outcome: True}],
+    [
+        {},
+        {"failure_statuses": {503}},
+        {"is_failure": lambda o: not isinstance(o, Response) or o.status_code >= 500},
+    ],
     ids=["default", "failure_statuses", "is_failure"],
 )
-async def test_waiting_timeouts_are_neutral_whatever_the_predicate(
+
+
+@pytest.mark.parametrize("error", NOT_SENT)
+@PREDICATES
+async def test_timeouts_before_sending_are_neutral_whatever_the_predicate(
     error: TimeoutError, options: dict[str, Any]
 ) -> None:
     layer = CircuitBreakerLayer(threshold=2, **options)
@@ -449,10 +484,42 @@ async def test_waiting_timeouts_are_neutral_whatever_the_predicate(
     assert (brk.state, brk.failure_count) == ("closed", 1)  # neither counted nor reset
 
 
-@pytest.mark.parametrize("error", WAITING_TIMEOUTS)
-async def test_circuit_breaker_call_treats_waiting_timeouts_as_neutral(
-    error: TimeoutError,
+@pytest.mark.parametrize("error", SHORT_CHANGED)
+@PREDICATES
+async def test_weak_failures_never_start_a_run_but_extend_one(
+    error: TimeoutError, options: dict[str, Any]
 ) -> None:
+    layer = CircuitBreakerLayer(threshold=3, **options)
+    waiting = layer.wrap(Inner(error=error))
+    for _ in range(5):  # local queueing alone: nothing counted
+        with pytest.raises(TimeoutError):
+            await waiting(req())
+    brk = layer.breakers["users"]
+    assert (brk.state, brk.failure_count) == ("closed", 0)
+    await layer.wrap(Inner(503))(req())  # the upstream failed: a run starts
+    with pytest.raises(TimeoutError):
+        await waiting(req())
+    assert brk.failure_count == 2  # the short-changed timeout extends it
+    await layer.wrap(Inner(200))(req())  # a success ends the run
+    with pytest.raises(TimeoutError):
+        await waiting(req())
+    assert brk.failure_count == 0
+    await layer.wrap(Inner(503))(req())
+    for _ in range(2):
+        with pytest.raises(TimeoutError):
+            await waiting(req())
+    assert brk.state is CircuitState.OPEN
+
+
+async def test_a_weak_failure_that_the_predicate_forgives_is_neutral() -> None:
+    layer = CircuitBreakerLayer(threshold=1, is_failure=lambda outcome: False)
+    with pytest.raises(TimeoutError):
+        await layer.wrap(Inner(error=TimeoutError("late", timeout=1.0, waited=0.9)))(req())
+    assert layer.breakers["users"].failure_count == 0
+
+
+@pytest.mark.parametrize("error", NOT_SENT + SHORT_CHANGED)
+async def test_circuit_breaker_call_never_opens_on_waiting_alone(error: TimeoutError) -> None:
     breaker = CircuitBreaker(threshold=1, name="db")
 
     async def waits() -> None:
@@ -471,6 +538,28 @@ async def test_circuit_breaker_call_treats_waiting_timeouts_as_neutral(
     assert breaker.state is CircuitState.OPEN
 
 
+async def test_circuit_breaker_call_weak_failures_extend_a_run() -> None:
+    breaker = CircuitBreaker(threshold=3, name="db", exclude=KeyError)
+
+    async def raises(error: Exception) -> None:
+        raise error
+
+    short = TimeoutError("late", timeout=1.0, waited=0.7)
+    with pytest.raises(ConnectError):
+        await breaker.call(raises, ConnectError("refused"))
+    for _ in range(2):
+        with pytest.raises(TimeoutError):
+            await breaker.call(raises, short)
+    assert breaker.state is CircuitState.OPEN
+    # an excluded exception still counts as the dependency answering
+    await breaker.reset()
+    with pytest.raises(ConnectError):
+        await breaker.call(raises, ConnectError("refused"))
+    with pytest.raises(KeyError):
+        await breaker.call(raises, KeyError("x"))
+    assert breaker.failure_count == 0
+
+
 async def test_a_waiting_probe_frees_the_half_open_slot(manual_clock: ManualClock) -> None:
     layer = CircuitBreakerLayer(threshold=1, timeout=10.0, clock=manual_clock)
     await layer.wrap(Inner(503))(req())
@@ -481,3 +570,41 @@ async def test_a_waiting_probe_frees_the_half_open_slot(manual_clock: ManualCloc
     response = await layer.wrap(Inner(200))(req())  # the next call may probe
     assert response.status_code == 200
     assert layer.breakers["users"].state is CircuitState.CLOSED
+
+
+async def test_a_short_changed_probe_reopens(manual_clock: ManualClock) -> None:
+    layer = CircuitBreakerLayer(threshold=1, timeout=10.0, clock=manual_clock)
+    await layer.wrap(Inner(503))(req())
+    manual_clock.advance(10.0)
+    with pytest.raises(TimeoutError):
+        await layer.wrap(Inner(error=TimeoutError("late", timeout=1.0, waited=0.9)))(req())
+    assert layer.breakers["users"].state is CircuitState.OPEN
+
+
+async def test_a_dead_upstream_behind_a_full_pool_opens_the_breaker(
+    lamina_server: LocalServer,
+) -> None:
+    """Issue 12 review, item 11 (/tmp/rv/dead.py): an upstream that never answers, two
+    connections, a call every 40 ms. Every attempt after the first two waits for one of
+    the two slots, is sent with about a fifth of its 0.4 s left, and times out there.
+    Counted as neutral, those kept the breaker closed: all 30 calls reached the dead
+    upstream (2 failures counted). Now they extend the run the first two started."""
+    layer = CircuitBreakerLayer(threshold=5, timeout=60.0)
+    outcomes: list[str] = []
+    async with HttpxTransport(max_in_flight=2) as transport:
+        svc = ServiceBuilder().layer(layer).layer(TimeoutLayer(0.4)).service(transport)
+
+        async def one() -> None:
+            try:
+                await svc(Request("GET", lamina_server.url_for("/hang"), endpoint="dead"))
+            except (TimeoutError, CircuitOpenError) as exc:
+                outcomes.append(type(exc).__name__)
+
+        calls = []
+        for _ in range(30):
+            calls.append(asyncio.create_task(one()))
+            await asyncio.sleep(0.04)
+        await asyncio.gather(*calls)
+    assert layer.breakers["dead"].state is CircuitState.OPEN
+    assert outcomes.count("CircuitOpenError") > 0
+    assert lamina_server.hits("/hang") < 30

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 import redis
-from lamina import CircuitOpenError, HttpxTransport, Request, ServiceBuilder
+from lamina import CircuitOpenError, HttpxTransport, Request, ServiceBuilder, TimeoutError
 from lamina.backends.redis import RedisBackend
 from lamina.backends.redis_breaker import RedisBreakerBackend
 from lamina.backends.redis_cache import RedisCacheStore
@@ -190,3 +190,32 @@ async def test_clear_drops_one_namespace_or_all(
         assert cache_keys(sync_redis, prefix) == []
         # clearing the cache keeps the shared key secret: other workers still use it
         assert keys_under(sync_redis, prefix) == [f"{prefix}:v1:cache-secret:{{hmac}}"]
+
+
+async def test_weak_failures_extend_a_shared_run_but_never_start_one(
+    backend: RedisBackend, sync_redis: redis.Redis, prefix: str
+) -> None:
+    """The Redis script applies the same rule as the in-memory breaker (issue 12 review,
+    item 11): a timeout mostly spent waiting for a connection counts only while failures
+    are being counted, in Redis, by any process."""
+    a = CircuitBreaker(3, 30, name="dep", backend=RedisBreakerBackend(backend))
+    b = CircuitBreaker(3, 30, name="dep", backend=backend.breaker_backend())
+    short = TimeoutError("late", timeout=1.0, waited=0.8)
+
+    async def raises(error: Exception) -> None:
+        raise error
+
+    for brk in (a, b, a, b):
+        with pytest.raises(TimeoutError):
+            await brk.call(raises, short)
+    assert sync_redis.hget(f"{prefix}:v1:breaker:{{dep}}", "failures") in (None, b"0")
+    with pytest.raises(ConnectionError):
+        await a.call(raises, ConnectionError("down"))  # a real failure starts the run
+    with pytest.raises(TimeoutError):
+        await b.call(raises, short)  # another process extends it
+    assert sync_redis.hget(f"{prefix}:v1:breaker:{{dep}}", "failures") == b"2"
+    with pytest.raises(TimeoutError):
+        await a.call(raises, short)
+    assert a.state is CircuitState.OPEN
+    assert sync_redis.hget(f"{prefix}:v1:breaker:{{dep}}", "state") == b"open"
+    await a.reset()

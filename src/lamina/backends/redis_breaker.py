@@ -89,6 +89,8 @@ if token ~= '' then
   return {'half_open', 'open', failures + 1, now, now, 'open'}
 end
 if state ~= 'closed' or outcome == 'neutral' then return {'', '', failures, opened, now, state} end
+-- a weak failure (a timeout mostly spent waiting for a connection) never starts a run
+if outcome == 'weak_failure' and failures == 0 then return {'', '', 0, opened, now, state} end
 if outcome == 'success' then
   if failures > 0 then
     redis.call('HSET', KEYS[1], 'failures', 0)

@@ -18,7 +18,7 @@ from ..breaker import (
     MemoryBackend,
     Outcome,
     StateChangeHook,
-    timed_out_waiting,
+    exception_outcome,
 )
 
 __all__ = ["CircuitBreakerLayer", "CircuitBreakerService", "default_is_failure"]
@@ -29,8 +29,10 @@ FailurePredicate = Callable[[Response | BaseException], bool]
 
 
 def default_is_failure(outcome: Response | BaseException) -> bool:
-    """Transport errors (a connect timeout is one), lamina timeouts that the
-    upstream had the whole attempt for, and responses with status >= 500."""
+    """Transport errors (a connect timeout is one), lamina timeouts of a request
+    that was sent, and responses with status >= 500. How much a timeout after a
+    wait for a connection counts is the breaker's rule
+    (:func:`lamina.breaker.exception_outcome`)."""
     if isinstance(outcome, Response):
         return outcome.status_code >= 500
     return _upstream_failed(outcome)
@@ -39,7 +41,7 @@ def default_is_failure(outcome: Response | BaseException) -> bool:
 def _upstream_failed(exc: BaseException) -> bool:
     if isinstance(exc, TransportError):
         return True
-    return isinstance(exc, TimeoutError) and not timed_out_waiting(exc)
+    return isinstance(exc, TimeoutError) and exc.request_sent
 
 
 class CircuitBreakerLayer:
@@ -54,11 +56,12 @@ class CircuitBreakerLayer:
     fail), default :func:`default_is_failure`. A response that is not a failure
     is a success; an exception that is not a failure (e.g. a limiter refusing)
     and a cancellation are neutral. Only the upstream's failures count: a
-    timeout that fired before the request was sent, or after part of the attempt
-    went to waiting for a connection in the transport
-    (:func:`lamina.breaker.timed_out_waiting`), is neutral whatever
-    ``is_failure`` says. Rejections raise :class:`lamina.CircuitOpenError`
-    without calling the inner service.
+    timeout that fired before the request was sent is neutral whatever
+    ``is_failure`` says, and one that fired after waiting for a connection in the
+    transport for at least half the attempt (the upstream had less than half) is a
+    weak failure: it counts only while the breaker is already counting failures
+    (:func:`lamina.breaker.exception_outcome`). Rejections raise
+    :class:`lamina.CircuitOpenError` without calling the inner service.
 
     ``backend`` stores the breakers' state: in memory by default, or shared by
     every process with a :class:`lamina.backends.RedisBackend` (or its
@@ -162,8 +165,8 @@ class CircuitBreakerService:
         try:
             response = await self.inner(request)
         except Exception as exc:
-            failed = not timed_out_waiting(exc) and _judge(config.is_failure, exc)
-            await brk.release(permit, Outcome.FAILURE if failed else Outcome.NEUTRAL, request)
+            outcome = exception_outcome(exc, _judge(config.is_failure, exc))
+            await brk.release(permit, outcome, request)
             raise
         except BaseException:  # cancelled: neither success nor failure
             await brk.release(permit, Outcome.NEUTRAL, request)
