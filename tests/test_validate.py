@@ -251,8 +251,6 @@ PENDING = {
     "orchestration/config.py",
     "ratelimit/limiter.py",
     "ratelimit/memory.py",
-    "transport.py",
-    "transports/httpx.py",
 }
 
 
