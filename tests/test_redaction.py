@@ -48,8 +48,10 @@ from lamina.redact import (
     add_secret_names,
     default_classifier,
     is_secret,
+    redact_headers,
     redact_url,
     scrub,
+    secret_values,
     set_default_classifier,
 )
 from lamina.testing import LocalServer, RecordedRequest
@@ -166,6 +168,9 @@ SECRET_NAMES = [
     "author_key",  # an everyday word does not hide a stem elsewhere
     "Sec-WebSocket-Key",  # not a credential, hidden anyway: err on the side of hiding
     "max_tokens",
+    # the review's gaps (issue 12, item 3): session ids, pass words, DPoP
+    *["PHPSESSID", "sid", "connect.sid", "DPoP", "X-Passphrase", "X-Api-Pass", "db_pass"],
+    *["X-Sess-Id", "X-User-Sid", "pass_phrase"],
 ]
 PUBLIC_NAMES = [
     "Accept",
@@ -186,6 +191,15 @@ PUBLIC_NAMES = [
     "status_code",
     "X-Tenant-ID",
     "Idempotency-Key",  # a request id by definition (PUBLIC_NAMES)
+    # "pass" and "sid" count as whole words only
+    "passenger",
+    "compass",
+    "bypass",
+    "X-Bypass-Cache",
+    "passport",
+    "side",
+    "sidebar",
+    "inside",
 ]
 
 
@@ -202,15 +216,15 @@ def test_classifier_leaves_everyday_names_alone(name: str) -> None:
 
 
 def test_users_add_names_and_declare_public_ones(restore_classifier: None) -> None:
-    assert not is_secret("X-Tenant-Pass-Phrase")
+    assert not is_secret("X-Tenant-Badge-Code")
     assert is_secret("max_tokens")
-    add_secret_names(["X-Tenant-Pass-Phrase"], public=["max_tokens"])
-    assert is_secret("X-Tenant-Pass-Phrase")
-    assert is_secret("x_tenant_pass_phrase")  # case and separators do not matter
+    add_secret_names(["X-Tenant-Badge-Code"], public=["max_tokens"])
+    assert is_secret("X-Tenant-Badge-Code")
+    assert is_secret("x_tenant_badge_code")  # case and separators do not matter
     assert not is_secret("max_tokens")
     # every output follows: reprs and URLs
     assert "t-secret-value" not in repr(
-        APIEndpoint("e", "http://h/", headers={"X-Tenant-Pass-Phrase": "t-secret-value"})
+        APIEndpoint("e", "http://h/", headers={"X-Tenant-Badge-Code": "t-secret-value"})
     )
     assert redact_url("http://h/?max_tokens=5") == "http://h/?max_tokens=5"
     # the core credentials cannot be made public
@@ -234,10 +248,10 @@ def test_bad_names_are_config_errors() -> None:
 
 
 def test_names_from_the_environment() -> None:
-    code = "from lamina.redact import is_secret; print(is_secret('X-Tenant-Pass'), is_secret('q'))"
+    code = "from lamina.redact import is_secret; print(is_secret('X-Tenant-Pin'), is_secret('q'))"
     done = subprocess.run(
         [sys.executable, "-c", code],
-        env={**os.environ, "LAMINA_SECRET_NAMES": "X-Tenant-Pass, other"},
+        env={**os.environ, "LAMINA_SECRET_NAMES": "X-Tenant-Pin, other"},
         capture_output=True,
         text=True,
         check=True,
@@ -575,3 +589,71 @@ def test_run_report_repr_leaves_results_out() -> None:
     text = repr(report)
     assert "EndpointReport(name='echo', outcome='ok', result=<dict>" in text
     assert_clean("RunReport repr", text)
+
+
+# -- review of item 3: names the classifier missed; ";" pairs and path parameters -----------
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["PHPSESSID", "sid", "connect.sid", "DPoP", "X-Passphrase", "X-Api-Pass", "db_pass", "pass"],
+)
+def test_headers_and_query_names_agree(name: str) -> None:
+    assert redact_headers([(name, "v4lue-x")]) == {name: REDACTED}
+    quoted = urllib.parse.quote(name)
+    assert redact_url(f"http://h/x?{quoted}=v4lue-x&page=2") == (
+        f"http://h/x?{quoted}={REDACTED}&page=2"
+    )
+
+
+def test_semicolon_pairs_and_path_parameters_are_redacted() -> None:
+    assert redact_url("http://h/app;jsessionid=J1;v=2/list?page=2;token=T1;q=a+b#sid=S1;x=1") == (
+        f"http://h/app;jsessionid={REDACTED};v=2/list?page=2;token={REDACTED};q=a+b"
+        f"#sid={REDACTED};x=1"
+    )
+    assert redact_url("http://h/a;v=1/b;PHPSESSID=P1") == f"http://h/a;v=1/b;PHPSESSID={REDACTED}"
+    unchanged = "http://h/a;v=1/b=c?x=1;y=2"
+    assert redact_url(unchanged) == unchanged
+    request = Request("GET", "http://h/app;jsessionid=jsessCORE1?a=1;sid=sidCORE2")
+    assert {"jsessCORE1", "sidCORE2"} <= set(secret_values(request))
+    assert "CORE" not in repr(request)
+
+
+@pytest.mark.parametrize("kind", ["httpx", "aiohttp"])
+async def test_review_names_never_reach_any_output(
+    lamina_server: LocalServer, kind: str, capture_logs: Capture
+) -> None:
+    """A real run on both transports: DPoP and X-Api-Pass headers, a ";jsessionid=" path
+    parameter and ";"-separated secret query pairs. Before, every one of them showed in
+    logs, spans, errors and reports."""
+    cores = ["dpopCORE1a", "apipassCORE2b", "jsessCORE3c", "sidCORE4d", "phraseCORE5e"]
+    url = lamina_server.url_for(
+        "/missing;jsessionid=jsessCORE3c?page=1;connect.sid=sidCORE4d;x_passphrase=phraseCORE5e"
+    )
+    headers = {"DPoP": "dpopCORE1a", "X-Api-Pass": "apipassCORE2b"}
+    config = APIOrchestrationConfig(
+        endpoints=[APIEndpoint("gone", url, headers=headers, retry_count=0)],
+        log_requests=True,
+        log_responses=True,
+    )
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    async with APIOrchestrator(
+        config, transport=transport_for(kind), tracer_provider=provider
+    ) as o:
+        report = await o.run({})
+    sent = lamina_server.requests()[-1]
+    assert sent.path.endswith(";jsessionid=jsessCORE3c")  # the secrets really travelled
+    assert sent.headers["dpop"] == "dpopCORE1a"
+    assert report.endpoints["gone"].outcome == "failed"
+    outputs = {
+        "logs": "\n".join(capture_logs.lines),
+        "spans": spans_text(exporter),
+        "errors": "\n".join(error_texts(report.endpoints["gone"].error)),
+        "report": repr(report) + json.dumps(report.to_dict()) + report.summary(),
+        "config": repr(config),
+    }
+    assert "jsessionid=[REDACTED]" in outputs["spans"]
+    for where, text in outputs.items():
+        assert_clean(where, text, cores)

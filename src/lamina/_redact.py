@@ -88,6 +88,7 @@ SECRET_HEADERS = frozenset(
         "private-token",
         "x-vault-token",
         "x-jwt-assertion",
+        "dpop",  # a proof-of-possession JWT (RFC 9449), sent beside the access token
     }
 )
 
@@ -143,11 +144,14 @@ SECRET_STEMS = (
     "signature",
     "password",
     "passwd",
+    "passphrase",
     "credential",
+    "sessid",  # PHPSESSID, X-Sess-Id
 )
 
-#: A name with one of these as a whole word (``api_sig``, ``X-Hub-Sig``) is secret.
-SECRET_WORDS = frozenset({"sig", "pwd", "passwd", "jwt", "hmac"})
+#: A name with one of these as a whole word (``api_sig``, ``X-Api-Pass``, ``connect.sid``)
+#: is secret. Whole words only: ``passenger``, ``compass``, ``bypass`` and ``side`` are not.
+SECRET_WORDS = frozenset({"sig", "pwd", "passwd", "jwt", "hmac", "pass", "sid"})
 
 #: Everyday words that hold a stem but name no secret; ignored when looking for
 #: stems (``author``, ``x-author-id``, ``keywords``, ``monkey``). A name that has a
@@ -221,9 +225,10 @@ class SecretClassifier:
     * a known name (:data:`SECRET_HEADERS`, :data:`SECRET_PARAMS`) or one of
       ``names``;
     * or holds a stem (:data:`SECRET_STEMS`: key, token, secret, auth, session,
-      cookie, signature, password, passwd, credential) outside the everyday words of
-      :data:`NOT_SECRET_WORDS`, or a word of :data:`SECRET_WORDS` (``sig``,
-      ``pwd``, ``jwt``, ``hmac``);
+      cookie, signature, password, passwd, passphrase, credential, sessid) outside the
+      everyday words of :data:`NOT_SECRET_WORDS`, or a whole word of
+      :data:`SECRET_WORDS` (``sig``, ``pwd``, ``passwd``, ``jwt``, ``hmac``, ``pass``,
+      ``sid``);
 
     unless it is one of ``public`` (names you know are harmless, such as a
     ``max_tokens`` parameter) or of :data:`PUBLIC_NAMES` (``Idempotency-Key``) and
@@ -347,8 +352,9 @@ def is_secret_param(name: str) -> bool:
 
 
 def redact_url(url: str) -> str:
-    """``url`` without user info and with the values of secret query (and fragment)
-    parameters masked; everything else is left as written."""
+    """``url`` without user info and with the values of secret parameters masked: query
+    and fragment pairs (separated by ``&`` or ``;``) and path parameters
+    (``/app;jsessionid=...``); everything else is left as written."""
     return _redact_url(url, _default)
 
 
@@ -361,26 +367,50 @@ def _redact_url(url: str, classifier: SecretClassifier) -> str:
     netloc = parts.netloc
     if "@" in netloc:
         netloc = f"{REDACTED}@{netloc.rpartition('@')[2]}"
+    path = _redact_pairs(parts.path, classifier, path=True)
     query = _redact_pairs(parts.query, classifier)
     fragment = _redact_pairs(parts.fragment, classifier)
-    if netloc == parts.netloc and query is parts.query and fragment is parts.fragment:
+    if (netloc, path, query, fragment) == (parts.netloc, parts.path, parts.query, parts.fragment):
         return url
-    return urlunsplit((parts.scheme, netloc, parts.path, query, fragment))
+    return urlunsplit((parts.scheme, netloc, path, query, fragment))
 
 
-def _redact_pairs(text: str, classifier: SecretClassifier) -> str:
-    if "=" not in text:
-        return text
+_PAIR_SEPARATORS = re.compile(r"([&;])")
+_PATH_SEPARATORS = re.compile(r"([/;])")
+
+
+def _pairs(text: str, *, path: bool = False) -> list[tuple[str, str]]:
+    """``(name, value)`` of each ``name=value`` in a query or fragment (``&`` or ``;``
+    between pairs) or, with ``path``, each ``;name=value`` path parameter."""
+    if "=" not in text or (path and ";" not in text):
+        return []
     out = []
-    changed = False
-    for piece in text.split("&"):
+    for piece in _pieces(text, path):
         name, eq, value = piece.partition("=")
+        if eq and value:
+            out.append((name, value))
+    return out
+
+
+def _pieces(text: str, path: bool) -> list[str]:
+    if not path:
+        return _PAIR_SEPARATORS.split(text)[::2]
+    return [p for segment in text.split("/") for p in segment.split(";")[1:]]
+
+
+def _redact_pairs(text: str, classifier: SecretClassifier, *, path: bool = False) -> str:
+    if "=" not in text or (path and ";" not in text):
+        return text
+    tokens = (_PATH_SEPARATORS if path else _PAIR_SEPARATORS).split(text)
+    changed = False
+    for i in range(0, len(tokens), 2):
+        if path and (i == 0 or tokens[i - 1] != ";"):
+            continue  # a path segment, not a ";name=value" parameter
+        name, eq, value = tokens[i].partition("=")
         if eq and value and classifier.is_secret(unquote_plus(name)):
-            out.append(f"{name}={REDACTED}")
+            tokens[i] = f"{name}={REDACTED}"
             changed = True
-        else:
-            out.append(piece)
-    return "&".join(out) if changed else text
+    return "".join(tokens) if changed else text
 
 
 def redact_params(params: Mapping[str, object]) -> dict[str, object]:
@@ -437,20 +467,18 @@ def _header_secrets(name: str, value: str) -> list[str]:
 
 
 def url_secret_values(url: str) -> list[str]:
-    """User info and secret query/fragment values in ``url`` (raw and decoded)."""
+    """User info and secret query, fragment and path-parameter values in ``url``
+    (raw and decoded)."""
     try:
         parts = urlsplit(url)
     except ValueError:
         return []
     out: list[str] = []
     classifier = _default
-    for text in (parts.query, parts.fragment):
-        if "=" not in text:
-            continue
-        for piece in text.split("&"):
-            name, eq, value = piece.partition("=")
-            if eq and value and classifier.is_secret(unquote_plus(name)):
-                out += [value, unquote_plus(value), unquote(value)]
+    pairs = [*_pairs(parts.path, path=True), *_pairs(parts.query), *_pairs(parts.fragment)]
+    for name, value in pairs:
+        if classifier.is_secret(unquote_plus(name)):
+            out += [value, unquote_plus(value), unquote(value)]
     if "@" in parts.netloc:
         userinfo = parts.netloc.rpartition("@")[0]
         user, _, password = userinfo.partition(":")

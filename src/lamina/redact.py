@@ -9,7 +9,7 @@ messages, run reports and the CLI. ::
 
     is_secret("X-RapidAPI-Key")          # True: holds "key"
     is_secret("author")                  # False: an everyday word
-    add_secret_names(["X-Tenant-Pass"])  # yours, process-wide from now on
+    add_secret_names(["X-Tenant-Pin"])   # yours, process-wide from now on
     scrub(text, [token])                 # token gone, raw or escaped
 
 Set ``LAMINA_SECRET_NAMES=name1,name2`` to add names without code (the CLI too).
