@@ -479,6 +479,68 @@ async def test_budget_floor_allows_retries_without_traffic() -> None:
     assert "retries=2" in repr(budget)
 
 
+def test_budget_memory_does_not_grow_with_the_call_rate() -> None:
+    """Issue 12 review, item 12: the budget kept one float per call for its window
+    (50,000 calls in its window held about 2 MB); now ten counters per kind."""
+    import tracemalloc
+
+    clock = ManualClock(start=1000.0)
+    budget = RetryBudget(ttl=10, min_per_second=0, percent=0.2, clock=clock)
+    budget.deposit()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(50_000):
+            budget.deposit()
+            budget.withdraw()
+            clock.advance(0.0001)  # 50,000 calls in 5 s, all in the window
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 16_384, f"the budget grew by {grown} bytes"
+    assert "calls=50001" in repr(budget)
+    assert 9_000 <= int(repr(budget).split("retries=")[1].rstrip(")")) <= 10_001
+
+
+def test_budget_window_forgets_after_ttl_and_not_before_nine_tenths() -> None:
+    clock = ManualClock(start=500.0)
+    budget = RetryBudget(ttl=10, min_per_second=0, percent=1.0, clock=clock)
+    clock.advance(0.95)  # late in its slice: the earliest a slice is forgotten
+    for _ in range(4):
+        budget.deposit()
+    clock.advance(8.9)  # 8.9 s later: still in the window
+    assert budget.remaining == 4
+    assert budget.withdraw()
+    clock.advance(0.2)  # 9.1 s after the calls: their slice may be forgotten (<= ttl)
+    assert budget.remaining == 0  # the calls left, the retry (1.0 s younger) stays
+    clock.advance(10.0)
+    assert budget.remaining == 0
+    assert "calls=0, retries=0" in repr(budget)
+    for _ in range(3):
+        budget.deposit()
+    clock.advance(100.0)  # far past the window: everything is forgotten at once
+    assert budget.remaining == 0
+    budget.deposit()
+    assert "calls=1, retries=0" in repr(budget)
+
+
+def test_budget_survives_a_clock_stepping_back() -> None:
+    class Stepping:
+        def __init__(self) -> None:
+            self.times = [50.0, 45.0, 45.0]
+
+        def now(self) -> float:
+            return self.times.pop(0)
+
+        async def sleep(self, seconds: float) -> None:
+            raise AssertionError("not used")
+
+    budget = RetryBudget(ttl=10, min_per_second=0, percent=1.0, clock=Stepping())
+    budget.deposit()
+    budget.deposit()  # 5 s earlier than the first: counted in the newest slice
+    assert budget.remaining == 2
+
+
 # -- policy, events, config ---------------------------------------------------------------
 
 
