@@ -68,3 +68,35 @@ def test_values_past_the_bounds_never_reach_redis(redis_url: str) -> None:
                 **{field: value},  # type: ignore[arg-type]
             )
         assert err.value.field == field
+
+
+@pytest.mark.parametrize("field", ["timeout", "retry_interval", "pool_timeout"])
+@pytest.mark.parametrize("value", [1e-320, 5e-324, 1e-9, 0.0, float("nan"), 1e308])
+def test_redis_backend_durations_refuse_denormal_and_absurd_values(
+    redis_url: str, field: str, value: float
+) -> None:
+    """Issue 12 review, item 9: ``RedisBackend(timeout=1e-320)`` (and ``retry_interval``,
+    ``pool_timeout``) was accepted, and every Redis call then timed out at once."""
+    with pytest.raises(ConfigError) as err:
+        RedisBackend(redis_url, **{field: value})  # type: ignore[arg-type]
+    assert err.value.field == field
+    assert "between 0.001 (1 ms) and 3600 (1 hour)" in err.value.message
+
+
+async def test_redis_backend_at_its_smallest_durations_still_works(
+    lamina_server: LocalServer, redis_url: str, prefix: str
+) -> None:
+    """The smallest accepted values (1 ms) build a backend that a run can use: a call
+    either reaches Redis or falls back, and never fails because of the settings."""
+    backend = RedisBackend(
+        redis_url, prefix=prefix, timeout=0.001, retry_interval=0.001, pool_timeout=0.001
+    )
+    config = APIOrchestrationConfig(
+        endpoints=[APIEndpoint(name="a", url=lamina_server.url_for("/json"))],
+        backend=backend,
+        global_rate_limit=1000,
+    )
+    async with APIOrchestrator(config) as orchestrator:
+        report = await orchestrator.run()
+    await backend.aclose()
+    assert report.endpoints["a"].outcome == "ok", report.endpoints["a"]
