@@ -14,7 +14,11 @@ clocks agree on freshness.
 Unless the layer is given a key secret (or ``LAMINA_CACHE_KEY_SECRET``), the
 HMAC key is a random secret kept in Redis at ``{prefix}:v1:cache-secret:{hmac}``
 (created once, with a 30-day TTL renewed by every process that uses it), so
-every worker on the same Redis and prefix builds the same keys.
+every worker on the same Redis and prefix builds the same keys. That puts the key
+beside the data: whoever can read this Redis can test guesses of header values
+against the keys, and whoever can write to it can plant an entry under another
+caller's key. The layer logs one WARNING per process when it uses this key; set
+``LAMINA_CACHE_KEY_SECRET`` in every worker to keep the key out of Redis.
 
 A response whose parsed value does not survive a JSON round trip unchanged,
 or whose entry is larger than ``max_value_bytes``, is not stored (counted in

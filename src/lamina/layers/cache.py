@@ -32,6 +32,16 @@ SECRET_REFRESH = 3600.0
 SECRET_RETRY = 1.0
 """Seconds before asking again when the shared store could not give its secret."""
 
+KEY_BESIDE_DATA = (
+    "cache keys are HMACs under a key secret that %s keeps beside the cached entries "
+    "(no LAMINA_CACHE_KEY_SECRET or key_secret given): whoever can read that store can "
+    "test guesses of header values (API keys, tenant ids) against the keys, and whoever "
+    "can write to it can plant an entry for another caller's key. Set "
+    "LAMINA_CACHE_KEY_SECRET (at least 16 bytes, the same in every worker) or "
+    "CacheLayer(key_secret=...) to keep the key out of the store"
+)
+_warned_key_beside_data = False  # the warning above is logged once per process
+
 
 class CacheLayer:
     """Cache successful responses of safe methods for ``ttl`` seconds.
@@ -47,10 +57,10 @@ class CacheLayer:
     still prefixed by the namespace (``request.endpoint``) and suffixed by the
     caller's identity digest. Header values reach keys and entries only as
     HMAC-SHA256 digests under ``key_secret`` (else ``$LAMINA_CACHE_KEY_SECRET``,
-    else the secret a shared store such as Redis keeps, else a random key per
-    process). ``stale_if_error=seconds`` keeps entries that long past their
-    lifetime and serves them (``stale=True``) when the upstream fails.
-    ``cache_authorized=True`` stores responses to requests carrying
+    else the secret a shared store such as Redis keeps beside the entries, with one
+    WARNING per process, else a random key per process). ``stale_if_error=seconds``
+    keeps entries that long past their lifetime and serves them (``stale=True``)
+    when the upstream fails. ``cache_authorized=True`` stores responses to requests carrying
     ``Authorization`` (and ``private`` ones) for the same caller. A response's
     ``Vary`` is honoured, one entry per variant. Concurrent identical misses
     make one upstream call (single-flight).
@@ -185,6 +195,7 @@ class CacheLayer:
             secret, refresh_at = process_secret(), now + SECRET_RETRY
         else:
             refresh_at = now + SECRET_REFRESH
+            _warn_key_beside_data(store)
         if fetched and current is not None and current.secret == secret:
             current.refresh_at = refresh_at  # same secret: keep the digests already cached
             return current
@@ -245,6 +256,13 @@ class CacheLayer:
             f"CacheLayer({size}ttl={self.ttl:g}, maxsize={self.maxsize}{stale}, "
             f"store={type(self.store).__name__})"
         )
+
+
+def _warn_key_beside_data(store: object) -> None:
+    global _warned_key_beside_data
+    if not _warned_key_beside_data:
+        _warned_key_beside_data = True
+        logger.warning(KEY_BESIDE_DATA, type(store).__name__)
 
 
 def _key_secret(value: object) -> bytes | None:
