@@ -14,7 +14,13 @@ import pytest
 from lamina import ConfigError
 from lamina.flows import config_from_dict, config_to_dict, flow_info, load_flow, parse_flow_text
 from lamina.flows.imports import ImportedHook, ImportPolicy, PendingImport
-from lamina.flows.limits import MAX_FLOW_BYTES, MAX_FLOW_DEPTH, MAX_FLOW_VALUES, check_shape
+from lamina.flows.limits import (
+    MAX_FLOW_BYTES,
+    MAX_FLOW_DEPTH,
+    MAX_FLOW_VALUES,
+    check_depth_text,
+    check_shape,
+)
 
 DEEP = 50_000
 BUDGET = 2.0  # seconds: a generous upper bound, not a benchmark
@@ -86,6 +92,59 @@ def test_the_depth_limit_is_exact(tmp_path: Path, fmt: str) -> None:
     assert config.endpoints[0].body is not None
     with pytest.raises(ConfigError, match="nesting deeper than"):
         load_flow(write(tmp_path, f"deep.{fmt}", nested(fmt, MAX_FLOW_DEPTH + 1)))
+
+
+# -- the scan that skips strings is linear (issue 12 review, item 9) ------------------------
+
+HALF = MAX_FLOW_BYTES // 2 - 64  # escaped quotes, two bytes each, filling the cap
+ESCAPED_QUOTE_FLOODS = {
+    "outside.json": '{"a": 1, "b": ' + '\\"' * HALF + "}",
+    "inside.json": '{"a": "' + '\\"' * HALF + '"}',
+    "unterminated.json": '{"a": "' + '\\"' * HALF,
+    "outside.toml": "a = " + '\\"' * HALF,
+    "inside.toml": 'a = "' + '\\"' * HALF + '"',
+    "lines.toml": ('a = "' + '\\"' * 20 + "\n") * (MAX_FLOW_BYTES // 46),
+    "multiline.toml": 'a = """' + '\\"""' * (MAX_FLOW_BYTES // 4 - 4),
+}
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("name", sorted(ESCAPED_QUOTE_FLOODS))
+def test_escaped_quote_floods_end_within_the_budget(
+    tmp_path: Path, clock: Callable[[], float], name: str
+) -> None:
+    """The regular expressions that skipped strings backtracked: 60 KB of escaped quotes
+    in JSON took 7 to 16 s, a 40 KB TOML line 3 to 4 s, and 512 KiB would take minutes."""
+    path = write(tmp_path, name, ESCAPED_QUOTE_FLOODS[name])
+    assert MAX_FLOW_BYTES - 1024 < path.stat().st_size <= MAX_FLOW_BYTES
+    load_fails(path, clock)
+
+
+NESTED = "[" * (MAX_FLOW_DEPTH + 1) + "]" * (MAX_FLOW_DEPTH + 1)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "text", "deep"),
+    [
+        # brackets and commas inside strings and comments do not count
+        ("json", '{"a": "[[[{{{,,,", "b": "\\\\", "c": "\\"[["}', False),
+        ("toml", 'a = "[[[{{{,,," # [[[[[[\nb = \'C:\\[[\'\nc = """[[""[["""', False),
+        ("toml", "a = '''[[''[['''\nb = 1 # \"a quote in a comment [[[\n", False),
+        # a string that ends in an escaped backslash closes there; nesting after it counts
+        ("json", '{"a": "\\\\", "b": ' + NESTED + "}", True),
+        ("toml", 'a = "\\\\"\nb = ' + NESTED, True),
+        ("toml", "a = 'C:\\'\nb = " + NESTED, True),  # no escapes in a literal string
+        ("toml", 'a = """x""""\nb = ' + NESTED, True),  # a quote just before the closing
+        ("toml", 'a = "never closes [[\nb = ' + NESTED, True),  # the next line still counts
+    ],
+)
+def test_the_string_scan_follows_each_format(fmt: str, text: str, deep: bool) -> None:
+    if deep:
+        with pytest.raises(ConfigError, match="nesting deeper than"):
+            check_depth_text(text, fmt, "f")
+    else:
+        check_depth_text(text, fmt, "f")
+        parse_flow_text(text, fmt)  # and the parser agrees the file is well formed
 
 
 def test_deep_python_data_is_a_config_error_not_recursion() -> None:
