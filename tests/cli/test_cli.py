@@ -487,10 +487,14 @@ def test_run_imports_only_when_allowed(
     assert "--allow-imports-from cli_hooks" in refused.stderr
     assert not marker.exists()
     assert lamina_server.hits() == 0
-    for option in (["--allow-imports"], ["--allow-imports-from", name]):
-        done = cli("run", str(flow), "--json", *option, env=env)
-        assert done.returncode == 0, done.stderr
-        assert "'WHO': 'CLI'" in json.loads(done.stdout)["value"]["a"]
+    blanket = cli("run", str(flow), "--json", "--allow-imports", env=env)
+    assert blanket.returncode == 2  # a blanket allow is refused: name the modules
+    assert "--allow-imports is refused" in blanket.stderr
+    assert "--allow-imports-from PREFIX" in blanket.stderr
+    assert not marker.exists()
+    done = cli("run", str(flow), "--json", "--allow-imports-from", name, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "'WHO': 'CLI'" in json.loads(done.stdout)["value"]["a"]
     assert marker.exists()
     bad = cli("run", str(flow), "--allow-imports-from", "os;rm", env=env)
     assert bad.returncode == 2
@@ -510,7 +514,7 @@ endpoints:
     transform_output: "builtins:eval"
 """
     )
-    for option in ([], ["--allow-imports"], ["--allow-imports-from", "json"]):
+    for option in ([], ["--allow-imports-from", "json"], ["--allow-imports-from", "json,os"]):
         done = cli("run", str(flow), *option)
         assert done.returncode == 2, done.stderr
         assert done.stderr.startswith(

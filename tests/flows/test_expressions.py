@@ -90,7 +90,7 @@ def test_explicit_forms_and_spec_round_trip() -> None:
 )
 def test_bad_hooks(spec: Any, message: str) -> None:
     with pytest.raises(ConfigError, match=message) as err:
-        hook_from_spec(spec, "endpoints[1].transform_output", allow_imports=True)
+        hook_from_spec(spec, "endpoints[1].transform_output", allow_imports=["json", "b"])
     assert (err.value.field or "").startswith("endpoints[1].transform_output")
 
 

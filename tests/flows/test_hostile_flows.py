@@ -314,7 +314,7 @@ endpoints:
 
 def test_builtins_eval_is_refused_even_when_imports_are_allowed(tmp_path: Path) -> None:
     path = write(tmp_path, "evil.yaml", EVAL_FLOW.format(marker=tmp_path / "ran"))
-    for allow in (False, True, ["json", "mypkg"]):
+    for allow in (False, ["json", "mypkg"], ["builtinsx"]):
         with pytest.raises(ConfigError) as err:
             load_flow(path, allow_imports=allow)
         assert err.value.field == "endpoints[0].transform_output"
@@ -349,8 +349,13 @@ def hooks_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[s
     )
     (package / "transforms.py").write_text(
         "import os\n"
+        "import timeit\n"
+        "from json import loads\n"
         "from subprocess import getoutput as run\n"
-        "def shout(value):\n    return str(value).upper()\n",
+        "def shout(value):\n    return str(value).upper()\n"
+        "class Shouter:\n    def shout(self, value):\n        return shout(value)\n"
+        "shouter = Shouter()\n"
+        "TABLE = {}\n",
         encoding="utf-8",
     )
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -371,7 +376,7 @@ def test_allow_list_by_prefix(hooks_package: str, tmp_path: Path) -> None:
             config_from_dict(hook_flow(reference), allow_imports=refused)
         assert not marker.exists()
     allow_lists = ([hooks_package], [f"{hooks_package}.transforms"], f"json,{hooks_package}")
-    for allowed in (True, *allow_lists):
+    for allowed in allow_lists:
         config = config_from_dict(hook_flow(reference), allow_imports=allowed)
         hook = config.endpoints[0].transform_output
         assert hook is not None
@@ -389,17 +394,62 @@ def test_allow_list_by_prefix(hooks_package: str, tmp_path: Path) -> None:
         ("{pkg}.transforms:os.system", "it reaches 'os'"),  # through an allowed module
         ("{pkg}.transforms:run", "it reaches 'subprocess'"),  # a re-exported function
         ("{pkg}.transforms:__builtins__", "may not name dunder attributes"),
+        # the review's holes in the old denylist (allow_imports=True let each through)
+        ("timeit:timeit", "'timeit' is not under the allowed prefixes"),
+        ("yaml:unsafe_load", "'yaml' is not under the allowed prefixes"),
+        ("linecache:getlines", "'linecache' is not under the allowed prefixes"),
+        ("cProfile:run", "'cProfile' is not under the allowed prefixes"),
+        ("profile:run", "'profile' is not under the allowed prefixes"),
+        ("pydoc:pipepager", "'pydoc' is not under the allowed prefixes"),
+        ("{pkg}.transforms:timeit.timeit", "it reaches 'timeit'"),
+        ("{pkg}.transforms:loads", "it reaches 'json'"),  # anything not named, not just code
     ],
 )
 def test_allowed_imports_still_refuse_code_runners(
     hooks_package: str, reference: str, text: str
 ) -> None:
     reference = reference.format(pkg=hooks_package)
-    for allow in (True, [hooks_package]):
+    with pytest.raises(ConfigError) as err:
+        config_from_dict(hook_flow(reference), allow_imports=[hooks_package])
+    assert err.value.field == "endpoints[0].transform_output"
+    assert text in err.value.message
+
+
+def test_what_a_reference_reaches_is_allowed_when_named(hooks_package: str) -> None:
+    transforms = f"{hooks_package}.transforms"
+    config = config_from_dict(hook_flow(f"{transforms}:loads"), allow_imports=[transforms, "json"])
+    hook = config.endpoints[0].transform_output
+    assert hook is not None
+    assert hook("[1]") == [1]
+    method = config_from_dict(hook_flow(f"{transforms}:shouter.shout"), allow_imports=[transforms])
+    assert method.endpoints[0].transform_output("ok") == "OK"  # type: ignore[misc]
+    with pytest.raises(ConfigError, match="comes from no module"):
+        config_from_dict(hook_flow(f"{transforms}:TABLE.get"), allow_imports=[transforms])
+
+
+RCE_FLOWS = ["timeit:timeit", "yaml:unsafe_load", "linecache:getlines", "json:loads"]
+
+
+@pytest.mark.parametrize("reference", RCE_FLOWS)
+def test_allow_imports_true_is_refused(tmp_path: Path, reference: str) -> None:
+    """Issue 12 review, item 8 (/tmp/rv/rce.py): ``True`` meant "any module but a
+    denylist", and ``timeit:timeit`` ran code, ``yaml:unsafe_load`` built any object,
+    ``linecache:getlines`` read any file. No denylist is complete: ``True`` is refused."""
+    path = write(
+        tmp_path,
+        "f.yaml",
+        f"endpoints:\n  - name: a\n    url: http://127.0.0.1:9/x\n"
+        f'    transform_output: "{reference}"\n',
+    )
+    for resolve in (True, False):
         with pytest.raises(ConfigError) as err:
-            config_from_dict(hook_flow(reference), allow_imports=allow)
-        assert err.value.field == "endpoints[0].transform_output"
-        assert text in err.value.message
+            load_flow(path, allow_imports=True, resolve_imports=resolve)
+        assert err.value.field == "allow_imports"
+        assert "name the modules a flow may import" in err.value.message
+        assert "--allow-imports-from" in err.value.message
+    module = reference.partition(":")[0]
+    config = load_flow(path, allow_imports=[module])  # naming the module is the way
+    assert isinstance(config.endpoints[0].transform_output, ImportedHook)
 
 
 def test_resolve_imports_false_imports_nothing_and_lists_verdicts(
@@ -408,7 +458,7 @@ def test_resolve_imports_false_imports_nothing_and_lists_verdicts(
     data = hook_flow(f"{hooks_package}.transforms:shout")
     data["endpoints"][0]["condition"] = {"import": "builtins:eval"}
     data["layers"] = [{"retry": {"policy": {"import": f"{hooks_package}:Policy"}}}]
-    config = config_from_dict(data, allow_imports=True, resolve_imports=False)
+    config = config_from_dict(data, allow_imports=[hooks_package], resolve_imports=False)
     assert not (tmp_path / "imported").exists()
     hook = config.endpoints[0].transform_output
     assert isinstance(hook, PendingImport)
@@ -435,8 +485,10 @@ def test_layer_option_imports_are_refused_unless_allowed() -> None:
     assert flow_info(config).layers[0].options == {"seconds": 3.141592653589793}  # type: ignore[index]
 
 
-@pytest.mark.parametrize("value", [42, ["ok", "no way"], ["a..b"], [""], object()])
+@pytest.mark.parametrize("value", [True, 42, ["ok", "no way"], ["a..b"], [""], object()])
 def test_bad_allow_imports_values(value: Any) -> None:
     with pytest.raises(ConfigError) as err:
         ImportPolicy.of(value)
     assert err.value.field == "allow_imports"
+    with pytest.raises(ConfigError):
+        ImportPolicy(("os;rm",))  # built directly, the same check

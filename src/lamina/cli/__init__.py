@@ -108,15 +108,15 @@ def _import_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--allow-imports",
         action="store_true",
-        help="let the flow's import references (pkg.mod:func) be imported; builtins, os, "
-        "subprocess and similar modules stay refused",
+        help="refused (a blanket allow cannot be made safe): name the modules with "
+        "--allow-imports-from",
     )
     parser.add_argument(
         "--allow-imports-from",
         metavar="PREFIX[,PREFIX]",
         action="append",
-        help="allow imports only from these modules and their submodules (repeatable); "
-        "the only way to allow builtins, os, ...",
+        help="let the flow import from these modules and their submodules only "
+        "(repeatable); what a reference reaches must be under them too",
     )
 
 

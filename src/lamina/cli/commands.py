@@ -82,7 +82,13 @@ def _env_secrets(path: Path) -> list[str]:
 
 
 def import_setting(args: argparse.Namespace) -> bool | list[str]:
-    """``allow_imports`` from ``--allow-imports`` / ``--allow-imports-from A,B``."""
+    """``allow_imports`` from ``--allow-imports-from A,B`` (``--allow-imports``, a blanket
+    allow, is a usage error: name the modules)."""
+    if getattr(args, "allow_imports", False):
+        raise UsageError(
+            "--allow-imports is refused: no list of refused modules is complete, so name the "
+            "modules a flow may import with --allow-imports-from PREFIX[,PREFIX]"
+        )
     prefixes = [
         name.strip()
         for value in getattr(args, "allow_imports_from", None) or ()
@@ -97,7 +103,7 @@ def import_setting(args: argparse.Namespace) -> bool | list[str]:
         except ConfigError as exc:
             raise UsageError(f"--allow-imports-from: {exc.message.partition(': ')[2]}") from None
         return prefixes
-    return bool(getattr(args, "allow_imports", False))
+    return False
 
 
 def _read_input(option: str | None) -> Any:

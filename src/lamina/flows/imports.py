@@ -1,16 +1,23 @@
-"""Which import references a flow may use: refused unless the caller opts in.
+"""Which import references a flow may use: refused unless the caller names the modules.
 
 A flow is data. An import reference (``"package.module:function"``) makes loading it run
 that module's code and lets the flow call any function it names (``builtins:eval`` with a
 JMESPath string literal runs a shell command), so :func:`lamina.flows.load_flow` refuses
-every import reference unless it is given ``allow_imports``:
+every import reference unless ``allow_imports`` names the modules it may come from:
 
-* ``False`` (the default): none;
+* ``False`` or ``None`` (the default): none;
 * a list of module prefixes (``["myproject.transforms"]``, or ``"a,b.c"``): modules
-  equal to or under one of them;
-* ``True``: any module except :data:`REFUSED_MODULES` (``builtins``, ``os``,
-  ``subprocess``, ...), which run code or touch processes and files; name one of those
-  in an allow-list to use it anyway.
+  equal to or under one of them, matched on whole dotted names;
+* ``True`` is refused with a :class:`ConfigError`. It used to mean "any module but a
+  denylist", and no denylist is complete: ``timeit:timeit``, ``yaml:unsafe_load``,
+  ``cProfile:run``, ``pdb``, ``code``, ``linecache:getlines`` and countless installed
+  packages run code or read files. Name your own modules instead.
+
+What a reference reaches is checked too: every module it passes through and the module
+that defines the function or class it names must be under an allowed prefix, so
+``myproject.hooks:os.system``, or a function ``myproject.hooks`` imported from
+``subprocess`` or ``json``, is refused unless that module is named as well.
+:data:`REFUSED_MODULES` are named in the refusal as modules that run commands or code.
 
 With ``resolve_imports=False`` (what ``lamina validate`` and ``lamina graph`` do) nothing
 is imported: each reference becomes a :class:`PendingImport` that refuses to be called,
@@ -31,6 +38,7 @@ from typing import Any
 from .._errors import ConfigError
 
 __all__ = [
+    "BLANKET_REFUSED",
     "IMPORT_REF",
     "REFUSED_MODULES",
     "FlowImport",
@@ -42,9 +50,9 @@ __all__ = [
 IMPORT_REF = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 MODULE_NAME = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 
-#: Modules refused even with ``allow_imports=True`` (and their submodules): they evaluate
-#: code, start processes, or read and write files. An allow-list that names one (or a
-#: prefix of it) permits it.
+#: Modules (and their submodules) that evaluate code, start processes, or read and write
+#: files: a refusal that names one says so. Like any module, one is allowed only by an
+#: allow-list that names it (or a prefix of it).
 REFUSED_MODULES = (
     "_io",
     "_pickle",
@@ -85,27 +93,50 @@ def _under(module: str, prefix: str) -> bool:
     return module == prefix or module.startswith(prefix + ".")
 
 
+BLANKET_REFUSED = (
+    "True is no longer accepted: no list of refused modules is complete (timeit:timeit, "
+    "yaml:unsafe_load, cProfile:run, pdb, code and many installed packages run code), so "
+    "name the modules a flow may import: allow_imports=['myproject.transforms'] "
+    "(lamina run --allow-imports-from myproject.transforms)"
+)
+
+
 @dataclass(frozen=True)
 class ImportPolicy:
-    """Which modules a flow may import (see the module docstring)."""
+    """Which modules a flow may import (see the module docstring): those under
+    ``prefixes``; none when it is empty."""
 
-    allowed: bool = False
     prefixes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if isinstance(self.prefixes, str) or not all(
+            isinstance(p, str) and MODULE_NAME.match(p) for p in self.prefixes
+        ):
+            raise ConfigError(
+                f"must hold module names such as 'myproject.transforms', got {self.prefixes!r}",
+                field="allow_imports",
+            )
+
+    @property
+    def allowed(self) -> bool:
+        """Whether any module may be imported."""
+        return bool(self.prefixes)
 
     @classmethod
     def of(cls, value: bool | str | Iterable[str] | ImportPolicy | None) -> ImportPolicy:
-        """The policy for an ``allow_imports`` value: a bool, a list of module prefixes
-        (or one comma-separated string), or a policy."""
+        """The policy for an ``allow_imports`` value: False or None (nothing), a list of
+        module prefixes (or one comma-separated string), or a policy. ``True`` is a
+        :class:`ConfigError` (:data:`BLANKET_REFUSED`)."""
         if isinstance(value, ImportPolicy):
             return value
         if value is None or value is False:
             return cls()
         if value is True:
-            return cls(allowed=True)
+            raise ConfigError(BLANKET_REFUSED, field="allow_imports")
         items = value.split(",") if isinstance(value, str) else value
         if not isinstance(items, Iterable):
             raise ConfigError(
-                f"must be True, False or a list of module prefixes, got {value!r}",
+                f"must be a list of module prefixes (or False), got {value!r}",
                 field="allow_imports",
             )
         prefixes: list[str] = []
@@ -117,9 +148,7 @@ class ImportPolicy:
                     field="allow_imports",
                 )
             prefixes.append(name)
-        if not prefixes:
-            return cls()
-        return cls(allowed=True, prefixes=tuple(dict.fromkeys(prefixes)))
+        return cls(tuple(dict.fromkeys(prefixes)))
 
     def listed(self, module: str) -> bool:
         """Whether an allow-list prefix covers ``module``."""
@@ -127,39 +156,38 @@ class ImportPolicy:
 
     def refusal(self, module: str) -> str | None:
         """Why importing ``module`` is refused, or None when it is permitted."""
-        dangerous = self.dangerous(module)
-        if dangerous is not None:
-            return dangerous
-        if not self.allowed:
-            return "flows may not import code unless the caller allows it: " + HOW_TO_ALLOW.format(
-                module=module
-            )
-        if self.prefixes and not self.listed(module):
-            return (
-                f"{module!r} is not under the allowed prefixes "
-                f"({', '.join(self.prefixes)}): " + HOW_TO_ALLOW.format(module=module)
-            )
-        return None
-
-    def dangerous(self, module: str) -> str | None:
-        """Why ``module`` is refused as one of :data:`REFUSED_MODULES` (None if it is not
-        one, or an allow-list names it)."""
-        hit = next((m for m in REFUSED_MODULES if _under(module, m)), None)
-        if hit is None or self.listed(module):
+        if self.listed(module):
             return None
-        return (
-            f"{hit!r} can run commands or code, so it is refused even with "
-            f"allow_imports=True; only an allow-list that names it (allow_imports=[{hit!r}], "
-            f"--allow-imports-from {hit}) permits it"
-        )
+        how = HOW_TO_ALLOW.format(module=module)
+        if not self.prefixes:
+            return "flows may not import code unless the caller allows it: " + how
+        why = f"{module!r} is not under the allowed prefixes ({', '.join(self.prefixes)})"
+        runner = _runner(module)
+        if runner is not None:
+            why += f"; {runner!r} can run commands or code"
+        return f"{why}: {how}"
 
     def describe(self) -> str:
         """The policy in words (for ``lamina validate``)."""
-        if not self.allowed:
+        if not self.prefixes:
             return "imports are not allowed"
-        if self.prefixes:
-            return f"imports allowed from {', '.join(self.prefixes)}"
-        return "imports allowed, except builtins, os, subprocess and others that run code"
+        return f"imports allowed from {', '.join(self.prefixes)}"
+
+
+def _runner(module: str) -> str | None:
+    """The entry of :data:`REFUSED_MODULES` that ``module`` is or is under, if any."""
+    return next((m for m in REFUSED_MODULES if _under(module, m)), None)
+
+
+#: What a reference may reach through its attributes: a module, or a function or class
+#: whose ``__module__`` says where it was defined (an instance's would name its class's).
+_DEFINED = (
+    types.ModuleType,
+    types.FunctionType,
+    types.BuiltinFunctionType,
+    types.MethodType,
+    type,
+)
 
 
 @dataclass(frozen=True)
@@ -258,11 +286,18 @@ class Importer:
                     f"{reference!r}: module {module!r} has no attribute {'.'.join(attrs)!r}",
                     field=where,
                 ) from None
-            # ``allowed.module:os.system`` reaches a refused module through an allowed one
-            home = obj.__name__ if isinstance(obj, types.ModuleType) else None
-            home = home or getattr(obj, "__module__", None)
-            why = self.policy.dangerous(home) if isinstance(home, str) else None
-            if why is not None:
+            # ``allowed.module:os.system`` reaches another module through an allowed one
+            if not isinstance(obj, _DEFINED):
+                continue
+            home = obj.__name__ if isinstance(obj, types.ModuleType) else obj.__module__
+            if not isinstance(home, str):  # e.g. a method of a builtin object
+                raise ConfigError(
+                    f"import of {reference!r} refused: {part!r} comes from no module that "
+                    "an allow-list could name",
+                    field=where,
+                )
+            if not self.policy.listed(home):
+                why = self.policy.refusal(home)
                 raise ConfigError(
                     f"import of {reference!r} refused: it reaches {home!r}: {why}", field=where
                 )
