@@ -14,8 +14,7 @@ import time
 
 from lamina import Request, Response, Service, service_fn
 from lamina.layers.concurrency import ConcurrencyLimitLayer
-from lamina.layers.retry import RetryLayer
-from lamina.layers.retry_policy import RetryBudget
+from lamina.layers.retry import RetryBudget, RetryLayer
 
 CALLS = 20_000
 REPEATS = 7

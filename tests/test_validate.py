@@ -20,7 +20,7 @@ from lamina.layers import (
     LoggingLayer,
     ParseLayer,
 )
-from lamina.layers.retry_policy import StatusRetryPolicy
+from lamina.layers.retry import StatusRetryPolicy
 from lamina.metrics import IOMetrics
 
 NAN, INF = float("nan"), float("inf")

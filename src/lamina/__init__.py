@@ -37,7 +37,7 @@ from .backends import (
 from .breaker import CircuitBreaker, CircuitState, StateChange
 from .cache import CacheEntry, CacheStore, MemoryStore
 from .flows import load_flow
-from .layers.retry_policy import RetryBudget, RetryPolicy
+from .layers.retry import RetryBudget, RetryPolicy
 from .metrics import IOMetrics
 from .orchestration import (
     APIEndpoint,

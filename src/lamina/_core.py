@@ -11,7 +11,7 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from ._headers import Headers, HeaderSource
-from ._redact import redact_url
+from ._redact import redact_url, scrub, secret_values
 
 __all__ = [
     "Handler",
@@ -97,6 +97,11 @@ class Request:
     def redacted_url(self) -> str:
         """The URL with credentials and signed query values masked."""
         return redact_url(self.url)
+
+    def scrub(self, text: str) -> str:
+        """``text`` without this request's secret values (headers, query, user info),
+        in every encoding: what an error message or a log line may show."""
+        return scrub(text, secret_values(self))
 
     def __repr__(self) -> str:
         where = f" endpoint={self.endpoint!r}" if self.endpoint else ""

@@ -33,9 +33,10 @@ from a lower library (``Illegal header value b'Bearer tok\\n'``) is safe too.
 from __future__ import annotations
 
 import builtins
+import math
+import time
+from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
-
-from ._redact import scrub, secret_values
 
 if TYPE_CHECKING:
     from ._core import Request, Response
@@ -82,7 +83,7 @@ class LaminaError(Exception):
         if endpoint is None and request is not None:
             endpoint = request.endpoint
         if request is not None and message:
-            message = scrub(message, secret_values(request))
+            message = request.scrub(message)
         self.endpoint = endpoint
         self.request = request
         self.message = message
@@ -193,6 +194,27 @@ class ConnectTimeout(ConnectError, TimeoutError):
         )
 
 
+def parse_retry_after(value: str, *, wall_now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value (delta-seconds or HTTP-date).
+
+    A date in the past gives ``0.0``; an unreadable value gives ``None``.
+    ``wall_now`` is the current Unix time (default ``time.time()``).
+    """
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        now = time.time() if wall_now is None else wall_now
+        return max(0.0, when.timestamp() - now)
+    if not math.isfinite(seconds) or seconds < 0:
+        return None
+    return seconds
+
+
 class HTTPStatusError(LaminaError):
     """The server answered with a status the caller did not accept.
 
@@ -225,8 +247,6 @@ class HTTPStatusError(LaminaError):
         retry_after = None
         header = response.headers.get("retry-after")
         if header is not None:
-            from .layers.retry_policy import parse_retry_after  # (it imports this module)
-
             retry_after = parse_retry_after(header)
         error = cls(
             f"HTTP {response.status_code} {kind}",
@@ -255,7 +275,7 @@ class ParseError(LaminaError):
         snippet: str = "",
     ) -> None:
         self.status_code = status_code
-        self.snippet = scrub(snippet, secret_values(request)) if snippet and request else snippet
+        self.snippet = request.scrub(snippet) if snippet and request else snippet
         super().__init__(message, endpoint=endpoint, request=request)
 
     def _render(self) -> str:

@@ -30,13 +30,14 @@ from lamina import (
 )
 from lamina._events import listen
 from lamina.layers.parse import ParseLayer
-from lamina.layers.retry import RetryLayer, new_idempotency_key
-from lamina.layers.retry_policy import (
+from lamina.layers.retry import (
     RetryBudget,
+    RetryLayer,
     RetryOutcome,
     RetryPolicy,
     StatusRetryPolicy,
     is_idempotent,
+    new_idempotency_key,
     parse_retry_after,
 )
 from lamina.testing import LocalServer, ManualClock

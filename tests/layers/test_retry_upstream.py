@@ -29,8 +29,7 @@ from lamina import (
     HttpxTransport,
 )
 from lamina.flows import config_from_dict, config_to_dict
-from lamina.layers.retry import RetryLayer
-from lamina.layers.retry_policy import RetryBudget
+from lamina.layers.retry import RetryBudget, RetryLayer
 from lamina.testing import LocalServer
 
 CALLS = 1_000

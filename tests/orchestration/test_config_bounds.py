@@ -17,7 +17,7 @@ from lamina.layers import (
     RetryLayer,
     TimeoutLayer,
 )
-from lamina.layers.retry_policy import RetryBudget, StatusRetryPolicy
+from lamina.layers.retry import RetryBudget, StatusRetryPolicy
 from lamina.ratelimit import Limiter
 
 URL = "http://127.0.0.1:9/x"

@@ -7,8 +7,7 @@ from .logging import LoggingLayer
 from .metrics import MetricsLayer
 from .parse import ParseLayer
 from .rate_limit import RateLimitLayer
-from .retry import RetryLayer
-from .retry_policy import RetryBudget, RetryOutcome, RetryPolicy, StatusRetryPolicy
+from .retry import RetryBudget, RetryLayer, RetryOutcome, RetryPolicy, StatusRetryPolicy
 from .timeout import TimeoutLayer
 from .tracing import CallTracingLayer, TracingLayer
 

@@ -36,8 +36,7 @@ from ..layers.logging import LoggingLayer
 from ..layers.metrics import MetricsLayer
 from ..layers.parse import ParseLayer
 from ..layers.rate_limit import RateLimitLayer
-from ..layers.retry import RetryLayer
-from ..layers.retry_policy import RetryBudget
+from ..layers.retry import DEFAULT_RETRY_ON, RetryBudget, RetryLayer
 from ..layers.timeout import TimeoutLayer
 from ..layers.tracing import CallTracingLayer, TracingLayer
 from ..metrics import IOMetrics
@@ -54,7 +53,6 @@ __all__ = [
     "new_shared_state",
 ]
 
-DEFAULT_RETRY_ON = (429, 500, 502, 503, 504)
 #: The window (seconds) over which a retry budget counts calls and retries.
 RETRY_BUDGET_TTL = 10.0
 

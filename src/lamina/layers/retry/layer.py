@@ -8,19 +8,13 @@ import random as _random
 import time
 from collections.abc import Iterable
 
-from .. import _validate as check
-from .._clock import Clock, default_clock
-from .._core import Request, Response, Service
-from .._errors import ConfigError, LaminaError
-from .._events import emit
-from .retry_policy import (
-    DEFAULT_RETRY_ON,
-    RetryBudget,
-    RetryOutcome,
-    RetryPolicy,
-    StatusRetryPolicy,
-    retry_after,
-)
+from ... import _validate as check
+from ..._clock import Clock, default_clock
+from ..._core import Request, Response, Service
+from ..._errors import ConfigError, LaminaError
+from ..._events import emit
+from .budget import RetryBudget
+from .policy import DEFAULT_RETRY_ON, RetryOutcome, RetryPolicy, StatusRetryPolicy, retry_after
 
 __all__ = [
     "DEFAULT_ATTEMPTS",
