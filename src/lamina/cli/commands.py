@@ -21,7 +21,7 @@ from .._redact import redact_headers, redact_params, redact_url, scrub
 from ..orchestration.config import APIEndpoint, APIOrchestrationConfig, LayersCallable
 from ..orchestration.report import RunReport
 from .progress import LiveDisplay, Recorder, watch_layers
-from .render import graph_mermaid, graph_text, results_table, run_dict, waterfall
+from .render import graph_mermaid, graph_text, results_table, run_dict, scrub_data, waterfall
 
 __all__ = ["Flow", "FlowRunner", "cmd_graph", "cmd_layers", "cmd_run", "cmd_validate", "load"]
 
@@ -125,9 +125,12 @@ def _read_input(option: str | None) -> Any:
 
 
 def check_output(option: str, path_text: str | None) -> None:
-    """Refuse an output file that cannot be written before any call is made, not after."""
-    if not path_text:
+    """Refuse an output file that cannot be written before any call is made, not after
+    (an empty name too: it would otherwise be ignored without a word)."""
+    if path_text is None:
         return
+    if not path_text.strip():
+        raise UsageError(f"{option}: needs a file name, got an empty one")
     path = Path(path_text)
     existed = path.exists()
     try:
@@ -259,7 +262,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         if outcome.error is not None:
             data_out["ok"] = False
             data_out["error"] = f"{type(outcome.error).__name__}: {outcome.error}"
-        _write(sys.stdout, json.dumps(data_out, indent=2, default=str), flow.secrets)
+        # Scrub the strings, then serialize: scrubbing the JSON text would hit its own
+        # tokens (an ${ENV} value "true", "null" or "1234") and leave invalid JSON.
+        print(json.dumps(scrub_data(data_out, flow.secrets), indent=2, default=str), flush=True)
     else:
         text = "\n\n".join(
             [
@@ -322,9 +327,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     _write(sys.stdout, "\n".join(lines), flow.secrets)
     if refused:
         first = refused[0]
-        print(
+        _write(
+            sys.stderr,
             f"error: {first.field}: import of {first.reference!r} refused: {first.refused}",
-            file=sys.stderr,
+            flow.secrets,
         )
         return 2
     return 0

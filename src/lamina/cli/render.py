@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from .._redact import REDACTED, scrub
 from ..orchestration.config import APIOrchestrationConfig
 from ..orchestration.report import RunReport
 from .progress import Timeline
@@ -16,6 +18,7 @@ __all__ = [
     "graph_text",
     "results_table",
     "run_dict",
+    "scrub_data",
     "waterfall",
 ]
 
@@ -120,6 +123,46 @@ def run_dict(report: RunReport, timelines: Mapping[str, Timeline]) -> dict[str, 
         entry["timeline"] = (timeline or Timeline()).to_dict()
     data["value"] = report.value
     return data
+
+
+def scrub_data(value: Any, secrets: Iterable[str]) -> Any:
+    """``value`` as JSON-ready data with ``secrets`` scrubbed from every string in it
+    (keys included) before it is serialized, so the JSON stays valid: scrubbing the
+    serialized text would also hit JSON's own tokens (``true``, ``null``, a number).
+    A number equal to a secret becomes ``"[REDACTED]"``; ``true``, ``false`` and
+    ``null`` stay. Other objects become their ``str()``, scrubbed (as
+    ``json.dumps(default=str)`` would write them)."""
+    hidden = frozenset(s for s in secrets if s)
+    if not hidden:
+        return value
+    numbers = {s.strip() for s in hidden}
+    return _scrub_value(value, hidden, numbers)
+
+
+def _scrub_value(value: Any, hidden: frozenset[str], numbers: set[str]) -> Any:
+    if isinstance(value, str):
+        return scrub(value, hidden)
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return REDACTED if str(value) in numbers else value
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            name = _scrub_value(key if isinstance(key, str) else _key(key), hidden, numbers)
+            name = str(name)
+            while name in out:  # two keys scrubbed alike: keep both
+                name += "'"
+            out[name] = _scrub_value(item, hidden, numbers)
+        return out
+    if isinstance(value, list | tuple):
+        return [_scrub_value(item, hidden, numbers) for item in value]
+    return scrub(str(value), hidden)
+
+
+def _key(key: Any) -> str:
+    """A non-string key as ``json.dumps`` writes it (other objects: their ``str()``)."""
+    return json.dumps(key) if key is None or isinstance(key, int | float) else str(key)
 
 
 # -- the dependency graph --------------------------------------------------------

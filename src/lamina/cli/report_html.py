@@ -28,7 +28,7 @@ from .._version import __version__
 from ..orchestration.config import APIOrchestrationConfig
 from ..orchestration.report import RunReport
 from .progress import Timeline
-from .render import attempts, graph_edges, graph_levels, is_cached, run_dict
+from .render import attempts, graph_edges, graph_levels, is_cached, run_dict, scrub_data
 
 __all__ = ["CONTENT_SECURITY_POLICY", "render_html", "write_html"]
 
@@ -76,6 +76,7 @@ def render_html(
     from the page (for example the environment variables a flow file used).
     """
     timelines = timelines or {}
+    hidden = frozenset(s for s in secrets if s)
     data = run_dict(report, timelines)
     data.pop("value", None)  # results stay out of the page
     endpoints = {e.name: e for e in config.endpoints}
@@ -85,20 +86,17 @@ def render_html(
             entry["method"] = endpoint.method
             entry["url"] = redact_url(endpoint.url)
     verdict_text = "succeeded" if report.ok else f"failed ({', '.join(report.failed) or 'run'})"
-    run_parts = {
-        "title": _e(title),
-        "mode": _e(report.mode),
-        "verdict_text": _e(verdict_text),
-        "critical": _e(" \u2192 ".join(report.critical_path) or "-"),
-        "graph": graph_svg(config, report),
-        "table": _table(report, timelines, config),
-        "data": script_json(data),
-    }
-    hidden = [s for s in secrets if s]
-    # Only what comes from the run is scrubbed: the script and the stylesheet stay
-    # byte for byte what the policy's hashes allow.
+    # What comes from the run is scrubbed before it is escaped or serialized, never
+    # after: scrubbing the page would hit its markup and JSON tokens (an ${ENV} value
+    # "true" or "span"), and the script and stylesheet must stay what the hashes allow.
     return _PAGE.substitute(
-        {name: scrub(text, hidden) for name, text in run_parts.items()},
+        title=_e(title, hidden),
+        mode=_e(report.mode, hidden),
+        verdict_text=_e(verdict_text, hidden),
+        critical=_e(" \u2192 ".join(report.critical_path) or "-", hidden),
+        graph=graph_svg(config, report, secrets=hidden),
+        table=_table(report, timelines, config, hidden),
+        data=script_json(scrub_data(data, hidden)),
         csp=_e(CONTENT_SECURITY_POLICY),
         version=_e(__version__),
         generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
@@ -112,9 +110,10 @@ def render_html(
     )
 
 
-def _e(value: object) -> str:
-    """``value`` as HTML text, safe in element content and in quoted attributes."""
-    return html.escape(str(value), quote=True)
+def _e(value: object, secrets: frozenset[str] = frozenset()) -> str:
+    """``value`` as HTML text, safe in element content and in quoted attributes, with
+    ``secrets`` scrubbed from it first."""
+    return html.escape(scrub(str(value), secrets) if secrets else str(value), quote=True)
 
 
 def script_json(value: Any) -> str:
@@ -162,23 +161,26 @@ def _legend() -> str:
 
 
 def _table(
-    report: RunReport, timelines: Mapping[str, Timeline], config: APIOrchestrationConfig
+    report: RunReport,
+    timelines: Mapping[str, Timeline],
+    config: APIOrchestrationConfig,
+    hidden: frozenset[str],
 ) -> str:
     endpoints = {e.name: e for e in config.endpoints}
     rows = []
     for name, r in report.endpoints.items():
         endpoint = endpoints.get(name)
         target = "" if endpoint is None else f"{endpoint.method} {redact_url(endpoint.url)}"
-        note = r.reason or ("" if r.error is None else f"{type(r.error).__name__}: {r.error}")
+        note = r.reason or r.error_text or ""
         cells = [
-            f"<td>{_e(name)}</td>",
+            f"<td>{_e(name, hidden)}</td>",
             f'<td><span class="pill {_colour_class(r.outcome)}">{_e(r.outcome)}</span></td>',
             f"<td>{'' if r.status_code is None else _e(r.status_code)}</td>",
             f"<td>{_e(attempts(report, name, timelines))}</td>",
             f"<td>{'' if r.latency is None else f'{r.latency * 1000:.1f} ms'}</td>",
             f"<td>{'yes' if is_cached(report, name, timelines) else 'no'}</td>",
-            f'<td class="mono">{_e(target)}</td>',
-            f"<td>{_e(note)}</td>",
+            f'<td class="mono">{_e(target, hidden)}</td>',
+            f"<td>{_e(note, hidden)}</td>",
         ]
         rows.append(f'<tr class="outcome-{_e(r.outcome)}">{"".join(cells)}</tr>')
     head = "".join(
@@ -193,8 +195,15 @@ def _table(
 NODE_W, NODE_H, GAP_X, GAP_Y, PAD = 150, 46, 70, 18, 16
 
 
-def graph_svg(config: APIOrchestrationConfig, report: RunReport | None = None) -> str:
-    """The dependency graph as an inline SVG; nodes coloured by outcome when ``report``."""
+def graph_svg(
+    config: APIOrchestrationConfig,
+    report: RunReport | None = None,
+    *,
+    secrets: Iterable[str] = (),
+) -> str:
+    """The dependency graph as an inline SVG; nodes coloured by outcome when ``report``;
+    ``secrets`` scrubbed from the names before they are escaped."""
+    hidden = frozenset(s for s in secrets if s)
     levels = graph_levels(config)
     rows: dict[int, int] = {}
     pos: dict[str, tuple[int, int]] = {}
@@ -220,16 +229,17 @@ def graph_svg(config: APIOrchestrationConfig, report: RunReport | None = None) -
         parts.append(
             f'<path class="edge" d="M{sx},{sy} C{mid},{sy} {mid},{ey} {ex - 2},{ey}" '
             f'fill="none" stroke="#667" stroke-width="1.5"{dash} marker-end="url(#arrow)">'
-            f"<title>{_e(a)} \u2192 {_e(b)} ({_e(kind)})</title></path>"
+            f"<title>{_e(a, hidden)} \u2192 {_e(b, hidden)} ({_e(kind)})</title></path>"
         )
     for e in config.endpoints:
         x, y = pos[e.name]
         outcome = report.endpoints[e.name].outcome if report and e.name in report.endpoints else ""
         colour = COLOURS.get(outcome, "#5b6b8c")
-        label = e.name if len(e.name) <= 18 else e.name[:17] + "\u2026"
+        name = scrub(e.name, hidden) if hidden else e.name  # before it is cut
+        label = name if len(name) <= 18 else name[:17] + "\u2026"
         sub = f"{e.method} \u00b7 {outcome}" if outcome else e.method
         parts.append(
-            f'<g class="node"><title>{_e(e.name)}: {_e(sub)}</title>'
+            f'<g class="node"><title>{_e(name)}: {_e(sub)}</title>'
             f'<rect x="{x}" y="{y}" width="{NODE_W}" height="{NODE_H}" rx="8" fill="#fff" '
             f'stroke="{colour}" stroke-width="2.5"/>'
             f'<rect x="{x}" y="{y}" width="7" height="{NODE_H}" rx="3" fill="{colour}"/>'

@@ -15,11 +15,12 @@ from typing import Any, TypeAlias
 from urllib.parse import urlsplit
 
 from .. import _validate as check
-from .._core import Layer
+from .._core import Layer, Request
 from .._errors import ConfigError
 from .._redact import redact_headers, redact_params, redact_url
 from ..backends.base import Backend, resolve_backend
 from ..cache.keys import cache_header_options
+from ..transports._shared import check_headers
 
 __all__ = [
     "APIEndpoint",
@@ -112,8 +113,8 @@ class APIEndpoint:
             "condition",
         ):
             _callable(getattr(self, attr), attr, name)
-        if self.headers is not None and not isinstance(self.headers, Mapping):
-            raise ConfigError("must be a mapping", field="headers", endpoint=name)
+        if self.headers is not None:
+            _check_headers(self.headers, name)
         if self.params is not None and not isinstance(self.params, Mapping):
             raise ConfigError("must be a mapping", field="params", endpoint=name)
         if self.depends_on is not None:
@@ -160,6 +161,20 @@ class APIEndpoint:
         if self.depends_on:
             parts.append(f"depends_on={self.depends_on!r}")
         return f"APIEndpoint({', '.join(parts)})"
+
+
+def _check_headers(headers: Any, endpoint: str) -> None:
+    """The transports' header rule (:func:`lamina.transports._shared.check_headers`),
+    applied once here: a bad value is a ConfigError at construction naming the endpoint
+    and the header, never the value. Values filled at run time are checked on sending."""
+    if not isinstance(headers, Mapping):
+        raise ConfigError("must be a mapping", field="headers", endpoint=endpoint)
+    try:
+        check_headers(Request("GET", "http://localhost/", headers=headers, endpoint=endpoint))
+    except ConfigError as exc:
+        header = exc.field or ""
+        message = exc.message.removeprefix(f"{header}: ") if header else exc.message
+        raise ConfigError(message, field=f"headers.{header}", endpoint=endpoint) from None
 
 
 def _check_url(url: Any, endpoint: str) -> None:

@@ -2,13 +2,17 @@
 
 The reprs leave results out: a result holds whatever the upstream sent (an
 echoed header, a signed URL), so it is shown by type only; read ``value`` and
-``result`` for the data. Errors show as their (scrubbed) repr.
+``result`` for the data. Errors show as their type and their message scrubbed of the
+request's secret values (:attr:`EndpointReport.error_text`), never as the error's own
+repr: a hook's error, or a ``UnicodeEncodeError``, may hold a header value.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from .._redact import scrub
 
 __all__ = ["EndpointReport", "Outcome", "RunReport"]
 
@@ -31,9 +35,20 @@ class EndpointReport:
     error: BaseException | None = None
     reason: str | None = None  # why it was skipped
     depends_on: list[str] = field(default_factory=list)
+    secrets: frozenset[str] = field(default_factory=frozenset, repr=False, compare=False)
+    """The request's secret values (secret headers, secret query values, URL user
+    info), scrubbed from :attr:`error_text`; the orchestrator sets them."""
+
+    @property
+    def error_text(self) -> str | None:
+        """``"Type: message"`` of :attr:`error`, its message scrubbed of :attr:`secrets`
+        (in every encoding: raw, repr and JSON escapes, HTML, percent-encoding)."""
+        if self.error is None:
+            return None
+        return f"{type(self.error).__name__}: {scrub(str(self.error), self.secrets)}"
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-friendly summary (the error as its type and message)."""
+        """A JSON-friendly summary (the error as :attr:`error_text`)."""
         return {
             "name": self.name,
             "outcome": self.outcome,
@@ -42,7 +57,7 @@ class EndpointReport:
             "latency_ms": None if self.latency is None else round(self.latency * 1000, 3),
             "start_ms": None if self.start is None else round(self.start * 1000, 3),
             "end_ms": None if self.end is None else round(self.end * 1000, 3),
-            "error": None if self.error is None else f"{type(self.error).__name__}: {self.error}",
+            "error": self.error_text,
             "reason": self.reason,
         }
 
@@ -56,7 +71,7 @@ class EndpointReport:
         if self.latency is not None:
             parts.append(f"latency={self.latency:.6f}")
         if self.error is not None:
-            parts.append(f"error={self.error!r}")
+            parts.append(f"error={self.error_text!r}")
         if self.reason is not None:
             parts.append(f"reason={self.reason!r}")
         if self.depends_on:

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from .._clock import Clock
 from .._core import Request, Service
 from .._errors import EndpointError, ErrorThresholdExceeded
+from .._redact import scrub, secret_values, url_secret_values
 from .config import APIEndpoint, APIOrchestrationConfig, topological_order
 from .report import EndpointReport
 from .urls import fill_url
@@ -28,15 +29,21 @@ NO_PAYLOAD: Any = object()  # "no previous result": the payload falls back to th
 
 
 class Plan:
-    """What every run of one config shares, worked out once: the topological order
-    and the ``url.template`` of each endpoint whose path has placeholders."""
+    """What every run of one config shares, worked out once: the topological order,
+    the ``url.template`` of each endpoint whose path has placeholders, and the secret
+    values each endpoint's requests carry (scrubbed from its report's error)."""
 
-    __slots__ = ("extensions", "topological")
+    __slots__ = ("extensions", "secrets", "topological")
 
     def __init__(self, config: APIOrchestrationConfig) -> None:
         self.topological = topological_order(config.endpoints)
         self.extensions: dict[str, dict[str, Any]] = {}
+        self.secrets: dict[str, frozenset[str]] = {}
         for endpoint in config.endpoints:
+            probe = Request(
+                endpoint.method, endpoint.url, headers=endpoint.headers, params=endpoint.params
+            )
+            self.secrets[endpoint.name] = frozenset(secret_values(probe))
             path = urlsplit(endpoint.url).path  # never the query
             if "{" in path:
                 self.extensions[endpoint.name] = {"lamina.url_template": path}
@@ -63,11 +70,14 @@ class Run:
         )
         self.context: dict[str, Any] = dict(data) if isinstance(data, Mapping) else {"input": data}
         self.results: dict[str, Any] = {}
-        self.reports = {
-            e.name: EndpointReport(e.name, depends_on=e.dependencies) for e in config.endpoints
-        }
         self.order: list[str] = []
         self.plan = plan if plan is not None else Plan(config)
+        self.reports = {
+            e.name: EndpointReport(
+                e.name, depends_on=e.dependencies, secrets=self.plan.secrets[e.name]
+            )
+            for e in config.endpoints
+        }
         self.slots = asyncio.Semaphore(config.max_concurrent)
         self.finished = 0
         self.failed = 0
@@ -102,6 +112,8 @@ class Run:
             request = self._request(endpoint, previous)
         except Exception as exc:  # a user callback or a URL placeholder failed
             return self._fail(endpoint, report, exc)
+        if request.url != endpoint.url:  # placeholders filled: the query may hold more
+            report.secrets = report.secrets | frozenset(url_secret_values(request.url))
         async with self.slots:
             if self.stopped:
                 report.outcome, report.reason = "cancelled", "the run stopped"
@@ -179,7 +191,7 @@ class Run:
         self._finish(endpoint, report, None, failed=True)
         if self.config.fail_fast:
             self.stopped = True
-            detail = getattr(report.error, "message", report.error)
+            detail = scrub(str(getattr(report.error, "message", report.error)), report.secrets)
             raise EndpointError(
                 f"failed: {type(report.error).__name__}: {detail}", endpoint=endpoint.name
             ) from report.error
