@@ -12,7 +12,7 @@ import pytest
 from lamina import CircuitOpenError, HttpxTransport, RateLimitExceeded, Request, ServiceBuilder
 from lamina._errors import BackendUnavailable, ConfigError
 from lamina._events import listen
-from lamina.backends.base import InMemoryBackend, resolve_backend
+from lamina.backends import InMemoryBackend, resolve_backend
 from lamina.backends.redis import RedisBackend
 from lamina.layers.cache import CacheLayer
 from lamina.layers.circuit_breaker import CircuitBreakerLayer

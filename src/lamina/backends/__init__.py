@@ -3,15 +3,17 @@
 ``InMemoryBackend`` keeps rate limits, breaker records and cached responses
 in the process. ``RedisBackend`` (needs ``pip install 'lamina[redis]'``)
 keeps them in Redis, so every worker, process and host shares them; see
-``docs/redis.md``. The Redis classes are imported on first use, so
-``import lamina`` does not import ``redis``.
+``docs/redis.md``. The Redis classes are imported on first use.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .base import ON_ERROR, Backend, InMemoryBackend, OnError, SharedLimiter, resolve_backend
+from ..ratelimit.limiter import BaseLimiter
+from .base import Backend, resolve_backend
+from .memory import InMemoryBackend
+from .redis_connection import ON_ERROR, OnError
 
 if TYPE_CHECKING:
     from .redis import RedisBackend
@@ -32,6 +34,8 @@ __all__ = [
     "SharedLimiter",
     "resolve_backend",
 ]
+
+SharedLimiter = BaseLimiter  # the old name of a limiter on a shared store, kept for imports
 
 _LAZY = {
     "RedisBackend": "redis",

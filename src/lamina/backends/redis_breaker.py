@@ -32,7 +32,7 @@ from ..breaker import (
     Permit,
     Transition,
 )
-from .redis import RedisBackend, RedisUnavailable
+from .redis_connection import RedisConnection, RedisUnavailable
 
 __all__ = ["RedisBreakerBackend"]
 
@@ -136,14 +136,14 @@ class RedisBreakerBackend:
 
     def __init__(
         self,
-        backend: RedisBackend | str,
+        backend: RedisConnection | str,
         *,
         probe_lease: float | None = None,
         ttl: float = 86400.0,
     ) -> None:
         if isinstance(backend, str):
-            backend = RedisBackend(backend)
-        if not isinstance(backend, RedisBackend):
+            backend = RedisConnection(backend)
+        if not isinstance(backend, RedisConnection):
             raise ConfigError("must be a RedisBackend or a redis:// URL", field="backend")
         self.backend = backend
         self.probe_lease = (

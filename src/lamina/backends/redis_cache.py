@@ -41,7 +41,7 @@ from .._headers import Headers
 from .._redact import is_secret_header
 from ..cache.entry import CacheEntry
 from ..cache.store import MemoryStore
-from .redis import RedisBackend, RedisUnavailable
+from .redis_connection import RedisConnection, RedisUnavailable
 
 __all__ = ["RedisCacheStore"]
 
@@ -136,15 +136,15 @@ class RedisCacheStore:
 
     def __init__(
         self,
-        backend: RedisBackend | str,
+        backend: RedisConnection | str,
         *,
         max_value_bytes: int = 1 << 20,
         fallback_maxsize: int = 1024,
         clock: Clock | None = None,
     ) -> None:
         if isinstance(backend, str):
-            backend = RedisBackend(backend)
-        if not isinstance(backend, RedisBackend):
+            backend = RedisConnection(backend)
+        if not isinstance(backend, RedisConnection):
             raise ConfigError("must be a RedisBackend or a redis:// URL", field="backend")
         self.backend = backend
         self.max_value_bytes = check.size(max_value_bytes, "max_value_bytes", high=512 << 20)

@@ -33,7 +33,7 @@ from .._errors import ConfigError, RateLimitExceeded
 from ..ratelimit.limiter import BaseLimiter, Limiter, acquire_all
 from ..ratelimit.memory import CategoryLimiter, RateLimit, RateLimiterConfig, RateLimitStatus
 from ..ratelimit.store import LimitStatus, Refused
-from .redis import PoolWaitExpired, RedisBackend, RedisUnavailable
+from .redis_connection import PoolWaitExpired, RedisConnection, RedisUnavailable
 
 if TYPE_CHECKING:
     from .._core import Request
@@ -153,7 +153,7 @@ class RedisLimitStore:
 
     __slots__ = ("backend", "clock", "fallback", "keys", "params", "waiting")
 
-    def __init__(self, backend: RedisBackend, limiter: BaseLimiter) -> None:
+    def __init__(self, backend: RedisConnection, limiter: BaseLimiter) -> None:
         name = limiter.name
         if not isinstance(name, str) or not name:
             raise ConfigError("a shared rate limit needs a name (its Redis key)", field="name")
@@ -269,7 +269,7 @@ class RedisLimiter(BaseLimiter):
 
     def __init__(
         self,
-        backend: RedisBackend,
+        backend: RedisConnection,
         rate: float,
         period: float = 1.0,
         *,
@@ -362,13 +362,13 @@ class RedisRateLimiter(CategoryLimiter[RedisLimiter]):
         self,
         config: RateLimiterConfig | None = None,
         *,
-        backend: RedisBackend | str,
+        backend: RedisConnection | str,
         clock: Clock | None = None,
     ) -> None:
         super().__init__(config, clock=clock)
         if isinstance(backend, str):
-            backend = RedisBackend(backend)
-        if not isinstance(backend, RedisBackend):
+            backend = RedisConnection(backend)
+        if not isinstance(backend, RedisConnection):
             raise ConfigError("must be a RedisBackend or a redis:// URL", field="backend")
         self.backend = backend
 

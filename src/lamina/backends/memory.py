@@ -1,0 +1,49 @@
+"""The in-memory backend: every stateful part lives in this process."""
+
+from __future__ import annotations
+
+from .._clock import Clock
+from ..breaker import MemoryBackend
+from ..cache.store import MemoryStore
+from ..ratelimit.limiter import Limiter
+from ..ratelimit.memory import InMemoryRateLimiter, RateLimiterConfig
+
+__all__ = ["InMemoryBackend"]
+
+
+class InMemoryBackend:
+    """State in this process only: :class:`~lamina.ratelimit.Limiter`,
+    :class:`lamina.breaker.MemoryBackend` and :class:`lamina.cache.MemoryStore`."""
+
+    __slots__ = ()
+
+    kind = "memory"
+
+    def limiter(
+        self,
+        rate: float,
+        period: float = 1.0,
+        *,
+        burst: int | None = None,
+        clock: Clock | None = None,
+        name: str | None = None,
+    ) -> Limiter:
+        """A fresh in-process limiter."""
+        return Limiter(rate, period, burst=burst, clock=clock, name=name)
+
+    def rate_limiter(
+        self, config: RateLimiterConfig | None = None, *, clock: Clock | None = None
+    ) -> InMemoryRateLimiter:
+        """The reference's per-category limiter, in process."""
+        return InMemoryRateLimiter(config, clock=clock)
+
+    def breaker_backend(self) -> MemoryBackend:
+        """Breaker records in a dict."""
+        return MemoryBackend()
+
+    def cache_store(self, *, maxsize: int = 1024, clock: Clock | None = None) -> MemoryStore:
+        """An LRU/TTL store in process."""
+        return MemoryStore(maxsize, clock=clock)
+
+    def __repr__(self) -> str:
+        return "InMemoryBackend()"
