@@ -134,20 +134,30 @@ class ConnectError(TransportError):
 #: The message of a ``CancelledError`` that a transport raises when the call was cancelled
 #: while it still waited for its turn: nothing reached the server.
 CANCELLED_BEFORE_SENDING = "lamina: cancelled before the request was sent"
+#: ... when it was cancelled while connecting to the server (TCP, TLS): nothing was sent,
+#: but the server (or the way to it) is what the attempt waited for.
+CANCELLED_WHILE_CONNECTING = "lamina: cancelled while connecting"
 #: ... and when it was cancelled after it had first waited for its turn (a connection).
-#: Either carries the seconds waited as its second argument.
+#: Each carries the seconds waited for a connection as its second argument, once known.
 CANCELLED_AFTER_WAITING = "lamina: cancelled after waiting for a connection"
+_CANCELLED = (CANCELLED_BEFORE_SENDING, CANCELLED_WHILE_CONNECTING, CANCELLED_AFTER_WAITING)
 
 
 def cancelled_before_sending(exc: BaseException) -> bool:
-    """True if ``exc`` is a transport's cancellation of a request it had not sent yet."""
-    return exc.args[:1] == (CANCELLED_BEFORE_SENDING,)
+    """True if ``exc`` is a transport's cancellation of a request it had not sent yet
+    (waiting for a connection, or connecting)."""
+    return exc.args[:1] in ((CANCELLED_BEFORE_SENDING,), (CANCELLED_WHILE_CONNECTING,))
+
+
+def cancelled_while_connecting(exc: BaseException) -> bool:
+    """True if ``exc`` is a transport's cancellation of a request while it connected."""
+    return exc.args[:1] == (CANCELLED_WHILE_CONNECTING,)
 
 
 def connection_wait(exc: BaseException) -> float:
     """Seconds a cancelled request had waited for a connection (0.0 if unknown or none)."""
     args = exc.args
-    if len(args) == 2 and args[0] in (CANCELLED_BEFORE_SENDING, CANCELLED_AFTER_WAITING):
+    if len(args) == 2 and args[0] in _CANCELLED:
         return float(args[1])
     return 0.0
 
@@ -179,7 +189,8 @@ class TimeoutError(LaminaError, builtins.TimeoutError):
 
 class ConnectTimeout(ConnectError, TimeoutError):
     """Connecting to the server timed out: nothing was sent, and the server (or the
-    network to it) is what failed, so a circuit breaker counts it."""
+    network to it) is what failed, so a circuit breaker counts it. ``waited`` is the
+    part of the attempt spent waiting for a connection before connecting started."""
 
     def __init__(
         self,
@@ -188,9 +199,16 @@ class ConnectTimeout(ConnectError, TimeoutError):
         endpoint: str | None = None,
         request: Request | None = None,
         timeout: float | None = None,
+        waited: float = 0.0,
     ) -> None:
         TimeoutError.__init__(
-            self, message, endpoint=endpoint, request=request, timeout=timeout, request_sent=False
+            self,
+            message,
+            endpoint=endpoint,
+            request=request,
+            timeout=timeout,
+            request_sent=False,
+            waited=waited,
         )
 
 

@@ -15,7 +15,8 @@
   hooks. A cancelled call is neutral: it neither fails nor heals the breaker,
   and a cancelled half-open probe frees the probe slot. So is a call that
   timed out before its request was sent: waiting says nothing about the
-  dependency. A call that timed out after waiting for a connection for at least
+  dependency (a timeout while connecting, :class:`lamina.ConnectTimeout`, is not
+  waiting: it counts). A call that timed out after waiting for a connection for at least
   half its attempt is a *weak* failure (:func:`exception_outcome`): it extends a
   run of failures but never starts one, so local queueing cannot open the breaker
   while a dependency that stopped answering still does.
@@ -69,11 +70,11 @@ def timed_out_waiting(exc: BaseException) -> bool:
     inside the transport took at least half the attempt (``waited >= timeout / 2``:
     the upstream had less than :data:`UPSTREAM_SHARE` of it). A timeout whose
     upstream had half the attempt or more is the upstream's, whatever it waited.
-    A connect timeout is not one: :class:`lamina.ConnectTimeout` is a
-    ``ConnectError`` and counts."""
-    if not isinstance(exc, TimeoutError) or isinstance(exc, TransportError):
+    A connect timeout (:class:`lamina.ConnectTimeout`, a ``ConnectError``: connecting
+    had started) is the upstream's unless such a wait came first."""
+    if not isinstance(exc, TimeoutError):
         return False
-    if not exc.request_sent:
+    if not exc.request_sent and not isinstance(exc, TransportError):
         return True
     waited = getattr(exc, "waited", 0.0) or 0.0
     if waited <= 0:
@@ -87,16 +88,18 @@ def timed_out_waiting(exc: BaseException) -> bool:
 def exception_outcome(exc: BaseException, failed: bool) -> Outcome:
     """How a call that raised ``exc`` counts, given the failure predicate's verdict.
 
-    * a lamina timeout that fired before its request was sent: neutral, always;
-    * a timeout after a wait for a connection that took at least half the attempt
-      (:func:`timed_out_waiting`): :attr:`Outcome.WEAK_FAILURE` if ``failed``, else
+    * a lamina timeout that fired before its request was sent: neutral, always,
+      unless it fired while connecting (:class:`lamina.ConnectTimeout`);
+    * a timeout, a connect timeout too, after a wait for a connection that took at
+      least half the attempt (:func:`timed_out_waiting`):
+      :attr:`Outcome.WEAK_FAILURE` if ``failed``, else
       neutral. A weak failure counts only while the breaker is already counting
       failures (or on the half-open probe): waiting for a connection cannot start a
       trip, but an upstream that keeps the pool full and answers nothing still opens it;
     * otherwise a failure if ``failed``, else neutral.
     """
-    if isinstance(exc, TimeoutError) and not isinstance(exc, TransportError):
-        if not exc.request_sent:
+    if isinstance(exc, TimeoutError):
+        if not exc.request_sent and not isinstance(exc, TransportError):
             return Outcome.NEUTRAL
         if timed_out_waiting(exc):
             return Outcome.WEAK_FAILURE if failed else Outcome.NEUTRAL

@@ -8,6 +8,8 @@ import socket
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import aiohttp
+import httpx
 import pytest
 
 import lamina.transports
@@ -34,6 +36,13 @@ class TransportFactory:
         self.made.append(transport)
         return transport
 
+    def pooled(self, size: int) -> Any:
+        """The transport with a client whose own pool holds ``size`` connections and no
+        gate of lamina's in front: a request waits for a connection inside the client."""
+        if self.kind == "httpx":
+            return self(limits=httpx.Limits(max_connections=size), max_in_flight=None)
+        return self(connector=aiohttp.TCPConnector(limit=size), max_in_flight=None)
+
 
 @pytest.fixture(params=list(TRANSPORTS))
 async def transport_factory(request: pytest.FixtureRequest) -> AsyncIterator[TransportFactory]:
@@ -41,6 +50,13 @@ async def transport_factory(request: pytest.FixtureRequest) -> AsyncIterator[Tra
     yield factory
     for transport in factory.made:
         await transport.aclose()
+
+
+@pytest.fixture(params=list(TRANSPORTS))
+def sync_transport_factory(request: pytest.FixtureRequest) -> TransportFactory:
+    """``transport_factory`` for a test that runs outside an event loop (and so can use
+    ``asyncio.run`` or ``execute_sync``); the test closes what it makes."""
+    return TransportFactory(request.param)
 
 
 @pytest.fixture

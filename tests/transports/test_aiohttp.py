@@ -10,7 +10,7 @@ import warnings
 import aiohttp
 import pytest
 
-from lamina import ConfigError, Request, TimeoutError
+from lamina import ConfigError, ConnectError, ConnectTimeout, Request, TimeoutError
 from lamina.layers import TimeoutLayer
 from lamina.testing import LocalServer
 from lamina.transports import AiohttpTransport
@@ -92,6 +92,78 @@ async def test_max_in_flight_defaults_to_the_connector_limit() -> None:
         assert AiohttpTransport(session).max_in_flight == 9  # a borrowed session's limit
     finally:
         await session.close()
+
+
+async def test_max_in_flight_per_host_follows_limit_per_host() -> None:
+    assert AiohttpTransport().max_in_flight_per_host is None
+    connector = aiohttp.TCPConnector(limit=100, limit_per_host=10)
+    assert AiohttpTransport(connector=connector).max_in_flight_per_host == 10
+    connector = aiohttp.TCPConnector(limit=4, limit_per_host=10)
+    assert AiohttpTransport(connector=connector).max_in_flight_per_host == 4
+    connector = aiohttp.TCPConnector(limit=100, limit_per_host=10)
+    assert AiohttpTransport(connector=connector, max_in_flight=None).max_in_flight_per_host is None
+    session = aiohttp.ClientSession(
+        auto_decompress=False, connector=aiohttp.TCPConnector(limit=0, limit_per_host=3)
+    )
+    try:
+        borrowed = AiohttpTransport(session)
+        assert (borrowed.max_in_flight, borrowed.max_in_flight_per_host) == (None, 3)
+    finally:
+        await session.close()
+
+
+async def test_a_request_waits_for_limit_per_host_in_lamina(
+    lamina_server: LocalServer, other_server: LocalServer
+) -> None:
+    """Issue 12 review, item 11: with ``limit_per_host`` a request waited for a connection
+    inside aiohttp, where lamina could not see it, and its timeout counted against the
+    upstream (a borrowed session: taken as sent). It now waits in a gate per host."""
+    session = aiohttp.ClientSession(
+        auto_decompress=False, connector=aiohttp.TCPConnector(limit=100, limit_per_host=2)
+    )
+    try:
+        transport = AiohttpTransport(session)
+        url = lamina_server.url_for("/json?ms=500")
+        holders = [asyncio.create_task(transport(Request("GET", url))) for _ in range(2)]
+        await asyncio.sleep(0.05)  # the two hold this host's two connections
+        other = await TimeoutLayer(0.3).wrap(transport)(
+            Request("GET", other_server.url_for("/json"))
+        )
+        assert other.status_code == 200  # another host does not wait for this one
+        hurried = TimeoutLayer(0.1).wrap(transport)
+        with pytest.raises(TimeoutError) as info:
+            await hurried(Request("POST", lamina_server.url_for("/echo"), json={}))
+        assert info.value.request_sent is False
+        assert info.value.waited > 0
+        await asyncio.gather(*holders)
+        assert lamina_server.hits("/echo") == 0
+    finally:
+        await session.close()
+
+
+async def test_aiohttps_own_connect_timeout_counts_only_while_connecting(
+    lamina_server: LocalServer, full_listener: int
+) -> None:
+    """aiohttp's ``ClientTimeout(connect=)`` covers waiting in its pool as well as
+    connecting: only the second is a ``ConnectTimeout`` (the connection trace tells)."""
+    transport = AiohttpTransport(
+        connector=aiohttp.TCPConnector(limit=1),
+        max_in_flight=None,
+        timeout=aiohttp.ClientTimeout(connect=0.1),
+    )
+    try:
+        url = lamina_server.url_for("/json?ms=400")
+        holder = asyncio.create_task(transport(Request("GET", url)))
+        await asyncio.sleep(0.05)  # the holder has the pool's only connection
+        with pytest.raises(TimeoutError) as info:
+            await transport(Request("POST", lamina_server.url_for("/echo"), json={}))
+        assert not isinstance(info.value, ConnectError)
+        assert info.value.request_sent is False
+        await holder
+        with pytest.raises(ConnectTimeout):
+            await transport(Request("GET", f"http://127.0.0.1:{full_listener}/x"))
+    finally:
+        await transport.aclose()
 
 
 async def test_user_trace_configs_are_kept(lamina_server: LocalServer) -> None:

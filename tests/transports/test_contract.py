@@ -4,8 +4,10 @@ passes every test here, against a real local server."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import gzip
 import json
+import warnings
 import zlib
 from collections.abc import Callable
 from typing import Any
@@ -13,8 +15,13 @@ from typing import Any
 import pytest
 
 from lamina import (
+    APIEndpoint,
+    APIOrchestrationConfig,
+    APIOrchestrator,
+    CircuitOpenError,
     ConfigError,
     ConnectError,
+    ConnectTimeout,
     ParseError,
     Request,
     ResponseTooLarge,
@@ -23,8 +30,9 @@ from lamina import (
     TransportError,
     UnsupportedContentEncoding,
 )
-from lamina.breaker import timed_out_waiting
-from lamina.layers import RetryLayer, TimeoutLayer
+from lamina.breaker import CircuitState, timed_out_waiting
+from lamina.layers import CircuitBreakerLayer, RetryLayer, TimeoutLayer
+from lamina.layers.circuit_breaker import default_is_failure
 from lamina.testing import LocalServer, RecordedRequest
 from lamina.transports._decoding import ACCEPT_ENCODING
 from lamina.transports._shared import check_headers
@@ -403,6 +411,79 @@ async def test_unknown_coding_on_the_wire(
     assert info.value.status_code == 200
 
 
+def _compress(req: RecordedRequest) -> Any:
+    """``Content-Encoding: compress`` (not decoded) with the status asked for."""
+    return (
+        int(req.query.get("status", "200")),
+        b"\x1f\x9d\x90 junk",
+        {"Content-Encoding": "compress"},
+    )
+
+
+@pytest.mark.parametrize(
+    ("method", "status", "length"),
+    [("HEAD", 200, 5000), ("GET", 204, None), ("GET", 304, 5000), ("HEAD", 503, 5000)],
+)
+async def test_a_bodiless_response_is_not_decoded(
+    transport_factory: Factory, method: str, status: int, length: int | None
+) -> None:
+    """Issue 12 review, item 1: a HEAD, 204 or 304 has no body to decode, whatever its
+    Content-Encoding and Content-Length say (a raw server: lamina.testing's would write
+    a body after a HEAD)."""
+    head = f"HTTP/1.1 {status} Whatever\r\nContent-Encoding: compress\r\n"
+    if length is not None:
+        head += f"Content-Length: {length}\r\n"
+
+    async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(head.encode() + b"\r\n")
+        await writer.drain()
+        await reader.read()  # until the client goes away
+        writer.close()
+
+    server = await asyncio.start_server(reply, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        transport = transport_factory(max_response_bytes=1000)
+        response = await transport(Request(method, f"http://127.0.0.1:{port}/x"))
+        assert response.status_code == status
+        assert response.content == b""
+        await transport.aclose()
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.mark.parametrize("status", [503, 500, 404, 302])
+async def test_a_status_outside_2xx_with_an_unknown_coding_is_judged_by_its_status(
+    transport_factory: Factory, lamina_server: LocalServer, status: int
+) -> None:
+    """The body of such a response cannot be read, but its status can: the response
+    comes back with an empty body (its Content-Encoding names what was not decoded)."""
+    lamina_server.route("/t-contract/compress", _compress)
+    url = lamina_server.url_for(f"/t-contract/compress?status={status}")
+    response = await transport_factory()(Request("GET", url))
+    assert response.status_code == status
+    assert response.content == b""
+    assert response.headers["content-encoding"] == "compress"
+
+
+async def test_a_5xx_with_an_unknown_coding_is_retried_and_counted(
+    transport_factory: Factory, lamina_server: LocalServer
+) -> None:
+    lamina_server.route("/t-contract/compress", _compress)
+    breakers = CircuitBreakerLayer(threshold=3, timeout=60)
+    service = ServiceBuilder([RetryLayer(retries=2, backoff=0), breakers]).service(
+        transport_factory()
+    )
+    url = lamina_server.url_for("/t-contract/compress?status=503")
+    response = await service(Request("GET", url, endpoint="legacy"))
+    assert response.status_code == 503
+    assert response.attempts == 3
+    assert lamina_server.hits("/t-contract/compress") == 3
+    assert breakers.breakers["legacy"].state is CircuitState.OPEN
+
+
 async def test_accept_encoding_sent_is_what_lamina_decodes(
     transport_factory: Factory, lamina_server: LocalServer
 ) -> None:
@@ -483,6 +564,43 @@ async def test_tab_and_other_text_are_sent(
         Request("GET", lamina_server.url_for("/echo"), headers={"X-Ok": value})
     )
     assert response.json()["headers"]["x-ok"] == value
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        f"sk-{TOKEN}-tokén",  # issue 12 review, items 4/5: httpx raised a bare UnicodeEncodeError
+        f"Bearer {TOKEN}\u00a0",  # a no-break space pasted with the token
+        f"“{TOKEN}”",  # typographic quotes
+    ],
+)
+async def test_a_non_ascii_value_is_refused_before_sending(
+    transport_factory: Factory, lamina_server: LocalServer, value: str
+) -> None:
+    """HTTP header values are ASCII: httpx refused anything else with a UnicodeEncodeError
+    that showed the value, aiohttp sent it as UTF-8. Both refuse it now, naming the header."""
+    request = Request(
+        "GET", lamina_server.url_for("/echo"), headers={"X-Api-Key": value}, endpoint="billing"
+    )
+    with pytest.raises(ConfigError) as info:
+        await transport_factory()(request)
+    error = info.value
+    assert error.field == "X-Api-Key"
+    assert error.endpoint == "billing"
+    assert "non-ASCII" in str(error)
+    assert_no_token(error)
+    assert lamina_server.hits() == 0
+
+
+async def test_a_non_ascii_name_is_refused(
+    transport_factory: Factory, lamina_server: LocalServer
+) -> None:
+    request = Request("GET", lamina_server.url_for("/echo"), headers={"X-Clé": "v"})
+    with pytest.raises(ConfigError) as info:
+        await transport_factory()(request)
+    assert info.value.field == "X-Cl\\xe9"
+    assert "header name" in str(info.value)
+    assert lamina_server.hits() == 0
 
 
 async def test_refused_once_not_retried(
@@ -594,14 +712,90 @@ async def test_timeout_while_queued_says_nothing_was_sent(
     assert not [r for r in lamina_server.requests("/echo") if r.query.get("n") == "2"]
 
 
-async def test_a_timeout_while_connecting_says_nothing_was_sent(
+async def test_a_timeout_while_connecting_is_a_connect_timeout(
     transport_factory: Factory, full_listener: int
 ) -> None:
-    """The client reports when a request may start to go out (httpcore: its headers;
-    aiohttp: its connection); cancelled before that (here: connecting to a listener whose
-    accept queue is full), nothing was sent, so the timeout neither counts against the
-    upstream nor stops a POST's retry."""
+    """The client reports when it starts to connect (httpcore: ``connect_tcp``; aiohttp:
+    ``connection_create_start``) and when the request may start to go out. A timeout in
+    between (here: connecting to a listener whose accept queue is full, so its SYNs are
+    dropped) is a ``ConnectTimeout``: nothing was sent, so a POST may be retried, and
+    the upstream (or the way to it) failed, so the breaker counts it."""
     service = TimeoutLayer(0.2).wrap(transport_factory())
-    with pytest.raises(TimeoutError) as info:
+    with pytest.raises(ConnectTimeout) as info:
         await service(Request("POST", f"http://127.0.0.1:{full_listener}/x", json={}))
-    assert info.value.request_sent is False
+    error = info.value
+    assert error.request_sent is False
+    assert error.timeout == 0.2
+    assert "while connecting" in str(error)
+    assert not timed_out_waiting(error)
+    assert default_is_failure(error)
+
+
+async def test_an_upstream_that_cannot_be_reached_opens_the_breaker(
+    transport_factory: Factory, full_listener: int
+) -> None:
+    """Issue 12 review, item 11: a blackholed upstream gave one neutral timeout after
+    another on both transports and the breaker never opened."""
+    breakers = CircuitBreakerLayer(threshold=3, timeout=60)
+    service = ServiceBuilder([breakers, TimeoutLayer(0.2)]).service(transport_factory())
+    request = Request("GET", f"http://127.0.0.1:{full_listener}/x", endpoint="blackholed")
+    for _ in range(3):
+        with pytest.raises(ConnectTimeout):
+            await service(request)
+    assert breakers.breakers["blackholed"].state is CircuitState.OPEN
+    with pytest.raises(CircuitOpenError):
+        await service(request)
+
+
+@pytest.mark.parametrize("where", ["lamina's gate", "the client's pool"])
+async def test_waiting_for_a_pooled_connection_never_opens_the_breaker(
+    transport_factory: Factory, lamina_server: LocalServer, where: str
+) -> None:
+    """A wait for a connection, in lamina's gate or inside the client's own pool, is not
+    the upstream failing: the attempt times out with nothing sent, never a connect timeout."""
+    if where == "lamina's gate":
+        transport = transport_factory(max_in_flight=1)
+    else:
+        transport = transport_factory.pooled(1)
+    holder = asyncio.create_task(transport(Request("GET", lamina_server.url_for("/json?ms=700"))))
+    await asyncio.sleep(0.05)  # the holder has the only connection
+    breakers = CircuitBreakerLayer(threshold=2, timeout=60)
+    service = ServiceBuilder([breakers, TimeoutLayer(0.1)]).service(transport)
+    for _ in range(4):
+        with pytest.raises(TimeoutError) as info:
+            await service(
+                Request("POST", lamina_server.url_for("/echo"), json={}, endpoint="crowded")
+            )
+        assert not isinstance(info.value, ConnectError)
+        assert info.value.request_sent is False
+    await holder
+    assert breakers.breakers["crowded"].state is CircuitState.CLOSED
+    assert breakers.breakers["crowded"].failure_count == 0
+    assert lamina_server.hits("/echo") == 0
+
+
+# -- one transport, several event loops -------------------------------------------------
+
+
+def test_one_transport_across_event_loops(
+    sync_transport_factory: Factory, lamina_server: LocalServer
+) -> None:
+    """Issue 12 review, item 14: ``execute_sync()`` runs each call on a new loop. A
+    transport passed in makes a client for each loop and closes it when that loop shuts
+    down; ``aclose()`` afterwards, on yet another loop, closes what is left."""
+    transport = sync_transport_factory()
+    config = APIOrchestrationConfig(
+        endpoints=[APIEndpoint(name="a", url=lamina_server.url_for("/json"), retry_count=0)]
+    )
+    orchestrator = APIOrchestrator(config, transport=transport)
+    gc.collect()  # other tests' garbage is not this test's business
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        results = [orchestrator.execute_sync() for _ in range(10)]
+        gc.collect()
+        asyncio.run(orchestrator.aclose())
+        gc.collect()
+    leaks = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+    assert leaks == []
+    assert all(result is not None for result in results)
+    assert lamina_server.hits("/json") == 10

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import sys
+import warnings
 from importlib.abc import MetaPathFinder
 
 import httpx
@@ -125,6 +127,25 @@ async def test_owned_client_closed_borrowed_client_left_open() -> None:
     await borrowed.aclose()
     assert not client.is_closed
     await client.aclose()
+
+
+def test_a_new_event_loop_gets_a_new_client(lamina_server: LocalServer) -> None:
+    """Issue 12 review, item 14: an owned client is bound to the loop it first ran on;
+    another loop gets its own, and each is closed when its loop shuts down."""
+    transport = HttpxTransport()
+    url = lamina_server.url_for("/json")
+    gc.collect()  # other tests' garbage is not this test's business
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResourceWarning)
+        asyncio.run(transport(Request("GET", url)))
+        first = transport.client
+        assert first.is_closed  # its loop has shut down
+        assert asyncio.run(transport(Request("GET", url))).status_code == 200
+        assert transport.client is not first
+        asyncio.run(transport.aclose())
+        assert transport.client.is_closed
+        gc.collect()
+    assert lamina_server.hits("/json") == 2
 
 
 def test_client_and_client_options_are_exclusive() -> None:

@@ -10,10 +10,10 @@ from .. import _validate as check
 from .._core import Request, Response, Service
 from .._errors import ConfigError, HTTPStatusError, ParseError
 from .._redact import scrub_clip, secret_values
+from ..transports._shared import DEFAULT_MAX_RESPONSE_BYTES
 
 __all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "Parse", "ParseLayer"]
 
-DEFAULT_MAX_RESPONSE_BYTES = 10 * 1024 * 1024
 SNIPPET_CHARS = 120
 
 Parser = Callable[[Response], Any]

@@ -7,7 +7,13 @@ import asyncio
 from .. import _validate as check
 from .._clock import Clock, default_clock
 from .._core import Request, Response, Service
-from .._errors import TimeoutError, cancelled_before_sending, connection_wait
+from .._errors import (
+    ConnectTimeout,
+    TimeoutError,
+    cancelled_before_sending,
+    cancelled_while_connecting,
+    connection_wait,
+)
 
 __all__ = ["Timeout", "TimeoutLayer"]
 
@@ -75,6 +81,13 @@ class Timeout:
                     sent = not cancelled_before_sending(exc)
                     if waited:
                         cause = f"{cause}; waited {waited:.3g}s for a connection"
+                    if cancelled_while_connecting(exc):  # the upstream's: it counts
+                        raise ConnectTimeout(
+                            f"timed out after {limit:.3g}s while connecting ({cause})",
+                            request=request,
+                            timeout=limit,
+                            waited=waited,
+                        ) from exc
                     raise TimeoutError(
                         f"timed out after {limit:.3g}s ({cause})",
                         request=request,

@@ -17,6 +17,7 @@ from .._core import Request, Response
 from .._errors import (
     CANCELLED_AFTER_WAITING,
     CANCELLED_BEFORE_SENDING,
+    CANCELLED_WHILE_CONNECTING,
     ConfigError,
     ConnectError,
     ConnectTimeout,
@@ -24,6 +25,7 @@ from .._errors import (
     ResponseTooLarge,
     TimeoutError,
     TransportError,
+    UnsupportedContentEncoding,
 )
 from .._headers import Headers
 from .._redact import is_secret_header, scrub, secret_values
@@ -36,14 +38,18 @@ __all__ = [
     "InFlightGate",
     "SentMarker",
     "check_headers",
+    "has_body",
     "map_error",
     "open_body",
+    "origin",
     "request_headers",
     "send",
 ]
 
 DEFAULT_MAX_RESPONSE_BYTES = 10 * 1024 * 1024
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+#: Statuses whose response never has a body (RFC 9110 15.3.5, 15.4.5).
+BODILESS_STATUSES = frozenset({204, 304})
 
 SendOnce = Callable[[Request], Awaitable[Response]]
 
@@ -66,7 +72,8 @@ async def send(
     raise TransportError(f"more than max_redirects={max_redirects} redirects", request=request)
 
 
-def _origin(url: str) -> tuple[str, str, int | None]:
+def origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of ``url``, the port filled in for http and https."""
     parts = urlsplit(url)
     default = {"http": 80, "https": 443}.get(parts.scheme)
     return (parts.scheme, (parts.hostname or "").lower(), parts.port or default)
@@ -78,7 +85,7 @@ def _redirected(request: Request, status: int, location: str) -> Request:
     if (status == 303 and method != "HEAD") or (status in (301, 302) and method == "POST"):
         method, json_body, content = "GET", None, None
     headers = request.headers
-    if _origin(target) != _origin(request.url):
+    if origin(target) != origin(request.url):
         headers = headers.copy_with(remove=[k for k in headers if is_secret_header(k)])
     if json_body is None and content is None:
         headers = headers.copy_with(remove=["content-type", "content-length"])
@@ -94,24 +101,37 @@ _CONTROL_NAMES = {"\r": "carriage return (CR)", "\n": "line feed (LF)", "\x00": 
 
 
 def check_headers(request: Request) -> None:
-    """Refuse a header holding CR, LF, NUL or another control character before
-    anything is sent: :class:`lamina.ConfigError` naming the header, never its value
-    (e.g. a token read from a file with its trailing newline)."""
+    """Refuse a header holding CR, LF, NUL, another control character or a character
+    outside ASCII before anything is sent: :class:`lamina.ConfigError` naming the
+    header, never its value (e.g. a token read from a file with its trailing newline,
+    or pasted with a no-break space). HTTP field values are ASCII; httpx would refuse
+    other characters with a bare ``UnicodeEncodeError`` and aiohttp send them as UTF-8."""
     for name, value in request.headers.multi_items():
-        found = _CONTROL.search(value)
+        problem = _problem(value)
         part = "value"
-        if found is None:
-            found = _CONTROL.search(name)
-            if found is None:
+        if problem is None:
+            problem = _problem(name)
+            if problem is None:
                 continue
             part, name = "name", name.encode("unicode_escape").decode("ascii")
-        char = found.group()
-        what = _CONTROL_NAMES.get(char, f"control character 0x{ord(char):02x}")
+        what, hint = problem
         raise ConfigError(
-            f"header {part} holds a {what}; nothing was sent (strip it, e.g. token.strip())",
+            f"header {part} holds {what}; nothing was sent ({hint})",
             field=name,
             endpoint=request.endpoint,
         )
+
+
+def _problem(text: str) -> tuple[str, str] | None:
+    """What is wrong with a header's name or value, and what to do about it."""
+    found = _CONTROL.search(text)
+    if found is not None:
+        char = found.group()
+        what = _CONTROL_NAMES.get(char, f"control character 0x{ord(char):02x}")
+        return f"a {what}", "strip it, e.g. token.strip()"
+    if not text.isascii():
+        return "a non-ASCII character", "HTTP headers are ASCII: percent-encode or base64 it"
+    return None
 
 
 def request_headers(request: Request) -> list[tuple[str, str]]:
@@ -123,43 +143,67 @@ def request_headers(request: Request) -> list[tuple[str, str]]:
     return headers
 
 
-def open_body(headers: Headers, request: Request, status: int, limit: int) -> BodyDecoder | None:
+def has_body(request: Request, status: int) -> bool:
+    """False for a response that never has a body: to a HEAD, or a 1xx, 204 or 304."""
+    return request.method != "HEAD" and status >= 200 and status not in BODILESS_STATUSES
+
+
+def open_body(headers: Headers, request: Request, status: int, limit: int) -> BodyDecoder | bool:
     """Check a response's head before its body is read: the decoder to feed the raw body
-    to, or None when the body has no coding and a ``Content-Length`` within the limit
-    (read it whole). Raises :class:`lamina.UnsupportedContentEncoding` for a coding
-    lamina does not decode, :class:`lamina.ResponseTooLarge` for a declared length
-    over ``limit``."""
-    codings = content_codings(headers, request, status)
+    to; True to read it whole, undecoded (no coding and a ``Content-Length`` within the
+    limit, or a response that has no body: :func:`has_body`); False to leave it unread
+    (the content is empty): a status outside 2xx whose ``Content-Encoding`` lamina does
+    not decode, so that its status is judged (retried, counted by a breaker) and not
+    hidden by an error about its body.
+
+    Raises :class:`lamina.UnsupportedContentEncoding` for a coding lamina does not
+    decode on a 2xx, :class:`lamina.ResponseTooLarge` for a declared length over
+    ``limit``."""
+    if not has_body(request, status):
+        return True
+    try:
+        codings = content_codings(headers, request, status)
+    except UnsupportedContentEncoding:
+        if 200 <= status < 300:
+            raise
+        return False
     if not codings:
         declared = headers.get("content-length", "")
         if declared.isdigit():
             if int(declared) > limit:
                 raise ResponseTooLarge(limit=limit, request=request, status_code=status)
-            return None
+            return True
     return BodyDecoder(codings, limit, request, status)
 
 
 class InFlightGate:
     """At most ``size`` requests inside a client at once; the others wait here, in order.
 
-    Every transport puts one in front of its connection pool, sized to the pool,
-    so a request that waits for a connection waits here, where lamina knows it:
+    Every transport puts one in front of its connection pool, sized to the pool (and
+    one per host in front of a per-host limit), so a request that waits for a
+    connection waits here, where lamina knows it:
 
     * cancelled while waiting (the attempt's timeout fired), nothing was sent:
       ``CancelledError(CANCELLED_BEFORE_SENDING, waited)``, which ``TimeoutLayer``
       turns into a ``TimeoutError`` with ``request_sent=False``;
+    * cancelled after it waited, while connecting:
+      ``CancelledError(CANCELLED_WHILE_CONNECTING, waited)``, a ``ConnectTimeout``;
     * cancelled after it waited and was sent: ``CancelledError(CANCELLED_AFTER_WAITING,
       waited)``, a ``TimeoutError`` whose ``waited`` says how much of the attempt
       the upstream never had.
 
-    A circuit breaker counts neither (waiting for a connection is not the
-    upstream failing). A semaphore belongs to one event loop: a new loop gets a new one.
+    Waiting for a connection is not the upstream failing: a circuit breaker does not
+    count the first, and the others in full only when the wait took less than half
+    the attempt (:func:`lamina.breaker.exception_outcome`). Gates nest: the waits add
+    up. A semaphore belongs to one event loop: a new loop gets a new one.
     """
 
-    __slots__ = ("_loop", "_semaphore", "size")
+    __slots__ = ("_loop", "_semaphore", "size", "users")
 
     def __init__(self, size: int) -> None:
         self.size = size
+        #: callers inside or waiting (a transport drops an idle gate per host)
+        self.users = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._semaphore = asyncio.Semaphore(size)
 
@@ -185,10 +229,9 @@ class InFlightGate:
         try:
             return await send_now(request)
         except asyncio.CancelledError as exc:
-            if waited and not exc.args:
-                raise asyncio.CancelledError(CANCELLED_AFTER_WAITING, waited) from exc
-            if waited and exc.args == (CANCELLED_BEFORE_SENDING,):
-                raise asyncio.CancelledError(CANCELLED_BEFORE_SENDING, waited) from exc
+            marked = _waited_more(exc, waited) if waited else None
+            if marked is not None:
+                raise marked from exc
             raise
         finally:
             semaphore.release()
@@ -197,16 +240,46 @@ class InFlightGate:
         return f"InFlightGate(size={self.size})"
 
 
-class SentMarker:
-    """Set by the client's tracing once a request may have started to go out (httpcore
-    starts writing its headers, aiohttp has its connection). A transport that holds an
-    unset marker when it is cancelled raises ``CancelledError(CANCELLED_BEFORE_SENDING)``:
-    nothing was sent (still connecting), so the timeout is not the upstream's."""
+_MARKS = (CANCELLED_BEFORE_SENDING, CANCELLED_WHILE_CONNECTING, CANCELLED_AFTER_WAITING)
 
-    __slots__ = ("sent",)
+
+def _waited_more(exc: asyncio.CancelledError, waited: float) -> asyncio.CancelledError | None:
+    """``exc`` with ``waited`` seconds more of waiting for a connection: a transport's
+    mark keeps its kind, a bare cancellation becomes ``CANCELLED_AFTER_WAITING``;
+    None for someone else's cancellation (raise it unchanged)."""
+    args = exc.args
+    if not args:
+        return asyncio.CancelledError(CANCELLED_AFTER_WAITING, waited)
+    if args[0] in _MARKS and len(args) <= 2:
+        before = float(args[1]) if len(args) == 2 else 0.0
+        return asyncio.CancelledError(args[0], before + waited)
+    return None
+
+
+class SentMarker:
+    """Set by the client's tracing as a request goes: ``connecting`` once it starts to
+    connect to the server (TCP, TLS; httpcore's ``connect_tcp``, aiohttp's
+    ``connection_create_start``), ``sent`` once it may have started to go out
+    (httpcore starts writing its headers, aiohttp has its connection). A transport
+    cancelled before that raises :meth:`cancellation`: nothing was sent."""
+
+    __slots__ = ("connecting", "sent")
 
     def __init__(self) -> None:
+        self.connecting = False
         self.sent = False
+
+    def cancellation(self) -> asyncio.CancelledError | None:
+        """The cancellation to raise instead of the client's (None once sent):
+        ``CANCELLED_WHILE_CONNECTING`` while connecting (a ``ConnectTimeout``: the
+        upstream, or the way to it, is what the attempt waited for), else
+        ``CANCELLED_BEFORE_SENDING`` (waiting for a connection in the client's pool:
+        not the upstream's)."""
+        if self.sent:
+            return None
+        if self.connecting:
+            return asyncio.CancelledError(CANCELLED_WHILE_CONNECTING)
+        return asyncio.CancelledError(CANCELLED_BEFORE_SENDING)
 
 
 Outcome = Callable[[str, Request], Exception]

@@ -23,7 +23,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("AiohttpTransport needs aiohttp: pip install 'lamina[aiohttp]'") from exc
 
 from .._core import Request, Response
-from .._errors import CANCELLED_BEFORE_SENDING, ConfigError
+from .._errors import ConfigError, ConnectTimeout, TimeoutError
 from .._headers import Headers
 from ._shared import (
     DEFAULT_MAX_RESPONSE_BYTES,
@@ -60,10 +60,12 @@ class AiohttpTransport(BaseTransport):
     The contract is HttpxTransport's (redirects, the bounded decoder for every
     Content-Encoding chain, error mapping, header checks). At most ``max_in_flight``
     requests are inside the session at once, by default the connector's ``limit``
-    (100 in aiohttp); the rest wait their turn here. A call whose timeout fires while
-    it waits here, or while an owned session is still connecting, has sent nothing
+    (100 in aiohttp), and at most its ``limit_per_host`` to one (scheme, host, port)
+    (``max_in_flight_per_host``); the rest wait their turn here. A call whose timeout
+    fires while it waits here, or in an owned session's pool, has sent nothing
     (``TimeoutError.request_sent`` is False): it is retried whatever its method and a
-    circuit breaker does not count it.
+    circuit breaker does not count it. One whose timeout fires while an owned session
+    connects is a ``ConnectTimeout``: nothing sent either, but the breaker counts it.
     """
 
     def __init__(
@@ -90,15 +92,19 @@ class AiohttpTransport(BaseTransport):
         if session_options.get("auto_decompress", False):
             raise ConfigError("must be False (lamina decodes the body)", field="auto_decompress")
         if session is None:  # aiohttp's default connector holds 100 connections
-            pool = getattr(session_options.get("connector"), "limit", 100)
+            connector = session_options.get("connector")
+            pool = getattr(connector, "limit", 100) if connector is not None else 100
         else:
-            pool = getattr(session.connector, "limit", 0)
+            connector = session.connector
+            pool = getattr(connector, "limit", 0)
+        per_host = getattr(connector, "limit_per_host", 0)
         super().__init__(
             follow_redirects=follow_redirects,
             max_redirects=max_redirects,
             max_response_bytes=max_response_bytes,
             max_in_flight=max_in_flight,
             pool=pool if isinstance(pool, int) and pool > 0 else None,
+            per_host=per_host if isinstance(per_host, int) and per_host > 0 else None,
         )
         if session is not None:
             _no_hidden_retries(session)
@@ -165,11 +171,16 @@ class AiohttpTransport(BaseTransport):
                 trace_request_ctx=sent,
             )
         except asyncio.CancelledError:  # e.g. the attempt timed out
-            if sent is not None and not sent.sent:  # still connecting, or in aiohttp's pool
-                raise asyncio.CancelledError(CANCELLED_BEFORE_SENDING) from None
+            marked = sent.cancellation() if sent is not None else None
+            if marked is not None:  # connecting, or waiting in aiohttp's pool
+                raise marked from None
             raise
         except _CLIENT_ERRORS as exc:
-            raise map_error(exc, request) from exc
+            error = map_error(exc, request)
+            if isinstance(error, ConnectTimeout) and sent is not None and not sent.connecting:
+                # aiohttp's own connect timeout also covers waiting in its pool: not the upstream's
+                error = TimeoutError(str(error), request=request, request_sent=False)
+            raise error from exc
         response_headers = Headers.from_pairs(list(http_response.headers.items()))
         try:
             status = http_response.status
@@ -210,11 +221,21 @@ class AiohttpTransport(BaseTransport):
 
 
 def _connection_trace() -> aiohttp.TraceConfig:
-    """Marks a request's :class:`SentMarker` once it has a connection (new or reused)."""
+    """Marks a request's :class:`SentMarker` when it starts to make a connection (DNS,
+    TCP, TLS) and once it has one (new or reused)."""
     config = aiohttp.TraceConfig()
+    config.on_connection_create_start.append(_connecting)
     config.on_connection_create_end.append(_connected)
     config.on_connection_reuseconn.append(_connected)
     return config
+
+
+async def _connecting(
+    session: aiohttp.ClientSession, context: SimpleNamespace, params: Any
+) -> None:
+    marker = context.trace_request_ctx
+    if isinstance(marker, SentMarker):
+        marker.connecting = True
 
 
 async def _connected(session: aiohttp.ClientSession, context: SimpleNamespace, params: Any) -> None:
@@ -269,6 +290,9 @@ async def _read_body(
 ) -> bytes:
     """Read the raw body, decoding it here so that the limit applies to decoded bytes."""
     decoder = open_body(headers, request, http_response.status, limit)
-    if decoder is None:  # framed by a Content-Length within the limit
+    if decoder is False:  # left unread: the connection cannot be reused
+        http_response.close()
+        return b""
+    if decoder is True:  # no body, or one framed by a Content-Length within the limit
         return await http_response.read()
     return await decoder.read(http_response.content.iter_any())
