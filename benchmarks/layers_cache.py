@@ -16,8 +16,8 @@ import time
 from collections.abc import Awaitable, Callable
 
 from lamina import HttpxTransport, Request, Response, service_fn
-from lamina.cache.entry import _Snapshot
 from lamina.layers.cache import CacheLayer
+from lamina.layers.cache.entry import _Snapshot
 from lamina.layers.parse import ParseLayer
 from lamina.testing import LocalServer
 

@@ -24,8 +24,7 @@ from _util import per_call_us, table
 from lamina._headers import Headers
 from lamina.backends.redis import RedisBackend
 from lamina.breaker import CircuitBreaker, MemoryBackend, Outcome
-from lamina.cache.entry import CacheEntry
-from lamina.cache.store import MemoryStore
+from lamina.layers.cache import CacheEntry, MemoryStore
 from lamina.ratelimit import Limiter
 
 CALLS, REPEATS, CONCURRENCY = 500, 5, 64

@@ -12,7 +12,6 @@ import pytest
 import lamina
 from lamina import ConfigError
 from lamina import _validate as check
-from lamina.cache import MemoryStore
 from lamina.layers import (
     CacheLayer,
     CircuitBreakerLayer,
@@ -20,6 +19,7 @@ from lamina.layers import (
     LoggingLayer,
     ParseLayer,
 )
+from lamina.layers.cache import MemoryStore
 from lamina.layers.retry import StatusRetryPolicy
 from lamina.metrics import IOMetrics
 
@@ -211,7 +211,7 @@ def _breaker_store(**options: Any) -> Any:
 
 
 def _cache_store(**options: Any) -> Any:
-    from lamina.backends.redis_cache import RedisCacheStore
+    from lamina.layers.cache import RedisCacheStore
 
     return RedisCacheStore(_redis(), **options)
 

@@ -35,8 +35,8 @@ from .backends import (
     resolve_backend,
 )
 from .breaker import CircuitBreaker, CircuitState, StateChange
-from .cache import CacheEntry, CacheStore, MemoryStore
 from .flows import load_flow
+from .layers.cache import CacheEntry, CacheStore, MemoryStore
 from .layers.retry import RetryBudget, RetryPolicy
 from .metrics import IOMetrics
 from .orchestration import (

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from lamina import APIEndpoint, APIOrchestrationConfig, ConfigError
-from lamina.cache import IGNORED_HEADERS
 from lamina.flows import config_from_dict, config_to_dict
+from lamina.layers.cache import IGNORED_HEADERS
 from lamina.orchestration.stack import new_shared_state
 
 

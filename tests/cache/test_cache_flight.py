@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from lamina.cache.flight import SingleFlight
+from lamina.layers.cache.flight import SingleFlight
 
 pytestmark = pytest.mark.timeout(10)
 

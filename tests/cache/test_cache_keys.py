@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lamina import ConfigError, Request
-from lamina.cache.keys import (
+from lamina.layers.cache.keys import (
     ENV_SECRET,
     KeyScheme,
     cache_header_options,

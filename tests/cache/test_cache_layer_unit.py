@@ -19,8 +19,7 @@ from lamina import (
     service_fn,
 )
 from lamina._events import listen
-from lamina.cache.store import CacheEntry, MemoryStore
-from lamina.layers.cache import CACHE_MODE, CacheLayer
+from lamina.layers.cache import CACHE_MODE, CacheEntry, CacheLayer, MemoryStore, SharedCache
 from lamina.testing import ManualClock
 
 pytestmark = pytest.mark.timeout(10)
@@ -382,3 +381,47 @@ async def test_a_shared_secret_is_asked_once_then_hourly_and_a_local_key_stands_
 def test_an_empty_store_passed_in_is_the_one_used() -> None:
     store = MemoryStore(maxsize=5)  # len() == 0: falsy, and was silently replaced before
     assert CacheLayer(store=store).store is store
+
+
+# -- a SharedCache handed to several layers ---------------------------------------------
+
+
+async def test_layers_handed_one_shared_cache_share_entries_and_invalidation() -> None:
+    clock = ManualClock()
+    shared = SharedCache(clock=clock)
+    upstream = Upstream()
+    short = CacheLayer(ttl=5, cache=shared).wrap(service_fn(upstream))
+    long = CacheLayer(ttl=60, cache=shared).wrap(service_fn(upstream))
+    first = await short(req())
+    assert (await long(req())).value == first.value  # stored by the other layer
+    assert upstream.calls == 1
+    assert shared.invalidate("items") == 1
+    await long(req())
+    assert upstream.calls == 2
+
+
+async def test_concurrent_misses_through_two_layers_on_one_shared_cache_make_one_call() -> None:
+    shared = SharedCache()
+    upstream = Upstream()
+    upstream.gate = asyncio.Event()
+    a = CacheLayer(cache=shared).wrap(service_fn(upstream))
+    b = CacheLayer(cache=shared).wrap(service_fn(upstream))
+    calls = [asyncio.ensure_future(svc(req())) for svc in (a, b, a)]
+    await asyncio.sleep(0)
+    upstream.gate.set()
+    answers = await asyncio.gather(*calls)
+    assert upstream.calls == 1
+    assert {r.value["n"] for r in answers} == {1}
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"store": MemoryStore()}, {"key": lambda r: "k"}, {"ignore_headers": ["X-A"]}],
+)
+def test_cache_and_the_options_it_holds_are_exclusive(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError) as info:
+        CacheLayer(cache=SharedCache(), **kwargs)
+    assert info.value.field == "cache"
+    with pytest.raises(ConfigError) as info:
+        CacheLayer(cache=MemoryStore())  # type: ignore[arg-type]
+    assert info.value.field == "cache"

@@ -17,7 +17,7 @@ from lamina import (
     TransportError,
 )
 from lamina._headers import Headers
-from lamina.cache.policy import parse_cache_control, serves_stale, storable, vary_names
+from lamina.layers.cache.policy import parse_cache_control, serves_stale, storable, vary_names
 
 ANON = Request("GET", "http://api.test/x")
 AUTHED = Request("GET", "http://api.test/x", headers={"Authorization": "Bearer t0ken"})

@@ -8,7 +8,7 @@ import pytest
 
 from lamina import ConfigError, Request
 from lamina._headers import Headers
-from lamina.cache.store import CacheEntry, CacheStore, MemoryStore, SyncCacheStore
+from lamina.layers.cache.store import CacheEntry, CacheStore, MemoryStore, SyncCacheStore
 from lamina.testing import ManualClock
 
 

@@ -234,7 +234,7 @@ async def test_100_concurrent_identical_calls_make_one_upstream_call(
     assert len({id(r.value) for r in results}) == 100  # each caller owns its copy
     results[1].value["ok"] = False
     assert results[2].value["ok"] is True
-    assert layer._flights.in_flight() == 0
+    assert layer.cache.flights.in_flight() == 0
     assert (await svc(get(server, "/json?ms=50"))).from_cache
 
 
@@ -256,7 +256,7 @@ async def test_cancelled_leader_hands_over_to_a_follower(
         await leader
     assert server.hits("/json") == 2  # the cancelled call, then one follower's
     assert all(r.value == {"ok": True, "path": "/json", "query": {"ms": "100"}} for r in results)
-    assert layer._flights.in_flight() == 0
+    assert layer.cache.flights.in_flight() == 0
 
 
 async def test_stale_if_error_when_the_route_flips_to_503(

@@ -11,9 +11,8 @@ import redis
 from lamina import CircuitOpenError, HttpxTransport, Request, ServiceBuilder, TimeoutError
 from lamina.backends.redis import RedisBackend
 from lamina.backends.redis_breaker import RedisBreakerBackend
-from lamina.backends.redis_cache import RedisCacheStore
 from lamina.breaker import CircuitBreaker, CircuitState
-from lamina.layers.cache import CacheLayer
+from lamina.layers.cache import CacheLayer, RedisCacheStore
 from lamina.layers.circuit_breaker import CircuitBreakerLayer
 from lamina.layers.parse import ParseLayer
 from lamina.testing import LocalServer
@@ -129,7 +128,7 @@ async def test_cache_hit_across_layers_and_values_are_plain_json(
 
 async def test_entry_age_survives_the_round_trip(backend: RedisBackend) -> None:
     from lamina._headers import Headers
-    from lamina.cache.entry import CacheEntry
+    from lamina.layers.cache import CacheEntry
 
     store = RedisCacheStore(backend)
     now = store.clock.now()

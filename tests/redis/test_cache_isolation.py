@@ -26,8 +26,7 @@ from lamina import (
     ServiceBuilder,
 )
 from lamina.backends.redis import RedisBackend
-from lamina.cache import ENV_SECRET
-from lamina.layers.cache import SECRET_REFRESH, CacheLayer
+from lamina.layers.cache import ENV_SECRET, SECRET_REFRESH, CacheLayer
 from lamina.layers.parse import ParseLayer
 from lamina.testing import LocalServer, ManualClock
 from lamina.transports import AiohttpTransport

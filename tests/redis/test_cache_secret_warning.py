@@ -12,9 +12,8 @@ import pytest
 
 from lamina import Request, ServiceBuilder
 from lamina.backends.redis import RedisBackend
-from lamina.cache import ENV_SECRET
-from lamina.layers import cache as cache_module
-from lamina.layers.cache import CacheLayer
+from lamina.layers.cache import ENV_SECRET, CacheLayer
+from lamina.layers.cache import shared as cache_module
 from lamina.testing import LocalServer
 from lamina.transports import AiohttpTransport, HttpxTransport
 

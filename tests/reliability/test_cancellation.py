@@ -69,7 +69,7 @@ async def test_cancel_mid_run_cancels_everything(
             # every slot is back: bulkhead, single-flight, limiter waiters
             assert bulkhead.in_flight == 0
             assert bulkhead.waiting == 0
-            assert orchestrator._shared.cache._flights.in_flight() == 0
+            assert orchestrator._shared.cache.flights.in_flight() == 0
             assert all(lim.status().waiters == 0 for lim in orchestrator._shared.limiters.values())
             # a following run through the same bulkhead is not slowed by the cancelled one
             async with RawUpstream(ok) as fast:

@@ -16,7 +16,7 @@ from .._errors import ConfigError
 if TYPE_CHECKING:
     from .._clock import Clock
     from ..breaker import BreakerBackend
-    from ..cache.store import CacheStore
+    from ..layers.cache.store import CacheStore
     from ..ratelimit.limiter import BaseLimiter
     from ..ratelimit.memory import InMemoryRateLimiter, RateLimiterConfig
     from .redis_limiter import RedisRateLimiter

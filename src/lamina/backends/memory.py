@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .._clock import Clock
 from ..breaker import MemoryBackend
-from ..cache.store import MemoryStore
+from ..layers.cache.store import MemoryStore
 from ..ratelimit.limiter import Limiter
 from ..ratelimit.memory import InMemoryRateLimiter, RateLimiterConfig
 
@@ -13,7 +13,7 @@ __all__ = ["InMemoryBackend"]
 
 class InMemoryBackend:
     """State in this process only: :class:`~lamina.ratelimit.Limiter`,
-    :class:`lamina.breaker.MemoryBackend` and :class:`lamina.cache.MemoryStore`."""
+    :class:`lamina.breaker.MemoryBackend` and :class:`lamina.layers.cache.MemoryStore`."""
 
     __slots__ = ()
 

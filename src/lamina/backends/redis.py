@@ -5,9 +5,9 @@ the breaker and the cache on one :class:`~lamina.backends.redis_connection.Redis
 from __future__ import annotations
 
 from .._clock import Clock
+from ..layers.cache.redis import RedisCacheStore
 from ..ratelimit.memory import RateLimiterConfig
 from .redis_breaker import RedisBreakerBackend
-from .redis_cache import RedisCacheStore
 from .redis_connection import RedisConnection
 from .redis_limiter import RedisLimiter, RedisRateLimiter
 

@@ -19,7 +19,7 @@ from .._core import Layer, Request
 from .._errors import ConfigError
 from .._redact import redact_headers, redact_params, redact_url
 from ..backends.base import Backend, resolve_backend
-from ..cache.keys import cache_header_options
+from ..layers.cache.keys import cache_header_options
 from ..transports._shared import check_headers
 
 __all__ = [

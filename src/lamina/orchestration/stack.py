@@ -30,7 +30,7 @@ from opentelemetry import trace
 from .._clock import Clock, default_clock
 from .._core import Layer, Request
 from ..backends.base import Backend, resolve_backend
-from ..layers.cache import CacheLayer
+from ..layers.cache import CacheLayer, SharedCache
 from ..layers.circuit_breaker import CircuitBreakerLayer
 from ..layers.logging import LoggingLayer
 from ..layers.metrics import MetricsLayer
@@ -64,7 +64,7 @@ class SharedState:
     clock: Clock
     metrics: IOMetrics
     breakers: CircuitBreakerLayer
-    cache: CacheLayer | None
+    cache: SharedCache | None
     global_limiter: BaseLimiter | None
     backend: Backend
     tracer_provider: trace.TracerProvider | None = None
@@ -82,13 +82,12 @@ def new_shared_state(
     backend = resolve_backend(config.backend)
     cache = None
     if config.cache_ttl is not None:
-        cache = CacheLayer(
-            ttl=config.cache_ttl,
+        cache = SharedCache(
+            backend.cache_store(clock=clock),
             key=_cache_key(config),
-            clock=clock,
-            store=backend.cache_store(clock=clock),
             ignore_headers=(config.cache_headers or {}).get("ignore", ()),
             include_headers=(config.cache_headers or {}).get("include", ()),
+            clock=clock,
         )
     global_limiter = None
     if config.global_rate_limit is not None:
@@ -154,8 +153,9 @@ def default_layers(
     layers: list[Layer] = [CallTracingLayer(tracer_provider=shared.tracer_provider)]
     if config.metrics_enabled:
         layers.append(MetricsLayer(shared.metrics))
-    if shared.cache is not None and endpoint.method in ("GET", "HEAD"):
-        layers.append(shared.cache)
+    ttl = config.cache_ttl
+    if shared.cache is not None and ttl is not None and endpoint.method in ("GET", "HEAD"):
+        layers.append(CacheLayer(ttl=ttl, cache=shared.cache))
     layers.append(
         ParseLayer(
             endpoint.response_parser,

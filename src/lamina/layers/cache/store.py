@@ -6,9 +6,9 @@ from typing import Protocol, runtime_checkable
 
 from cachetools import TLRUCache
 
-from .. import _validate as check
-from .._clock import Clock, default_clock
-from .._core import Request
+from ... import _validate as check
+from ..._clock import Clock, default_clock
+from ..._core import Request
 from .entry import CacheEntry
 
 __all__ = ["CacheEntry", "CacheStore", "MemoryStore", "SharedSecretStore", "SyncCacheStore"]

@@ -1,7 +1,5 @@
-"""The response cache's parts: keys, storability policy, stores and single-flight.
-
-The layer itself is :class:`lamina.layers.cache.CacheLayer`.
-"""
+"""The response cache: the layer and its service, keys, RFC 9111 storability, entries,
+stores (in memory and in Redis), single-flight and the cache they share."""
 
 from .entry import CacheEntry
 from .flight import SingleFlight
@@ -15,17 +13,29 @@ from .keys import (
     identity_digest,
     scoped_key,
 )
+from .layer import BYPASS, CACHE_MODE, REFRESH, SECRET_REFRESH, SECRET_RETRY, Cache, CacheLayer
 from .policy import Storable, parse_cache_control, serves_stale, storable
+from .redis import RedisCacheStore
+from .shared import SharedCache
 from .store import CacheStore, MemoryStore, SharedSecretStore, SyncCacheStore
 
 __all__ = [
+    "BYPASS",
+    "CACHE_MODE",
     "ENV_SECRET",
     "IGNORED_HEADERS",
+    "REFRESH",
+    "SECRET_REFRESH",
+    "SECRET_RETRY",
+    "Cache",
     "CacheEntry",
+    "CacheLayer",
     "CacheStore",
     "KeyFunction",
     "KeyScheme",
     "MemoryStore",
+    "RedisCacheStore",
+    "SharedCache",
     "SharedSecretStore",
     "SingleFlight",
     "Storable",

@@ -1,4 +1,4 @@
-"""A :class:`lamina.cache.CacheStore` in Redis: JSON values with a TTL.
+"""A :class:`lamina.layers.cache.CacheStore` in Redis: JSON values with a TTL.
 
 Each entry is one hash, ``{prefix}:v1:cache:{namespace}:<sha256 of the cache key>``,
 holding ``d`` (the entry as JSON) and ``t`` (when it was stored, Redis server
@@ -33,15 +33,15 @@ import json
 import logging
 from typing import Any
 
-from .. import _validate as check
-from .._clock import Clock, default_clock
-from .._core import Request
-from .._errors import ConfigError
-from .._headers import Headers
-from .._redact import is_secret_header
-from ..cache.entry import CacheEntry
-from ..cache.store import MemoryStore
-from .redis_connection import RedisConnection, RedisUnavailable
+from ... import _validate as check
+from ..._clock import Clock, default_clock
+from ..._core import Request
+from ..._errors import ConfigError
+from ..._headers import Headers
+from ..._redact import is_secret_header
+from ...backends.redis_connection import RedisConnection, RedisUnavailable
+from .entry import CacheEntry
+from .store import MemoryStore
 
 __all__ = ["RedisCacheStore"]
 
@@ -126,7 +126,7 @@ class RedisCacheStore:
     Use as ``CacheLayer(store=RedisCacheStore(backend))`` (or
     ``CacheLayer(store=backend)``). ``max_value_bytes`` caps one stored
     entry (default 1 MiB). Under ``on_error="local"`` a
-    :class:`~lamina.cache.MemoryStore` of ``fallback_maxsize`` entries stands
+    :class:`~lamina.layers.cache.MemoryStore` of ``fallback_maxsize`` entries stands
     in while Redis is down; under ``"closed"`` a read raises
     :class:`lamina.BackendUnavailable`; under ``"open"`` reads miss and
     writes are dropped. Writes never raise.
@@ -184,7 +184,7 @@ class RedisCacheStore:
 
     @staticmethod
     def _namespace(key: str) -> str | None:
-        # Cache keys start with "<endpoint>|" (lamina.cache.keys); "" means no endpoint.
+        # Cache keys start with "<endpoint>|" (lamina.layers.cache.keys); "" means no endpoint.
         head, sep, _ = key.partition("|")
         return head if sep and head else None
 

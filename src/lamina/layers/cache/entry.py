@@ -6,8 +6,8 @@ import copy
 import pickle
 from typing import TYPE_CHECKING, Any
 
-from .._core import Request, Response
-from .._headers import Headers
+from ..._core import Request, Response
+from ..._headers import Headers
 
 if TYPE_CHECKING:
     from .keys import KeyScheme

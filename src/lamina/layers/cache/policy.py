@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
-from .._core import Request, Response
-from .._errors import (
+from ..._core import Request, Response
+from ..._errors import (
     CircuitOpenError,
     ConcurrencyLimitExceeded,
     HTTPStatusError,
@@ -22,7 +22,7 @@ from .._errors import (
     TimeoutError,
     TransportError,
 )
-from .._headers import Headers
+from ..._headers import Headers
 from .keys import identity_digest
 
 __all__ = [

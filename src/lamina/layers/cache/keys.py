@@ -20,9 +20,9 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from .._core import Request
-from .._errors import ConfigError
-from .._redact import is_secret_header, is_secret_param
+from ..._core import Request
+from ..._errors import ConfigError
+from ..._redact import is_secret_header, is_secret_param
 
 __all__ = [
     "ENV_SECRET",
