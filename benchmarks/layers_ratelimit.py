@@ -21,8 +21,7 @@ import looptime
 from aiolimiter import AsyncLimiter
 
 from lamina import Request, Response, ServiceBuilder, service_fn
-from lamina.layers.rate_limit import RateLimitLayer
-from lamina.ratelimit import Limiter
+from lamina.layers.rate_limit import Limiter, RateLimitLayer
 
 CALLS = 50_000
 RATES = [(1, 1.0), (10, 1.0), (100, 1.0), (10, 60.0), (1000, 1.0)]

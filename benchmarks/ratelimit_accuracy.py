@@ -2,7 +2,7 @@
 
 Run: ``python benchmarks/ratelimit_accuracy.py [--quick] [--seconds S]``.
 
-For each rate R, ``RateLimitLayer(R, 1.0)`` (an in-memory ``lamina.ratelimit.Limiter``)
+For each rate R, ``RateLimitLayer(R, 1.0)`` (an in-memory ``lamina.layers.rate_limit.Limiter``)
 wraps a no-op service that records the event-loop time of every call it receives;
 2R callers (at least 20) loop on the stack for S seconds (10; ``--quick``: 3), so
 callers always wait on the limiter. Two burst settings: the default (burst = R:
@@ -33,7 +33,7 @@ from _util import table
 
 from lamina import Request, Response, ServiceBuilder
 from lamina.layers import RateLimitLayer
-from lamina.ratelimit import Bucket
+from lamina.layers.rate_limit import Bucket
 
 RATES = (10, 100, 1000)
 

@@ -25,7 +25,7 @@ from lamina._headers import Headers
 from lamina.backends.redis import RedisBackend
 from lamina.breaker import CircuitBreaker, MemoryBackend, Outcome
 from lamina.layers.cache import CacheEntry, MemoryStore
-from lamina.ratelimit import Limiter
+from lamina.layers.rate_limit import Limiter
 
 CALLS, REPEATS, CONCURRENCY = 500, 5, 64
 

@@ -503,8 +503,8 @@ def page(res: Results) -> str:
         "Memory is one stack of layers per endpoint plus a task and a report per call; "
         "time is the client's per-request cost at 100 in flight (httpx's pool again).",
         "## 5. Rate limiter accuracy",
-        "`RateLimitLayer(R, 1.0)` (in-memory `lamina.ratelimit.Limiter`) in front of a no-op "
-        f"service, driven by 2R callers for {plan.rate_seconds:g} s of real time, with the "
+        "`RateLimitLayer(R, 1.0)` (in-memory `lamina.layers.rate_limit.Limiter`) in front of "
+        f"a no-op service, driven by 2R callers for {plan.rate_seconds:g} s of real time, with the "
         "default burst (R: the whole second's allowance at once, then the window slides) "
         "and with `burst=1` (calls spaced 1/R apart).",
         accuracy_table(res.rates),

@@ -247,10 +247,7 @@ SRC = Path(lamina.__file__).parent
 INLINE_CHECK = re.compile(r"isinstance\([^,()]+,\s*bool\)")
 # Files the other parts of issue 15 are converting to lamina._validate; remove as they go.
 PENDING = {
-    "backends/redis_limiter.py",
     "orchestration/config.py",
-    "ratelimit/limiter.py",
-    "ratelimit/memory.py",
 }
 
 

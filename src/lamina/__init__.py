@@ -37,6 +37,13 @@ from .backends import (
 from .breaker import CircuitBreaker, CircuitState, StateChange
 from .flows import load_flow
 from .layers.cache import CacheEntry, CacheStore, MemoryStore
+from .layers.rate_limit import (
+    InMemoryRateLimiter,
+    Limiter,
+    RateLimit,
+    RateLimiterConfig,
+    RateLimitStatus,
+)
 from .layers.retry import RetryBudget, RetryPolicy
 from .metrics import IOMetrics
 from .orchestration import (
@@ -50,13 +57,6 @@ from .orchestration import (
     create_parallel_aggregator,
     create_rest_api_orchestrator,
     create_sequential_api_chain,
-)
-from .ratelimit import (
-    InMemoryRateLimiter,
-    Limiter,
-    RateLimit,
-    RateLimiterConfig,
-    RateLimitStatus,
 )
 from .transports import HttpxTransport
 

@@ -14,8 +14,13 @@ from lamina import (
     service_fn,
 )
 from lamina._events import listen
-from lamina.layers.rate_limit import RateLimitLayer
-from lamina.ratelimit import InMemoryRateLimiter, Limiter, RateLimit, RateLimiterConfig
+from lamina.layers.rate_limit import (
+    InMemoryRateLimiter,
+    Limiter,
+    RateLimit,
+    RateLimiterConfig,
+    RateLimitLayer,
+)
 from lamina.testing import LocalServer, ManualClock
 
 

@@ -17,8 +17,8 @@ from lamina.layers import (
     RetryLayer,
     TimeoutLayer,
 )
+from lamina.layers.rate_limit import Limiter
 from lamina.layers.retry import RetryBudget, StatusRetryPolicy
-from lamina.ratelimit import Limiter
 
 URL = "http://127.0.0.1:9/x"
 HOSTILE = [1e-320, 1e308, float("nan"), float("inf"), float("-inf"), -1, 0, True, "5", None]

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lamina import ConfigError
-from lamina.ratelimit.bucket import EPSILON, Bucket
+from lamina.layers.rate_limit.bucket import EPSILON, Bucket
 
 
 @pytest.mark.parametrize(

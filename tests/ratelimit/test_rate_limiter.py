@@ -4,7 +4,7 @@ import bisect
 import pytest
 
 from lamina import ConfigError, RateLimitExceeded
-from lamina.ratelimit import Limiter, acquire_all, try_acquire_all
+from lamina.layers.rate_limit import Limiter, acquire_all, try_acquire_all
 from lamina.testing import ManualClock
 
 

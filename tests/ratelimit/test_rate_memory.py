@@ -4,7 +4,7 @@ import dataclasses
 import pytest
 
 from lamina import ConfigError, RateLimitExceeded
-from lamina.ratelimit import InMemoryRateLimiter, RateLimit, RateLimiterConfig
+from lamina.layers.rate_limit import InMemoryRateLimiter, RateLimit, RateLimiterConfig
 from lamina.testing import ManualClock
 
 

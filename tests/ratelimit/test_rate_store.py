@@ -9,12 +9,13 @@ import pytest
 
 from lamina import ConfigError, RateLimitExceeded, Request, Response, ServiceBuilder
 from lamina._events import listen
-from lamina.layers.rate_limit import RateLimitLayer, RateLimitService
-from lamina.ratelimit import (
+from lamina.layers.rate_limit import (
     BaseLimiter,
     Limiter,
     LimitStatus,
     MemoryLimitStore,
+    RateLimitLayer,
+    RateLimitService,
     Refused,
     acquire_all,
 )

@@ -11,9 +11,15 @@ import redis
 from lamina import HttpxTransport, RateLimitExceeded, Request, ServiceBuilder
 from lamina._errors import ConfigError
 from lamina.backends.redis import RedisBackend
-from lamina.backends.redis_limiter import RedisLimiter, RedisLimitStore, RedisRateLimiter
-from lamina.layers.rate_limit import RateLimitLayer
-from lamina.ratelimit import Limiter, RateLimit, RateLimiterConfig
+from lamina.layers.rate_limit import (
+    Limiter,
+    RateLimit,
+    RateLimiterConfig,
+    RateLimitLayer,
+    RedisLimiter,
+    RedisLimitStore,
+    RedisRateLimiter,
+)
 from lamina.testing import LocalServer, ManualClock
 
 from .conftest import keys_under

@@ -17,9 +17,9 @@ if TYPE_CHECKING:
     from .._clock import Clock
     from ..breaker import BreakerBackend
     from ..layers.cache.store import CacheStore
-    from ..ratelimit.limiter import BaseLimiter
-    from ..ratelimit.memory import InMemoryRateLimiter, RateLimiterConfig
-    from .redis_limiter import RedisRateLimiter
+    from ..layers.rate_limit.categories import InMemoryRateLimiter, RateLimiterConfig
+    from ..layers.rate_limit.limiter import BaseLimiter
+    from ..layers.rate_limit.redis import RedisRateLimiter
 
 __all__ = ["Backend", "resolve_backend"]
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 from .._clock import Clock
 from ..breaker import MemoryBackend
 from ..layers.cache.store import MemoryStore
-from ..ratelimit.limiter import Limiter
-from ..ratelimit.memory import InMemoryRateLimiter, RateLimiterConfig
+from ..layers.rate_limit.categories import InMemoryRateLimiter, RateLimiterConfig
+from ..layers.rate_limit.limiter import Limiter
 
 __all__ = ["InMemoryBackend"]
 
 
 class InMemoryBackend:
-    """State in this process only: :class:`~lamina.ratelimit.Limiter`,
+    """State in this process only: :class:`~lamina.layers.rate_limit.Limiter`,
     :class:`lamina.breaker.MemoryBackend` and :class:`lamina.layers.cache.MemoryStore`."""
 
     __slots__ = ()

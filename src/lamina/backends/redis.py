@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from .._clock import Clock
 from ..layers.cache.redis import RedisCacheStore
-from ..ratelimit.memory import RateLimiterConfig
+from ..layers.rate_limit.categories import RateLimiterConfig
+from ..layers.rate_limit.redis import RedisLimiter, RedisRateLimiter
 from .redis_breaker import RedisBreakerBackend
 from .redis_connection import RedisConnection
-from .redis_limiter import RedisLimiter, RedisRateLimiter
 
 __all__ = ["RedisBackend"]
 

@@ -35,12 +35,11 @@ from ..layers.circuit_breaker import CircuitBreakerLayer
 from ..layers.logging import LoggingLayer
 from ..layers.metrics import MetricsLayer
 from ..layers.parse import ParseLayer
-from ..layers.rate_limit import RateLimitLayer
+from ..layers.rate_limit import BaseLimiter, RateLimitLayer
 from ..layers.retry import DEFAULT_RETRY_ON, RetryBudget, RetryLayer
 from ..layers.timeout import TimeoutLayer
 from ..layers.tracing import CallTracingLayer, TracingLayer
 from ..metrics import IOMetrics
-from ..ratelimit import BaseLimiter
 from .config import APIEndpoint, APIOrchestrationConfig
 
 __all__ = [

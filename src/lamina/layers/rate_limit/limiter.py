@@ -1,8 +1,8 @@
 """Rate limits on one storage seam, the way the circuit breaker is built.
 
-* :class:`~lamina.ratelimit.Bucket` is the arithmetic (pure, like ``BreakerMachine``);
-* a :class:`~lamina.ratelimit.LimitStore` keeps a limit's state and reserves slots
-  (:class:`~lamina.ratelimit.MemoryLimitStore` here, ``RedisLimitStore`` in Redis);
+* :class:`~lamina.layers.rate_limit.Bucket` is the arithmetic (pure, like ``BreakerMachine``);
+* a :class:`~lamina.layers.rate_limit.LimitStore` keeps a limit's state and reserves slots
+  (:class:`~lamina.layers.rate_limit.MemoryLimitStore` here, ``RedisLimitStore`` in Redis);
 * :class:`BaseLimiter` ties a store to a clock and a name, checks weights and turns a
   refusal into :class:`lamina.RateLimitExceeded`. :func:`acquire_all` waits on several
   limits at once; with in-memory stores it takes a free unit without an await.
@@ -17,15 +17,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from .. import _validate as check
-from .._clock import Clock, LoopClock, default_clock
-from .._errors import ConfigError, RateLimitExceeded
+from ... import _validate as check
+from ..._clock import Clock, LoopClock, default_clock
+from ..._errors import ConfigError, RateLimitExceeded
 from .bucket import describe, limit_spec
 from .memory_store import MemoryLimitStore, take_now
 from .store import LimitStatus, LimitStore, Refused
 
 if TYPE_CHECKING:
-    from .._core import Request
+    from ..._core import Request
 
 __all__ = [
     "BaseLimiter",
@@ -43,7 +43,7 @@ class BaseLimiter:
     """``rate`` calls per ``period`` seconds, at most ``burst`` at once (default ``rate``),
     with its state in the store that ``store(limiter)`` builds.
 
-    Guarantees (see :class:`~lamina.ratelimit.bucket.Bucket`): any window of one
+    Guarantees (see :class:`~lamina.layers.rate_limit.bucket.Bucket`): any window of one
     ``period`` admits at most ``window = max(ceil(rate), burst)``; the long-run rate is
     ``rate / period``; waiters are served first come, first served. Share one limiter
     between stacks to share the limit. Hand it to

@@ -1,8 +1,8 @@
 """Rate limits shared through Redis: one atomic Lua script per acquisition.
 
-:class:`RedisLimitStore` is the :class:`~lamina.ratelimit.LimitStore` of one limit
+:class:`RedisLimitStore` is the :class:`~lamina.layers.rate_limit.LimitStore` of one limit
 in Redis. Its script applies the same two rules as the in-memory
-:class:`~lamina.ratelimit.bucket.Bucket` - a GCRA token bucket (``burst``
+:class:`~lamina.layers.rate_limit.bucket.Bucket` - a GCRA token bucket (``burst``
 at once, one token every ``period / rate``) and a sliding-window log (at most
 ``max(ceil(rate), burst)`` in any window of one ``period``) - on the Redis
 server's clock (``TIME``, microseconds). Instead of polling, it *reserves*
@@ -13,9 +13,9 @@ served first come, first served across all processes. A reservation the
 caller cannot use (cancelled while sleeping) is given back.
 
 :class:`RedisLimiter` and :class:`RedisRateLimiter` are the in-memory
-:class:`~lamina.ratelimit.Limiter` and :class:`~lamina.ratelimit.InMemoryRateLimiter`
-on that store; every question goes to Redis, so their ``try_acquire``, ``status``
-and ``reset`` are coroutines.
+:class:`~.limiter.Limiter` and :class:`~.categories.InMemoryRateLimiter` on that
+store; every question goes to Redis, so their ``try_acquire``, ``status`` and ``reset``
+are coroutines.
 """
 
 from __future__ import annotations
@@ -28,15 +28,15 @@ import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Self
 
-from .._clock import Clock
-from .._errors import ConfigError, RateLimitExceeded
-from ..ratelimit.limiter import BaseLimiter, Limiter, acquire_all
-from ..ratelimit.memory import CategoryLimiter, RateLimit, RateLimiterConfig, RateLimitStatus
-from ..ratelimit.store import LimitStatus, Refused
-from .redis_connection import PoolWaitExpired, RedisConnection, RedisUnavailable
+from ..._clock import Clock
+from ..._errors import ConfigError, RateLimitExceeded
+from ...backends.redis_connection import PoolWaitExpired, RedisConnection, RedisUnavailable
+from .categories import CategoryLimiter, RateLimit, RateLimiterConfig, RateLimitStatus
+from .limiter import BaseLimiter, Limiter, acquire_all
+from .store import LimitStatus, Refused
 
 if TYPE_CHECKING:
-    from .._core import Request
+    from ..._core import Request
 
 __all__ = ["RedisLimitStore", "RedisLimiter", "RedisRateLimiter"]
 
@@ -258,7 +258,7 @@ class RedisLimiter(BaseLimiter):
     """``rate`` calls per ``period`` seconds shared by every process using
     the same backend, ``name`` and rate; at most ``burst`` at once (default ``rate``).
 
-    Same guarantees as :class:`~lamina.ratelimit.Limiter`, measured on the
+    Same guarantees as :class:`~lamina.layers.rate_limit.Limiter`, measured on the
     Redis server's clock. When Redis is unavailable the backend's
     ``on_error`` applies; ``"local"`` uses an in-process limiter of the same
     rate, so during an outage each process admits up to the full rate.
@@ -329,7 +329,7 @@ class RedisLimiter(BaseLimiter):
         deadline: float | None = None,
         request: Request | None = None,
     ) -> float:
-        """:func:`~lamina.ratelimit.acquire_all`: wait until every limiter admits
+        """:func:`~lamina.layers.rate_limit.acquire_all`: wait until every limiter admits
         ``weight`` and take it from all at once. Raises :class:`lamina.RateLimitExceeded`
         (with ``retry_after``) at once when the reserved slot would be more than
         ``max_wait`` seconds away or past ``deadline`` (a time on the clock), or when no

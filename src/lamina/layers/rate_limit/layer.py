@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .. import _validate as check
-from .._clock import Clock
-from .._core import Request, Response, Service
-from .._errors import ConfigError
-from .._events import emit
-from ..backends.base import Backend, resolve_backend
-from ..ratelimit.limiter import BaseLimiter, check_limiters, in_memory, reserve
-from ..ratelimit.memory_store import take_now
+from ... import _validate as check
+from ..._clock import Clock
+from ..._core import Request, Response, Service
+from ..._errors import ConfigError
+from ..._events import emit
+from ...backends.base import Backend, resolve_backend
+from .limiter import BaseLimiter, check_limiters, in_memory, reserve
+from .memory_store import take_now
 
 __all__ = ["RateLimitLayer", "RateLimitService"]
 
@@ -19,7 +19,7 @@ __all__ = ["RateLimitLayer", "RateLimitService"]
 class RateLimitLayer:
     """Let a call through only when every limit admits it; otherwise wait, fairly.
 
-    ``RateLimitLayer(10, 60, burst=5)`` builds one :class:`~lamina.ratelimit.Limiter`
+    ``RateLimitLayer(10, 60, burst=5)`` builds one :class:`~lamina.layers.rate_limit.Limiter`
     (at most 5 at once, at most 10 in any 60 s, 10/min sustained) shared by
     every service this layer wraps. ``RateLimitLayer(limiters=[endpoint, shared])``
     uses existing limiters, which other layers may share: list the most

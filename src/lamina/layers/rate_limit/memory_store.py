@@ -1,4 +1,4 @@
-"""The in-process :class:`~lamina.ratelimit.LimitStore`: a bucket and a fair queue per limit.
+"""The in-process :class:`~.store.LimitStore`: a bucket and a fair queue per limit.
 
 Waiters wait on a future; a waiter at the head of its queues gets one timer
 (``loop.call_at`` on the loop clock, one ``clock.sleep`` task on any other
@@ -26,12 +26,12 @@ import math
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from .._clock import Clock, LoopClock
+from ..._clock import Clock, LoopClock
 from .bucket import EPSILON, Bucket
 from .store import LimitStatus, Refused
 
 if TYPE_CHECKING:
-    from .._core import Request
+    from ..._core import Request
     from .limiter import BaseLimiter
 
 __all__ = ["MemoryLimitStore", "take_now"]
@@ -41,7 +41,7 @@ _tickets = itertools.count()
 
 class MemoryLimitStore:
     """One limit's state in this process: a :class:`Bucket` and its waiters, first come
-    first served. Built by :class:`~lamina.ratelimit.Limiter`."""
+    first served. Built by :class:`~lamina.layers.rate_limit.Limiter`."""
 
     __slots__ = ("bucket", "clock", "queue", "queued")
 

@@ -1,7 +1,7 @@
 """The arithmetic of one rate limit: a GCRA token bucket plus a sliding-window log.
 
 No waiting and no asyncio here: :class:`Bucket` answers "when could ``weight``
-be admitted?" and records admissions. :class:`~lamina.ratelimit.MemoryLimitStore`
+be admitted?" and records admissions. :class:`~lamina.layers.rate_limit.MemoryLimitStore`
 adds the fair waiting queue on top; :func:`limit_spec` checks the numbers every
 limit (in memory or not) is made of.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections import deque
 
-from .. import _validate as check
+from ... import _validate as check
 
 __all__ = ["EPSILON", "LOG_GRAIN", "Bucket", "describe", "limit_spec"]
 

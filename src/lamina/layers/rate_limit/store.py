@@ -1,11 +1,11 @@
 """The storage seam of rate limits: :class:`LimitStore`, what it answers, how it refuses.
 
 A store holds the state of one limit (``rate`` per ``period``, ``burst`` at once)
-and is built for it by its limiter (:class:`~lamina.ratelimit.BaseLimiter`), like a
+and is built for it by its limiter (:class:`~lamina.layers.rate_limit.BaseLimiter`), like a
 :class:`lamina.breaker.BreakerBackend` keeps a breaker's record. The arithmetic is
-:class:`~lamina.ratelimit.Bucket`'s; where the state lives is the store's:
-:class:`~lamina.ratelimit.MemoryLimitStore` in this process,
-``lamina.backends.redis_limiter.RedisLimitStore`` in Redis.
+:class:`~lamina.layers.rate_limit.Bucket`'s; where the state lives is the store's:
+:class:`~lamina.layers.rate_limit.MemoryLimitStore` in this process,
+``lamina.layers.rate_limit.RedisLimitStore`` in Redis.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, Self
 
 if TYPE_CHECKING:
-    from .._core import Request
+    from ..._core import Request
 
 __all__ = ["LimitStatus", "LimitStore", "Refused"]
 
@@ -51,7 +51,7 @@ class LimitStore(Protocol):
 
     ``reserve`` is a reservation: take ``weight`` from every store of ``group`` (all
     of this store's kind, ``self`` first; their limiters passed
-    :meth:`~lamina.ratelimit.BaseLimiter.check_group`) at the earliest slot all of
+    :meth:`~lamina.layers.rate_limit.BaseLimiter.check_group`) at the earliest slot all of
     them admit it, wait until that slot and return the seconds waited. A memory
     store queues the call fairly; a shared store can reserve the slot in one
     atomic step (a Redis script) and sleep. If the slot is more than ``max_wait``

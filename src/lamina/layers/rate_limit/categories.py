@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Generic, TypeVar
 
-from .. import _validate as check
-from .._clock import Clock, default_clock
-from .._errors import ConfigError
+from ... import _validate as check
+from ..._clock import Clock, default_clock
+from ..._errors import ConfigError
 from .limiter import BaseLimiter, Limiter, acquire_all, try_acquire_all
 from .store import LimitStatus
 

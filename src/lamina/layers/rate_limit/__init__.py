@@ -1,0 +1,39 @@
+"""Rate limiting: the layer and its service, fair clock-injectable limiters on one
+storage seam (the bucket arithmetic, the store protocol, the in-memory and Redis stores)
+and the reference's per-category ``InMemoryRateLimiter``."""
+
+from .bucket import Bucket
+from .categories import (
+    CategoryLimiter,
+    InMemoryRateLimiter,
+    RateLimit,
+    RateLimiterConfig,
+    RateLimitStatus,
+)
+from .layer import RateLimitLayer, RateLimitService
+from .limiter import BaseLimiter, Limiter, acquire_all, try_acquire_all
+from .memory_store import MemoryLimitStore
+from .redis import RedisLimiter, RedisLimitStore, RedisRateLimiter
+from .store import LimitStatus, LimitStore, Refused
+
+__all__ = [
+    "BaseLimiter",
+    "Bucket",
+    "CategoryLimiter",
+    "InMemoryRateLimiter",
+    "LimitStatus",
+    "LimitStore",
+    "Limiter",
+    "MemoryLimitStore",
+    "RateLimit",
+    "RateLimitLayer",
+    "RateLimitService",
+    "RateLimitStatus",
+    "RateLimiterConfig",
+    "RedisLimitStore",
+    "RedisLimiter",
+    "RedisRateLimiter",
+    "Refused",
+    "acquire_all",
+    "try_acquire_all",
+]
