@@ -16,8 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from lamina import CircuitOpenError, Request, Response, service_fn
-from lamina.breaker import CircuitBreaker
-from lamina.layers.circuit_breaker import CircuitBreakerLayer
+from lamina.layers.circuit_breaker import CircuitBreaker, CircuitBreakerLayer
 
 CALLS = 20_000
 ROUNDS = 15

@@ -23,8 +23,8 @@ from _util import per_call_us, table
 
 from lamina._headers import Headers
 from lamina.backends.redis import RedisBackend
-from lamina.breaker import CircuitBreaker, MemoryBackend, Outcome
 from lamina.layers.cache import CacheEntry, MemoryStore
+from lamina.layers.circuit_breaker import CircuitBreaker, MemoryBackend, Outcome
 from lamina.layers.rate_limit import Limiter
 
 CALLS, REPEATS, CONCURRENCY = 500, 5, 64

@@ -1,4 +1,4 @@
-"""The standalone CircuitBreaker and its state machine (lamina.breaker).
+"""The standalone CircuitBreaker and its state machine (lamina.layers.circuit_breaker).
 
 The last section, ``test_purgatory_fact_*``, pins the measured behaviour of
 purgatory 3.0.1 that made us write our own state machine instead of using it.
@@ -14,7 +14,7 @@ import traceback
 import pytest
 
 from lamina import CircuitOpenError, ConfigError
-from lamina.breaker import (
+from lamina.layers.circuit_breaker import (
     BreakerMachine,
     BreakerRecord,
     CircuitBreaker,

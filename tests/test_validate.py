@@ -205,7 +205,7 @@ CONSTRUCTORS = [
 
 
 def _breaker_store(**options: Any) -> Any:
-    from lamina.backends.redis_breaker import RedisBreakerBackend
+    from lamina.layers.circuit_breaker import RedisBreakerBackend
 
     return RedisBreakerBackend(_redis(), **options)
 

@@ -34,9 +34,9 @@ from .backends import (
     RedisRateLimiter,
     resolve_backend,
 )
-from .breaker import CircuitBreaker, CircuitState, StateChange
 from .flows import load_flow
 from .layers.cache import CacheEntry, CacheStore, MemoryStore
+from .layers.circuit_breaker import CircuitBreaker, CircuitState, StateChange
 from .layers.rate_limit import (
     InMemoryRateLimiter,
     Limiter,

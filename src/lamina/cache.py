@@ -1,3 +1,1 @@
-"""The response cache's parts, now in :mod:`lamina.layers.cache` (this path is kept for imports)."""
-
-from .layers.cache import *  # noqa: F403
+from .layers.cache import *  # noqa: F403  (lamina.cache: the documented old path, kept for imports)

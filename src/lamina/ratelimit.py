@@ -1,3 +1,1 @@
-"""Rate limiting, now in :mod:`lamina.layers.rate_limit` (this path is kept for imports)."""
-
-from .layers.rate_limit import *  # noqa: F403
+from .layers.rate_limit import *  # noqa: F403  (lamina.ratelimit: the reference's path, kept)

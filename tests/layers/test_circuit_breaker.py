@@ -26,14 +26,16 @@ from lamina import (
     service_fn,
 )
 from lamina._events import listen
-from lamina.breaker import (
+from lamina.layers.circuit_breaker import (
+    BreakerPool,
+    CircuitBreakerLayer,
     CircuitState,
     Outcome,
     StateChange,
+    default_is_failure,
     exception_outcome,
     timed_out_waiting,
 )
-from lamina.layers.circuit_breaker import CircuitBreakerLayer, default_is_failure
 from lamina.layers.timeout import TimeoutLayer
 from lamina.testing import LocalServer, ManualClock
 from lamina.testing.server import RecordedRequest
@@ -217,6 +219,34 @@ async def test_one_breaker_per_endpoint_or_one_fixed_name() -> None:
     assert info.value.endpoint == "upstream"
     assert good.calls == 2
     assert list(shared.breakers) == ["upstream"]
+
+
+# -- a BreakerPool handed to several layers --------------------------------------------------
+
+
+async def test_layers_handed_one_pool_share_its_breakers_and_hooks() -> None:
+    pool = BreakerPool(threshold=1, timeout=30)
+    changes: list[StateChange] = []
+    pool.on_state_change(changes.append)
+    strict = CircuitBreakerLayer(pool=pool)
+    lenient = CircuitBreakerLayer(pool=pool, failure_statuses=[599])
+    assert strict.threshold == lenient.threshold == 1
+    await strict.wrap(Inner(500))(req())
+    with pytest.raises(CircuitOpenError):
+        await lenient.wrap(Inner(200))(req())  # the same "users" breaker: open
+    assert pool.breakers["users"] is strict.breaker("users") is lenient.breaker("users")
+    assert [(c.old, c.new) for c in changes] == [(CircuitState.CLOSED, CircuitState.OPEN)]
+    assert repr(pool) == "BreakerPool(threshold=1, timeout=30.0, breakers=1)"
+
+
+@pytest.mark.parametrize("kwargs", [{"threshold": 3}, {"timeout": 5}, {"clock": ManualClock()}])
+def test_pool_and_the_options_it_holds_are_exclusive(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError) as info:
+        CircuitBreakerLayer(pool=BreakerPool(), **kwargs)
+    assert info.value.field == "pool"
+    with pytest.raises(ConfigError) as info:
+        CircuitBreakerLayer(pool=CircuitBreakerLayer())  # type: ignore[arg-type]
+    assert info.value.field == "pool"
 
 
 # -- half-open and cancellation ------------------------------------------------------------

@@ -9,7 +9,6 @@ import pytest
 
 from lamina import APIEndpoint, APIOrchestrationConfig, ConfigError
 from lamina._validate import MAX_BYTES, MAX_COUNT, MAX_RETRIES, MAX_SECONDS
-from lamina.breaker import BreakerMachine
 from lamina.layers import (
     CacheLayer,
     CircuitBreakerLayer,
@@ -17,6 +16,7 @@ from lamina.layers import (
     RetryLayer,
     TimeoutLayer,
 )
+from lamina.layers.circuit_breaker import BreakerMachine
 from lamina.layers.rate_limit import Limiter
 from lamina.layers.retry import RetryBudget, StatusRetryPolicy
 

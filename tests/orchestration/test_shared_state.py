@@ -71,7 +71,7 @@ async def test_default_layers_in_a_layers_callable_use_the_orchestrators_state()
     assert again.endpoints["item"].outcome == "cached"
     assert orchestrator.get_metrics().endpoint("item").total_requests == 2
     breakers = {
-        id(layer)
+        id(layer.pool)
         for layers in orchestrator._layers.values()
         for layer in layers
         if isinstance(layer, CircuitBreakerLayer)

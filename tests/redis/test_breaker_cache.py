@@ -10,10 +10,13 @@ import pytest
 import redis
 from lamina import CircuitOpenError, HttpxTransport, Request, ServiceBuilder, TimeoutError
 from lamina.backends.redis import RedisBackend
-from lamina.backends.redis_breaker import RedisBreakerBackend
-from lamina.breaker import CircuitBreaker, CircuitState
 from lamina.layers.cache import CacheLayer, RedisCacheStore
-from lamina.layers.circuit_breaker import CircuitBreakerLayer
+from lamina.layers.circuit_breaker import (
+    CircuitBreaker,
+    CircuitBreakerLayer,
+    CircuitState,
+    RedisBreakerBackend,
+)
 from lamina.layers.parse import ParseLayer
 from lamina.testing import LocalServer
 

@@ -25,7 +25,7 @@ from lamina import (
 )
 from lamina._events import listen
 from lamina.backends.redis import RedisBackend
-from lamina.breaker import CircuitBreaker
+from lamina.layers.circuit_breaker import CircuitBreaker
 from lamina.testing import LocalServer
 from lamina.transports import AiohttpTransport
 

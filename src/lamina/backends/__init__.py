@@ -10,12 +10,12 @@ keeps them in Redis, so every worker, process and host shares them; see
 from __future__ import annotations
 
 from ..layers.cache.redis import RedisCacheStore
+from ..layers.circuit_breaker.redis import RedisBreakerBackend
 from ..layers.rate_limit.limiter import BaseLimiter
 from ..layers.rate_limit.redis import RedisLimiter, RedisRateLimiter
 from .base import Backend, resolve_backend
 from .memory import InMemoryBackend
 from .redis import RedisBackend
-from .redis_breaker import RedisBreakerBackend
 from .redis_connection import ON_ERROR, OnError
 
 __all__ = [

@@ -15,8 +15,8 @@ from .._errors import ConfigError
 
 if TYPE_CHECKING:
     from .._clock import Clock
-    from ..breaker import BreakerBackend
     from ..layers.cache.store import CacheStore
+    from ..layers.circuit_breaker.store import BreakerBackend
     from ..layers.rate_limit.categories import InMemoryRateLimiter, RateLimiterConfig
     from ..layers.rate_limit.limiter import BaseLimiter
     from ..layers.rate_limit.redis import RedisRateLimiter

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from .._clock import Clock
-from ..breaker import MemoryBackend
 from ..layers.cache.store import MemoryStore
+from ..layers.circuit_breaker.store import MemoryBackend
 from ..layers.rate_limit.categories import InMemoryRateLimiter, RateLimiterConfig
 from ..layers.rate_limit.limiter import Limiter
 
@@ -12,8 +12,9 @@ __all__ = ["InMemoryBackend"]
 
 
 class InMemoryBackend:
-    """State in this process only: :class:`~lamina.layers.rate_limit.Limiter`,
-    :class:`lamina.breaker.MemoryBackend` and :class:`lamina.layers.cache.MemoryStore`."""
+    """State in this process only: a :class:`~lamina.layers.rate_limit.Limiter`, breaker
+    records in a :class:`~lamina.layers.circuit_breaker.MemoryBackend` and a
+    :class:`~lamina.layers.cache.MemoryStore`."""
 
     __slots__ = ()
 

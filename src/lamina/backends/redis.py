@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from .._clock import Clock
 from ..layers.cache.redis import RedisCacheStore
+from ..layers.circuit_breaker.redis import RedisBreakerBackend
 from ..layers.rate_limit.categories import RateLimiterConfig
 from ..layers.rate_limit.redis import RedisLimiter, RedisRateLimiter
-from .redis_breaker import RedisBreakerBackend
 from .redis_connection import RedisConnection
 
 __all__ = ["RedisBackend"]

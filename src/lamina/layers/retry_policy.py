@@ -1,1 +1,1 @@
-from .retry import *  # noqa: F403  (lamina.layers.retry_policy: the old path, kept for imports)
+from .retry import *  # noqa: F403  (lamina.layers.retry_policy: the documented old path)

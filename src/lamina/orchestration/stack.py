@@ -31,7 +31,7 @@ from .._clock import Clock, default_clock
 from .._core import Layer, Request
 from ..backends.base import Backend, resolve_backend
 from ..layers.cache import CacheLayer, SharedCache
-from ..layers.circuit_breaker import CircuitBreakerLayer
+from ..layers.circuit_breaker import BreakerPool, CircuitBreakerLayer
 from ..layers.logging import LoggingLayer
 from ..layers.metrics import MetricsLayer
 from ..layers.parse import ParseLayer
@@ -62,7 +62,7 @@ class SharedState:
 
     clock: Clock
     metrics: IOMetrics
-    breakers: CircuitBreakerLayer
+    breakers: BreakerPool
     cache: SharedCache | None
     global_limiter: BaseLimiter | None
     backend: Backend
@@ -99,7 +99,7 @@ def new_shared_state(
     return SharedState(
         clock=clock,
         metrics=IOMetrics(),
-        breakers=CircuitBreakerLayer(
+        breakers=BreakerPool(
             config.circuit_breaker_threshold,
             config.circuit_breaker_timeout,
             clock=clock,
@@ -172,7 +172,7 @@ def default_layers(
                 budget=_retry_budget(endpoint, config, shared),
             )
         )
-    layers.append(shared.breakers)
+    layers.append(CircuitBreakerLayer(pool=shared.breakers))
     limiters = _limiters(endpoint, shared)
     if limiters:
         layers.append(RateLimitLayer(limiters=limiters))

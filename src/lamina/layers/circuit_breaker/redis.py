@@ -21,18 +21,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from .. import _validate as check
-from .._errors import ConfigError
-from ..breaker import (
-    BreakerMachine,
-    BreakerRecord,
-    CircuitState,
-    MemoryBackend,
-    Outcome,
-    Permit,
-    Transition,
-)
-from .redis_connection import RedisConnection, RedisUnavailable
+from ... import _validate as check
+from ..._errors import ConfigError
+from ...backends.redis_connection import RedisConnection, RedisUnavailable
+from .machine import BreakerMachine, BreakerRecord, CircuitState, Outcome, Permit, Transition
+from .store import MemoryBackend
 
 __all__ = ["RedisBreakerBackend"]
 
@@ -122,13 +115,13 @@ def _text(value: Any) -> str:
 
 
 class RedisBreakerBackend:
-    """A :class:`lamina.breaker.BreakerBackend` whose records live in Redis.
+    """A :class:`~.store.BreakerBackend` whose records live in Redis.
 
     Pass it as ``CircuitBreakerLayer(backend=...)`` or
     ``CircuitBreaker(backend=...)``. ``probe_lease`` (default: the breaker's
     timeout) bounds how long a half-open probe may hold the slot; ``ttl``
     (default one day) is how long an untouched record is kept. Under
-    ``on_error="local"`` an in-process :class:`~lamina.breaker.MemoryBackend`
+    ``on_error="local"`` an in-process :class:`~.store.MemoryBackend`
     stands in while Redis is down.
     """
 

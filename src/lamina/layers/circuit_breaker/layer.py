@@ -1,25 +1,18 @@
-"""Circuit breaker layer: one :class:`lamina.breaker.CircuitBreaker` per endpoint name."""
+"""Circuit breaker layer: one :class:`~.breaker.CircuitBreaker` per endpoint name."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection, Mapping
-from types import MappingProxyType
 
-from .. import _validate as check
-from .._clock import Clock, default_clock
-from .._core import Request, Response, Service
-from .._errors import ConfigError, TimeoutError, TransportError
-from ..backends.base import Backend
-from ..breaker import (
-    BreakerBackend,
-    BreakerMachine,
-    CircuitBreaker,
-    MemoryBackend,
-    Outcome,
-    StateChangeHook,
-    exception_outcome,
-)
+from ... import _validate as check
+from ..._clock import Clock
+from ..._core import Request, Response, Service
+from ..._errors import ConfigError, TimeoutError, TransportError
+from ...backends.base import Backend
+from .breaker import BreakerPool, CircuitBreaker
+from .machine import Outcome, StateChangeHook, exception_outcome
+from .store import BreakerBackend
 
 __all__ = ["CircuitBreakerLayer", "CircuitBreakerService", "default_is_failure"]
 
@@ -32,7 +25,7 @@ def default_is_failure(outcome: Response | BaseException) -> bool:
     """Transport errors (a connect timeout is one), lamina timeouts of a request
     that was sent, and responses with status >= 500. How much a timeout after a
     wait for a connection counts is the breaker's rule
-    (:func:`lamina.breaker.exception_outcome`)."""
+    (:func:`lamina.layers.circuit_breaker.exception_outcome`)."""
     if isinstance(outcome, Response):
         return outcome.status_code >= 500
     return _upstream_failed(outcome)
@@ -60,28 +53,56 @@ class CircuitBreakerLayer:
     ``is_failure`` says, and one that fired after waiting for a connection in the
     transport for at least half the attempt (the upstream had less than half) is a
     weak failure: it counts only while the breaker is already counting failures
-    (:func:`lamina.breaker.exception_outcome`). Rejections raise
+    (:func:`lamina.layers.circuit_breaker.exception_outcome`). Rejections raise
     :class:`lamina.CircuitOpenError` without calling the inner service.
 
     ``backend`` stores the breakers' state: in memory by default, or shared by
     every process with a :class:`lamina.backends.RedisBackend` (or its
-    ``breaker_backend()``).
+    ``breaker_backend()``). ``threshold`` (default 5), ``timeout`` (default 60 s),
+    ``clock`` and ``backend`` make the layer's :class:`BreakerPool` (:attr:`pool`);
+    pass ``pool=`` instead to share one pool's breakers between layers.
     """
 
-    __slots__ = ("_backend", "_breakers", "_hooks", "_machine", "clock", "is_failure", "name")
+    __slots__ = ("is_failure", "name", "pool")
 
     def __init__(
         self,
-        threshold: int = 5,
-        timeout: float = 60.0,
+        threshold: int | None = None,
+        timeout: float | None = None,
         *,
         name: str | None = None,
         is_failure: FailurePredicate | None = None,
         failure_statuses: Collection[int] | None = None,
         clock: Clock | None = None,
         backend: BreakerBackend | Backend | None = None,
+        pool: BreakerPool | None = None,
     ) -> None:
-        self._machine = BreakerMachine(threshold, timeout)
+        if pool is None:
+            pool = BreakerPool(
+                5 if threshold is None else threshold,
+                60.0 if timeout is None else timeout,
+                clock=clock,
+                backend=backend,
+            )
+        else:
+            given = [
+                field
+                for field, value in (
+                    ("threshold", threshold),
+                    ("timeout", timeout),
+                    ("clock", clock),
+                    ("backend", backend),
+                )
+                if value is not None
+            ]
+            if given:
+                raise ConfigError(
+                    f"{', '.join(given)} configure the pool; give them to BreakerPool "
+                    "or leave out pool=",
+                    field="pool",
+                )
+            if not isinstance(pool, BreakerPool):
+                raise ConfigError("must be a BreakerPool or None", field="pool")
         if name is not None and (not isinstance(name, str) or not name):
             raise ConfigError("must be a non-empty string or None", field="name")
         if is_failure is not None and failure_statuses is not None:
@@ -92,50 +113,33 @@ class CircuitBreakerLayer:
             is_failure = _status_predicate(failure_statuses)
         self.name = name
         self.is_failure: FailurePredicate = is_failure or default_is_failure
-        self.clock = clock or default_clock
-        if isinstance(backend, Backend):  # e.g. a RedisBackend: its breaker storage
-            backend = backend.breaker_backend()
-        self._backend: BreakerBackend = backend if backend is not None else MemoryBackend()
-        self._breakers: dict[str, CircuitBreaker] = {}
-        self._hooks: list[StateChangeHook] = []
+        self.pool = pool
+        """The breakers this layer's services use (and other layers', if handed it)."""
 
     @property
     def threshold(self) -> int:
-        return self._machine.threshold
+        return self.pool.threshold
 
     @property
     def timeout(self) -> float:
-        return self._machine.timeout
+        return self.pool.timeout
+
+    @property
+    def clock(self) -> Clock:
+        return self.pool.clock
 
     def breaker(self, name: str) -> CircuitBreaker:
         """The breaker for ``name``, created on first use."""
-        brk = self._breakers.get(name)
-        if brk is None:
-            brk = CircuitBreaker(
-                self.threshold,
-                self.timeout,
-                name=name,
-                clock=self.clock,
-                backend=self._backend,
-            )
-            for hook in self._hooks:
-                brk.on_state_change(hook)
-            self._breakers[name] = brk
-        return brk
+        return self.pool.breaker(name)
 
     @property
     def breakers(self) -> Mapping[str, CircuitBreaker]:
         """The breakers created so far, by name (read-only view)."""
-        return MappingProxyType(self._breakers)
+        return self.pool.breakers
 
     def on_state_change(self, callback: StateChangeHook) -> StateChangeHook:
-        """Register a hook on every breaker of this layer, present and future."""
-        if not callable(callback):
-            raise ConfigError("must be callable", field="callback")
-        self._hooks.append(callback)
-        for brk in self._breakers.values():
-            brk.on_state_change(callback)
-        return callback
+        """Register a hook on every breaker of this layer's pool, present and future."""
+        return self.pool.on_state_change(callback)
 
     def wrap(self, inner: Service) -> Service:
         return CircuitBreakerService(inner, self)
@@ -144,23 +148,24 @@ class CircuitBreakerLayer:
         fixed = f", name={self.name!r}" if self.name else ""
         return (
             f"CircuitBreakerLayer(threshold={self.threshold}, timeout={self.timeout}{fixed}, "
-            f"breakers={len(self._breakers)})"
+            f"breakers={len(self.pool.breakers)})"
         )
 
 
 class CircuitBreakerService:
-    """Service made by :class:`CircuitBreakerLayer`."""
+    """Service made by :class:`CircuitBreakerLayer`: the layer's settings, a breaker of
+    its :class:`BreakerPool` per call."""
 
-    __slots__ = ("config", "inner")
+    __slots__ = ("config", "inner", "pool")
 
     def __init__(self, inner: Service, config: CircuitBreakerLayer) -> None:
         self.inner = inner
         self.config = config
+        self.pool = config.pool
 
     async def __call__(self, request: Request) -> Response:
         config = self.config
-        name = config.name or request.endpoint or "default"
-        brk = config._breakers.get(name) or config.breaker(name)
+        brk = self.pool.breaker(config.name or request.endpoint or "default")
         permit = await brk.acquire(request)
         try:
             response = await self.inner(request)

@@ -1,0 +1,41 @@
+"""The circuit breaker: the layer and its service, the rules and the state machine,
+the state stores (in memory and in Redis), the standalone :class:`CircuitBreaker` and
+the :class:`BreakerPool` that layers share."""
+
+from .breaker import BreakerPool, CircuitBreaker
+from .layer import CircuitBreakerLayer, CircuitBreakerService, default_is_failure
+from .machine import (
+    UPSTREAM_SHARE,
+    BreakerMachine,
+    BreakerRecord,
+    CircuitState,
+    Outcome,
+    Permit,
+    StateChange,
+    StateChangeHook,
+    exception_outcome,
+    timed_out_waiting,
+)
+from .redis import RedisBreakerBackend
+from .store import BreakerBackend, MemoryBackend
+
+__all__ = [
+    "UPSTREAM_SHARE",
+    "BreakerBackend",
+    "BreakerMachine",
+    "BreakerPool",
+    "BreakerRecord",
+    "CircuitBreaker",
+    "CircuitBreakerLayer",
+    "CircuitBreakerService",
+    "CircuitState",
+    "MemoryBackend",
+    "Outcome",
+    "Permit",
+    "RedisBreakerBackend",
+    "StateChange",
+    "StateChangeHook",
+    "default_is_failure",
+    "exception_outcome",
+    "timed_out_waiting",
+]
