@@ -23,8 +23,8 @@ from _util import per_call_us, table
 
 from lamina._headers import Headers
 from lamina.backends.redis import RedisBackend
-from lamina.layers.cache import CacheEntry, MemoryStore
-from lamina.layers.circuit_breaker import CircuitBreaker, MemoryBackend, Outcome
+from lamina.layers.cache import CacheEntry, MemoryCacheStore
+from lamina.layers.circuit_breaker import CircuitBreaker, MemoryBreakerStore, Outcome
 from lamina.layers.rate_limit import Limiter
 
 CALLS, REPEATS, CONCURRENCY = 500, 5, 64
@@ -73,7 +73,7 @@ async def main() -> None:
         stored_at=0.0,
         fresh_for=300.0,
     )
-    memory_store, redis_store = MemoryStore(), backend.cache_store()
+    memory_store, redis_store = MemoryCacheStore(), backend.cache_store()
     key = "bench|GET http://example/items/1|body:-|cred:-"
     memory_store.set_nowait(key, entry, 300)
     await redis_store.set(key, entry, 300)
@@ -87,7 +87,7 @@ async def main() -> None:
         ),
         (
             "breaker acquire+release",
-            breaker_call(CircuitBreaker(5, 30, name="m", backend=MemoryBackend())),
+            breaker_call(CircuitBreaker(5, 30, name="m", backend=MemoryBreakerStore())),
             breaker_call(CircuitBreaker(5, 30, name="r", backend=backend.breaker_backend())),
         ),
         ("cache get (hit)", lambda: memory_store.get(key), lambda: redis_store.get(key)),

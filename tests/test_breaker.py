@@ -19,7 +19,7 @@ from lamina.layers.circuit_breaker import (
     BreakerRecord,
     CircuitBreaker,
     CircuitState,
-    MemoryBackend,
+    MemoryBreakerStore,
     Outcome,
     StateChange,
 )
@@ -348,7 +348,7 @@ async def test_reset_and_repr(manual_clock: ManualClock) -> None:
 
 
 async def test_breakers_sharing_a_backend_are_separate_by_name() -> None:
-    backend = MemoryBackend()
+    backend = MemoryBreakerStore()
     a = CircuitBreaker(threshold=1, name="a", backend=backend)
     b = CircuitBreaker(threshold=1, name="b", backend=backend)
     a_again = CircuitBreaker(threshold=1, name="a", backend=backend)

@@ -51,3 +51,44 @@ def test_old_module_paths_still_import() -> None:
     assert lamina.ratelimit.RateLimiterConfig is lamina.RateLimiterConfig
     assert lamina.layers.retry_policy.RetryBudget is retry.RetryBudget
     assert lamina.layers.retry_policy.parse_retry_after is retry.parse_retry_after
+
+
+def test_old_names_are_aliases_of_the_new() -> None:
+    """Services are <Name>Service; stores Memory<Thing>Store and Redis<Thing>Store."""
+    import lamina.breaker
+    import lamina.cache
+    from lamina.layers import (
+        cache,
+        call_tracing,
+        circuit_breaker,
+        concurrency,
+        logging,
+        metrics,
+        parse,
+        retry,
+        timeout,
+        tracing,
+    )
+
+    services = [
+        (timeout.Timeout, timeout.TimeoutService),
+        (retry.Retry, retry.RetryService),
+        (concurrency.ConcurrencyLimit, concurrency.ConcurrencyLimitService),
+        (parse.Parse, parse.ParseService),
+        (logging.Logging, logging.LoggingService),
+        (metrics.Metrics, metrics.MetricsService),
+        (tracing.Tracing, tracing.TracingService),
+        (tracing.CallTracing, call_tracing.CallTracingService),
+        (cache.Cache, cache.CacheService),
+    ]
+    for old, new in services:
+        assert old is new
+    assert circuit_breaker.CircuitBreakerService.__name__ == "CircuitBreakerService"
+    assert lamina.breaker.MemoryBackend is circuit_breaker.MemoryBreakerStore
+    assert lamina.breaker.BreakerBackend is circuit_breaker.BreakerStore
+    assert lamina.RedisBreakerBackend is lamina.RedisBreakerStore
+    assert lamina.backends.RedisBreakerBackend is lamina.RedisBreakerStore
+    assert lamina.cache.MemoryStore is lamina.MemoryStore is lamina.MemoryCacheStore
+    assert lamina.backends.InMemoryBackend().breaker_backend().__class__.__name__ == (
+        "MemoryBreakerStore"
+    )

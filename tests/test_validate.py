@@ -19,7 +19,7 @@ from lamina.layers import (
     LoggingLayer,
     ParseLayer,
 )
-from lamina.layers.cache import MemoryStore
+from lamina.layers.cache import MemoryCacheStore
 from lamina.layers.retry import StatusRetryPolicy
 from lamina.metrics import IOMetrics
 
@@ -182,7 +182,7 @@ def _redis() -> Any:
 
 CONSTRUCTORS = [
     # (build, field, a value it now refuses, a value it accepts)
-    (lambda v: MemoryStore(v), "maxsize", check.MAX_COUNT + 1, check.MAX_COUNT),
+    (lambda v: MemoryCacheStore(v), "maxsize", check.MAX_COUNT + 1, check.MAX_COUNT),
     (lambda v: CacheLayer(maxsize=v), "maxsize", True, 1),
     (lambda v: CacheLayer(cache_authorized=v), "cache_authorized", 1, True),
     (lambda v: ConcurrencyLimitLayer(v), "max_concurrent", check.MAX_COUNT + 1, 1),
@@ -205,9 +205,9 @@ CONSTRUCTORS = [
 
 
 def _breaker_store(**options: Any) -> Any:
-    from lamina.layers.circuit_breaker import RedisBreakerBackend
+    from lamina.layers.circuit_breaker import RedisBreakerStore
 
-    return RedisBreakerBackend(_redis(), **options)
+    return RedisBreakerStore(_redis(), **options)
 
 
 def _cache_store(**options: Any) -> Any:

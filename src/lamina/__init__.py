@@ -29,13 +29,14 @@ from .backends import (
     InMemoryBackend,
     RedisBackend,
     RedisBreakerBackend,
+    RedisBreakerStore,
     RedisCacheStore,
     RedisLimiter,
     RedisRateLimiter,
     resolve_backend,
 )
 from .flows import load_flow
-from .layers.cache import CacheEntry, CacheStore, MemoryStore
+from .layers.cache import CacheEntry, CacheStore, MemoryCacheStore, MemoryStore
 from .layers.circuit_breaker import CircuitBreaker, CircuitState, StateChange
 from .layers.rate_limit import (
     InMemoryRateLimiter,
@@ -89,7 +90,8 @@ __all__ = [
     "Layer",
     "Limiter",
     "LoopClock",
-    "MemoryStore",
+    "MemoryCacheStore",
+    "MemoryStore",  # deprecated: MemoryCacheStore
     "OrchestrationMode",
     "OrchestrationTimeout",
     "ParseError",
@@ -98,7 +100,8 @@ __all__ = [
     "RateLimitStatus",
     "RateLimiterConfig",
     "RedisBackend",
-    "RedisBreakerBackend",
+    "RedisBreakerBackend",  # deprecated: RedisBreakerStore
+    "RedisBreakerStore",
     "RedisCacheStore",
     "RedisLimiter",
     "RedisRateLimiter",

@@ -19,7 +19,7 @@ from lamina import (
     service_fn,
 )
 from lamina._events import listen
-from lamina.layers.cache import CACHE_MODE, CacheEntry, CacheLayer, MemoryStore, SharedCache
+from lamina.layers.cache import CACHE_MODE, CacheEntry, CacheLayer, MemoryCacheStore, SharedCache
 from lamina.testing import ManualClock
 
 pytestmark = pytest.mark.timeout(10)
@@ -91,7 +91,7 @@ def test_bad_config_names_the_field(kwargs: dict[str, Any], field: str) -> None:
 def test_repr_shows_size_and_ttl_only() -> None:
     layer = CacheLayer(ttl=60, maxsize=10, stale_if_error=5)
     assert repr(layer) == (
-        "CacheLayer(size=0, ttl=60, maxsize=10, stale_if_error=5, store=MemoryStore)"
+        "CacheLayer(size=0, ttl=60, maxsize=10, stale_if_error=5, store=MemoryCacheStore)"
     )
 
 
@@ -268,7 +268,7 @@ class AsyncOnlyStore:
     """A store that needs I/O (like a network store): no *_nowait methods."""
 
     def __init__(self) -> None:
-        self.inner = MemoryStore()
+        self.inner = MemoryCacheStore()
         self.cleared: list[str | None] = []
 
     async def get(self, key: str) -> CacheEntry | None:
@@ -333,7 +333,7 @@ async def test_a_failed_refresh_serves_the_entry_only_with_stale_if_error() -> N
     assert served.value["n"] == 1
 
 
-class SecretStore(MemoryStore):
+class SecretStore(MemoryCacheStore):
     """An in-process stand-in for a shared store that keeps the key secret."""
 
     def __init__(self, clock: ManualClock) -> None:
@@ -379,7 +379,7 @@ async def test_a_shared_secret_is_asked_once_then_hourly_and_a_local_key_stands_
 
 
 def test_an_empty_store_passed_in_is_the_one_used() -> None:
-    store = MemoryStore(maxsize=5)  # len() == 0: falsy, and was silently replaced before
+    store = MemoryCacheStore(maxsize=5)  # len() == 0: falsy, and was silently replaced before
     assert CacheLayer(store=store).store is store
 
 
@@ -416,12 +416,12 @@ async def test_concurrent_misses_through_two_layers_on_one_shared_cache_make_one
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"store": MemoryStore()}, {"key": lambda r: "k"}, {"ignore_headers": ["X-A"]}],
+    [{"store": MemoryCacheStore()}, {"key": lambda r: "k"}, {"ignore_headers": ["X-A"]}],
 )
 def test_cache_and_the_options_it_holds_are_exclusive(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ConfigError) as info:
         CacheLayer(cache=SharedCache(), **kwargs)
     assert info.value.field == "cache"
     with pytest.raises(ConfigError) as info:
-        CacheLayer(cache=MemoryStore())  # type: ignore[arg-type]
+        CacheLayer(cache=MemoryCacheStore())  # type: ignore[arg-type]
     assert info.value.field == "cache"

@@ -1,4 +1,4 @@
-"""MemoryStore (cachetools TLRUCache on an injectable clock) and CacheEntry copies."""
+"""MemoryCacheStore (cachetools TLRUCache on an injectable clock) and CacheEntry copies."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from lamina import ConfigError, Request
 from lamina._headers import Headers
-from lamina.layers.cache.store import CacheEntry, CacheStore, MemoryStore, SyncCacheStore
+from lamina.layers.cache.store import CacheEntry, CacheStore, MemoryCacheStore, SyncCacheStore
 from lamina.testing import ManualClock
 
 
@@ -26,7 +26,7 @@ def entry(namespace: str | None = "users", value: Any = None, **kw: Any) -> Cach
 
 
 def test_memory_store_satisfies_both_protocols() -> None:
-    store = MemoryStore()
+    store = MemoryCacheStore()
     assert isinstance(store, CacheStore)
     assert isinstance(store, SyncCacheStore)
 
@@ -34,14 +34,14 @@ def test_memory_store_satisfies_both_protocols() -> None:
 @pytest.mark.parametrize("maxsize", [0, -1, 1.5, True, "10"])
 def test_maxsize_is_validated(maxsize: Any) -> None:
     with pytest.raises(ConfigError) as info:
-        MemoryStore(maxsize)
+        MemoryCacheStore(maxsize)
     assert info.value.field == "maxsize"
 
 
 async def test_entries_expire_after_their_own_ttl_in_virtual_time(
     manual_clock: ManualClock,
 ) -> None:
-    store = MemoryStore(clock=manual_clock)
+    store = MemoryCacheStore(clock=manual_clock)
     short, long = entry(), entry()
     await store.set("short", short, 5)
     await store.set("long", long, 50)
@@ -59,7 +59,7 @@ async def test_entries_expire_after_their_own_ttl_in_virtual_time(
 
 
 async def test_maxsize_evicts_least_recently_used(manual_clock: ManualClock) -> None:
-    store = MemoryStore(2, clock=manual_clock)
+    store = MemoryCacheStore(2, clock=manual_clock)
     await store.set("a", entry(), 60)
     await store.set("b", entry(), 60)
     assert await store.get("a") is not None  # a is now the most recently used
@@ -71,7 +71,7 @@ async def test_maxsize_evicts_least_recently_used(manual_clock: ManualClock) -> 
 
 
 def test_namespace_index_drives_clear_and_is_pruned(manual_clock: ManualClock) -> None:
-    store = MemoryStore(3, clock=manual_clock)
+    store = MemoryCacheStore(3, clock=manual_clock)
     store.set_nowait("u1", entry("users"), 60)
     store.set_nowait("u2", entry("users"), 5)
     store.set_nowait("p1", entry("posts"), 60)
@@ -91,7 +91,7 @@ def test_namespace_index_drives_clear_and_is_pruned(manual_clock: ManualClock) -
 
 
 async def test_overwrite_moves_key_between_namespaces_and_delete() -> None:
-    store = MemoryStore()
+    store = MemoryCacheStore()
     await store.set("k", entry("a"), 60)
     await store.set("k", entry("b"), 60)
     assert store._cache.index == {"b": {"k"}}
@@ -104,9 +104,9 @@ async def test_overwrite_moves_key_between_namespaces_and_delete() -> None:
 
 
 def test_repr_shows_size_not_keys() -> None:
-    store = MemoryStore(8)
+    store = MemoryCacheStore(8)
     store.set_nowait("users|GET http://secret.example/", entry(), 60)
-    assert repr(store) == "MemoryStore(size=1, maxsize=8)"
+    assert repr(store) == "MemoryCacheStore(size=1, maxsize=8)"
 
 
 def test_entry_value_is_a_new_copy_each_time() -> None:

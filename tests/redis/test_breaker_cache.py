@@ -15,7 +15,7 @@ from lamina.layers.circuit_breaker import (
     CircuitBreaker,
     CircuitBreakerLayer,
     CircuitState,
-    RedisBreakerBackend,
+    RedisBreakerStore,
 )
 from lamina.layers.parse import ParseLayer
 from lamina.testing import LocalServer
@@ -27,7 +27,7 @@ async def test_two_breakers_on_one_record_share_state(
     backend: RedisBackend, sync_redis: redis.Redis, prefix: str
 ) -> None:
     # two CircuitBreaker objects with separate backends = two processes' view
-    a = CircuitBreaker(2, 30, name="dep", backend=RedisBreakerBackend(backend))
+    a = CircuitBreaker(2, 30, name="dep", backend=RedisBreakerStore(backend))
     b = CircuitBreaker(2, 30, name="dep", backend=backend.breaker_backend())
     changes: list[Any] = []
     b.on_state_change(changes.append)
@@ -200,7 +200,7 @@ async def test_weak_failures_extend_a_shared_run_but_never_start_one(
     """The Redis script applies the same rule as the in-memory breaker (issue 12 review,
     item 11): a timeout mostly spent waiting for a connection counts only while failures
     are being counted, in Redis, by any process."""
-    a = CircuitBreaker(3, 30, name="dep", backend=RedisBreakerBackend(backend))
+    a = CircuitBreaker(3, 30, name="dep", backend=RedisBreakerStore(backend))
     b = CircuitBreaker(3, 30, name="dep", backend=backend.breaker_backend())
     short = TimeoutError("late", timeout=1.0, waited=0.8)
 

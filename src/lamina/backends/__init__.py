@@ -10,7 +10,7 @@ keeps them in Redis, so every worker, process and host shares them; see
 from __future__ import annotations
 
 from ..layers.cache.redis import RedisCacheStore
-from ..layers.circuit_breaker.redis import RedisBreakerBackend
+from ..layers.circuit_breaker.redis import RedisBreakerBackend, RedisBreakerStore
 from ..layers.rate_limit.limiter import BaseLimiter
 from ..layers.rate_limit.redis import RedisLimiter, RedisRateLimiter
 from .base import Backend, resolve_backend
@@ -24,7 +24,8 @@ __all__ = [
     "InMemoryBackend",
     "OnError",
     "RedisBackend",
-    "RedisBreakerBackend",
+    "RedisBreakerBackend",  # deprecated: RedisBreakerStore
+    "RedisBreakerStore",
     "RedisCacheStore",
     "RedisLimiter",
     "RedisRateLimiter",

@@ -16,7 +16,7 @@ from .._errors import ConfigError
 if TYPE_CHECKING:
     from .._clock import Clock
     from ..layers.cache.store import CacheStore
-    from ..layers.circuit_breaker.store import BreakerBackend
+    from ..layers.circuit_breaker.store import BreakerStore
     from ..layers.rate_limit.categories import InMemoryRateLimiter, RateLimiterConfig
     from ..layers.rate_limit.limiter import BaseLimiter
     from ..layers.rate_limit.redis import RedisRateLimiter
@@ -44,7 +44,7 @@ class Backend(Protocol):
         self, config: RateLimiterConfig | None = None, *, clock: Clock | None = None
     ) -> InMemoryRateLimiter | RedisRateLimiter: ...
 
-    def breaker_backend(self) -> BreakerBackend: ...
+    def breaker_backend(self) -> BreakerStore: ...
 
     def cache_store(self, *, maxsize: int = 1024, clock: Clock | None = None) -> CacheStore: ...
 

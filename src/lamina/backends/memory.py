@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from .._clock import Clock
-from ..layers.cache.store import MemoryStore
-from ..layers.circuit_breaker.store import MemoryBackend
+from ..layers.cache.store import MemoryCacheStore
+from ..layers.circuit_breaker.store import MemoryBreakerStore
 from ..layers.rate_limit.categories import InMemoryRateLimiter, RateLimiterConfig
 from ..layers.rate_limit.limiter import Limiter
 
@@ -13,8 +13,8 @@ __all__ = ["InMemoryBackend"]
 
 class InMemoryBackend:
     """State in this process only: a :class:`~lamina.layers.rate_limit.Limiter`, breaker
-    records in a :class:`~lamina.layers.circuit_breaker.MemoryBackend` and a
-    :class:`~lamina.layers.cache.MemoryStore`."""
+    records in a :class:`~lamina.layers.circuit_breaker.MemoryBreakerStore` and a
+    :class:`~lamina.layers.cache.MemoryCacheStore`."""
 
     __slots__ = ()
 
@@ -38,13 +38,13 @@ class InMemoryBackend:
         """The reference's per-category limiter, in process."""
         return InMemoryRateLimiter(config, clock=clock)
 
-    def breaker_backend(self) -> MemoryBackend:
+    def breaker_backend(self) -> MemoryBreakerStore:
         """Breaker records in a dict."""
-        return MemoryBackend()
+        return MemoryBreakerStore()
 
-    def cache_store(self, *, maxsize: int = 1024, clock: Clock | None = None) -> MemoryStore:
+    def cache_store(self, *, maxsize: int = 1024, clock: Clock | None = None) -> MemoryCacheStore:
         """An LRU/TTL store in process."""
-        return MemoryStore(maxsize, clock=clock)
+        return MemoryCacheStore(maxsize, clock=clock)
 
     def __repr__(self) -> str:
         return "InMemoryBackend()"

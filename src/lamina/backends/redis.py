@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from .._clock import Clock
 from ..layers.cache.redis import RedisCacheStore
-from ..layers.circuit_breaker.redis import RedisBreakerBackend
+from ..layers.circuit_breaker.redis import RedisBreakerStore
 from ..layers.rate_limit.categories import RateLimiterConfig
 from ..layers.rate_limit.redis import RedisLimiter, RedisRateLimiter
 from .redis_connection import RedisConnection
@@ -43,9 +43,9 @@ class RedisBackend(RedisConnection):
         """The reference's per-category limiter API, shared through Redis."""
         return RedisRateLimiter(config, backend=self, clock=clock)
 
-    def breaker_backend(self) -> RedisBreakerBackend:
+    def breaker_backend(self) -> RedisBreakerStore:
         """Breaker records in Redis."""
-        return RedisBreakerBackend(self)
+        return RedisBreakerStore(self)
 
     def cache_store(self, *, maxsize: int = 1024, clock: Clock | None = None) -> RedisCacheStore:
         """A cache store in Redis (``maxsize`` bounds the local fallback store)."""

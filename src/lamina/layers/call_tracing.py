@@ -24,7 +24,7 @@ from .._otel import (
 )
 from .._redact import secret_values
 
-__all__ = ["CallTracing", "CallTracingLayer"]
+__all__ = ["CallTracingLayer", "CallTracingService"]
 
 
 class CallTracingLayer:
@@ -43,7 +43,7 @@ class CallTracingLayer:
         self.tracer_provider = tracer_provider
 
     def wrap(self, inner: Service) -> Service:
-        return CallTracing(inner, self.tracer_provider)
+        return CallTracingService(inner, self.tracer_provider)
 
     def __repr__(self) -> str:
         return "CallTracingLayer()"
@@ -72,7 +72,7 @@ class _CallObserver:
         self.span.add_event(name, safe_attributes(attributes, self.secrets))
 
 
-class CallTracing:
+class CallTracingService:
     """Service made by :class:`CallTracingLayer`."""
 
     __slots__ = ("inner", "source")
@@ -130,3 +130,6 @@ class CallTracing:
                 span.set_status(Status(StatusCode.ERROR))
         if attrs:
             span.set_attributes(attrs)
+
+
+CallTracing = CallTracingService  # deprecated: the name before issue 15, kept for imports

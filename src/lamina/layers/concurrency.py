@@ -12,7 +12,7 @@ from .._clock import Clock, default_clock
 from .._core import Request, Response, Service
 from .._errors import ConcurrencyLimitExceeded, TimeoutError
 
-__all__ = ["ConcurrencyLimit", "ConcurrencyLimitLayer"]
+__all__ = ["ConcurrencyLimitLayer", "ConcurrencyLimitService"]
 
 
 class ConcurrencyLimitLayer:
@@ -102,7 +102,7 @@ class ConcurrencyLimitLayer:
         self._in_flight -= 1
 
     def wrap(self, inner: Service) -> Service:
-        return ConcurrencyLimit(inner, self)
+        return ConcurrencyLimitService(inner, self)
 
     def __repr__(self) -> str:
         return (
@@ -121,7 +121,7 @@ def _deadline_error(request: Request | None) -> TimeoutError:
     )
 
 
-class ConcurrencyLimit:
+class ConcurrencyLimitService:
     """Service made by :class:`ConcurrencyLimitLayer`; shares the layer's slots."""
 
     __slots__ = ("inner", "pool")
@@ -140,4 +140,7 @@ class ConcurrencyLimit:
             pool.release()
 
     def __repr__(self) -> str:
-        return f"<ConcurrencyLimit {self.pool!r} -> {self.inner!r}>"
+        return f"<ConcurrencyLimitService {self.pool!r} -> {self.inner!r}>"
+
+
+ConcurrencyLimit = ConcurrencyLimitService  # deprecated: the name before issue 15, kept for imports

@@ -14,7 +14,7 @@ from .._errors import ConfigError
 from .._otel import error_type, full_url
 from .._redact import scrub, scrub_clip, secret_values
 
-__all__ = ["Logging", "LoggingLayer"]
+__all__ = ["LoggingLayer", "LoggingService"]
 
 
 class LoggingLayer:
@@ -52,7 +52,7 @@ class LoggingLayer:
         self.logger = logger if logger is not None else logging.getLogger("lamina")
 
     def wrap(self, inner: Service) -> Service:
-        return Logging(inner, self)
+        return LoggingService(inner, self)
 
     def __repr__(self) -> str:
         return (
@@ -61,7 +61,7 @@ class LoggingLayer:
         )
 
 
-class Logging:
+class LoggingService:
     """Service made by :class:`LoggingLayer`."""
 
     __slots__ = ("config", "inner")
@@ -169,3 +169,6 @@ def _request_body(request: Request) -> str:
     if request.content:
         return request.content.decode("utf-8", errors="replace")
     return ""
+
+
+Logging = LoggingService  # deprecated: the name before issue 15, kept for imports

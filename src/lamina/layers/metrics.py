@@ -15,7 +15,7 @@ from .._events import listen
 from .._otel import ATTEMPT_EVENT, call_outcome
 from ..metrics import EVENT_KINDS, IOMetrics, OtelInstruments
 
-__all__ = ["Metrics", "MetricsLayer"]
+__all__ = ["MetricsLayer", "MetricsService"]
 
 UNNAMED = "default"
 
@@ -49,7 +49,9 @@ class MetricsLayer:
         self.meter_provider = meter_provider
 
     def wrap(self, inner: Service) -> Service:
-        return Metrics(inner, self.metrics, OtelInstruments.for_provider(self.meter_provider))
+        return MetricsService(
+            inner, self.metrics, OtelInstruments.for_provider(self.meter_provider)
+        )
 
     def __repr__(self) -> str:
         return f"MetricsLayer({self.metrics!r})"
@@ -82,7 +84,7 @@ class _Recorder:
             counter.add(1, {"lamina.endpoint": self.endpoint})
 
 
-class Metrics:
+class MetricsService:
     """Service made by :class:`MetricsLayer`."""
 
     __slots__ = ("inner", "instruments", "metrics")
@@ -122,3 +124,6 @@ class Metrics:
         if kind is not None:
             attrs["error.type"] = kind
         self.instruments.call_duration.record(seconds, attrs)
+
+
+Metrics = MetricsService  # deprecated: the name before issue 15, kept for imports

@@ -12,7 +12,7 @@ from .._errors import ConfigError, HTTPStatusError, ParseError
 from .._redact import scrub_clip, secret_values
 from ..transports._shared import DEFAULT_MAX_RESPONSE_BYTES
 
-__all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "Parse", "ParseLayer"]
+__all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "ParseLayer", "ParseService"]
 
 SNIPPET_CHARS = 120
 
@@ -47,13 +47,13 @@ class ParseLayer:
         self.max_response_bytes = check.size(max_response_bytes, "max_response_bytes")
 
     def wrap(self, inner: Service) -> Service:
-        return Parse(inner, self)
+        return ParseService(inner, self)
 
     def __repr__(self) -> str:
         return f"ParseLayer(max_response_bytes={self.max_response_bytes})"
 
 
-class Parse:
+class ParseService:
     """Service made by :class:`ParseLayer`."""
 
     __slots__ = ("config", "inner")
@@ -122,3 +122,6 @@ def _parse_error(message: str, request: Request, response: Response) -> ParseErr
         status_code=response.status_code,
         snippet=snippet,
     )
+
+
+Parse = ParseService  # deprecated: the name before issue 15, kept for imports

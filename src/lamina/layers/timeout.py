@@ -15,7 +15,7 @@ from .._errors import (
     connection_wait,
 )
 
-__all__ = ["Timeout", "TimeoutLayer"]
+__all__ = ["TimeoutLayer", "TimeoutService"]
 
 
 class TimeoutLayer:
@@ -31,13 +31,13 @@ class TimeoutLayer:
         self.clock = clock or default_clock
 
     def wrap(self, inner: Service) -> Service:
-        return Timeout(inner, self.seconds, self.clock)
+        return TimeoutService(inner, self.seconds, self.clock)
 
     def __repr__(self) -> str:
         return f"TimeoutLayer(seconds={self.seconds})"
 
 
-class Timeout:
+class TimeoutService:
     """Service made by :class:`TimeoutLayer`."""
 
     __slots__ = ("clock", "inner", "seconds")
@@ -115,3 +115,6 @@ class _Expiry:
     def fire(self) -> None:
         self.fired = True
         self.task.cancel()
+
+
+Timeout = TimeoutService  # deprecated: the name before issue 15, kept for imports

@@ -13,11 +13,21 @@ from .keys import (
     identity_digest,
     scoped_key,
 )
-from .layer import BYPASS, CACHE_MODE, REFRESH, SECRET_REFRESH, SECRET_RETRY, Cache, CacheLayer
+from .layer import (
+    BYPASS,
+    CACHE_MODE,
+    REFRESH,
+    SECRET_REFRESH,
+    SECRET_RETRY,
+    CacheLayer,
+    CacheService,
+)
+from .layer import Cache as Cache  # deprecated name of CacheService
 from .policy import Storable, parse_cache_control, serves_stale, storable
 from .redis import RedisCacheStore
 from .shared import SharedCache
-from .store import CacheStore, MemoryStore, SharedSecretStore, SyncCacheStore
+from .store import CacheStore, MemoryCacheStore, SharedSecretStore, SyncCacheStore
+from .store import MemoryStore as MemoryStore  # deprecated name
 
 __all__ = [
     "BYPASS",
@@ -27,13 +37,13 @@ __all__ = [
     "REFRESH",
     "SECRET_REFRESH",
     "SECRET_RETRY",
-    "Cache",
     "CacheEntry",
     "CacheLayer",
+    "CacheService",
     "CacheStore",
     "KeyFunction",
     "KeyScheme",
-    "MemoryStore",
+    "MemoryCacheStore",
     "RedisCacheStore",
     "SharedCache",
     "SharedSecretStore",

@@ -21,8 +21,8 @@ class _Snapshot:
     """A private copy of a parsed value that hands out a fresh copy on every read.
 
     JSON-like values are pickled once when stored and unpickled on each read
-    (about 1 µs for a small dict, 8-25x faster than ``copy.deepcopy``);
-    immutable scalars are shared; anything pickle refuses is deep-copied.
+    (cheaper than ``copy.deepcopy``: see ``docs/layers/cache.md``); immutable
+    scalars are shared; anything pickle refuses is deep-copied.
     """
 
     __slots__ = ("_blob", "_obj")

@@ -15,7 +15,7 @@ from .entry import CacheEntry
 from .keys import KeyFunction, KeyScheme
 from .policy import request_wants_fresh, serves_stale, storable, vary_names
 from .shared import SECRET_REFRESH, SECRET_RETRY, Fetched, SharedCache
-from .store import CacheStore, MemoryStore, SyncCacheStore
+from .store import CacheStore, MemoryCacheStore, SyncCacheStore
 
 __all__ = [
     "BYPASS",
@@ -23,8 +23,8 @@ __all__ = [
     "REFRESH",
     "SECRET_REFRESH",
     "SECRET_RETRY",
-    "Cache",
     "CacheLayer",
+    "CacheService",
 ]
 
 logger = logging.getLogger("lamina.cache")
@@ -149,7 +149,7 @@ class CacheLayer:
         return self.cache.ignored_headers
 
     def wrap(self, inner: Service) -> Service:
-        return Cache(inner, self)
+        return CacheService(inner, self)
 
     def invalidate(self, namespace: str) -> int:
         """Drop every entry of one endpoint now; return how many (in-memory stores)."""
@@ -169,7 +169,7 @@ class CacheLayer:
 
     def __repr__(self) -> str:  # never the key secret
         store = self.cache.store
-        size = f"size={len(store)}, " if isinstance(store, MemoryStore) else ""
+        size = f"size={len(store)}, " if isinstance(store, MemoryCacheStore) else ""
         stale = f", stale_if_error={self.stale_if_error:g}" if self.stale_if_error else ""
         return (
             f"CacheLayer({size}ttl={self.ttl:g}, maxsize={self.maxsize}{stale}, "
@@ -181,7 +181,7 @@ def _variant(key: str, vary_digest: str) -> str:
     return f"{key}|vary:{vary_digest}"
 
 
-class Cache:
+class CacheService:
     """Service made by :class:`CacheLayer`: the layer's settings, its :class:`SharedCache`."""
 
     __slots__ = ("_get_nowait", "cache", "config", "inner")
@@ -309,4 +309,7 @@ class Cache:
         return Fetched(response, entry)
 
     def __repr__(self) -> str:
-        return f"<Cache {self.config!r} -> {self.inner!r}>"
+        return f"<CacheService {self.config!r} -> {self.inner!r}>"
+
+
+Cache = CacheService  # deprecated: the name before issue 15, kept for imports

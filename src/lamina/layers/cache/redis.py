@@ -41,7 +41,7 @@ from ..._headers import Headers
 from ..._redact import is_secret_header
 from ...backends.redis_connection import RedisConnection, RedisUnavailable
 from .entry import CacheEntry
-from .store import MemoryStore
+from .store import MemoryCacheStore
 
 __all__ = ["RedisCacheStore"]
 
@@ -126,7 +126,7 @@ class RedisCacheStore:
     Use as ``CacheLayer(store=RedisCacheStore(backend))`` (or
     ``CacheLayer(store=backend)``). ``max_value_bytes`` caps one stored
     entry (default 1 MiB). Under ``on_error="local"`` a
-    :class:`~lamina.layers.cache.MemoryStore` of ``fallback_maxsize`` entries stands
+    :class:`~lamina.layers.cache.MemoryCacheStore` of ``fallback_maxsize`` entries stands
     in while Redis is down; under ``"closed"`` a read raises
     :class:`lamina.BackendUnavailable`; under ``"open"`` reads miss and
     writes are dropped. Writes never raise.
@@ -149,7 +149,7 @@ class RedisCacheStore:
         self.backend = backend
         self.max_value_bytes = check.size(max_value_bytes, "max_value_bytes", high=512 << 20)
         self.clock = clock or default_clock
-        self._fallback = MemoryStore(fallback_maxsize, clock=self.clock)
+        self._fallback = MemoryCacheStore(fallback_maxsize, clock=self.clock)
         self.skipped = 0
         """Entries not stored: too large, or a value JSON cannot carry unchanged."""
 

@@ -13,7 +13,7 @@ from ..._errors import BackendUnavailable, ConfigError
 from .entry import CacheEntry
 from .flight import SingleFlight
 from .keys import KeyFunction, KeyScheme, check_header_options, key_secret, process_secret
-from .store import CacheStore, MemoryStore, SharedSecretStore, SyncCacheStore
+from .store import CacheStore, MemoryCacheStore, SharedSecretStore, SyncCacheStore
 
 __all__ = ["SECRET_REFRESH", "SECRET_RETRY", "Fetched", "SharedCache"]
 
@@ -52,7 +52,7 @@ class SharedCache:
     identical misses through any of them make one upstream call. A layer built without
     one makes its own from the same options: ``store`` (a
     :class:`~lamina.layers.cache.CacheStore`; default a
-    :class:`~lamina.layers.cache.MemoryStore` of ``maxsize`` entries), ``key``,
+    :class:`~lamina.layers.cache.MemoryCacheStore` of ``maxsize`` entries), ``key``,
     ``ignore_headers``, ``include_headers``, ``key_secret`` and ``clock`` (see
     :class:`~lamina.layers.cache.CacheLayer`).
     """
@@ -95,12 +95,12 @@ class SharedCache:
         self.clock = clock or default_clock
         if store is not None and not isinstance(store, CacheStore):
             raise ConfigError("must implement get/set/delete/clear", field="store")
-        # not `store or ...`: an empty MemoryStore is falsy (len 0) and was silently replaced
+        # not `store or ...`: an empty MemoryCacheStore is falsy (len 0) and was silently replaced
         self.store: CacheStore = (
-            store if store is not None else MemoryStore(maxsize, clock=self.clock)
+            store if store is not None else MemoryCacheStore(maxsize, clock=self.clock)
         )
         # Keys leave the process (a network store) only as "<endpoint>|#<hmac>".
-        self._opaque = not isinstance(self.store, MemoryStore)
+        self._opaque = not isinstance(self.store, MemoryCacheStore)
         self._scheme: KeyScheme | None = None
         if secret is not None or not isinstance(self.store, SharedSecretStore):
             if secret is None and not isinstance(self.store, SyncCacheStore):
@@ -224,7 +224,7 @@ class SharedCache:
         await self.store.clear(None)
 
     def __repr__(self) -> str:  # never the key secret
-        size = f"size={len(self.store)}, " if isinstance(self.store, MemoryStore) else ""
+        size = f"size={len(self.store)}, " if isinstance(self.store, MemoryCacheStore) else ""
         return f"SharedCache({size}store={type(self.store).__name__})"
 
 

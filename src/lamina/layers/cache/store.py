@@ -11,7 +11,7 @@ from ..._clock import Clock, default_clock
 from ..._core import Request
 from .entry import CacheEntry
 
-__all__ = ["CacheEntry", "CacheStore", "MemoryStore", "SharedSecretStore", "SyncCacheStore"]
+__all__ = ["CacheEntry", "CacheStore", "MemoryCacheStore", "SharedSecretStore", "SyncCacheStore"]
 
 
 @runtime_checkable
@@ -92,7 +92,7 @@ class _IndexedCache(TLRUCache[str, _Slot, float]):
         return key, slot
 
 
-class MemoryStore:
+class MemoryCacheStore:
     """An in-process store on ``cachetools.TLRUCache``: bounded by ``maxsize``
     (least recently used evicted first), each entry expiring after its own
     ``ttl`` on ``clock`` (so tests can run in virtual time).
@@ -161,4 +161,7 @@ class MemoryStore:
         return len(self._cache)
 
     def __repr__(self) -> str:
-        return f"MemoryStore(size={len(self._cache)}, maxsize={self.maxsize})"
+        return f"MemoryCacheStore(size={len(self._cache)}, maxsize={self.maxsize})"
+
+
+MemoryStore = MemoryCacheStore  # deprecated: the name before issue 15, kept for imports

@@ -16,23 +16,26 @@ from .machine import (
     exception_outcome,
     timed_out_waiting,
 )
-from .redis import RedisBreakerBackend
-from .store import BreakerBackend, MemoryBackend
+from .redis import RedisBreakerBackend as RedisBreakerBackend  # deprecated name
+from .redis import RedisBreakerStore
+from .store import BreakerBackend as BreakerBackend  # deprecated name
+from .store import BreakerStore, MemoryBreakerStore
+from .store import MemoryBackend as MemoryBackend  # deprecated name
 
 __all__ = [
     "UPSTREAM_SHARE",
-    "BreakerBackend",
     "BreakerMachine",
     "BreakerPool",
     "BreakerRecord",
+    "BreakerStore",
     "CircuitBreaker",
     "CircuitBreakerLayer",
     "CircuitBreakerService",
     "CircuitState",
-    "MemoryBackend",
+    "MemoryBreakerStore",
     "Outcome",
     "Permit",
-    "RedisBreakerBackend",
+    "RedisBreakerStore",
     "StateChange",
     "StateChangeHook",
     "default_is_failure",

@@ -29,7 +29,7 @@ from .machine import (
     exception_outcome,
     timed_out_waiting,
 )
-from .store import BreakerBackend, MemoryBackend
+from .store import BreakerStore, MemoryBreakerStore
 
 __all__ = ["BreakerPool", "CircuitBreaker"]
 
@@ -64,7 +64,7 @@ class CircuitBreaker:
         name: str = "default",
         exclude: tuple[type[BaseException], ...] | type[BaseException] = (),
         clock: Clock | None = None,
-        backend: BreakerBackend | None = None,
+        backend: BreakerStore | None = None,
     ) -> None:
         self._machine = BreakerMachine(threshold, timeout)
         if not isinstance(name, str) or not name:
@@ -75,12 +75,12 @@ class CircuitBreaker:
         self.name = name
         self.exclude = exclude
         self.clock = clock or default_clock
-        self._backend: BreakerBackend = backend if backend is not None else MemoryBackend()
+        self._backend: BreakerStore = backend if backend is not None else MemoryBreakerStore()
         self._hooks: list[StateChangeHook] = []
         # Fast path: with an in-memory record, a closed breaker needs no clock read
         # and no backend round trip for a call that is admitted and succeeds.
         self._local = (
-            self._backend.peek(name) if type(backend) in (MemoryBackend, type(None)) else None
+            self._backend.peek(name) if type(backend) in (MemoryBreakerStore, type(None)) else None
         )
 
     # -- inspection ----------------------------------------------------------
@@ -227,13 +227,13 @@ class BreakerPool:
         timeout: float = 60.0,
         *,
         clock: Clock | None = None,
-        backend: BreakerBackend | Backend | None = None,
+        backend: BreakerStore | Backend | None = None,
     ) -> None:
         self._machine = BreakerMachine(threshold, timeout)
         self.clock = clock or default_clock
         if isinstance(backend, Backend):  # e.g. a RedisBackend: its breaker storage
             backend = backend.breaker_backend()
-        self._backend: BreakerBackend = backend if backend is not None else MemoryBackend()
+        self._backend: BreakerStore = backend if backend is not None else MemoryBreakerStore()
         self._breakers: dict[str, CircuitBreaker] = {}
         self._hooks: list[StateChangeHook] = []
 

@@ -12,7 +12,7 @@ from ..._errors import ConfigError, TimeoutError, TransportError
 from ...backends.base import Backend
 from .breaker import BreakerPool, CircuitBreaker
 from .machine import Outcome, StateChangeHook, exception_outcome
-from .store import BreakerBackend
+from .store import BreakerStore
 
 __all__ = ["CircuitBreakerLayer", "CircuitBreakerService", "default_is_failure"]
 
@@ -74,7 +74,7 @@ class CircuitBreakerLayer:
         is_failure: FailurePredicate | None = None,
         failure_statuses: Collection[int] | None = None,
         clock: Clock | None = None,
-        backend: BreakerBackend | Backend | None = None,
+        backend: BreakerStore | Backend | None = None,
         pool: BreakerPool | None = None,
     ) -> None:
         if pool is None:

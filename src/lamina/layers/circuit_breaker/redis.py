@@ -25,9 +25,9 @@ from ... import _validate as check
 from ..._errors import ConfigError
 from ...backends.redis_connection import RedisConnection, RedisUnavailable
 from .machine import BreakerMachine, BreakerRecord, CircuitState, Outcome, Permit, Transition
-from .store import MemoryBackend
+from .store import MemoryBreakerStore
 
-__all__ = ["RedisBreakerBackend"]
+__all__ = ["RedisBreakerStore"]
 
 # KEYS: record. ARGV: timeout_us, lease_us, token, ttl_ms.
 # Returns {admitted, probe, retry_us, old, new, failures, opened_us, now_us, state}.
@@ -114,14 +114,14 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-class RedisBreakerBackend:
-    """A :class:`~.store.BreakerBackend` whose records live in Redis.
+class RedisBreakerStore:
+    """A :class:`~.store.BreakerStore` whose records live in Redis.
 
     Pass it as ``CircuitBreakerLayer(backend=...)`` or
     ``CircuitBreaker(backend=...)``. ``probe_lease`` (default: the breaker's
     timeout) bounds how long a half-open probe may hold the slot; ``ttl``
     (default one day) is how long an untouched record is kept. Under
-    ``on_error="local"`` an in-process :class:`~.store.MemoryBackend`
+    ``on_error="local"`` an in-process :class:`~.store.MemoryBreakerStore`
     stands in while Redis is down.
     """
 
@@ -143,7 +143,7 @@ class RedisBreakerBackend:
             None if probe_lease is None else check.seconds(probe_lease, "probe_lease", high=86400)
         )
         self.ttl = check.seconds(ttl, "ttl", low=1)
-        self._fallback = MemoryBackend()
+        self._fallback = MemoryBreakerStore()
         self._seen: dict[str, BreakerRecord] = {}
         self._seeded: dict[str, int] = {}  # name -> the outage its local record started in
 
@@ -253,4 +253,7 @@ class RedisBreakerBackend:
         return None if old == "closed" else (CircuitState(old), CircuitState.CLOSED)
 
     def __repr__(self) -> str:
-        return f"RedisBreakerBackend({self.backend!r}, breakers_seen={len(self._seen)})"
+        return f"RedisBreakerStore({self.backend!r}, breakers_seen={len(self._seen)})"
+
+
+RedisBreakerBackend = RedisBreakerStore  # deprecated: the name before issue 15, kept for imports

@@ -1,8 +1,8 @@
-"""Where breakers keep their state: the :class:`BreakerBackend` seam and the memory store.
+"""Where breakers keep their state: the :class:`BreakerStore` seam and the memory store.
 
 A store keeps one :class:`~.machine.BreakerRecord` per name and applies
 :class:`~.machine.BreakerMachine` transitions to it atomically: in a dict in this
-process (:class:`MemoryBackend`), or in Redis (:class:`~.redis.RedisBreakerBackend`,
+process (:class:`MemoryBreakerStore`), or in Redis (:class:`~.redis.RedisBreakerStore`,
 which runs the same transitions in Lua scripts).
 """
 
@@ -12,10 +12,10 @@ from typing import Protocol
 
 from .machine import BreakerMachine, BreakerRecord, CircuitState, Outcome, Permit, Transition
 
-__all__ = ["BreakerBackend", "MemoryBackend"]
+__all__ = ["BreakerStore", "MemoryBreakerStore"]
 
 
-class BreakerBackend(Protocol):
+class BreakerStore(Protocol):
     """Storage seam: keeps one :class:`BreakerRecord` per name and applies
     :class:`BreakerMachine` transitions to it atomically.
 
@@ -36,7 +36,7 @@ class BreakerBackend(Protocol):
     def peek(self, name: str) -> BreakerRecord: ...
 
 
-class MemoryBackend:
+class MemoryBreakerStore:
     """Records in a dict, for breakers living in one event loop."""
 
     __slots__ = ("_records",)
@@ -67,4 +67,8 @@ class MemoryBackend:
         return None if old is CircuitState.CLOSED else (old, CircuitState.CLOSED)
 
     def __repr__(self) -> str:
-        return f"MemoryBackend(breakers={len(self._records)})"
+        return f"MemoryBreakerStore(breakers={len(self._records)})"
+
+
+BreakerBackend = BreakerStore  # deprecated: the name before issue 15, kept for imports
+MemoryBackend = MemoryBreakerStore  # deprecated: the name before issue 15, kept for imports

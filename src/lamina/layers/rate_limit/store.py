@@ -2,7 +2,7 @@
 
 A store holds the state of one limit (``rate`` per ``period``, ``burst`` at once)
 and is built for it by its limiter (:class:`~lamina.layers.rate_limit.BaseLimiter`), like a
-:class:`lamina.layers.circuit_breaker.BreakerBackend` keeps a breaker's record. The arithmetic is
+:class:`lamina.layers.circuit_breaker.BreakerStore` keeps a breaker's record. The arithmetic is
 :class:`~lamina.layers.rate_limit.Bucket`'s; where the state lives is the store's:
 :class:`~lamina.layers.rate_limit.MemoryLimitStore` in this process,
 ``lamina.layers.rate_limit.RedisLimitStore`` in Redis.

@@ -5,10 +5,11 @@ from .budget import RetryBudget
 from .layer import (
     DEFAULT_ATTEMPTS,
     IDEMPOTENCY_KEY_HEADER,
-    Retry,
     RetryLayer,
+    RetryService,
     new_idempotency_key,
 )
+from .layer import Retry as Retry  # deprecated name of RetryService
 from .policy import (
     DEFAULT_RETRY_ON,
     IDEMPOTENT_METHODS,
@@ -25,11 +26,11 @@ __all__ = [
     "DEFAULT_RETRY_ON",
     "IDEMPOTENCY_KEY_HEADER",
     "IDEMPOTENT_METHODS",
-    "Retry",
     "RetryBudget",
     "RetryLayer",
     "RetryOutcome",
     "RetryPolicy",
+    "RetryService",
     "StatusRetryPolicy",
     "is_idempotent",
     "new_idempotency_key",

@@ -19,8 +19,8 @@ from .policy import DEFAULT_RETRY_ON, RetryOutcome, RetryPolicy, StatusRetryPoli
 __all__ = [
     "DEFAULT_ATTEMPTS",
     "IDEMPOTENCY_KEY_HEADER",
-    "Retry",
     "RetryLayer",
+    "RetryService",
     "new_idempotency_key",
 ]
 
@@ -128,7 +128,7 @@ class RetryLayer:
         self.clock = clock or default_clock
 
     def wrap(self, inner: Service) -> Service:
-        return Retry(inner, self)
+        return RetryService(inner, self)
 
     def __repr__(self) -> str:
         extra = f", total_timeout={self.total_timeout}" if self.total_timeout else ""
@@ -158,7 +158,7 @@ def new_idempotency_key() -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-class Retry:
+class RetryService:
     """Service made by :class:`RetryLayer`."""
 
     __slots__ = ("_final", "_wall_clock", "config", "inner")
@@ -247,4 +247,7 @@ class Retry:
         return delay
 
     def __repr__(self) -> str:
-        return f"<Retry attempts={self.config.attempts} -> {self.inner!r}>"
+        return f"<RetryService attempts={self.config.attempts} -> {self.inner!r}>"
+
+
+Retry = RetryService  # deprecated: the name before issue 15, kept for imports
