@@ -1,4 +1,5 @@
-"""Built-in layers. Each module holds one layer and the service it wraps into."""
+"""Built-in layers: one folder (retry, circuit_breaker, rate_limit, cache) or module per
+middleware, holding its layer, the service it wraps into, its policy and its stores."""
 
 from .cache import CacheLayer
 from .circuit_breaker import CircuitBreakerLayer
