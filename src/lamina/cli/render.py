@@ -142,7 +142,7 @@ def scrub_data(value: Any, secrets: Iterable[str]) -> Any:
 def _scrub_value(value: Any, hidden: frozenset[str], numbers: set[str]) -> Any:
     if isinstance(value, str):
         return scrub(value, hidden)
-    if value is None or isinstance(value, bool):
+    if value is None or value is True or value is False:  # JSON's own tokens stay
         return value
     if isinstance(value, int | float):
         return REDACTED if str(value) in numbers else value
