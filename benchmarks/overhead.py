@@ -83,7 +83,7 @@ LAYERS: dict[str, Layer] = {
     "TimeoutLayer": TimeoutLayer(30),
     "RetryLayer": RetryLayer(),
     "CircuitBreakerLayer (closed)": CircuitBreakerLayer(5, 60),
-    "RateLimitLayer (no wait)": RateLimitLayer(1e9, 1.0),
+    "RateLimitLayer (no wait)": RateLimitLayer(1e6, 1.0),
     "ConcurrencyLimitLayer": ConcurrencyLimitLayer(100),
     "CacheLayer (miss, POST)": CacheLayer(ttl=60),
     "TracingLayer (no-op API)": TracingLayer(),

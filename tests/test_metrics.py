@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lamina import ConfigError
-from lamina.metrics import IOMetrics
+from lamina.metrics import IOMetrics, OtelInstruments
 
 
 def test_reference_usage() -> None:
@@ -186,3 +186,56 @@ def test_building_orchestrators_does_not_grow_the_global_meter_provider() -> Non
     # under 1 MB for 3 x 2,000 endpoints; the same per endpoint for the CI shape
     # (before the fix: 1.16 KB per endpoint per build, 1.75 MB for 3 x 500)
     assert result["retained"] < 1_000_000 * endpoints / 2000, result
+
+
+# The global meter provider is a proxy until an SDK is set (once per process): a
+# fresh process checks that attempts are timed only once something records them.
+RECORDING_SCRIPT = """
+import asyncio
+from opentelemetry import metrics
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from lamina import Request, Response, ServiceBuilder
+from lamina.layers import MetricsLayer, TracingLayer
+from lamina.metrics import OtelInstruments
+
+async def inner(request):
+    return Response(200, content=b"{}")
+
+stack = ServiceBuilder([MetricsLayer(), TracingLayer()]).service(inner)
+instruments = OtelInstruments.for_provider()
+assert not instruments.recording()
+asyncio.run(stack(Request("GET", "http://x/", endpoint="e")))
+reader = InMemoryMetricReader()
+metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+assert instruments.recording()
+asyncio.run(stack(Request("GET", "http://x/", endpoint="e")))
+names = {
+    m.name
+    for rm in reader.get_metrics_data().resource_metrics
+    for sm in rm.scope_metrics
+    for m in sm.metrics
+}
+assert "http.client.request.duration" in names, names
+print("ok")
+"""
+
+
+def test_attempts_are_timed_once_a_meter_provider_records() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(RECORDING_SCRIPT)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={k: v for k, v in os.environ.items() if not k.startswith("OTEL_")},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "ok"
+
+
+def test_instruments_of_a_no_op_provider_do_not_record() -> None:
+    from opentelemetry.metrics import NoOpMeterProvider
+    from opentelemetry.sdk.metrics import MeterProvider
+
+    assert not OtelInstruments(NoOpMeterProvider()).recording()
+    assert OtelInstruments(MeterProvider()).recording()

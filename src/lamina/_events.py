@@ -2,7 +2,9 @@
 
 A layer calls :func:`emit` with an event name and attributes; observers that
 an outer layer registered on the call with :func:`listen` receive it. With no
-observer, ``emit`` costs one dict lookup.
+observer, ``emit`` costs one dict lookup. Timing each attempt for ``http.attempt``
+is work of its own, so the layer that reports it does so only when a listener
+asked for it (:func:`wants_attempts`).
 
 Event names used by the built-in layers::
 
@@ -24,9 +26,10 @@ from typing import Any
 
 from ._core import Request
 
-__all__ = ["EVENTS_KEY", "Listener", "emit", "listen"]
+__all__ = ["ATTEMPTS_KEY", "EVENTS_KEY", "Listener", "emit", "listen", "wants_attempts"]
 
 EVENTS_KEY = "lamina.listeners"
+ATTEMPTS_KEY = "lamina.attempt_listeners"  # set when a listener wants http.attempt
 
 Listener = Callable[[str, Mapping[str, Any]], None]
 
@@ -44,7 +47,19 @@ def emit(request: Request, name: str, /, **attributes: Any) -> None:
                 logging.getLogger("lamina").exception("event listener failed on %s", name)
 
 
-def listen(request: Request, listener: Listener) -> Request:
-    """A copy of ``request`` whose events also reach ``listener``."""
-    listeners = [*request.extensions.get(EVENTS_KEY, ()), listener]
-    return request.replace(extensions={**request.extensions, EVENTS_KEY: listeners})
+def listen(request: Request, listener: Listener, /, *, attempts: bool = True) -> Request:
+    """A copy of ``request`` whose events also reach ``listener``.
+
+    ``attempts=False`` says the listener does not need ``http.attempt`` events (it
+    still receives them when another listener asked for them).
+    """
+    extensions = request.extensions
+    extensions = {**extensions, EVENTS_KEY: [*extensions.get(EVENTS_KEY, ()), listener]}
+    if attempts:
+        extensions[ATTEMPTS_KEY] = True
+    return request.replace(extensions=extensions)
+
+
+def wants_attempts(request: Request) -> bool:
+    """Whether a listener on this call asked for ``http.attempt`` events."""
+    return ATTEMPTS_KEY in request.extensions

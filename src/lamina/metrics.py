@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry import metrics as otel_metrics
+from opentelemetry.metrics import _internal as _metrics_internal
 
 from . import _validate as check
 
@@ -250,7 +251,7 @@ class OtelInstruments:
       ``lamina.breaker.rejections`` and ``lamina.ratelimit.waits``.
     """
 
-    __slots__ = ("call_duration", "counters", "request_duration")
+    __slots__ = ("_global", "_recording", "call_duration", "counters", "request_duration")
 
     @classmethod
     def for_provider(
@@ -280,6 +281,11 @@ class OtelInstruments:
         from ._version import __version__
 
         provider = meter_provider or otel_metrics.get_meter_provider()
+        # The global provider before an SDK is set is a proxy: nothing records until then.
+        self._global = provider is _proxy_meter_provider()
+        self._recording = not self._global and not isinstance(
+            provider, otel_metrics.NoOpMeterProvider
+        )
         meter = provider.get_meter("lamina", __version__)
         self.request_duration = meter.create_histogram(
             "http.client.request.duration",
@@ -311,6 +317,21 @@ class OtelInstruments:
                 description="Calls that waited for a rate limiter.",
             ),
         }
+
+    def recording(self) -> bool:
+        """Whether what these instruments record reaches a meter provider that keeps it
+        (false for the no-op provider, and for the global proxy until an SDK is set)."""
+        if self._recording or not self._global:
+            return self._recording
+        provider = getattr(_metrics_internal, "_METER_PROVIDER", True)  # True: can't tell
+        if provider is None or isinstance(provider, otel_metrics.NoOpMeterProvider):
+            return False
+        self._recording = True
+        return True
+
+
+def _proxy_meter_provider() -> object:
+    return getattr(_metrics_internal, "_PROXY_METER_PROVIDER", None)
 
 
 # The instruments of each meter provider, dropped with the provider.

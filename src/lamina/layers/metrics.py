@@ -96,7 +96,12 @@ class MetricsService:
 
     async def __call__(self, request: Request) -> Response:
         endpoint = request.endpoint or UNNAMED
-        request = listen(request, _Recorder(endpoint, self.metrics, self.instruments))
+        instruments = self.instruments
+        request = listen(
+            request,
+            _Recorder(endpoint, self.metrics, instruments),
+            attempts=instruments.recording(),  # http.attempt only feeds an OTel histogram
+        )
         started = time.perf_counter()
         try:
             response = await self.inner(request)

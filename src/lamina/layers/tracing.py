@@ -20,7 +20,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from .._core import Request, Response, Service
 from .._errors import ConfigError
-from .._events import EVENTS_KEY, emit
+from .._events import emit, wants_attempts
 from .._otel import (
     ATTEMPT_EVENT,
     TracerSource,
@@ -114,7 +114,7 @@ class TracingService:
     async def __call__(self, request: Request) -> Response:
         tracer = self.source.get() if self.config.enabled else None
         if tracer is None or instrumentation_suppressed():
-            if request.extensions.get(EVENTS_KEY):
+            if wants_attempts(request):
                 return await self._timed(request)
             return await self.inner(request)
         return await self._traced(tracer, request)
@@ -215,7 +215,7 @@ class TracingService:
         kind: str | None,
     ) -> None:
         """Report the attempt (``http.attempt``) to call-level observers such as metrics."""
-        if not request.extensions.get(EVENTS_KEY):
+        if not wants_attempts(request):
             return
         if span_attrs is None:
             attrs = dict(_attempt_attributes(request.method, request.url))
