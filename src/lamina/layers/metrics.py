@@ -87,30 +87,37 @@ class _Recorder:
 class MetricsService:
     """Service made by :class:`MetricsLayer`."""
 
-    __slots__ = ("inner", "instruments", "metrics")
+    __slots__ = ("inner", "instruments", "metrics", "recorders")
 
     def __init__(self, inner: Service, metrics: IOMetrics, instruments: OtelInstruments) -> None:
         self.inner = inner
         self.metrics = metrics
         self.instruments = instruments
+        self.recorders: dict[str, _Recorder] = {}  # by endpoint: a recorder holds no call state
 
     async def __call__(self, request: Request) -> Response:
         endpoint = request.endpoint or UNNAMED
-        instruments = self.instruments
-        request = listen(
-            request,
-            _Recorder(endpoint, self.metrics, instruments),
-            attempts=instruments.recording(),  # http.attempt only feeds an OTel histogram
-        )
+        recorder = self.recorders.get(endpoint)
+        if recorder is None:
+            recorder = self.recorders[endpoint] = _Recorder(
+                endpoint, self.metrics, self.instruments
+            )
+        recording = self.instruments.recording()
+        # http.attempt only feeds an OpenTelemetry histogram: ask for it only then
+        request = listen(request, recorder, attempts=recording)
         started = time.perf_counter()
         try:
             response = await self.inner(request)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
-            self._record(endpoint, time.perf_counter() - started, None, exc)
+            self._record(endpoint, time.perf_counter() - started, None, exc, recording)
             raise
-        self._record(endpoint, time.perf_counter() - started, response, None)
+        seconds = time.perf_counter() - started
+        if response.status_code < 400 and not recording:  # the common case, in short
+            self.metrics.record_request(endpoint, latency=seconds * 1000.0)
+        else:
+            self._record(endpoint, seconds, response, None, recording)
         return response
 
     def _record(
@@ -119,12 +126,15 @@ class MetricsService:
         seconds: float,
         response: Response | None,
         exc: BaseException | None,
+        recording: bool,
     ) -> None:
         outcome, kind = call_outcome(response, exc)
         if kind is None:
             self.metrics.record_request(endpoint, latency=seconds * 1000.0)
         else:
             self.metrics.record_error(endpoint, error_type=kind, latency=seconds * 1000.0)
+        if not recording:
+            return
         attrs = {"lamina.endpoint": endpoint, "lamina.outcome": outcome}
         if kind is not None:
             attrs["error.type"] = kind
