@@ -119,6 +119,21 @@ class CircuitBreaker:
         return callback
 
     # -- the protocol a layer uses ----------------------------------------------
+    def admits_now(self) -> bool:
+        """True when an in-memory breaker is closed: the call is admitted with no wait,
+        and :meth:`succeeded_now` may record its success (else await :meth:`acquire`)."""
+        local = self._local
+        return local is not None and local.state is CircuitState.CLOSED
+
+    def succeeded_now(self) -> bool:
+        """Record the success of a call that :meth:`admits_now` admitted, if the breaker
+        is still closed in memory; False when :meth:`release` must be awaited instead."""
+        local = self._local
+        if local is not None and local.state is CircuitState.CLOSED:
+            local.failure_count = 0
+            return True
+        return False
+
     async def acquire(self, request: Request | None = None) -> Permit:
         """Admit a call or raise :class:`lamina.CircuitOpenError`; pair with :meth:`release`."""
         local = self._local

@@ -11,7 +11,7 @@ from ..._core import Request, Response, Service
 from ..._errors import ConfigError, TimeoutError, TransportError
 from ...backends.base import Backend
 from .breaker import BreakerPool, CircuitBreaker
-from .machine import Outcome, StateChangeHook, exception_outcome
+from .machine import PASS, Outcome, StateChangeHook, exception_outcome
 from .store import BreakerStore
 
 __all__ = ["CircuitBreakerLayer", "CircuitBreakerService", "default_is_failure"]
@@ -166,7 +166,8 @@ class CircuitBreakerService:
     async def __call__(self, request: Request) -> Response:
         config = self.config
         brk = self.pool.breaker(config.name or request.endpoint or "default")
-        permit = await brk.acquire(request)
+        # closed in memory: admit and record a success without awaiting the store
+        permit = PASS if brk.admits_now() else await brk.acquire(request)
         try:
             response = await self.inner(request)
         except Exception as exc:
@@ -176,8 +177,10 @@ class CircuitBreakerService:
         except BaseException:  # cancelled: neither success nor failure
             await brk.release(permit, Outcome.NEUTRAL, request)
             raise
-        failed = _judge(config.is_failure, response)
-        await brk.release(permit, Outcome.FAILURE if failed else Outcome.SUCCESS, request)
+        if _judge(config.is_failure, response):
+            await brk.release(permit, Outcome.FAILURE, request)
+        elif permit is not PASS or not brk.succeeded_now():
+            await brk.release(permit, Outcome.SUCCESS, request)
         return response
 
     def __repr__(self) -> str:
