@@ -19,7 +19,27 @@ from lamina.testing import LocalServer
 TRANSPORTS = {
     "httpx": "HttpxTransport",
     "aiohttp": "AiohttpTransport",
+    "pyreqwest": "PyreqwestTransport",
 }
+
+#: (kind, test) -> why that transport cannot keep that part of the contract (strict xfail).
+KNOWN_GAPS = {
+    ("pyreqwest", test): "pyreqwest's timeout does not say whether the request was still "
+    "connecting: a timeout while connecting is a TimeoutError with request_sent=True"
+    for test in (
+        "test_a_timeout_while_connecting_is_a_connect_timeout",
+        "test_an_upstream_that_cannot_be_reached_opens_the_breaker",
+    )
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        kind = callspec.params.get("transport_factory") if callspec is not None else None
+        reason = KNOWN_GAPS.get((kind, item.originalname))  # type: ignore[attr-defined]
+        if reason is not None:
+            item.add_marker(pytest.mark.xfail(reason=reason, strict=True))
 
 
 class TransportFactory:
@@ -41,6 +61,8 @@ class TransportFactory:
         gate of lamina's in front: a request waits for a connection inside the client."""
         if self.kind == "httpx":
             return self(limits=httpx.Limits(max_connections=size), max_in_flight=None)
+        if self.kind == "pyreqwest":
+            return self(max_connections=size, max_in_flight=None)
         return self(connector=aiohttp.TCPConnector(limit=size), max_in_flight=None)
 
 

@@ -32,7 +32,7 @@ REQUEST = Request("GET", "http://api.test/x?token=s3cr3t-abcdef123", endpoint="t
 def test_all_is_sorted_and_importable() -> None:
     names = lamina.transports.__all__
     assert names == sorted(names)
-    assert names == ["AiohttpTransport", "HttpxTransport", "Transport"]
+    assert names == ["AiohttpTransport", "HttpxTransport", "PyreqwestTransport", "Transport"]
     for name in names:
         assert getattr(lamina.transports, name) is not None
     with pytest.raises(AttributeError):

@@ -28,6 +28,7 @@ EPILOG = """examples:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``lamina`` command."""
+    from ..orchestration.config import TRANSPORT_NAMES
     from . import commands
     from .demo import cmd_demo
 
@@ -57,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--otlp-endpoint",
         metavar="URL",
         help="export the run's traces with OTLP/HTTP (e.g. http://localhost:4318 for Jaeger)",
+    )
+    run.add_argument(
+        "--transport",
+        choices=TRANSPORT_NAMES,
+        help="send with httpx (the default), aiohttp or pyreqwest (overrides the flow's "
+        "transport:; aiohttp and pyreqwest are extras: pip install 'lamina[pyreqwest]')",
     )
     run.add_argument("--report", metavar="FILE", help="write a self-contained HTML run report")
     run.add_argument("--json", action="store_true", help="print only JSON on stdout")

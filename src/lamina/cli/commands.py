@@ -12,13 +12,18 @@ import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from .._closeable import AsyncCloseable
 from .._core import Layer
 from .._errors import ConfigError, LaminaError
 from .._redact import redact_headers, redact_params, redact_url, scrub
-from ..orchestration.config import APIEndpoint, APIOrchestrationConfig, LayersCallable
+from ..orchestration.config import (
+    APIEndpoint,
+    APIOrchestrationConfig,
+    LayersCallable,
+    TransportName,
+)
 from ..orchestration.report import RunReport
 from .progress import LiveDisplay, Recorder, watch_layers
 from .render import graph_mermaid, graph_text, results_table, run_dict, scrub_data, waterfall
@@ -40,6 +45,7 @@ class Flow:
     path: Path
     config: APIOrchestrationConfig
     layers: LayersCallable | None = None
+    transport: TransportName | None = None
     layer_names: list[str] | None = None
     secrets: list[str] = field(default_factory=list)
     name: str | None = None
@@ -64,6 +70,7 @@ def load(path_text: str, *, allow_imports: Any = False, resolve_imports: bool = 
     secrets = {*_env_secrets(path), *(v for v in info.substitutions.values if len(v) >= MIN_SECRET)}
     flow = Flow(path, config, secrets=sorted(secrets, key=len, reverse=True))
     flow.name, flow.description, flow.imports = info.name, info.description, info.imports
+    flow.transport = cast("TransportName | None", info.transport)
     layers = flow_layers(config)
     if layers is not None:
         flow.layers = layers
@@ -167,7 +174,11 @@ class FlowRunner(AsyncCloseable):
     """
 
     def __init__(
-        self, config: APIOrchestrationConfig, *, layers: LayersCallable | None = None
+        self,
+        config: APIOrchestrationConfig,
+        *,
+        layers: LayersCallable | None = None,
+        transport: TransportName | None = None,
     ) -> None:
         from ..orchestration.orchestrator import APIOrchestrator
 
@@ -177,7 +188,7 @@ class FlowRunner(AsyncCloseable):
         def stack(endpoint: APIEndpoint, cfg: APIOrchestrationConfig) -> list[Layer]:
             return watch_layers(recorder, base(endpoint, cfg))
 
-        self.orchestrator = APIOrchestrator(config, layers=stack)
+        self.orchestrator = APIOrchestrator(config, layers=stack, transport=transport)
         recorder.clock = self.orchestrator.clock
 
     async def run(self, data: Any, *, display: LiveDisplay | None = None) -> Outcome:
@@ -205,10 +216,11 @@ async def run_flow(
     data: Any,
     *,
     layers: LayersCallable | None = None,
+    transport: TransportName | None = None,
     display: LiveDisplay | None = None,
 ) -> Outcome:
     """Run ``config`` once, recording every call; a stopping LaminaError is returned."""
-    async with FlowRunner(config, layers=layers) as runner:
+    async with FlowRunner(config, layers=layers, transport=transport) as runner:
         return await runner.run(data, display=display)
 
 
@@ -229,7 +241,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     log_warnings_scrubbed(flow.secrets)  # reach stderr without its ${ENV} values
     display = None if args.quiet else LiveDisplay(flow.config.endpoint_names, sys.stderr)
     try:
-        outcome = asyncio.run(run_flow(flow.config, data, layers=flow.layers, display=display))
+        transport = args.transport or flow.transport
+        outcome = asyncio.run(
+            run_flow(flow.config, data, layers=flow.layers, transport=transport, display=display)
+        )
     finally:
         if telemetry is not None:
             flushed = telemetry.force_flush(10_000)

@@ -11,7 +11,7 @@ from weakref import WeakKeyDictionary
 
 from .._errors import ConfigError
 from .._redact import scrub
-from ..orchestration.config import APIEndpoint, APIOrchestrationConfig
+from ..orchestration.config import TRANSPORT_NAMES, APIEndpoint, APIOrchestrationConfig
 from .env import Substitutions, substitute
 from .expressions import HOOK_FIELDS, hook_from_spec, hook_to_spec
 from .imports import FlowImport, Importer
@@ -34,7 +34,7 @@ CONFIG_FIELDS = {
     for f in dataclasses.fields(APIOrchestrationConfig)
     if f.init and f.name not in ("endpoints", "name", "description", "layers")
 }
-META_KEYS = ("name", "description", "layers")
+META_KEYS = ("name", "description", "layers", "transport")
 #: Keys a flow may hold at the top level and in each endpoint.
 CONFIG_KEYS = ("endpoints", *META_KEYS, *CONFIG_FIELDS)
 ENDPOINT_KEYS = tuple(ENDPOINT_FIELDS)
@@ -47,6 +47,8 @@ class FlowInfo:
     name: str | None = None
     description: str | None = None
     layers: list[LayerSpec] | None = None
+    transport: str | None = None
+    """The transport by name (``transport: pyreqwest``), or None for the default."""
     substitutions: Substitutions = field(default_factory=Substitutions)
     source: str | None = None
     builder: FlowLayers | None = None
@@ -150,6 +152,10 @@ def _build(
         if value is not None and not isinstance(value, str):
             raise ConfigError("must be a string", field=key)
         setattr(info, key, value)
+    transport = data.get("transport")
+    if transport is not None and transport not in TRANSPORT_NAMES:
+        raise ConfigError(f"must be one of {', '.join(TRANSPORT_NAMES)}", field="transport")
+    info.transport = transport
     if data.get("layers") is not None:
         info.layers = parse_layers(data["layers"], allow_imports=importer)
     _INFO[config] = info
@@ -249,6 +255,8 @@ def config_to_dict(
     ]
     if info.layers is not None:
         out["layers"] = [spec.to_spec() for spec in info.layers]
+    if info.transport is not None:
+        out["transport"] = info.transport
     if templates:
         _restore(out, info.substitutions)
     return out

@@ -52,11 +52,14 @@ def _scrub(value: Any, secrets: set[str]) -> Any:
 
 
 def build_orchestrator(config: APIOrchestrationConfig, **kwargs: Any) -> APIOrchestrator:
-    """``APIOrchestrator(config, layers=<the flow's layers:>, **kwargs)``.
+    """``APIOrchestrator(config, layers=<the flow's layers:>, transport=<its transport:>,
+    **kwargs)``.
 
     Without a ``layers:`` list (or with ``layers=`` given here) it is the plain
-    orchestrator with the default stack.
+    orchestrator with the default stack; without ``transport:``, the default transport.
     """
     if "layers" not in kwargs:
         kwargs["layers"] = flow_layers(config)
+    if "transport" not in kwargs and "client" not in kwargs:
+        kwargs["transport"] = flow_info(config).transport
     return APIOrchestrator(config, **kwargs)

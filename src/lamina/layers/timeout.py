@@ -14,6 +14,7 @@ from .._errors import (
     cancelled_while_connecting,
     connection_wait,
 )
+from .._expiry import ATTEMPT_EXPIRY
 
 __all__ = ["TimeoutLayer", "TimeoutService"]
 
@@ -70,7 +71,9 @@ class TimeoutService:
             raise RuntimeError("TimeoutLayer needs to run inside an asyncio task")
         loop = task.get_loop()
         expiry = _Expiry(task)
-        handle = loop.call_at(loop.time() + limit, expiry.fire)
+        when = loop.time() + limit
+        handle = loop.call_at(when, expiry.fire)
+        token = ATTEMPT_EXPIRY.set(when)
         try:
             return await self.inner(request)
         except asyncio.CancelledError as exc:
@@ -97,6 +100,7 @@ class TimeoutService:
                     ) from exc
             raise
         finally:
+            ATTEMPT_EXPIRY.reset(token)
             handle.cancel()
             if expiry.fired:  # fired, but the inner call finished or failed anyway
                 task.uncancel()

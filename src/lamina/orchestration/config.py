@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
-from typing import Any, TypeAlias
+from typing import Any, Literal, TypeAlias, get_args
 from urllib.parse import urlsplit
 
 from .. import _validate as check
@@ -23,11 +23,13 @@ from ..layers.cache.keys import cache_header_options
 from ..transports._shared import check_headers
 
 __all__ = [
+    "TRANSPORT_NAMES",
     "APIEndpoint",
     "APIOrchestrationConfig",
     "LayersCallable",
     "LayersOption",
     "OrchestrationMode",
+    "TransportName",
 ]
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -37,6 +39,10 @@ PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 LayersCallable: TypeAlias = Callable[["APIEndpoint", "APIOrchestrationConfig"], Sequence[Layer]]
 #: A list of layers for every endpoint, a :data:`LayersCallable`, or None for the defaults.
 LayersOption: TypeAlias = Sequence[Layer] | LayersCallable | None
+#: A transport chosen by name: ``APIOrchestrator(transport="pyreqwest")``, a flow's
+#: ``transport:``, ``lamina run --transport``.
+TransportName: TypeAlias = Literal["httpx", "aiohttp", "pyreqwest"]
+TRANSPORT_NAMES: tuple[str, ...] = get_args(TransportName)
 
 
 class OrchestrationMode(StrEnum):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import importlib
 from collections.abc import AsyncGenerator
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import httpx
 from opentelemetry import trace
@@ -17,13 +18,24 @@ from .._errors import ConfigError, LaminaError, OrchestrationTimeout
 from .._otel import TracerSource
 from ..metrics import IOMetrics
 from ..transports import HttpxTransport
-from .config import APIEndpoint, APIOrchestrationConfig, LayersOption
+from .config import (
+    TRANSPORT_NAMES,
+    APIEndpoint,
+    APIOrchestrationConfig,
+    LayersOption,
+    TransportName,
+)
 from .modes import IN_ORDER_MODES, SCHEDULERS, Scheduler
 from .report import RunReport
 from .run import Plan, Run
 from .stack import building, current_state, default_layers, new_shared_state
 
 __all__ = ["APIOrchestrator", "LayersOption"]
+#: name -> (module, class) of the transports whose client is an optional extra.
+_OPTIONAL_TRANSPORTS = {
+    "aiohttp": ("..transports.aiohttp", "AiohttpTransport"),
+    "pyreqwest": ("..transports.pyreqwest", "PyreqwestTransport"),
+}
 
 
 class APIOrchestrator(AsyncCloseable):
@@ -32,9 +44,9 @@ class APIOrchestrator(AsyncCloseable):
     Each endpoint gets its own stack: :meth:`default_layers` unless ``layers`` is
     given (a list used for every endpoint, or ``layers(endpoint, config)``).
     ``transport`` swaps what sends requests: a lamina service, an httpx
-    transport (``httpx.MockTransport``), ``"httpx"`` (the default) or ``"aiohttp"``
-    (``lamina[aiohttp]``: about 2.7x less time per call on loopback), or ``client=``
-    an ``httpx.AsyncClient``.
+    transport (``httpx.MockTransport``), ``"httpx"`` (the default), ``"aiohttp"``
+    (``lamina[aiohttp]``: about 2.7x less time per call on loopback) or ``"pyreqwest"``
+    (``lamina[pyreqwest]``: the fastest), or ``client=`` an ``httpx.AsyncClient``.
     ``tracer_provider`` (default: the global one) receives every span; each run
     is one trace: run span → call span per endpoint → attempt spans.
     One orchestrator can serve many runs, concurrently; they share connections,
@@ -42,15 +54,15 @@ class APIOrchestrator(AsyncCloseable):
     when built on one config. Close it with ``aclose()`` or ``async with``.
     """
 
-    #: The transport used when none is given: "httpx" or "aiohttp" (process-wide).
-    default_transport: ClassVar[Literal["httpx", "aiohttp"]] = "httpx"
+    #: The transport used when none is given: one of :data:`TRANSPORT_NAMES` (process-wide).
+    default_transport: ClassVar[TransportName] = "httpx"
 
     def __init__(
         self,
         config: APIOrchestrationConfig,
         *,
         layers: LayersOption = None,
-        transport: Service | httpx.AsyncBaseTransport | Literal["httpx", "aiohttp"] | None = None,
+        transport: Service | httpx.AsyncBaseTransport | TransportName | None = None,
         client: httpx.AsyncClient | None = None,
         clock: Clock | None = None,
         tracer_provider: trace.TracerProvider | None = None,
@@ -61,9 +73,10 @@ class APIOrchestrator(AsyncCloseable):
             raise ConfigError("an orchestration needs at least one endpoint", field="endpoints")
         if transport is not None and client is not None:
             raise ConfigError("pass transport or client, not both", field="transport")
-        if isinstance(transport, str) and transport not in ("httpx", "aiohttp"):
+        if isinstance(transport, str) and transport not in TRANSPORT_NAMES:
             raise ConfigError(
-                f"unknown transport {transport!r} (httpx or aiohttp)", field="transport"
+                f"unknown transport {transport!r} ({', '.join(TRANSPORT_NAMES)})",
+                field="transport",
             )
         self.config = config
         self._shared = new_shared_state(config, clock, tracer_provider)
@@ -137,19 +150,21 @@ class APIOrchestrator(AsyncCloseable):
         option = self._transport_option
         if option is None and self._client is None:
             option = self.default_transport
-        if option == "aiohttp":
+        if isinstance(option, str) and option != "httpx":
+            module, name = _OPTIONAL_TRANSPORTS[option]
             try:
-                from ..transports.aiohttp import AiohttpTransport
+                cls = getattr(importlib.import_module(module, __package__), name)
             except ImportError as exc:
                 raise ConfigError(
-                    "transport='aiohttp' needs: pip install 'lamina[aiohttp]'", field="transport"
+                    f"transport={option!r} needs: pip install 'lamina[{option}]'",
+                    field="transport",
                 ) from exc
-            owned = AiohttpTransport(max_response_bytes=self.config.max_response_bytes)
+            owned: Service = cls(max_response_bytes=self.config.max_response_bytes)
             self._owned = owned
             return owned
         if option == "httpx":
             option = None
-        if option is not None and not isinstance(option, httpx.AsyncBaseTransport | str):
+        if option is not None and not isinstance(option, httpx.AsyncBaseTransport):
             return option
         if self._client is not None:
             return HttpxTransport(self._client, max_response_bytes=self.config.max_response_bytes)

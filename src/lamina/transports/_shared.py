@@ -301,6 +301,25 @@ def _timeout_waiting(detail: str, request: Request) -> Exception:
     return TimeoutError(detail, request=request, request_sent=False)
 
 
+def _late_or_connecting(detail: str, request: Request) -> Exception:
+    """pyreqwest's ``ConnectTimeoutError`` is also what a late reply raises: a connect
+    timeout only when its causes name the connect step (``client error (Connect)``)."""
+    if _PYREQWEST_CONNECTING in detail:
+        return ConnectTimeout(detail, request=request)
+    return TimeoutError(detail, request=request, request_sent=True)
+
+
+def _reset_or_connecting(detail: str, request: Request) -> Exception:
+    """pyreqwest's ``ConnectError`` is also what a reset raises: no connection made only
+    when its causes name the connect step."""
+    if _PYREQWEST_CONNECTING in detail:
+        return ConnectError(detail, request=request)
+    return TransportError(detail, request=request)
+
+
+_PYREQWEST_CONNECTING = "client error (Connect)"
+
+
 def _undecodable(detail: str, request: Request) -> Exception:
     return ParseError(f"could not decode the body ({detail})", request=request)
 
@@ -313,20 +332,25 @@ ERRORS: dict[str, Outcome] = {
     # connecting timed out (the server, or the way to it, failed): nothing sent
     "httpx.ConnectTimeout": _connect_timeout,
     "aiohttp.client_exceptions.ConnectionTimeoutError": _connect_timeout,
+    "pyreqwest.exceptions.ConnectTimeoutError": _late_or_connecting,
     # no connection made (refused, DNS): nothing sent
     "httpx.ConnectError": _connect,
     "aiohttp.client_exceptions.ClientConnectorError": _connect,
+    "pyreqwest.exceptions.ConnectError": _reset_or_connecting,
     # the client's own timeouts after connecting: sent
     "httpx.TimeoutException": _timeout,
     "aiohttp.client_exceptions.ServerTimeoutError": _timeout,
+    "pyreqwest.exceptions.RequestTimeoutError": _timeout,
     "builtins.TimeoutError": _timeout,
     # no room in the client's pool: nothing sent
     "httpx.PoolTimeout": _timeout_waiting,
+    "pyreqwest.exceptions.PoolTimeoutError": _timeout_waiting,
     "httpx.DecodingError": _undecodable,
     "httpx.InvalidURL": _bad_url,
     "httpx.UnsupportedProtocol": _bad_url,
     "aiohttp.client_exceptions.InvalidURL": _bad_url,
     "aiohttp.client_exceptions.NonHttpUrlClientError": _bad_url,
+    "pyreqwest.exceptions.BuilderError": _bad_url,
 }
 """What a client's exception becomes, by the ``module.qualname`` of its class or of
 the nearest class in its MRO listed here (in the manner of httpx's ``HTTPCORE_EXC_MAP``);
