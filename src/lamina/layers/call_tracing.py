@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -81,10 +81,14 @@ class CallTracingService:
         self.inner = inner
         self.source = TracerSource(tracer_provider)
 
-    async def __call__(self, request: Request) -> Response:
+    def __call__(self, request: Request) -> Coroutine[Any, Any, Response]:
+        # Not a coroutine itself: with no span to record it hands back the inner call's.
         tracer = self.source.get()
         if tracer is None or instrumentation_suppressed(http=False):
-            return await self.inner(request)
+            return self.inner(request)
+        return self._traced(tracer, request)
+
+    async def _traced(self, tracer: trace.Tracer, request: Request) -> Response:
         method = normalize_method(request.method)[0]
         endpoint = request.endpoint
         attrs: dict[str, Any] = {"http.request.method": method}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -111,13 +111,14 @@ class TracingService:
         self.config = config
         self.source = TracerSource(config.tracer_provider)
 
-    async def __call__(self, request: Request) -> Response:
+    def __call__(self, request: Request) -> Coroutine[Any, Any, Response]:
+        # Not a coroutine itself: with no span to record it hands back the inner call's.
         tracer = self.source.get() if self.config.enabled else None
         if tracer is None or instrumentation_suppressed():
             if wants_attempts(request):
-                return await self._timed(request)
-            return await self.inner(request)
-        return await self._traced(tracer, request)
+                return self._timed(request)
+            return self.inner(request)
+        return self._traced(tracer, request)
 
     def _attributes(self, request: Request) -> tuple[str, dict[str, Any]]:
         method, original = normalize_method(request.method)
