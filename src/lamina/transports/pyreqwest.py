@@ -22,7 +22,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from .._core import Request, Response
-from .._errors import CANCELLED_BEFORE_SENDING, CANCELLED_WHILE_CONNECTING, ConfigError
+from .._errors import CANCELLED_BEFORE_SENDING, ConfigError
 from .._expiry import ATTEMPT_EXPIRY
 from .._headers import Headers
 from ._shared import (
@@ -43,8 +43,8 @@ _OWNED = frozenset(
     {"gzip", "brotli", "zstd", "deflate", "follow_redirects", "max_redirects", "base_url"}
 )
 _OPTIONS = frozenset(n for n in dir(ClientBuilder) if not n.startswith("_")) - _OWNED - {"build"}
-#: How long pyreqwest's own timeout outlives the attempt's: once the attempt is cancelled,
-#: the request (which goes on in Rust) fails by then and says where it was.
+#: How long pyreqwest's own timeout outlives the attempt's (seconds): by then a request
+#: whose attempt timed out (it goes on in Rust) has ended, its connection free again.
 GRACE = 0.02
 
 
@@ -60,13 +60,19 @@ class PyreqwestTransport(BaseTransport):
 
     Cancelling a task does not stop pyreqwest's request: it goes on until it ends, holding
     its connection. So each attempt carries pyreqwest's own timeout, the attempt's
-    (``TimeoutLayer``) plus a short grace; when the attempt's timeout fires, the transport
-    waits that grace for pyreqwest's verdict to learn where the request was (waiting for
-    a connection: nothing sent; connecting: a ``ConnectTimeout``). A request with no
-    ``TimeoutLayer`` above it has no pyreqwest timeout: cancelled, it runs on.
+    (``TimeoutLayer``) plus ``GRACE``; a request with no ``TimeoutLayer`` above it has
+    none and, cancelled, runs on until the upstream answers.
 
     At most ``max_in_flight`` requests are inside the client at once (default: its
-    ``max_connections``, else 100); the rest wait in lamina's gate.
+    ``max_connections``, else 100); the rest wait in lamina's gate, which is then the
+    only pool: the client opens a connection for every request it is given, so one still
+    running after its task was cancelled holds no other request up. With
+    ``max_connections`` the client waits for a connection itself; an attempt that times
+    out there waits ``GRACE`` for pyreqwest's verdict (a pool wait: nothing sent).
+
+    pyreqwest does not say whether a request was still connecting when its attempt
+    timed out: that is a ``TimeoutError`` with ``request_sent=True`` (not a
+    ``ConnectTimeout``), unless its own ``connect_timeout=`` fired first.
     """
 
     def __init__(
@@ -93,6 +99,8 @@ class PyreqwestTransport(BaseTransport):
             pool=pool,
         )
         self._options = client_options
+        #: the client's own limit of requests in flight, if any (its pool waits)
+        self._client_pool: int | None = client_options.get("max_connections")
         self._client: Client | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -141,12 +149,11 @@ class PyreqwestTransport(BaseTransport):
             streamed = builder.build_streamed()
         except _CLIENT_ERRORS as exc:
             raise map_error(exc, request) from exc
-        opening = loop.create_task(_open(streamed))
         try:
-            http_response = await asyncio.shield(opening)
-        except asyncio.CancelledError:  # e.g. the attempt timed out: pyreqwest goes on
-            opening.add_done_callback(functools.partial(_forget, streamed))
-            raise await _cancellation(opening, expiry, loop) from None
+            if self._client_pool is None:  # lamina's gate is the pool: no wait in the client
+                http_response = await _open(streamed)
+            else:
+                http_response = await _open_shielded(streamed, expiry, loop)
         except _CLIENT_ERRORS as exc:
             raise map_error(exc, request) from exc
         try:
@@ -177,8 +184,24 @@ class PyreqwestTransport(BaseTransport):
 
 
 async def _open(streamed: Any) -> PyreqwestResponse:
-    response: PyreqwestResponse = await streamed.__aenter__()
+    try:
+        response: PyreqwestResponse = await streamed.__aenter__()
+    except asyncio.CancelledError:  # pyreqwest's says "Request was cancelled": the task's
+        raise asyncio.CancelledError() from None  # has no arguments (the gate adds its own)
     return response
+
+
+async def _open_shielded(
+    streamed: Any, expiry: float | None, loop: asyncio.AbstractEventLoop
+) -> PyreqwestResponse:
+    """Open the response in a task of its own, so that pyreqwest's verdict on a request
+    whose attempt timed out can still be read (a wait for the client's pool: nothing sent)."""
+    opening = loop.create_task(_open(streamed))
+    try:
+        return await asyncio.shield(opening)
+    except asyncio.CancelledError:  # e.g. the attempt timed out: pyreqwest goes on
+        opening.add_done_callback(functools.partial(_forget, streamed))
+        raise await _cancellation(opening, expiry, loop) from None
 
 
 async def _cancellation(
@@ -188,16 +211,12 @@ async def _cancellation(
 ) -> asyncio.CancelledError:
     """The cancellation to raise: when the attempt's timeout fired, pyreqwest's own
     timeout ends the request within ``GRACE`` and says whether it was still waiting for
-    a connection (nothing sent) or connecting; otherwise the task's cancellation as is."""
+    a connection (nothing sent); otherwise the task's cancellation as is."""
     if expiry is None or loop.time() < expiry:  # someone else cancelled: do not wait
         return asyncio.CancelledError()
-    done, _ = await asyncio.wait((opening,), timeout=GRACE * 5)
-    error = opening.exception() if done else None
-    name = type(error).__name__
-    if name == "PoolTimeoutError":
+    done, _ = await asyncio.wait((opening,), timeout=GRACE * 5)  # pyreqwest's timeout: GRACE
+    if done and type(opening.exception()).__name__ == "PoolTimeoutError":
         return asyncio.CancelledError(CANCELLED_BEFORE_SENDING)
-    if name == "ConnectTimeoutError" and _while_connecting(error):
-        return asyncio.CancelledError(CANCELLED_WHILE_CONNECTING)
     return asyncio.CancelledError()
 
 
@@ -205,13 +224,6 @@ def _forget(streamed: Any, task: asyncio.Task[PyreqwestResponse]) -> None:
     """Collect the outcome of a request nobody waits for, closing what it opened."""
     if not task.cancelled() and task.exception() is None:
         task.get_loop().create_task(streamed.__aexit__(None, None, None))
-
-
-def _while_connecting(error: BaseException | None) -> bool:
-    """True for pyreqwest's ``ConnectTimeoutError`` raised while connecting. It also
-    raises it when a reply is late (its cause is then no connect error)."""
-    causes = getattr(error, "details", {}).get("causes") or ()
-    return any(cause.get("message") == "client error (Connect)" for cause in causes)
 
 
 def _url(request: Request) -> str:
