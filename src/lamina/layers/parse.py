@@ -91,17 +91,38 @@ class ParseService:
         content = response.content
         if not content:
             return None
-        content_type = response.headers.get("content-type", "")
-        media_type, _, params = content_type.partition(";")
-        media_type = media_type.strip().lower()
-        if media_type == "application/json" or media_type.endswith("+json"):
-            try:
-                if params:  # a charset may be named: let Response decide
-                    return response.json()
-                return _json_loads(content)
-            except (ValueError, UnicodeDecodeError) as exc:
-                raise _parse_error("body is not valid JSON", request, response) from exc
-        return response.text
+        kind = _body_kind(response.headers.get("content-type", ""))
+        if kind is TEXT:
+            return response.text
+        try:
+            if kind is JSON_WITH_PARAMS:  # a charset may be named: let Response decide
+                return response.json()
+            return _json_loads(content)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise _parse_error("body is not valid JSON", request, response) from exc
+
+
+TEXT, JSON, JSON_WITH_PARAMS = "text", "json", "json with parameters"
+_BODY_KINDS: dict[str, str] = {}  # by Content-Type value: a service sees few of them
+_MAX_BODY_KINDS = 256
+
+
+def _body_kind(content_type: str) -> str:
+    """How a body of this Content-Type parses: :data:`TEXT`, :data:`JSON` or
+    :data:`JSON_WITH_PARAMS` (worked out once per value)."""
+    kind = _BODY_KINDS.get(content_type)
+    if kind is not None:
+        return kind
+    media_type, _, params = content_type.partition(";")
+    media_type = media_type.strip().lower()
+    if media_type == "application/json" or media_type.endswith("+json"):
+        kind = JSON_WITH_PARAMS if params else JSON
+    else:
+        kind = TEXT
+    if len(_BODY_KINDS) >= _MAX_BODY_KINDS:
+        _BODY_KINDS.clear()
+    _BODY_KINDS[content_type] = kind
+    return kind
 
 
 def _json_loads(content: bytes) -> Any:
@@ -110,7 +131,10 @@ def _json_loads(content: bytes) -> Any:
     (UTF-16/32, a BOM)."""
     if b"\x00" in content[:4] or content.startswith(b"\xef\xbb\xbf"):
         return json.loads(content)
-    return json.loads(content.decode("utf-8"))
+    return _DECODER.decode(content.decode("utf-8"))  # what json.loads(str) calls
+
+
+_DECODER = json.JSONDecoder()
 
 
 def _parse_error(message: str, request: Request, response: Response) -> ParseError:
