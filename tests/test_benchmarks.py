@@ -24,3 +24,15 @@ def test_breakdown_prints_every_variant() -> None:
     ]
     cpu = [float(row.split("|")[2]) for row in rows]
     assert all(us > 0 for us in cpu)
+
+
+def test_stack_cpu_prints_the_added_cpu() -> None:
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "stack_cpu.py"), "--rounds", "3", "--calls", "200"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    (row,) = [line for line in done.stdout.splitlines() if line.startswith("| ")][1:]
+    assert row.split("|")[1].strip() == "this checkout"
