@@ -1,15 +1,16 @@
 """CPU time per call of the bare clients and of lamina's full default stack on each
 native transport (issue 13, last row: the fastest transport's stack against bare aiohttp).
 
-Run: ``python benchmarks/transports.py [--rounds N] [--calls N]``.
+Run: ``python benchmarks/transports.py [--rounds N] [--calls N] [--in-flight N]``.
 
 One loopback server in its own process (``python -m lamina.testing``, on its own core);
-every contender does the same work, sequentially: GET ``/json``, check the status,
-parse the JSON. Each round times every contender for ``--calls`` calls, in an order
-that rotates from round to round, in CPU time (``time.process_time``: this process,
-pyreqwest's Rust threads included), which other processes on a shared machine disturb
-less than wall time. Prints the median and range over rounds, and each median as a
-ratio to bare aiohttp. Contenders whose client is not installed are left out.
+every contender does the same work: GET ``/json``, check the status, parse the JSON,
+one call at a time or ``--in-flight`` at once (``asyncio.gather``). Each round times
+every contender for ``--calls`` calls, in an order that rotates from round to round, in
+CPU time (``time.process_time``: this process, pyreqwest's Rust thread included), which
+other processes on a shared machine disturb less than wall time, and in wall time.
+Prints the medians and range over rounds, and each CPU median as a ratio to bare
+aiohttp. Contenders whose client is not installed are left out.
 """
 
 from __future__ import annotations
@@ -76,22 +77,30 @@ async def contenders(url: str) -> tuple[dict[str, Call], list[Callable[[], Await
     return calls, closers
 
 
-async def measure(url: str, rounds: int, calls: int) -> dict[str, list[float]]:
-    """name -> CPU µs per call, one value per round."""
+async def measure(
+    url: str, rounds: int, calls: int, in_flight: int
+) -> dict[str, tuple[list[float], list[float]]]:
+    """name -> (CPU, wall) µs per call, one value each per round."""
     found, closers = await contenders(url)
     try:
         for call in found.values():
             for _ in range(200):
                 await call()
-        samples: dict[str, list[float]] = {name: [] for name in found}
+        samples: dict[str, tuple[list[float], list[float]]] = {n: ([], []) for n in found}
         names = list(found)
+        batches = max(1, calls // in_flight)
         for i in range(rounds):
             for name in names[i % len(names) :] + names[: i % len(names)]:
                 call = found[name]
-                start = time.process_time()
-                for _ in range(calls):
-                    await call()
-                samples[name].append((time.process_time() - start) / calls * 1e6)
+                cpu, wall = time.process_time(), time.perf_counter()
+                for _ in range(batches):
+                    if in_flight == 1:
+                        await call()
+                    else:
+                        await asyncio.gather(*(call() for _ in range(in_flight)))
+                done = batches * in_flight
+                samples[name][0].append((time.process_time() - cpu) / done * 1e6)
+                samples[name][1].append((time.perf_counter() - wall) / done * 1e6)
         return samples
     finally:
         for close in closers:
@@ -102,21 +111,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--calls", type=int, default=2_000)
+    parser.add_argument("--in-flight", type=int, default=1, help="calls at once (gather)")
     args = parser.parse_args()
     with server_process() as base_url:
-        samples = asyncio.run(measure(base_url + "/json", args.rounds, args.calls))
-    base = statistics.median(samples["bare aiohttp"])
+        samples = asyncio.run(measure(base_url + "/json", args.rounds, args.calls, args.in_flight))
+    base = statistics.median(samples["bare aiohttp"][0])
     rows: list[list[object]] = [
         [
             name,
-            f"{statistics.median(values):.0f}",
-            f"{min(values):.0f} to {max(values):.0f}",
-            f"{statistics.median(values) / base:.2f}x",
+            f"{statistics.median(cpu):.0f}",
+            f"{min(cpu):.0f} to {max(cpu):.0f}",
+            f"{statistics.median(cpu) / base:.2f}x",
+            f"{statistics.median(wall):.0f}",
         ]
-        for name, values in samples.items()
+        for name, (cpu, wall) in samples.items()
     ]
-    print(f"{args.rounds} interleaved rounds of {args.calls} sequential calls each\n")
-    print(table(["contender", "CPU µs/call (median)", "range", "/ bare aiohttp"], rows))
+    shape = "sequential" if args.in_flight == 1 else f"{args.in_flight} in flight"
+    print(f"{args.rounds} interleaved rounds of {args.calls} calls each, {shape}\n")
+    headers = ["contender", "CPU µs/call (median)", "range", "/ bare aiohttp", "wall µs/call"]
+    print(table(headers, rows))
 
 
 if __name__ == "__main__":
