@@ -1,20 +1,21 @@
 """The ``lamina`` command: run, validate and draw flows, list layers, take the demo tour.
 
-``lamina.cli:main`` is the console-script entry point; ``python -m lamina.cli`` is
-the same command. Exit codes: 0 success, 1 the run failed, 2 a bad invocation or an
-invalid flow (``error: <field>: <message>`` on stderr).
+``lamina.cli:run`` (``main`` plus the exit) is the console-script entry point;
+``python -m lamina.cli`` is the same command. Exit codes: 0 success, 1 the run failed,
+2 a bad invocation or an invalid flow (``error: <field>: <message>`` on stderr).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
 from .._errors import ConfigError
 from .._version import __version__
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "main", "run"]
 
 EPILOG = """examples:
   lamina demo                                   the tour, on built-in local services
@@ -154,3 +155,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     return code
+
+
+def run() -> None:
+    """The console script: :func:`main`, then exit with its code.
+
+    pyreqwest 0.15's runtime threads can abort the interpreter while it finalizes
+    (``PyGILState_Release: thread state ... must be current``, a known failure of
+    Rust bindings on Python 3.11). When a run used it, all output is flushed and the
+    process ends without finalizing, so the command's exit code is the run's.
+    """
+    code = main()
+    if "pyreqwest" in sys.modules:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    raise SystemExit(code)

@@ -1,5 +1,5 @@
 """``python -m lamina.cli``: the ``lamina`` command."""
 
-from . import main
+from . import run
 
-raise SystemExit(main())
+run()
