@@ -36,3 +36,15 @@ def test_stack_cpu_prints_the_added_cpu() -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     (row,) = [line for line in done.stdout.splitlines() if line.startswith("| ")][1:]
     assert row.split("|")[1].strip() == "this checkout"
+
+
+def test_fanout_scale_prints_both_runs() -> None:
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "fanout_scale.py"), "--rounds", "1", "--sizes", "20,40"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ")][1:]
+    assert [row.split("|")[1].strip() for row in rows] == ["lamina"] * 2 + ["gather"] * 2

@@ -18,6 +18,7 @@ from lamina import (
     HTTPStatusError,
     OrchestrationMode,
     OrchestrationTimeout,
+    Response,
 )
 from lamina.layers import ParseLayer, TimeoutLayer
 from lamina.testing import LocalServer, RecordedRequest
@@ -341,3 +342,22 @@ async def test_failed_report_counts_every_attempt(lamina_server: LocalServer) ->
     assert lamina_server.hits("/status/503") == 3
     assert report.endpoints["down"].attempts == 3
     assert report.endpoints["down"].status_code == 503
+
+
+async def test_graph_modes_run_max_concurrent_workers_not_a_task_per_endpoint() -> None:
+    seen: list[int] = []
+
+    async def service(request: Any) -> Response:
+        seen.append(len([t for t in asyncio.all_tasks() if t.get_name().startswith("lamina:")]))
+        await asyncio.sleep(0)
+        return Response(200, content=b"1", headers={"content-type": "application/json"})
+
+    endpoints = [APIEndpoint(name=f"e{i}", url=f"http://svc/{i}") for i in range(50)]
+    endpoints.append(APIEndpoint(name="last", url="http://svc/last", depends_on=["e49"]))
+    cfg = config(*endpoints, mode=Mode.HYBRID, max_concurrent=3, cache_ttl=None)
+    async with APIOrchestrator(cfg, transport=service) as orchestrator:
+        report = await orchestrator.run()
+    assert report.ok
+    assert len(seen) == 51
+    assert max(seen) == 3
+    assert report.order == [*(f"e{i}" for i in range(50)), "last"]

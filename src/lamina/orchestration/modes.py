@@ -49,20 +49,41 @@ async def pipeline(run: Run) -> None:
 
 
 async def as_graph(run: Run) -> None:
-    """Start every endpoint as soon as its dependencies are done (bounded by max_concurrent)."""
-    done = {e.name: asyncio.Event() for e in run.config.endpoints}
+    """Start every endpoint as soon as its dependencies are done (bounded by max_concurrent).
 
-    async def when_ready(endpoint: APIEndpoint) -> None:
-        try:
-            for dep in endpoint.dependencies:
-                await done[dep].wait()
-            await run.call(endpoint)
-        finally:
-            done[endpoint.name].set()
+    ``max_concurrent`` workers take ready endpoints in config order from one queue; an
+    endpoint joins the queue when its last dependency is done. No task or event per
+    endpoint, so a run of 10,000 endpoints holds ~100 coroutines, not 10,000.
+    """
+    endpoints = run.config.endpoints
+    waiting = {e.name: len(e.dependencies) for e in endpoints}
+    dependents: dict[str, list[APIEndpoint]] = {}
+    for endpoint in endpoints:
+        for dep in endpoint.dependencies:
+            dependents.setdefault(dep, []).append(endpoint)
+    ready: asyncio.Queue[APIEndpoint | None] = asyncio.Queue()
+    for endpoint in endpoints:
+        if not endpoint.dependencies:
+            ready.put_nowait(endpoint)
+    workers = min(run.config.max_concurrent, len(endpoints))
+    left = len(endpoints)
+
+    async def work() -> None:
+        nonlocal left
+        while (endpoint := await ready.get()) is not None:
+            await run.call(endpoint)  # raises only to stop the run: the group cancels the rest
+            left -= 1
+            for dependent in dependents.get(endpoint.name, ()):
+                waiting[dependent.name] -= 1
+                if not waiting[dependent.name]:
+                    ready.put_nowait(dependent)
+            if not left:
+                for _ in range(workers):
+                    ready.put_nowait(None)
 
     async with asyncio.TaskGroup() as group:
-        for endpoint in run.config.endpoints:
-            group.create_task(when_ready(endpoint), name=f"lamina:{endpoint.name}")
+        for index in range(workers):
+            group.create_task(work(), name=f"lamina:worker-{index}")
 
 
 SCHEDULERS: dict[OrchestrationMode, Scheduler] = {

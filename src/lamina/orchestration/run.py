@@ -26,6 +26,7 @@ __all__ = ["NO_BODY_METHODS", "NO_PAYLOAD", "Plan", "Run"]
 NO_BODY_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})
 MIN_CALLS_FOR_THRESHOLD = 10
 NO_PAYLOAD: Any = object()  # "no previous result": the payload falls back to the input
+NO_SECRETS: frozenset[str] = frozenset()
 
 
 class Plan:
@@ -43,7 +44,8 @@ class Plan:
             probe = Request(
                 endpoint.method, endpoint.url, headers=endpoint.headers, params=endpoint.params
             )
-            self.secrets[endpoint.name] = frozenset(secret_values(probe))
+            # most endpoints carry none: share one empty set (each is ~200 bytes)
+            self.secrets[endpoint.name] = frozenset(secret_values(probe)) or NO_SECRETS
             path = urlsplit(endpoint.url).path  # never the query
             if "{" in path:
                 self.extensions[endpoint.name] = {"lamina.url_template": path}

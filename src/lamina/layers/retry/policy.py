@@ -38,6 +38,9 @@ __all__ = [
 DEFAULT_RETRY_ON = frozenset({429, 500, 502, 503, 504})
 #: Methods that may be repeated without changing the outcome (RFC 9110 §9.2.2).
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+#: The jitter source of every policy given none: a ``Random`` holds 2.5 KB of state,
+#: too much to keep per endpoint of a 10,000-endpoint run.
+_SHARED_RANDOM = _random.Random()
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,11 +118,12 @@ class StatusRetryPolicy:
         random: _random.Random | None = None,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
-        self.retry_on = frozenset(check.status_codes(retry_on, "retry_on"))
+        codes = frozenset(check.status_codes(retry_on, "retry_on"))
+        self.retry_on = DEFAULT_RETRY_ON if codes == DEFAULT_RETRY_ON else codes  # shared
         self.backoff = check.seconds(backoff, "backoff", allow_zero=True)
         self.jitter = bool(jitter)
         self.max_delay = check.seconds(max_delay, "max_delay", allow_zero=True)
-        self.random = random if random is not None else _random.Random()
+        self.random = random if random is not None else _SHARED_RANDOM
         self.wall_clock = wall_clock
 
     def decide(self, outcome: RetryOutcome) -> float | None:
