@@ -53,11 +53,14 @@ def listen(request: Request, listener: Listener, /, *, attempts: bool = True) ->
     ``attempts=False`` says the listener does not need ``http.attempt`` events (it
     still receives them when another listener asked for them).
     """
-    extensions = request.extensions
-    extensions = {**extensions, EVENTS_KEY: [*extensions.get(EVENTS_KEY, ()), listener]}
+    extensions = dict(request.extensions)
+    listeners = extensions.get(EVENTS_KEY)
+    extensions[EVENTS_KEY] = [*listeners, listener] if listeners else [listener]
     if attempts:
         extensions[ATTEMPTS_KEY] = True
-    return request.replace(extensions=extensions)
+    copy = request.replace()  # then set the field directly: replace(**changes) costs more
+    copy.extensions = extensions
+    return copy
 
 
 def wants_attempts(request: Request) -> bool:
