@@ -150,7 +150,7 @@ class AiohttpTransport(BaseTransport):
         limit = request.extensions.get("max_response_bytes", self.max_response_bytes)
         headers = request_headers(request)
         content = request.content
-        skip: frozenset[str] = frozenset()
+        skip: frozenset[str] | None = None  # None: aiohttp's fast path, no set to merge
         if request.json is not None and content is None:
             content = jsonlib.dumps(
                 request.json, ensure_ascii=False, separators=(",", ":"), allow_nan=False
