@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 
 from .. import _validate as check
 from .._clock import Clock, default_clock
@@ -39,14 +40,23 @@ class TimeoutLayer:
 
 
 class TimeoutService:
-    """Service made by :class:`TimeoutLayer`."""
+    """Service made by :class:`TimeoutLayer`.
 
-    __slots__ = ("clock", "inner", "seconds")
+    Attempts bounded by ``seconds`` expire in the order they started, so they share one
+    loop timer, armed for the oldest attempt still running (a loop timer per attempt,
+    created and cancelled, cost more than the rest of the layer). An attempt bounded by
+    its deadline has a timer of its own.
+    """
+
+    __slots__ = ("_loop", "_pending", "_timer", "clock", "inner", "seconds")
 
     def __init__(self, inner: Service, seconds: float | None, clock: Clock) -> None:
         self.inner = inner
         self.seconds = seconds
         self.clock = clock
+        self._pending: deque[_Expiry] = deque()  # attempts under ``seconds``, oldest first
+        self._timer: asyncio.TimerHandle | None = None  # the shared timer, when armed
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop it is armed on
 
     async def __call__(self, request: Request) -> Response:
         limit = self.seconds
@@ -70,9 +80,11 @@ class TimeoutService:
         if task is None:
             raise RuntimeError("TimeoutLayer needs to run inside an asyncio task")
         loop = task.get_loop()
-        expiry = _Expiry(task)
         when = loop.time() + limit
-        handle = loop.call_at(when, expiry.fire)
+        expiry = _Expiry(task, when)
+        handle = None
+        if cause == "deadline" or not self._queue(expiry, loop):
+            handle = loop.call_at(when, expiry.fire)
         token = ATTEMPT_EXPIRY.set(when)
         try:
             return await self.inner(request)
@@ -101,24 +113,70 @@ class TimeoutService:
             raise
         finally:
             ATTEMPT_EXPIRY.reset(token)
-            handle.cancel()
+            if handle is None:
+                self._finished(expiry)
+            else:
+                handle.cancel()
             if expiry.fired:  # fired, but the inner call finished or failed anyway
                 task.uncancel()
 
+    def _queue(self, expiry: _Expiry, loop: asyncio.AbstractEventLoop) -> bool:
+        """Put the attempt under the shared timer; False when it needs a timer of its own."""
+        pending = self._pending
+        if loop is not self._loop:
+            if pending:  # attempts on another loop are running
+                return False
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self._loop = loop
+        elif len(pending) >= _MAX_PENDING:  # a hung attempt holds many finished ones back
+            return False
+        pending.append(expiry)
+        if self._timer is None:
+            self._timer = loop.call_at(expiry.when, self._expire, loop)
+        return True
+
+    def _finished(self, expiry: _Expiry) -> None:
+        expiry.task = None
+        pending = self._pending
+        while pending and pending[0].task is None:
+            pending.popleft()
+
+    def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The shared timer: cancel the attempts due by now, then wait for the next one."""
+        if loop is not self._loop:
+            return
+        self._timer = None
+        pending = self._pending
+        now = loop.time()
+        while pending and (pending[0].task is None or pending[0].when <= now):
+            expiry = pending.popleft()
+            if expiry.task is not None:
+                expiry.fire()
+        if pending:
+            self._timer = loop.call_at(pending[0].when, self._expire, loop)
+
+
+_MAX_PENDING = 10_000
+"""Attempts waiting under one shared timer (beyond it, an attempt gets its own timer)."""
+
 
 class _Expiry:
-    """The timer's callback: cancels the task once, remembering that it did."""
+    """One attempt's expiry: cancels its task once, remembering that it did."""
 
-    __slots__ = ("cancelling", "fired", "task")
+    __slots__ = ("cancelling", "fired", "task", "when")
 
-    def __init__(self, task: asyncio.Task[object]) -> None:
-        self.task = task
+    def __init__(self, task: asyncio.Task[object], when: float) -> None:
+        self.task: asyncio.Task[object] | None = task  # None once the attempt is over
+        self.when = when
         self.cancelling = task.cancelling()
         self.fired = False
 
     def fire(self) -> None:
-        self.fired = True
-        self.task.cancel()
+        if self.task is not None:
+            self.fired = True
+            self.task.cancel()
 
 
 Timeout = TimeoutService  # deprecated: the name before issue 15, kept for imports
