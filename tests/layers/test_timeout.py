@@ -158,3 +158,83 @@ async def test_real_server_slow_drip_is_cut(lamina_server: LocalServer) -> None:
         svc = TimeoutLayer(0.3).wrap(transport)
         with pytest.raises(TimeoutError):
             await svc(Request("GET", lamina_server.url_for("/drip?bytes=50&interval=50")))
+
+
+# -- one shared loop timer per layer: each attempt still ends at its own expiry ------------
+
+
+@pytest.mark.looptime
+@pytest.mark.timeout(5)
+async def test_concurrent_attempts_each_time_out_at_their_own_expiry() -> None:
+    loop = asyncio.get_running_loop()
+    svc = ServiceBuilder().layer(TimeoutLayer(1.0)).service(slow)
+    ended: dict[int, float] = {}
+
+    async def attempt(n: int, after: float) -> None:
+        await asyncio.sleep(after)
+        started = loop.time()
+        with pytest.raises(TimeoutError):
+            await svc(Request("GET", "http://x/", endpoint=f"ep{n}"))
+        ended[n] = loop.time() - started
+
+    await asyncio.gather(*(attempt(n, n * 0.3) for n in range(4)))
+    assert ended == {n: pytest.approx(1.0) for n in range(4)}
+
+
+@pytest.mark.looptime
+@pytest.mark.timeout(5)
+async def test_a_hung_attempt_does_not_hold_fast_ones_back_or_cut_them_later() -> None:
+    loop = asyncio.get_running_loop()
+
+    async def varied(request: Request) -> Response:
+        await asyncio.sleep(float(request.params["s"]))
+        return Response(200, request=request)
+
+    svc = ServiceBuilder().layer(TimeoutLayer(1.0)).service(varied)
+    start = loop.time()
+    hung = asyncio.create_task(svc(Request("GET", "http://x/", params={"s": 10})))
+    hung_ended: list[float] = []
+    hung.add_done_callback(lambda _: hung_ended.append(loop.time()))
+    for _ in range(100):  # one after another while the hung attempt waits
+        response = await svc(Request("GET", "http://x/", params={"s": 0.005}))
+        assert response.status_code == 200
+    half = await svc(Request("GET", "http://x/", params={"s": 0.9}))  # ends before its expiry
+    assert half.status_code == 200
+    with pytest.raises(TimeoutError):
+        await hung
+    assert hung_ended[0] - start == pytest.approx(1.0)  # not held back by the fast ones
+    await asyncio.sleep(2)  # no timer left to cancel anything that finished
+    assert not [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+
+
+@pytest.mark.looptime
+@pytest.mark.timeout(20)
+async def test_attempts_beyond_the_queue_bound_get_their_own_timer() -> None:
+    from lamina.layers import timeout as timeout_module
+
+    loop = asyncio.get_running_loop()
+    svc = ServiceBuilder().layer(TimeoutLayer(1.0)).service(slow)
+    count = timeout_module._MAX_PENDING + 20
+    start = loop.time()
+    outcomes = await asyncio.gather(
+        *(svc(Request("GET", "http://x/")) for _ in range(count)), return_exceptions=True
+    )
+    assert all(isinstance(o, TimeoutError) for o in outcomes)
+    assert loop.time() - start == pytest.approx(1.0)
+
+
+def test_one_layer_serves_several_event_loops() -> None:
+    async def fast(request: Request) -> Response:
+        return Response(200, request=request)
+
+    layer = TimeoutLayer(0.05)
+    hanging = ServiceBuilder().layer(layer).service(slow)
+    quick = ServiceBuilder().layer(layer).service(fast)
+
+    async def one_loop() -> None:
+        assert (await quick(Request("GET", "http://x/"))).status_code == 200
+        with pytest.raises(TimeoutError):
+            await hanging(Request("GET", "http://x/"))
+
+    for _ in range(2):
+        asyncio.run(one_loop())
