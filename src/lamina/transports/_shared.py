@@ -64,8 +64,12 @@ async def send(
     current = request
     for _ in range(max_redirects + 1):
         response = await send_once(current)
-        location = response.headers.get("location")
-        if not (follow_redirects and response.status_code in REDIRECT_STATUSES and location):
+        location = (
+            response.headers.get("location")
+            if follow_redirects and response.status_code in REDIRECT_STATUSES
+            else None
+        )
+        if not location:
             response.elapsed = time.perf_counter() - started
             return response
         current = _redirected(current, response.status_code, location)
