@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Literal, Protocol
 
 from .. import _validate as check
@@ -22,7 +23,7 @@ class Transport(Protocol):
     async def aclose(self) -> None: ...
 
 
-class BaseTransport(AsyncCloseable):
+class BaseTransport(AsyncCloseable, ABC):
     """The contract every lamina transport keeps, implemented once: the header check,
     redirects (off unless ``follow_redirects``, credentials dropped when the origin
     changes, at most ``max_redirects``), the body limit (``max_response_bytes``,
@@ -88,5 +89,6 @@ class BaseTransport(AsyncCloseable):
             return await self._send_now(request)
         return await gate.send(self._send_now, request)
 
+    @abstractmethod
     async def _send_now(self, request: Request) -> Response:
-        raise NotImplementedError
+        """Send ``request`` once, following no redirect."""
