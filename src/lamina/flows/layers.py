@@ -23,14 +23,27 @@ from .._core import Layer
 from .._errors import ConfigError
 from ..orchestration.config import APIEndpoint, APIOrchestrationConfig
 from ..orchestration.stack import SharedState, current_state, default_layers
-from ..plugins import BUILTIN_LAYERS, LayerFactory, get_layer
+from ..plugins import LayerFactory, get_layer
 from .imports import Importer, PendingImport
 
 __all__ = ["DEFAULTS", "FlowLayers", "LayerSpec", "parse_layers"]
 
 DEFAULTS = "defaults"
-#: Built-ins that the default stack may contain (``concurrency`` never is).
-IN_DEFAULT_STACK = frozenset(BUILTIN_LAYERS) - {"concurrency"}
+#: Built-ins that the default stack may contain (opt-in layers such as ``concurrency`` never are).
+IN_DEFAULT_STACK = frozenset(
+    {
+        "call_tracing",
+        "metrics",
+        "cache",
+        "parse",
+        "retry",
+        "circuit_breaker",
+        "rate_limit",
+        "timeout",
+        "tracing",
+        "logging",
+    }
+)
 INJECTED = ("clock", "tracer_provider")
 
 
