@@ -94,15 +94,15 @@ async def test_max_delay_caps_each_step() -> None:
 
 
 @pytest.mark.parametrize("seed", [1, 7, 42])
-async def test_full_jitter_is_uniform_below_the_step(seed: int) -> None:
+async def test_jitter_draws_between_half_and_the_whole_step(seed: int) -> None:
     clock = ManualClock(autojump=True)
     inner, _ = scripted(503)
     svc = retry(inner, attempts=7, backoff=1, max_delay=8, random=random.Random(seed), clock=clock)
     await svc(Request("GET", URL))
     caps = [1, 2, 4, 8, 8, 8]
     twin = random.Random(seed)
-    assert clock.sleeps == [twin.uniform(0, cap) for cap in caps]
-    assert all(0 <= s <= cap for s, cap in zip(clock.sleeps, caps, strict=True))
+    assert clock.sleeps == [cap * twin.uniform(0.5, 1.0) for cap in caps]
+    assert all(cap / 2 <= s <= cap for s, cap in zip(clock.sleeps, caps, strict=True))
     assert len(set(clock.sleeps)) == len(caps)  # jittered, not fixed steps
 
 
@@ -112,8 +112,8 @@ async def test_default_is_three_attempts_with_jitter() -> None:
     response = await retry(inner, clock=clock)(Request("GET", URL))
     assert len(calls) == 3
     assert response.attempts == 3
-    assert 0 <= clock.sleeps[0] <= 0.5
-    assert 0 <= clock.sleeps[1] <= 1.0
+    assert 0.25 <= clock.sleeps[0] <= 0.5
+    assert 0.5 <= clock.sleeps[1] <= 1.0
 
 
 async def test_success_after_failures() -> None:
@@ -778,3 +778,28 @@ async def test_real_post_retried_after_connect_error() -> None:
             await svc(Request("POST", f"http://127.0.0.1:{port}/pay", json={"n": 1}))
     assert tries == 3
     assert info.value.attempts == 3  # type: ignore[attr-defined]
+
+
+async def test_endpoint_retry_delay_is_the_first_wait_and_jitter_keeps_half(
+    lamina_server: LocalServer,
+) -> None:
+    """Issue 14.6: ``retry_delay`` is the wait before the first retry, doubling after;
+    jittered waits lie in [0.5, 1] x retry_delay x 2^n (never 3 ms for retry_delay=1)."""
+    from lamina import APIEndpoint, APIOrchestrationConfig, APIOrchestrator
+
+    clock = ManualClock(autojump=True)
+    endpoint = APIEndpoint(
+        name="down", url=lamina_server.url_for("/status/503"), retry_count=3, retry_delay=1.0
+    )
+    config = APIOrchestrationConfig(
+        endpoints=[endpoint], max_concurrent=1, circuit_breaker_threshold=1000
+    )
+    async with APIOrchestrator(config, transport=HttpxTransport(), clock=clock) as orchestrator:
+        for _ in range(10):
+            report = await orchestrator.run()
+            assert report.endpoints["down"].attempts == 4
+    assert len(clock.sleeps) == 30
+    for index, wait in enumerate(clock.sleeps):
+        step = 2.0 ** (index % 3)  # 1, 2, 4 s
+        assert 0.5 * step <= wait <= step, (index, wait)
+    assert len(set(clock.sleeps)) == 30  # jittered

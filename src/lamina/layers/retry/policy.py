@@ -26,6 +26,7 @@ from ..._errors import (
 __all__ = [
     "DEFAULT_RETRY_ON",
     "IDEMPOTENT_METHODS",
+    "JITTER_LOW",
     "RetryOutcome",
     "RetryPolicy",
     "StatusRetryPolicy",
@@ -38,6 +39,8 @@ __all__ = [
 DEFAULT_RETRY_ON = frozenset({429, 500, 502, 503, 504})
 #: Methods that may be repeated without changing the outcome (RFC 9110 §9.2.2).
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+#: With jitter on, a wait is its step times a uniform draw in ``[JITTER_LOW, 1]``.
+JITTER_LOW = 0.5
 #: The jitter source of every policy given none: a ``Random`` holds 2.5 KB of state,
 #: too much to keep per endpoint of a 10,000-endpoint run.
 _SHARED_RANDOM = _random.Random()
@@ -101,8 +104,11 @@ class StatusRetryPolicy:
       ``CircuitOpenError``, ``RateLimitExceeded``, ``ConcurrencyLimitExceeded`` —
       stops at once.
 
-    Backoff after attempt ``n`` is ``min(max_delay, backoff * 2**(n-1))``; with
-    ``jitter=True`` ("full jitter") a uniform draw in ``[0, that]`` from ``random``.
+    Backoff after attempt ``n`` is ``min(max_delay, backoff * 2**(n-1))``: ``backoff``
+    is the wait before the first retry, doubling after. With ``jitter=True`` each wait
+    is that step times a uniform draw in ``[0.5, 1]`` from ``random`` ("equal jitter":
+    spread out, yet never much sooner than asked, so ``backoff=1`` never retries after
+    3 ms).
     ``wall_clock`` (Unix time) turns an HTTP-date ``Retry-After`` into seconds.
     """
 
@@ -154,7 +160,7 @@ class StatusRetryPolicy:
     def backoff_delay(self, attempt: int) -> float:
         """The wait after failed attempt number ``attempt`` (1-based)."""
         cap = min(self.max_delay, self.backoff * 2.0 ** min(attempt - 1, 64))
-        return self.random.uniform(0.0, cap) if self.jitter else cap
+        return cap * self.random.uniform(JITTER_LOW, 1.0) if self.jitter else cap
 
     def __repr__(self) -> str:
         return (
