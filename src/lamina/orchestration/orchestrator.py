@@ -25,6 +25,7 @@ from .config import (
     LayersOption,
     TransportName,
 )
+from .failures import log_failures
 from .modes import IN_ORDER_MODES, SCHEDULERS, Scheduler
 from .report import RunReport
 from .run import Plan, Run
@@ -234,8 +235,16 @@ class APIOrchestrator(AsyncCloseable):
         )
 
     async def execute(self, data: Any = None) -> Any:
-        """Run once and return the merged results (see ``result_merger``)."""
-        return (await self.run(data)).value
+        """Run once and return the merged results (see ``result_merger``).
+
+        An endpoint that fails gives ``None`` (or its ``error_handler``'s value): each
+        such endpoint, and each one skipped because of it, logs one WARNING on the
+        ``lamina`` logger naming it, the error's class and its scrubbed message. Use
+        :meth:`run` for the whole report (it logs nothing: the report says it all).
+        """
+        report = await self.run(data)
+        log_failures(report)
+        return report.value
 
     def execute_sync(self, data: Any = None) -> Any:
         """``execute`` for scripts and notebooks without a running event loop.
