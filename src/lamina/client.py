@@ -1,0 +1,272 @@
+"""``lamina.Client``: an httpx-like front door to a stack of layers.
+
+::
+
+    async with lamina.Client(base_url="https://api.example.com") as client:
+        response = await client.get("/users/1", params={"expand": "teams"})
+        response.raise_for_status()
+        user = response.json()
+
+Each call becomes a :class:`lamina.Request` that goes down the stack (``layers``,
+outermost first, as :class:`lamina.ServiceBuilder` builds it) to the transport; the
+answer is a :class:`lamina.Response`. A 4xx or 5xx is returned, as httpx does, unless
+a layer (such as :class:`lamina.layers.ParseLayer`) raises for it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from . import _validate as check
+from ._clock import Clock, default_clock
+from ._closeable import AsyncCloseable
+from ._core import Layer, Request, Response, Service, ServiceBuilder
+from ._errors import ConfigError
+from ._headers import Headers, HeaderSource
+from ._redact import redact_url
+from .layers.parse import ParseLayer
+from .layers.timeout import TimeoutLayer
+from .metrics import IOMetrics
+from .orchestration.config import TRANSPORT_NAMES, APIEndpoint, APIOrchestrationConfig
+from .orchestration.stack import default_layers as endpoint_layers
+from .orchestration.stack import new_shared_state
+from .transports import HttpxTransport
+
+__all__ = ["Client", "default_layers"]
+
+#: name -> (module, class) of the transports whose client is an optional extra.
+_OPTIONAL_TRANSPORTS = {
+    "aiohttp": ("lamina.transports.aiohttp", "AiohttpTransport"),
+    "pyreqwest": ("lamina.transports.pyreqwest", "PyreqwestTransport"),
+}
+
+TransportOption = Service | httpx.AsyncBaseTransport | str | None
+
+
+def default_layers(*, clock: Clock | None = None, metrics: IOMetrics | None = None) -> list[Layer]:
+    """The layers a :class:`Client` uses when ``layers`` is omitted, outermost first.
+
+    They are the orchestrator's default stack for an endpoint whose fields are all at
+    their defaults (call span, metrics, 3 retries from 1 s on 429/5xx within a retry
+    budget, a circuit breaker of 5 failures / 60 s, a 30 s attempt timeout, attempt
+    span), without the parse layer: a 4xx or 5xx is returned, not raised.
+    """
+    config = APIOrchestrationConfig(endpoints=[APIEndpoint(name="client", url="http://client")])
+    shared = new_shared_state(config, clock)
+    if metrics is not None:
+        shared.metrics = metrics
+    layers = endpoint_layers(config.endpoints[0], config, shared)
+    return [layer for layer in layers if not isinstance(layer, ParseLayer)]
+
+
+class Client(AsyncCloseable):
+    """An async HTTP client whose every call goes through a lamina stack.
+
+    ``layers`` (outermost first) wrap the ``transport``: a lamina transport or any
+    service, an ``httpx`` transport (``httpx.MockTransport``), or ``"httpx"`` (the
+    default), ``"aiohttp"`` or ``"pyreqwest"``. Omitted, ``layers`` is
+    :func:`default_layers`; ``layers=[]`` sends straight to the transport.
+    ``base_url``, ``headers`` and ``params`` are merged into every call, as httpx
+    merges them; ``timeout`` (seconds, default none) bounds each whole call, retries
+    included, and a call's own ``timeout=`` replaces it. Closing the client (``aclose``
+    or leaving ``async with``) closes the transport, whether the client made it or it
+    was given one (as httpx does).
+    """
+
+    def __init__(
+        self,
+        *,
+        layers: Sequence[Layer] | None = None,
+        transport: TransportOption = None,
+        base_url: str = "",
+        headers: HeaderSource = None,
+        params: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.clock = clock or default_clock
+        self.base_url = _base_url(base_url)
+        self.headers = Headers(headers)
+        if params is not None and not isinstance(params, Mapping):
+            raise ConfigError("must be a mapping of query parameters", field="params")
+        self.params: dict[str, Any] = dict(params or {})
+        self.timeout = _timeout(timeout)
+        self.metrics = IOMetrics()
+        if layers is None:
+            chosen = default_layers(clock=self.clock, metrics=self.metrics)
+        else:
+            if isinstance(layers, (str, bytes)) or not isinstance(layers, Sequence):
+                raise ConfigError("must be a list of layers", field="layers")
+            chosen = list(layers)
+            for index, layer in enumerate(chosen):
+                if not callable(getattr(layer, "wrap", None)):
+                    raise ConfigError(
+                        f"{type(layer).__name__} is not a Layer (no wrap method)",
+                        field=f"layers[{index}]",
+                    )
+        self.layers: tuple[Layer, ...] = tuple(chosen)
+        self.transport: Service = _make_transport(transport)
+        # The outermost layer enforces a call's deadline over its retries and waits too.
+        deadline = TimeoutLayer(None, clock=self.clock)
+        self._stack = ServiceBuilder([deadline, *self.layers]).service(self.transport)
+        self._closed = False
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        headers: HeaderSource = None,
+        json: Any = None,
+        content: bytes | str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpx's per-call timeout)
+        endpoint: str | None = None,
+        extensions: dict[str, Any] | None = None,
+    ) -> Response:
+        """Send one request through the stack and return its :class:`lamina.Response`.
+
+        ``endpoint`` names the call for the breaker, metrics and spans (default: the
+        URL's origin, so each upstream host has its own breaker). ``timeout`` bounds
+        the whole call in seconds; ``extensions`` reach every layer.
+        """
+        if self._closed:
+            raise RuntimeError("the client is closed: open a new one")
+        if json is not None and content is not None:
+            raise ConfigError("give json or content, not both", field="content")
+        full_url = self._url(url)
+        merged_headers = self.headers
+        if headers:
+            extra = headers if isinstance(headers, Headers) else Headers(headers)
+            merged_headers = merged_headers.copy_with(dict(extra.multi_items()))
+        merged_params = {**self.params, **params} if params else self.params
+        seconds = self.timeout if timeout is None else _timeout(timeout, "timeout")
+        request = Request(
+            method,
+            full_url,
+            headers=merged_headers,
+            params=dict(merged_params),
+            json=json,
+            content=content,
+            endpoint=endpoint or _origin(full_url),
+            deadline=None if seconds is None else self.clock.now() + seconds,
+            extensions=dict(extensions) if extensions else None,
+        )
+        return await self._stack(request)
+
+    async def get(self, url: str, **options: Any) -> Response:
+        """``request("GET", url, ...)``."""
+        return await self.request("GET", url, **options)
+
+    async def head(self, url: str, **options: Any) -> Response:
+        """``request("HEAD", url, ...)``."""
+        return await self.request("HEAD", url, **options)
+
+    async def options(self, url: str, **options: Any) -> Response:
+        """``request("OPTIONS", url, ...)``."""
+        return await self.request("OPTIONS", url, **options)
+
+    async def post(self, url: str, **options: Any) -> Response:
+        """``request("POST", url, ...)``."""
+        return await self.request("POST", url, **options)
+
+    async def put(self, url: str, **options: Any) -> Response:
+        """``request("PUT", url, ...)``."""
+        return await self.request("PUT", url, **options)
+
+    async def patch(self, url: str, **options: Any) -> Response:
+        """``request("PATCH", url, ...)``."""
+        return await self.request("PATCH", url, **options)
+
+    async def delete(self, url: str, **options: Any) -> Response:
+        """``request("DELETE", url, ...)``."""
+        return await self.request("DELETE", url, **options)
+
+    @property
+    def is_closed(self) -> bool:
+        """Whether :meth:`aclose` has run."""
+        return self._closed
+
+    async def aclose(self) -> None:
+        """Close the transport (its connections); later calls raise ``RuntimeError``."""
+        if self._closed:
+            return
+        self._closed = True
+        close = getattr(self.transport, "aclose", None)
+        if close is not None:
+            await close()
+
+    def _url(self, url: str) -> str:
+        if not isinstance(url, str):
+            raise ConfigError("must be a string", field="url")
+        if urlsplit(url).scheme:
+            return url
+        if not self.base_url:
+            raise ConfigError(
+                f"{redact_url(url)!r} is relative and the client has no base_url", field="url"
+            )
+        return self.base_url + url.lstrip("/")
+
+    def __repr__(self) -> str:
+        names = [type(layer).__name__ for layer in self.layers]
+        chain = " -> ".join([*names, type(self.transport).__name__])
+        where = f" base_url={redact_url(self.base_url)!r}" if self.base_url else ""
+        state = " closed" if self._closed else ""
+        return f"<Client{where}{state} {chain}>"
+
+
+def _base_url(value: object) -> str:
+    if not isinstance(value, str):
+        raise ConfigError("must be a string", field="base_url")
+    if not value:
+        return ""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(
+            f"must be an absolute http(s) URL, got {redact_url(value)!r}", field="base_url"
+        )
+    if parts.query or parts.fragment:
+        raise ConfigError("must not have a query or fragment (use params=)", field="base_url")
+    return value if value.endswith("/") else value + "/"  # as httpx: paths join under it
+
+
+def _timeout(value: object, field: str = "timeout") -> float | None:
+    return None if value is None else check.seconds(value, field)
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{(parts.netloc.rpartition('@')[2]).lower()}"
+
+
+def _make_transport(option: TransportOption) -> Service:
+    if option is None or option == "httpx":
+        return HttpxTransport()
+    if isinstance(option, str):
+        if option not in TRANSPORT_NAMES:
+            raise ConfigError(
+                f"unknown transport {option!r} ({', '.join(TRANSPORT_NAMES)})", field="transport"
+            )
+        module, name = _OPTIONAL_TRANSPORTS[option]
+        try:
+            cls = getattr(importlib.import_module(module), name)
+        except ImportError as exc:
+            raise ConfigError(
+                f"transport={option!r} needs: pip install 'lamina[{option}]'", field="transport"
+            ) from exc
+        made: Service = cls()
+        return made
+    if isinstance(option, httpx.AsyncBaseTransport):
+        return HttpxTransport(transport=option)
+    if not callable(option):
+        raise ConfigError(
+            f"{type(option).__name__} is not a transport (a service, an httpx transport "
+            f"or one of {', '.join(TRANSPORT_NAMES)})",
+            field="transport",
+        )
+    return option

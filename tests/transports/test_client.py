@@ -1,0 +1,209 @@
+"""lamina.Client (docs/client.md): an httpx-like front door to a stack, on every transport,
+against the real local server."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+import lamina
+from lamina import ConfigError, HTTPStatusError, Request, Response
+from lamina.client import Client, default_layers
+from lamina.layers import (
+    CallTracingLayer,
+    CircuitBreakerLayer,
+    ParseLayer,
+    RetryLayer,
+    TimeoutLayer,
+)
+from lamina.testing import LocalServer, ManualClock
+
+Factory = Callable[..., Any]
+SECRET = "s3cr3t-client-9f8e7d"
+
+
+class Recording:
+    """A transport wrapper that remembers the requests it sent and whether it was closed."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.sent: list[Request] = []
+        self.closed = 0
+
+    async def __call__(self, request: Request) -> Response:
+        self.sent.append(request)
+        response: Response = await self.inner(request)
+        return response
+
+    async def aclose(self) -> None:
+        self.closed += 1
+        await self.inner.aclose()
+
+
+async def test_every_verb_sends_params_headers_and_body(
+    transport_factory: Factory, lamina_server: LocalServer
+) -> None:
+    async with Client(
+        transport=transport_factory(),
+        base_url=lamina_server.url + "/",
+        headers={"X-Client": "one", "X-Both": "client"},
+        params={"page": "1"},
+        layers=[],
+    ) as client:
+        for verb in ("get", "post", "put", "patch", "delete"):
+            response = await getattr(client, verb)(
+                "/echo", params={"q": verb}, headers={"X-Both": "call"}
+            )
+            assert isinstance(response, Response)
+            assert response.status_code == 200
+            echo = response.json()
+            assert echo["method"] == verb.upper()
+            assert echo["query"] == {"page": "1", "q": verb}
+            assert echo["headers"]["x-client"] == "one"
+            assert echo["headers"]["x-both"] == "call"
+        sent = await client.post("echo", json={"a": [1, 2]})
+        assert json.loads(sent.json()["body"]) == {"a": [1, 2]}
+        raw = await client.request("PUT", "/echo", content=b"raw bytes")
+        assert raw.json()["body"] == "raw bytes"
+
+
+async def test_base_url_joins_like_httpx_and_absolute_urls_pass(
+    transport_factory: Factory, lamina_server: LocalServer
+) -> None:
+    async with Client(
+        transport=transport_factory(), base_url=lamina_server.url + "/status", layers=[]
+    ) as client:
+        assert client.base_url == lamina_server.url + "/status/"
+        assert (await client.get("418")).status_code == 418
+        assert (await client.get("/404")).status_code == 404
+        absolute = await client.get(lamina_server.url_for("/json"))
+        assert absolute.json()["path"] == "/json"
+
+
+async def test_an_error_status_is_returned_unless_a_layer_raises(
+    transport_factory: Factory, lamina_server: LocalServer
+) -> None:
+    async with Client(transport=transport_factory(), base_url=lamina_server.url) as client:
+        response = await client.get("/status/404")
+        assert response.status_code == 404
+        assert response.is_error
+        with pytest.raises(HTTPStatusError):
+            response.raise_for_status()
+    async with Client(
+        transport=transport_factory(), base_url=lamina_server.url, layers=[ParseLayer()]
+    ) as parsing:
+        assert (await parsing.get("/json")).value["ok"] is True
+        with pytest.raises(HTTPStatusError):
+            await parsing.get("/status/404")
+
+
+async def test_the_default_stack_retries_on_the_clients_clock(
+    transport_factory: Factory, lamina_server: LocalServer
+) -> None:
+    clock = ManualClock(autojump=True)
+    async with Client(
+        transport=transport_factory(), base_url=lamina_server.url, clock=clock
+    ) as client:
+        response = await client.get("/flaky/client", params={"fail": "2"})
+        assert response.status_code == 200
+        assert response.attempts == 3
+        assert len(clock.sleeps) == 2
+        assert all(s > 0 for s in clock.sleeps)
+        assert lamina_server.hits("/flaky/client") == 3
+        assert client.metrics.total_requests >= 1
+
+
+def test_default_layers_are_the_endpoint_default_stack_without_parse() -> None:
+    kinds = [type(layer) for layer in default_layers()]
+    assert kinds[0] is CallTracingLayer
+    assert RetryLayer in kinds
+    assert CircuitBreakerLayer in kinds
+    assert TimeoutLayer in kinds
+    assert ParseLayer not in kinds
+    retry = next(layer for layer in default_layers() if isinstance(layer, RetryLayer))
+    assert retry.attempts == 4  # APIEndpoint.retry_count=3 retries
+
+
+async def test_a_calls_timeout_bounds_the_whole_call(
+    transport_factory: Factory, lamina_server: LocalServer
+) -> None:
+    async with Client(
+        transport=transport_factory(), base_url=lamina_server.url, layers=[], timeout=30
+    ) as client:
+        with pytest.raises(lamina.TimeoutError):
+            await client.get("/hang", timeout=0.15)
+        assert (await client.get("/json")).status_code == 200
+
+
+async def test_closing_the_client_closes_its_transport(
+    transport_factory: Factory, lamina_server: LocalServer
+) -> None:
+    transport = Recording(transport_factory())
+    client = Client(transport=transport, base_url=lamina_server.url, layers=[])
+    async with client:
+        await client.get("/json")
+    assert transport.closed == 1
+    assert client.is_closed
+    await client.aclose()  # twice is fine
+    assert transport.closed == 1
+    with pytest.raises(RuntimeError, match="closed"):
+        await client.get("/json")
+
+
+async def test_an_httpx_transport_is_wrapped(lamina_server: LocalServer) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(201, json={"path": request.url.path})
+
+    async with Client(transport=httpx.MockTransport(handler), layers=[]) as client:
+        response = await client.post("http://api.test/items")
+        assert response.status_code == 201
+        assert response.json() == {"path": "/items"}
+
+
+async def test_the_endpoint_names_the_call_for_the_breaker(
+    transport_factory: Factory, lamina_server: LocalServer
+) -> None:
+    breaker = CircuitBreakerLayer(threshold=1, timeout=60)
+    async with Client(
+        transport=transport_factory(), base_url=lamina_server.url, layers=[breaker]
+    ) as client:
+        await client.get("/status/503")
+        with pytest.raises(lamina.CircuitOpenError):
+            await client.get("/json")  # same origin: same breaker
+        assert (await client.get("/json", endpoint="other")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ({"base_url": "api.example.com"}, "base_url"),
+        ({"base_url": "http://h/?a=1"}, "base_url"),
+        ({"layers": [object()]}, "layers[0]"),
+        ({"layers": "retry"}, "layers"),
+        ({"timeout": -1}, "timeout"),
+        ({"transport": "curl"}, "transport"),
+        ({"transport": 42}, "transport"),
+        ({"params": ["a"]}, "params"),
+    ],
+)
+def test_bad_options_fail_at_construction(options: dict[str, Any], field: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Client(**options)
+    assert caught.value.field == field
+
+
+async def test_a_relative_url_needs_a_base_url_and_secrets_stay_out_of_repr(
+    lamina_server: LocalServer,
+) -> None:
+    async with Client(base_url=f"http://user:{SECRET}@127.0.0.1:1/") as client:
+        assert SECRET not in repr(client)
+        assert "RetryLayer" in repr(client)
+        assert "HttpxTransport" in repr(client)
+    async with Client() as bare:
+        with pytest.raises(ConfigError) as caught:
+            await bare.get("/json")
+        assert caught.value.field == "url"
