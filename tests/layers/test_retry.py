@@ -644,6 +644,41 @@ def test_retries_counts_extra_tries_and_repr() -> None:
     assert "idempotency_key=True" in text
 
 
+def test_errors_and_repr_say_what_attempts_and_retries_count() -> None:
+    """Issue 14.5: ``attempts`` counts every try, ``retries`` the extra ones; errors and
+    reprs say so, so ``retry_count=3`` (4 tries) and ``attempts=3`` (3) cannot be confused."""
+    layer = RetryLayer(retries=3)
+    assert (layer.attempts, layer.retries) == (4, 3)
+    text = repr(layer)
+    assert "attempts=4 (tries in all, the first one included; retries=3)" in text
+    inner, _ = scripted(200)
+    assert "attempts=4 (retries=3)" in repr(layer.wrap(inner))
+    with pytest.raises(ConfigError, match="tries in all") as info:
+        RetryLayer(attempts=0)
+    assert info.value.field == "attempts"
+    with pytest.raises(ConfigError, match="extra tries after the first") as info:
+        RetryLayer(retries=-1)
+    assert info.value.field == "retries"
+    with pytest.raises(ConfigError, match="not both: attempts=3 is retries=2") as info:
+        RetryLayer(attempts=3, retries=2)
+    assert info.value.field == "retries"
+
+
+@pytest.mark.parametrize(("options", "requests"), [({"attempts": 3}, 3), ({"retries": 3}, 4)])
+async def test_attempts_and_retries_on_the_real_server(
+    lamina_server: LocalServer, options: dict[str, int], requests: int
+) -> None:
+    async with HttpxTransport() as transport:
+        svc = RetryLayer(
+            **options, backoff=0.01, jitter=False, clock=ManualClock(autojump=True)
+        ).wrap(transport)
+        path = "/status/503"
+        response = await svc(Request("GET", lamina_server.url_for(path)))
+    assert response.status_code == 503
+    assert response.attempts == requests
+    assert lamina_server.hits("/status/503") == requests
+
+
 # -- against the real server ---------------------------------------------------------------
 
 

@@ -31,10 +31,13 @@ IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
 class RetryLayer:
     """Call the inner service again when an attempt fails transiently.
 
-    ``attempts`` counts every try (default 3); ``retries`` counts the extra
-    ones (give one of the two). Which outcomes are retried and after how long
-    is the ``policy``'s answer — by default a :class:`StatusRetryPolicy` built
-    from ``retry_on``, ``backoff``, ``jitter``, ``max_delay`` and ``random``.
+    ``attempts`` counts every try, the first one included (default 3);
+    ``retries`` counts the extra ones after the first (``retries=2`` is
+    ``attempts=3``, and is what ``APIEndpoint.retry_count`` means). Give one of
+    the two; the layer keeps ``attempts`` and shows both in its repr. Which
+    outcomes are retried and after how long is the ``policy``'s answer — by
+    default a :class:`StatusRetryPolicy` built from ``retry_on``, ``backoff``,
+    ``jitter``, ``max_delay`` and ``random``.
     The layer itself caps every delay at ``max_delay``, never sleeps past the
     request's deadline (or ``total_timeout`` after the call started), and
     spends one retry of the shared ``budget`` (a :class:`RetryBudget`) per retry.
@@ -134,19 +137,36 @@ class RetryLayer:
         extra = f", total_timeout={self.total_timeout}" if self.total_timeout else ""
         extra += ", idempotency_key=True" if self.idempotency_key else ""
         extra += f", budget={self.budget!r}" if self.budget else ""
-        return f"RetryLayer(attempts={self.attempts}, policy={self.policy!r}{extra})"
+        return (
+            f"RetryLayer(attempts={self.attempts} ({ATTEMPTS_MEANING}; "
+            f"retries={self.attempts - 1}), policy={self.policy!r}{extra})"
+        )
+
+    @property
+    def retries(self) -> int:
+        """Extra tries after the first one (``attempts - 1``)."""
+        return self.attempts - 1
+
+
+ATTEMPTS_MEANING = "tries in all, the first one included"
+RETRIES_MEANING = "extra tries after the first one"
 
 
 def _total_attempts(attempts: int | None, retries: int | None) -> int:
-    if attempts is not None and retries is not None:
-        raise ConfigError(
-            "give attempts (total tries) or retries (extra tries), not both", field="retries"
-        )
-    if retries is not None:
-        return check.count(retries, "retries", low=0, high=check.MAX_RETRIES) + 1
+    if retries is not None and attempts is None:
+        what = f"a number of retries ({RETRIES_MEANING})"
+        return check.integer(retries, "retries", low=0, high=check.MAX_RETRIES, what=what) + 1
     if attempts is None:
         return DEFAULT_ATTEMPTS
-    return check.count(attempts, "attempts", high=check.MAX_RETRIES + 1)
+    what = f"a number of attempts ({ATTEMPTS_MEANING})"
+    total = check.integer(attempts, "attempts", low=1, high=check.MAX_RETRIES + 1, what=what)
+    if retries is not None:
+        raise ConfigError(
+            f"give attempts ({ATTEMPTS_MEANING}) or retries ({RETRIES_MEANING}), not both: "
+            f"attempts={total} is retries={total - 1}",
+            field="retries",
+        )
+    return total
 
 
 def new_idempotency_key() -> str:
@@ -247,7 +267,8 @@ class RetryService:
         return delay
 
     def __repr__(self) -> str:
-        return f"<RetryService attempts={self.config.attempts} -> {self.inner!r}>"
+        attempts = self.config.attempts
+        return f"<RetryService attempts={attempts} (retries={attempts - 1}) -> {self.inner!r}>"
 
 
 Retry = RetryService  # deprecated: the name before issue 15, kept for imports
