@@ -68,7 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--report", metavar="FILE", help="write a self-contained HTML run report")
     run.add_argument("--json", action="store_true", help="print only JSON on stdout")
-    run.add_argument("-q", "--quiet", action="store_true", help="no progress display")
+    run.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress display, no value after the table"
+    )
     _import_options(run)
     run.set_defaults(func=commands.cmd_run)
 

@@ -281,9 +281,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         # tokens (an ${ENV} value "true", "null" or "1234") and leave invalid JSON.
         print(json.dumps(scrub_data(data_out, flow.secrets), indent=2, default=str), flush=True)
     else:
+        value = [] if args.quiet else [_value_text(report.value, flow.secrets)]
         text = "\n\n".join(
             [
                 results_table(report, timelines),
+                *value,
                 waterfall(report, timelines),
                 f"{report.mode} run: {report.duration * 1000:.0f} ms, "
                 f"critical path {' -> '.join(report.critical_path) or '-'}, "
@@ -292,6 +294,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         _write(sys.stdout, text, flow.secrets)
     return 0 if report.ok and outcome.error is None else 1
+
+
+def _value_text(value: Any, secrets: Iterable[str]) -> str:
+    """``value:`` and the flow's value as JSON, its strings scrubbed before serializing."""
+    return "value:\n" + json.dumps(scrub_data(value, secrets), indent=2, default=str)
 
 
 # -- lamina validate / graph -----------------------------------------------------------
@@ -388,6 +395,19 @@ def layer_rows() -> list[dict[str, Any]]:
             row["options"] = []
             row["error"] = exc.message
         rows.append(row)
+    from ..plugins import clash_message, clashing_plugins
+
+    for plugin in clashing_plugins():  # a plugin taking a built-in's name is shown, unused
+        rows.append(
+            {
+                "name": plugin.name,
+                "target": plugin.value,
+                "package": plugin.package,
+                "builtin": False,
+                "options": [],
+                "error": clash_message(plugin),
+            }
+        )
     return rows
 
 

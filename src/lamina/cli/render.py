@@ -7,12 +7,13 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from .._redact import REDACTED, scrub
+from .._redact import REDACTED, scrub, scrub_clip
 from ..orchestration.config import APIOrchestrationConfig
-from ..orchestration.report import RunReport
+from ..orchestration.report import EndpointReport, RunReport
 from .progress import Timeline
 
 __all__ = [
+    "error_note",
     "graph_levels",
     "graph_mermaid",
     "graph_text",
@@ -50,11 +51,28 @@ def attempts(report: RunReport, name: str, timelines: Mapping[str, Timeline]) ->
     return max(report.endpoints[name].attempts, seen)
 
 
+#: Longest error note in the results table (the JSON output and HTML report hold it all).
+NOTE_CHARS = 100
+
+
+def error_note(report: EndpointReport, limit: int = NOTE_CHARS) -> str:
+    """``Type: message`` of the endpoint's error on one line, scrubbed of its request's
+    secrets, without the ``[endpoint]`` prefix the row already shows, cut to ``limit``."""
+    error = report.error
+    if error is None:
+        return ""
+    message = " ".join(scrub_clip(str(error), report.secrets, limit + 64).split())
+    prefix = f"[{report.name}] "
+    message = message.removeprefix(prefix)
+    note = f"{type(error).__name__}: {message}" if message else type(error).__name__
+    return note if len(note) <= limit else note[: limit - 1].rstrip() + "…"
+
+
 def results_table(report: RunReport, timelines: Mapping[str, Timeline]) -> str:
     """Endpoint, outcome, status, attempts, latency, cached and a note, one row each."""
     rows = [["endpoint", "outcome", "status", "attempts", "latency", "cached", "note"]]
     for name, r in report.endpoints.items():
-        note = r.reason or ("" if r.error is None else f"{type(r.error).__name__}")
+        note = r.reason or error_note(r)
         rows.append(
             [
                 name,

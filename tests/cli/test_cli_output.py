@@ -1,0 +1,61 @@
+"""``lamina run`` says what went wrong and what the flow returned (issue 14, item 2)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from lamina.testing import LocalServer
+
+from .conftest import Cli
+
+WriteFlow = Callable[..., Path]
+
+FLOW = """
+mode: parallel
+endpoints:
+  - name: user
+    url: {base}/json?id={{user_id}}&who=${{WHO_TOKEN}}
+    retry_count: 0
+  - name: broken
+    url: {base}/status/500?page=1
+    retry_count: 0
+  - name: good
+    url: {base}/json?step=good-{long}
+"""
+
+
+def _rows(out: str) -> dict[str, str]:
+    table = out.split("\n\n")[0]
+    return {line.split()[0]: line for line in table.splitlines()[1:]}
+
+
+def test_run_table_notes_the_error_message_and_prints_the_value(
+    cli: Cli, write_flow: WriteFlow, lamina_server: LocalServer
+) -> None:
+    flow = write_flow(FLOW.format(base=lamina_server.url, long="x" * 300))
+    done = cli("run", str(flow), env={"WHO_TOKEN": "tok-secret-123"})
+    assert done.returncode == 1
+    rows = _rows(done.stdout)
+    # the note holds the message, not only the class, shortened to one table cell
+    assert "ConfigError: url: placeholder {user_id} has no value" in rows["user"]
+    assert "HTTPStatusError: HTTP 500 server error" in rows["broken"]
+    assert all(len(row) < 220 for row in rows.values())
+    # the flow's value follows the table, as JSON, scrubbed
+    assert "\nvalue:\n" in done.stdout
+    head, _, rest = done.stdout.partition("\nvalue:\n")
+    assert "endpoint  outcome" in head
+    value = json.loads(rest.split("\n\n")[0])
+    assert value["user"] is None
+    assert value["broken"] is None
+    assert value["good"]["query"]["step"].startswith("good-xxx")
+    assert "tok-secret-123" not in done.stdout + done.stderr
+
+
+def test_quiet_drops_the_value(cli: Cli, write_flow: WriteFlow, lamina_server: LocalServer) -> None:
+    flow = write_flow(f"endpoints:\n  - name: good\n    url: {lamina_server.url}/json\n")
+    done = cli("run", str(flow), "-q")
+    assert done.returncode == 0, done.stderr
+    assert "value:" not in done.stdout
+    assert "good      ok" in done.stdout or "good  ok" in done.stdout
