@@ -2,21 +2,32 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import inspect
 import os
 import subprocess
 import sys
 import textwrap
+import warnings
 from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
 
-from lamina import ConfigError, HttpxTransport, Layer, Request, ServiceBuilder
+from lamina import ConfigError, HttpxTransport, Layer, Request, ServiceBuilder, plugins
+from lamina.cli.commands import cmd_layers, layer_rows
 from lamina.flows import build_orchestrator, config_from_dict, load_flow
 from lamina.layers import ConcurrencyLimitLayer, RetryLayer
-from lamina.plugins import BUILTIN_LAYERS, GROUP, available_layers, get_layer, make_layer
+from lamina.plugins import (
+    BUILTIN_LAYERS,
+    GROUP,
+    LayerNameClash,
+    available_layers,
+    clashing_plugins,
+    get_layer,
+    make_layer,
+)
 from lamina.testing import LocalServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -188,14 +199,19 @@ def broken(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         "returns_int = lamina_fake_plugins:make_nothing\n"
         "fine = lamina_fake_plugins:Fine\n"
         "timeout = lamina_fake_plugins:Fine\n"  # may not replace a built-in
+        "retry = lamina_fake_plugins:Fine\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "lamina_fake_plugins", raising=False)
     return tmp_path
 
 
-def test_broken_plugins_name_themselves_and_the_rest_work(broken: Path) -> None:
-    layers = available_layers()
+def test_broken_plugins_name_themselves_and_the_rest_work(
+    broken: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(plugins, "_warned", set())
+    with pytest.warns(LayerNameClash):
+        layers = available_layers()
     assert {"missing", "not_a_layer", "returns_int", "fine"} <= set(layers)
     assert layers["timeout"].builtin  # the clash is ignored
 
@@ -218,6 +234,7 @@ def test_broken_plugins_name_themselves_and_the_rest_work(broken: Path) -> None:
     assert isinstance(make_layer("timeout", seconds=1.0), Layer)
 
 
+@pytest.mark.filterwarnings("ignore::lamina.plugins.LayerNameClash")
 def test_a_flow_naming_a_broken_plugin_fails_at_load(broken: Path) -> None:
     data = {
         "endpoints": [{"name": "a", "url": "http://x.test/a"}],
@@ -232,3 +249,41 @@ def test_a_flow_naming_a_broken_plugin_fails_at_load(broken: Path) -> None:
         config_from_dict(data)
     data["layers"] = ["fine", "defaults"]
     assert config_from_dict(data).endpoints[0].name == "a"
+
+
+def test_a_plugin_taking_a_builtin_name_is_warned_about_and_listed(
+    broken: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(plugins, "_warned", set())
+    with pytest.warns(LayerNameClash) as caught:
+        layers = available_layers()
+    messages = sorted(str(w.message) for w in caught)
+    assert len(messages) == 2
+    assert (
+        "'retry' (lamina_fake_plugins:Fine) from package lamina-broken-plugins 1.0" in (messages[0])
+    )
+    assert "built-in 'retry' layer and is ignored" in messages[0]
+    assert layers["retry"].builtin  # the built-in still wins
+    assert layers["retry"].value == BUILTIN_LAYERS["retry"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        available_layers()  # once per entry and process: no second warning
+
+    assert [(p.name, p.package) for p in clashing_plugins()] == [
+        ("retry", "lamina-broken-plugins 1.0"),
+        ("timeout", "lamina-broken-plugins 1.0"),
+    ]
+    rows = {(r["name"], r["builtin"]): r for r in layer_rows()}
+    assert "is ignored" in rows[("retry", False)]["error"]
+    assert rows[("retry", True)]["error"] is None
+
+    assert cmd_layers(argparse.Namespace(json=False)) == 0
+    out, err = capsys.readouterr()
+    plugin_part = out.split("plugin layers:")[1]
+    assert "retry  (lamina_fake_plugins:Fine)  [lamina-broken-plugins 1.0]" in plugin_part
+    assert "declares the name of lamina's built-in 'retry' layer" in plugin_part
+    assert "retry" in err.splitlines()[-1]
+
+
+def test_lamina_own_registration_is_not_a_clash() -> None:
+    assert clashing_plugins() == []  # lamina's metadata declares every built-in

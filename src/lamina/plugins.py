@@ -12,11 +12,15 @@ not declare them (an editable install made before the entry points were added).
 
 A plugin that fails to import, or whose result is not a Layer, raises a
 :class:`lamina.ConfigError` naming the plugin and its package; the others keep working.
+A plugin that declares a built-in's name (``retry``) never replaces it: it is listed by
+:func:`clashing_plugins` (and ``lamina layers``) and warned about with a
+:class:`LayerNameClash` warning, never dropped silently.
 """
 
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
@@ -28,8 +32,11 @@ from ._errors import ConfigError
 __all__ = [
     "BUILTIN_LAYERS",
     "GROUP",
+    "LayerNameClash",
     "LayerPlugin",
     "available_layers",
+    "clash_message",
+    "clashing_plugins",
     "get_layer",
     "load_layer",
     "make_layer",
@@ -53,6 +60,10 @@ BUILTIN_LAYERS: dict[str, str] = {
 }
 
 LayerFactory = Callable[..., Any]
+
+
+class LayerNameClash(UserWarning):
+    """An installed plugin declares the name of one of lamina's own layers."""
 
 
 @dataclass(frozen=True)
@@ -118,10 +129,38 @@ def _package(ep: EntryPoint) -> str:
     return f"{dist.name} {dist.version}"
 
 
+def _is_lamina(ep: EntryPoint) -> bool:
+    dist = getattr(ep, "dist", None)
+    return dist is not None and dist.name.lower() == "lamina"
+
+
+def clashing_plugins() -> list[LayerPlugin]:
+    """Installed plugin entries that declare a built-in layer's name (never used)."""
+    return [
+        LayerPlugin(ep.name, ep.value, _package(ep), False, ep)
+        for ep in sorted(entry_points(group=GROUP), key=lambda e: (e.name, e.value))
+        if ep.name in BUILTIN_LAYERS and not _is_lamina(ep)
+    ]
+
+
+def clash_message(plugin: LayerPlugin) -> str:
+    """What is wrong with a plugin entry that takes a built-in's name."""
+    return (
+        f"layer plugin {plugin.name!r} ({plugin.value}) from package {plugin.package} "
+        f"declares the name of lamina's built-in {plugin.name!r} layer and is ignored: "
+        "rename its entry point"
+    )
+
+
+_warned: set[tuple[str, str]] = set()
+
+
 def available_layers() -> dict[str, LayerPlugin]:
     """Every layer by name: lamina's built-ins first, then installed plugins (sorted).
 
-    A plugin may not replace a built-in name; entries doing so are ignored.
+    A plugin may not replace a built-in name: such an entry is ignored, with a
+    :class:`LayerNameClash` warning (once per entry and process; see
+    :func:`clashing_plugins`).
     """
     found: dict[str, LayerPlugin] = {
         name: LayerPlugin(name, value, "lamina (built-in)", True)
@@ -130,9 +169,18 @@ def available_layers() -> dict[str, LayerPlugin]:
     plugins: dict[str, LayerPlugin] = {}
     for ep in sorted(entry_points(group=GROUP), key=lambda e: e.name):
         if ep.name in found:
-            continue  # lamina's own registration of a built-in, or a clash
+            if not _is_lamina(ep):  # lamina's own registration is fine; a clash is not
+                _warn_clash(LayerPlugin(ep.name, ep.value, _package(ep), False, ep))
+            continue
         plugins.setdefault(ep.name, LayerPlugin(ep.name, ep.value, _package(ep), False, ep))
     return {**found, **plugins}
+
+
+def _warn_clash(plugin: LayerPlugin) -> None:
+    key = (plugin.name, plugin.value)
+    if key not in _warned:
+        _warned.add(key)
+        warnings.warn(clash_message(plugin), LayerNameClash, stacklevel=3)
 
 
 def get_layer(name: str) -> LayerPlugin:
