@@ -45,6 +45,10 @@ EVENT_KINDS: Mapping[str, str] = {
     "cache.miss": "cache_misses",
     "breaker.rejected": "breaker_rejections",
     "ratelimit.wait": "ratelimit_waits",
+    "hedge.sent": "hedges",
+    "adaptive.rejected": "adaptive_rejections",
+    "fallback.used": "fallbacks",
+    "chaos.injected": "chaos_injections",
 }
 
 

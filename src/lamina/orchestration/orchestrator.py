@@ -16,6 +16,7 @@ from .._closeable import AsyncCloseable
 from .._core import Layer, Service, ServiceBuilder
 from .._errors import ConfigError, LaminaError, OrchestrationTimeout
 from .._otel import TracerSource
+from ..layers.chaos import with_env_chaos
 from ..metrics import IOMetrics
 from ..transports import HttpxTransport
 from .config import (
@@ -91,7 +92,9 @@ class APIOrchestrator(AsyncCloseable):
         self._keeper: AsyncGenerator[None, None] | None = None
         if layers is None:
             layers = config.layers
-        self._layers = {e.name: self._layers_for(e, layers) for e in config.endpoints}
+        self._layers = with_env_chaos(  # LAMINA_CHAOS: fault injection in every stack
+            {e.name: self._layers_for(e, layers) for e in config.endpoints}, clock=self.clock
+        )
         self._stacks: dict[str, Service] = {}
         self._build_stacks()  # built now, so the first run does not pay for it
         self._plan = Plan(config)

@@ -16,8 +16,10 @@ from .._redact import scrub
 
 __all__ = ["EndpointReport", "Outcome", "RunReport"]
 
-Outcome = Literal["pending", "ok", "cached", "stale", "handled", "failed", "skipped", "cancelled"]
-GOOD: frozenset[str] = frozenset({"ok", "cached", "stale", "handled", "skipped"})
+Outcome = Literal[
+    "pending", "ok", "cached", "stale", "handled", "fallback", "failed", "skipped", "cancelled"
+]
+GOOD: frozenset[str] = frozenset({"ok", "cached", "stale", "handled", "fallback", "skipped"})
 
 
 @dataclass
@@ -33,11 +35,23 @@ class EndpointReport:
     start: float | None = None
     end: float | None = None
     error: BaseException | None = None
+    """Why it failed; for a ``fallback`` outcome, the failure the fallback replaced."""
     reason: str | None = None  # why it was skipped
     depends_on: list[str] = field(default_factory=list)
+    chaos: str | None = None
+    """The settings of the chaos layer that was on for this call (None: no chaos)."""
+    injected: list[str] = field(default_factory=list)
+    """What the chaos layer injected into this call's attempts, in order."""
     secrets: frozenset[str] = field(default_factory=frozenset, repr=False, compare=False)
     """The request's secret values (secret headers, secret query values, URL user
     info), scrubbed from :attr:`error_text`; the orchestrator sets them."""
+
+    def note_chaos(self, settings: str, injected: str | None = None) -> None:
+        """Called by a :class:`~lamina.layers.chaos.ChaosLayer` on this call: it is on
+        (``settings``) and, when it did, what it injected."""
+        self.chaos = settings
+        if injected is not None:
+            self.injected.append(injected)
 
     @property
     def error_text(self) -> str | None:
@@ -59,6 +73,7 @@ class EndpointReport:
             "end_ms": None if self.end is None else round(self.end * 1000, 3),
             "error": self.error_text,
             "reason": self.reason,
+            **({"chaos": self.chaos, "injected": list(self.injected)} if self.chaos else {}),
         }
 
     def __repr__(self) -> str:
@@ -76,6 +91,8 @@ class EndpointReport:
             parts.append(f"reason={self.reason!r}")
         if self.depends_on:
             parts.append(f"depends_on={self.depends_on!r}")
+        if self.chaos is not None:
+            parts.append(f"chaos={self.chaos!r}, injected={self.injected!r}")
         return f"EndpointReport({', '.join(parts)})"
 
 
@@ -99,6 +116,17 @@ class RunReport:
     def failed(self) -> list[str]:
         """Names of the endpoints that failed without a handler."""
         return [n for n, r in self.endpoints.items() if r.outcome == "failed"]
+
+    @property
+    def fallbacks(self) -> list[str]:
+        """Names of the endpoints answered by a fallback (their ``error`` says why)."""
+        return [n for n, r in self.endpoints.items() if r.outcome == "fallback"]
+
+    @property
+    def chaos(self) -> dict[str, str]:
+        """Endpoints whose calls ran with a chaos layer on, and its settings: a run with
+        any is a resilience test, not a measure of the upstream."""
+        return {n: r.chaos for n, r in self.endpoints.items() if r.chaos is not None}
 
     @property
     def critical_path(self) -> list[str]:
@@ -128,7 +156,8 @@ class RunReport:
         return path[::-1]
 
     def summary(self) -> str:
-        """A plain-text table: endpoint, outcome, status, attempts, latency, start."""
+        """A plain-text table: endpoint, outcome, status, attempts, latency, start
+        (a CHAOS line first when fault injection was on)."""
         rows = [["endpoint", "outcome", "status", "attempts", "latency", "start", "note"]]
         for r in self.endpoints.values():
             note = r.reason or (type(r.error).__name__ if r.error is not None else "")
@@ -145,16 +174,27 @@ class RunReport:
             )
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+        if self.chaos:
+            lines.insert(0, self.chaos_banner())
         lines.append(
             f"{self.mode} run: {self.duration * 1000:.0f} ms, "
             f"critical path {' -> '.join(self.critical_path) or '-'}"
         )
         return "\n".join(line.rstrip() for line in lines)
 
+    def chaos_banner(self) -> str:
+        """One loud line naming the endpoints chaos was on for and what it injected."""
+        injected = sum(len(r.injected) for r in self.endpoints.values())
+        return (
+            f"CHAOS: fault injection was ON for {', '.join(self.chaos)} "
+            f"({injected} injected); this run does not measure the upstream"
+        )
+
     def __repr__(self) -> str:
+        chaos = ", chaos=ON" if self.chaos else ""
         return (
             f"RunReport(mode={self.mode!r}, ok={self.ok}, value=<{type(self.value).__name__}>, "
-            f"duration={self.duration:.6f}, endpoints={list(self.endpoints.values())!r})"
+            f"duration={self.duration:.6f}{chaos}, endpoints={list(self.endpoints.values())!r})"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -164,5 +204,6 @@ class RunReport:
             "ok": self.ok,
             "duration_ms": round(self.duration * 1000, 3),
             "critical_path": self.critical_path,
+            **({"chaos": self.chaos} if self.chaos else {}),
             "endpoints": [r.to_dict() for r in self.endpoints.values()],
         }

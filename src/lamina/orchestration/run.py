@@ -17,6 +17,8 @@ from .._clock import Clock
 from .._core import Request, Service
 from .._errors import EndpointError, ErrorThresholdExceeded
 from .._redact import scrub, secret_values, url_secret_values
+from ..layers.chaos import CHAOS_NOTE_KEY
+from ..layers.fallback import FallbackResponse
 from .config import APIEndpoint, APIOrchestrationConfig, topological_order
 from .report import EndpointReport
 from .urls import fill_url
@@ -111,7 +113,7 @@ class Run:
         try:
             if endpoint.condition is not None and not endpoint.condition(self.context):
                 return self._skip(report, "condition is false")
-            request = self._request(endpoint, previous)
+            request = self._request(endpoint, previous, report)
         except Exception as exc:  # a user callback or a URL placeholder failed
             return self._fail(endpoint, report, exc)
         if request.url != endpoint.url:  # placeholders filled: the query may hold more
@@ -140,10 +142,15 @@ class Run:
         report.attempts = response.attempts
         report.status_code = response.status_code
         report.outcome = "stale" if response.stale else "cached" if response.from_cache else "ok"
+        if isinstance(response, FallbackResponse):  # the value stands in for the error
+            status = getattr(response.error, "status_code", None)
+            report.status_code = status if isinstance(status, int) else None
+            report.error = response.error
+            report.outcome = "fallback"
         self._finish(endpoint, report, response.value, failed=False)
         return response.value
 
-    def _request(self, endpoint: APIEndpoint, previous: Any) -> Request:
+    def _request(self, endpoint: APIEndpoint, previous: Any, report: EndpointReport) -> Request:
         if endpoint.transform_input is not None:
             payload = endpoint.transform_input(self.context)
         elif endpoint.body is not None:
@@ -159,6 +166,8 @@ class Run:
                 content = payload
             else:
                 json_body = payload
+        extensions = dict(self.plan.extensions.get(endpoint.name, ()))  # per call: layers add
+        extensions[CHAOS_NOTE_KEY] = report.note_chaos  # a chaos layer tells the report
         return Request(
             endpoint.method,
             url,
@@ -168,7 +177,7 @@ class Run:
             content=content,
             endpoint=endpoint.name,
             deadline=self.deadline,
-            extensions=dict(self.plan.extensions.get(endpoint.name, ())),  # per call: layers add
+            extensions=extensions,
         )
 
     def _skip(self, report: EndpointReport, reason: str) -> None:

@@ -1,0 +1,193 @@
+"""Answer a failed call with a fallback value instead of the error (Polly's fallback)."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Collection, Iterable
+from typing import Any
+
+from opentelemetry import trace
+
+from .. import _errors
+from .. import _validate as check
+from .._core import Request, Response, Service
+from .._errors import ConfigError, LaminaError
+from .._events import emit
+
+__all__ = ["FALLBACK_EVENT", "FallbackLayer", "FallbackResponse", "FallbackService"]
+
+#: The event the layer emits when it answers with the fallback (``error``, ``status``).
+FALLBACK_EVENT = "fallback.used"
+
+#: ``on`` when neither ``on`` nor ``statuses`` is given: any error lamina raises.
+DEFAULT_ON: tuple[type[BaseException], ...] = (LaminaError,)
+
+
+class FallbackResponse(Response):
+    """The response a :class:`FallbackLayer` answers with: ``value`` is the fallback,
+    ``error`` the failure it replaced (the run report keeps it)."""
+
+    __slots__ = ("error",)
+
+    error: BaseException
+
+    @classmethod
+    def of(cls, response: Response, error: BaseException) -> FallbackResponse:
+        """``response`` (a function's own answer) marked as a fallback for ``error``."""
+        new = object.__new__(cls)
+        for name in Response.__slots__:
+            setattr(new, name, getattr(response, name))
+        new.error = error
+        return new
+
+
+class FallbackLayer:
+    """On the failures chosen by ``on`` and ``statuses``, answer with ``fallback``.
+
+    ``fallback`` is a value (the call's ``response.value``) or a function, sync or
+    async, called with the error, or with the error and the request when it takes two
+    arguments (``request.endpoint`` names the endpoint). What the function returns is
+    the value; a :class:`lamina.Response` it returns is the answer as it is. An error
+    it raises is the call's error (chained to the original one).
+
+    ``on`` lists error classes (or the names of lamina's errors, e.g.
+    ``"CircuitOpenError"``); ``statuses`` lists HTTP statuses, matched on a
+    :class:`lamina.HTTPStatusError` or, below the parse layer, on a response. With
+    neither, any :class:`lamina.LaminaError` falls back; with ``statuses`` alone, only
+    those statuses do. Cancellation never does.
+
+    Place it outside the retry layer and the breaker (and the cache: a fallback is
+    never cached), so it sees only the final failure: ``CallTracing → Metrics →
+    Fallback → Cache → Parse → Retry → CircuitBreaker → ...``. It emits
+    ``fallback.used`` (``error``, ``status``) and marks the current span
+    ``lamina.fallback``. The answer is a :class:`FallbackResponse` with status 200.
+    """
+
+    __slots__ = ("fallback", "is_function", "on", "pass_request", "statuses")
+
+    def __init__(
+        self,
+        fallback: Any = None,
+        *,
+        on: Iterable[type[BaseException] | str] | type[BaseException] | str | None = None,
+        statuses: Collection[int] | None = None,
+    ) -> None:
+        self.fallback = fallback
+        self.is_function = callable(fallback) and not isinstance(fallback, type)
+        self.pass_request = self.is_function and _takes_two(fallback)
+        self.statuses: frozenset[int] = frozenset(
+            () if statuses is None else check.status_codes(statuses, "statuses")
+        )
+        if on is None:
+            self.on: tuple[type[BaseException], ...] = DEFAULT_ON if statuses is None else ()
+        else:
+            self.on = _error_classes(on)
+
+    def handles(self, outcome: BaseException | Response) -> bool:
+        """Whether ``outcome`` (an error, or a response) falls back."""
+        if isinstance(outcome, Response):
+            return outcome.status_code in self.statuses
+        if not isinstance(outcome, Exception):  # cancellation, KeyboardInterrupt
+            return False
+        if isinstance(outcome, _errors.HTTPStatusError) and outcome.status_code in self.statuses:
+            return True
+        return isinstance(outcome, self.on)
+
+    def wrap(self, inner: Service) -> Service:
+        return FallbackService(inner, self)
+
+    def __repr__(self) -> str:
+        what = "function" if self.is_function else f"<{type(self.fallback).__name__}>"
+        on = ", ".join(cls.__name__ for cls in self.on)
+        statuses = f", statuses={sorted(self.statuses)}" if self.statuses else ""
+        return f"FallbackLayer({what}, on=({on}){statuses})"
+
+
+def _takes_two(function: Callable[..., Any]) -> bool:
+    try:
+        params = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    positional = 0
+    for param in params:
+        if param.kind is param.VAR_POSITIONAL:
+            return True
+        if param.kind in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD):
+            positional += 1
+    return positional >= 2
+
+
+def _error_classes(
+    on: Iterable[type[BaseException] | str] | type[BaseException] | str,
+) -> tuple[type[BaseException], ...]:
+    items: Iterable[Any] = (on,) if isinstance(on, str | type) else on
+    if not isinstance(items, Iterable):
+        raise ConfigError(f"must be error classes or lamina error names, got {on!r}", field="on")
+    classes: list[type[BaseException]] = []
+    for item in items:
+        if isinstance(item, str):
+            found = getattr(_errors, item, None) if item in _errors.__all__ else None
+            if found is None:
+                from difflib import get_close_matches
+
+                close = get_close_matches(item, _errors.__all__, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ConfigError(
+                    f"{item!r} is not one of lamina's errors{hint} "
+                    "(a class of your own goes in from Python or a flow's {import: ...})",
+                    field="on",
+                )
+            item = found
+        if not (isinstance(item, type) and issubclass(item, Exception)):
+            raise ConfigError(
+                f"must be exception classes or names of lamina errors, got {item!r}", field="on"
+            )
+        classes.append(item)
+    if not classes:
+        raise ConfigError("names no error class (leave it out for any lamina error)", field="on")
+    return tuple(classes)
+
+
+class FallbackService:
+    """Service made by :class:`FallbackLayer`."""
+
+    __slots__ = ("config", "inner")
+
+    def __init__(self, inner: Service, config: FallbackLayer) -> None:
+        self.inner = inner
+        self.config = config
+
+    async def __call__(self, request: Request) -> Response:
+        config = self.config
+        try:
+            response = await self.inner(request)
+        except Exception as exc:
+            if not config.handles(exc):
+                raise
+            return await self._fall_back(request, exc)
+        if config.statuses and response.status_code in config.statuses:
+            # below the parse layer: the status as the error the parse layer would raise
+            return await self._fall_back(request, _errors.HTTPStatusError.from_response(response))
+        return response
+
+    async def _fall_back(self, request: Request, error: Exception) -> Response:
+        config = self.config
+        status = error.status_code if isinstance(error, _errors.HTTPStatusError) else None
+        emit(request, FALLBACK_EVENT, error=type(error).__name__, status=status)
+        span = trace.get_current_span()
+        if span.is_recording():
+            span.set_attribute("lamina.fallback", True)
+        value = config.fallback
+        if config.is_function:
+            value = value(error, request) if config.pass_request else value(error)
+            if inspect.isawaitable(value):
+                value = await value
+        if isinstance(value, Response):
+            return FallbackResponse.of(value, error)
+        attempts = getattr(error, "attempts", None) or request.attempt
+        answer = FallbackResponse(200, request=request, value=value, attempts=attempts)
+        answer.error = error
+        return answer
+
+    def __repr__(self) -> str:
+        return f"<FallbackService {self.config!r} -> {self.inner!r}>"
