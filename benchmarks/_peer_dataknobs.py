@@ -1,19 +1,23 @@
-"""The peer side of ``benchmarks/orchestration.py``: dataknobs-fsm's APIOrchestrator.
+"""The peer side of ``benchmarks/orchestration.py`` and ``run_all.py``: dataknobs-fsm's
+APIOrchestrator, and lamina on the same interpreter.
 
-Runs in the peer's own virtualenv (dataknobs-fsm 0.5.0 needs Python >= 3.12), so
-it imports nothing from lamina. Usage::
+Runs in the peer's own virtualenv (dataknobs-fsm 0.5.0 needs Python >= 3.12). Usage::
 
-    .venv-peer/bin/python benchmarks/_peer_dataknobs.py URL CASES [--impl IMPL] [sizes]
+    .venv-peer/bin/python benchmarks/_peer_dataknobs.py URL CASES [--impl IMPLS] [sizes]
 
 CASES is a comma list of ``A`` (PARALLEL, 5 x ``/json?ms=100``: seconds per
 run), ``B`` (SEQUENTIAL, 5 x ``/json``: seconds per run, mean over ``--b-runs``)
 and ``C`` (PARALLEL, 5 x ``/json``, ``--c-runs`` runs, ``--concurrency`` at a
-time: total seconds). ``--impl dataknobs`` (default) drives
-``APIOrchestrator.orchestrate()``; ``--impl aiohttp`` is a hand-written
-``asyncio.gather`` over one ``aiohttp.ClientSession``, the same client library
-dataknobs-fsm uses, for reference. Prints one JSON object: versions and, per
-case, the per-repeat ``samples`` (wall seconds), ``cpu`` (process CPU seconds)
-and ``check``: how many runs lacked one of the 5 expected responses.
+time: total seconds). IMPLS is a comma list: ``dataknobs`` (default) drives
+``APIOrchestrator.orchestrate()``; ``aiohttp`` is a hand-written ``asyncio.gather``
+over one ``aiohttp.ClientSession``, the same client library dataknobs-fsm uses;
+``lamina`` is lamina's ``APIOrchestrator`` on its aiohttp transport (default stack,
+cache off), imported only then (install lamina into this virtualenv:
+``pip install -e '.[aiohttp]'``). Several IMPLS take turns within every repeat, in an
+order that rotates from repeat to repeat. Prints one JSON object: versions and, per
+impl (``impls``; the first also as ``cases``) and case, the per-repeat ``samples``
+(wall seconds), ``cpu`` (process CPU seconds) and ``check``: how many runs lacked one
+of the 5 expected responses.
 """
 
 from __future__ import annotations
@@ -21,11 +25,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import platform
 import statistics
 import time
 from collections.abc import Awaitable, Callable
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import aiohttp
@@ -99,58 +104,100 @@ class Checker:
         return {"runs": self.runs, "bad_runs": self.bad, "example": self.example}
 
 
-async def measure(args: argparse.Namespace, case: str) -> dict[str, Any]:
-    make = dataknobs if args.impl == "dataknobs" else aiohttp_gather
-    run, close = make(args.url, case)
-    check = Checker()
-    samples: list[float] = []
-    cpu: list[float] = []
-    try:
-        if case == "C":
+def lamina_aiohttp(base: str, case: str) -> tuple[Runner, Callable[[], Awaitable[None]]]:
+    """lamina's APIOrchestrator on its aiohttp transport: default stack, cache off."""
+    from lamina import APIEndpoint as LEndpoint
+    from lamina import APIOrchestrationConfig as LConfig
+    from lamina import APIOrchestrator as LOrchestrator
+    from lamina import OrchestrationMode as LMode
 
-            async def one(sem: asyncio.Semaphore) -> None:
-                async with sem:
-                    check(await run())
+    endpoints = [LEndpoint(name=f"e{i}", url=u) for i, u in enumerate(urls(base, case))]
+    mode = LMode.SEQUENTIAL if case == "B" else LMode.PARALLEL
+    orchestrator = LOrchestrator(LConfig(endpoints=endpoints, mode=mode), transport="aiohttp")
+    return orchestrator.execute, orchestrator.aclose
 
-            async def batch(runs: int) -> None:
-                sem = asyncio.Semaphore(args.concurrency)
-                await asyncio.gather(*(one(sem) for _ in range(runs)))
 
-            await batch(args.concurrency * 2)
-            for _ in range(args.c_repeats):
-                c0, t0 = time.process_time(), time.perf_counter()
-                await batch(args.c_runs)
-                samples.append(time.perf_counter() - t0)
-                cpu.append(time.process_time() - c0)
-        else:
-            for _ in range(2 if case == "A" else 20):
+IMPLS = {"dataknobs": dataknobs, "aiohttp": aiohttp_gather, "lamina": lamina_aiohttp}
+
+
+async def measure(args: argparse.Namespace, case: str, impls: list[str]) -> dict[str, Any]:
+    """Every impl in ``impls`` on ``case``, taking turns within each repeat."""
+    made = {impl: IMPLS[impl](args.url, case) for impl in impls}
+    checks = {impl: Checker() for impl in impls}
+    samples: dict[str, list[float]] = {impl: [] for impl in impls}
+    cpu: dict[str, list[float]] = {impl: [] for impl in impls}
+    repeats = {"A": args.a_repeats, "B": args.b_repeats, "C": args.c_repeats}[case]
+
+    async def batch(impl: str, runs: int) -> None:
+        run, check = made[impl][0], checks[impl]
+        sem = asyncio.Semaphore(args.concurrency)
+
+        async def one() -> None:
+            async with sem:
                 check(await run())
-            runs = 1 if case == "A" else args.b_runs
-            repeats = args.a_repeats if case == "A" else args.b_repeats
-            for _ in range(repeats):
+
+        await asyncio.gather(*(one() for _ in range(runs)))
+
+    async def in_turn(impl: str, runs: int) -> None:
+        run, check = made[impl][0], checks[impl]
+        for _ in range(runs):
+            check(await run())
+
+    try:
+        for impl in impls:  # warm up: connections, first-use costs
+            if case == "C":
+                await batch(impl, args.concurrency * 2)
+            else:
+                await in_turn(impl, 2 if case == "A" else 20)
+        for i in range(args.offset, args.offset + repeats):
+            k = i % len(impls)
+            for impl in impls[k:] + impls[:k]:
                 c0, t0 = time.process_time(), time.perf_counter()
-                for _ in range(runs):
-                    check(await run())
-                samples.append((time.perf_counter() - t0) / runs)
-                cpu.append((time.process_time() - c0) / runs)
+                if case == "C":
+                    await batch(impl, args.c_runs)
+                    samples[impl].append(time.perf_counter() - t0)
+                    cpu[impl].append(time.process_time() - c0)
+                else:
+                    runs = 1 if case == "A" else args.b_runs
+                    await in_turn(impl, runs)
+                    samples[impl].append((time.perf_counter() - t0) / runs)
+                    cpu[impl].append((time.process_time() - c0) / runs)
     finally:
-        await close()
+        for _, close in made.values():
+            await close()
     return {
-        "samples": samples,
-        "median": statistics.median(samples),
-        "cpu": cpu,
-        "check": check.summary(),
+        impl: {
+            "samples": samples[impl],
+            "median": statistics.median(samples[impl]),
+            "cpu": cpu[impl],
+            "check": checks[impl].summary(),
+        }
+        for impl in impls
     }
 
 
+def _version(dist: str) -> str | None:
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return None
+
+
 async def main(args: argparse.Namespace) -> dict[str, Any]:
-    cases = {case: await measure(args, case) for case in args.cases.split(",")}
+    impls = args.impl.split(",")
+    unknown = [i for i in impls if i not in IMPLS]
+    if unknown:
+        raise SystemExit(f"unknown --impl {unknown}; choose from {', '.join(IMPLS)}")
+    per_case = {case: await measure(args, case, impls) for case in args.cases.split(",")}
+    by_impl = {impl: {case: per_case[case][impl] for case in per_case} for impl in impls}
     return {
-        "impl": args.impl,
+        "impl": impls[0],
         "version": version("dataknobs-fsm"),
         "aiohttp": version("aiohttp"),
+        "lamina": _version("lamina"),
         "python": platform.python_version(),
-        "cases": cases,
+        "cases": by_impl[impls[0]],
+        "impls": by_impl,
     }
 
 
@@ -158,7 +205,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("url")
     parser.add_argument("cases", help="comma list of A, B, C")
-    parser.add_argument("--impl", choices=["dataknobs", "aiohttp"], default="dataknobs")
+    parser.add_argument(
+        "--impl", default="dataknobs", help="comma list: dataknobs, aiohttp, lamina"
+    )
+    parser.add_argument("--offset", type=int, default=0, help="first repeat's rotation")
     parser.add_argument("--a-repeats", type=int, default=5)
     parser.add_argument("--b-repeats", type=int, default=5)
     parser.add_argument("--b-runs", type=int, default=50)
@@ -169,4 +219,5 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 if __name__ == "__main__":
-    print(json.dumps(asyncio.run(main(parse()))))
+    print(json.dumps(asyncio.run(main(parse()))), flush=True)
+    os._exit(0)  # no finalization: pyreqwest's threads (if lamina loaded it) can abort it

@@ -1,557 +1,946 @@
-"""Every benchmark of the performance page in one run; writes docs/performance.md and .svg.
+"""Every figure of issue 13 side by side in one run; writes docs/performance.md and .svg.
 
 Run from the repository root with the project's virtualenv::
 
-    python benchmarks/run_all.py            # full: about 6-9 minutes on 2 cores
-    python benchmarks/run_all.py --quick    # same shape, smaller: about 2 minutes
-        [--peer-python PATH] [--out docs/performance.md] [--svg docs/performance.svg]
+    python benchmarks/run_all.py                 # one full run: about 5-8 minutes on 2 cores
+    python benchmarks/run_all.py --runs 3        # three full runs, all three on the page
+    python benchmarks/run_all.py --quick         # same shape, tiny samples (a smoke test)
+        [--peer-python PATH] [--at REF] [--out docs/performance.md] [--svg ...]
+    python benchmarks/run_all.py --render benchmarks/results/run_all-*.json   # page only
 
-One loopback server (``python -m lamina.testing``) runs in its own process for all
-cases. The cases reuse the standalone scripts: ``overhead.py`` (1. per-call overhead),
-``orchestration.py`` (2. PARALLEL 5 x 100 ms, B. sequential, 3. throughput),
-``scale.py`` (4. FANOUT over 1,000 and 10,000 endpoints, fresh processes) and
-``ratelimit_accuracy.py`` (5. limiter accuracy in real time); ``chart.py`` draws
-the chart.
+Every measurement runs in a child process against one loopback server
+(``python -m lamina.testing``, on its own core); the children take turns in cycles, so
+a burst of load on a shared machine hits every contender:
+
+- ``percall.py`` on this interpreter, OpenTelemetry SDK off and on: rows 1, 2 and 8
+  (and the SDK's cost);
+- ``percall.py --groups httpx`` on the peer's interpreter, SDK off and on: the table
+  against httpx + tenacity + aiolimiter + purgatory + opentelemetry-instrumentation-httpx;
+- ``_peer_dataknobs.py --impl dataknobs,lamina,aiohttp`` on the peer's interpreter
+  (Python >= 3.12): rows 3, 4 and 5, lamina and dataknobs-fsm on the same Python;
+- ``_fanout_json.py`` (``fanout_scale.py``'s measure) once: rows 6 and 7;
+- ``breakdown.py`` once (full runs): where lamina's per-call CPU goes.
+
+Each run's raw samples go to ``benchmarks/results/run_all-<time>.json``; ``--render``
+rebuilds the page from such files. The page keeps its hand-written part (between the
+``<!-- hand-written -->`` markers) as it is.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import datetime
+import functools
+import json
 import os
-import platform
+import statistics
+import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
+import percall as pc
 from _util import server_process, table
-from breakdown import breakdown_rows, breakdown_table
 from chart import Bar, Panel, svg
-from overhead import NOOP, SDK, OverheadRow, transport_overhead
-from ratelimit_accuracy import AccuracyRow, accuracy_rows, accuracy_table
-from scale import MAX_CONCURRENT, ScaleRow, growth, scale_rows, scale_table
 
-import orchestration as orch
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+RESULTS = HERE / "results"
+DEFAULT_PEER_PYTHON = ROOT / ".venv-peer" / "bin" / "python"
+PEER_SETUP = (
+    "/root/.pyenv/versions/3.12.1/bin/python -m venv .venv-peer && "
+    ".venv-peer/bin/pip install -r benchmarks/requirements.txt -e '.[aiohttp,pyreqwest]'"
+)
+BEGIN, END = "<!-- hand-written: begin -->", "<!-- hand-written: end -->"
+Samples = dict[str, dict[str, list[float]]]  # contender -> {"cpu": [...], "wall": [...]}
+Json = dict[str, Any]
 
-ROOT = Path(__file__).resolve().parent.parent
-TRANSPORTS = ("httpx", "aiohttp")
 
-
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class Plan:
-    """How much work each part does."""
+    """How much work one run does."""
 
     quick: bool
-    orchestration: orch.Sizes
-    scale_sizes: tuple[int, ...]
-    rate_seconds: float
-    profile: bool
+    cycles: int  # turns of every child
+    rounds: int  # percall rounds per child
+    calls: float  # scales percall's calls per round
+    b_repeats: int  # row 3 repeats per cycle
+    b_runs: int  # runs per row 3 sample
+    c_repeats: int  # rows 4-5 repeats per cycle
+    c_runs: int  # runs per rows 4-5 sample (the issue's 200)
+    fanout_rounds: int
+    fanout_sizes: tuple[int, int]
+    breakdown_rounds: int  # 0: skip
 
 
-FULL = Plan(False, orch.FULL, (1000, 10000), 10.0, True)
-QUICK = Plan(True, orch.QUICK, (1000, 10000), 3.0, False)
-QUICK_SCALE_HTTPX = (1000, 3000)  # httpx takes ~40 s for 10,000; --quick keeps it short
-
-
-@dataclasses.dataclass
-class Results:
-    """Everything one run measured."""
-
-    plan: Plan
-    overhead: list[OverheadRow]
-    breakdown: list[list[object]]
-    orchestration: orch.Report
-    scale: list[ScaleRow]
-    rates: list[AccuracyRow]
-    load: list[tuple[str, tuple[float, float, float]]]
-    runtime: float = 0.0
+FULL = Plan(False, 4, 3, 1.0, 3, 40, 2, 200, 3, (1000, 10000), 12)
+QUICK = Plan(True, 1, 1, 0.01, 1, 3, 1, 10, 1, (50, 500), 0)
 
 
 def log(message: str) -> None:
     print(f"[run_all] {message}", file=sys.stderr, flush=True)
 
 
-def measure(plan: Plan, peer_python: Path) -> Results:
-    load = [("start", os.getloadavg())]
-    started = time.perf_counter()
-    with server_process() as base:
-        log("1. per-call overhead")
-        overhead = asyncio.run(transport_overhead(base, quick=plan.quick))
-        log("1b. where the per-call time goes")
-        breakdown = breakdown_rows(base, rounds=15 if plan.quick else 40)
-        load.append(("after 1", os.getloadavg()))
-        log("2-3. orchestration (A, B, C)")
-        report = orch.run_cases(
-            base, plan.orchestration, peer_python=peer_python, with_profile=plan.profile
-        )
-        load.append(("after 2-3", os.getloadavg()))
-        log("4. scale")
-        scale: list[ScaleRow] = []
-        for transport in TRANSPORTS:
-            sizes = QUICK_SCALE_HTTPX if plan.quick and transport == "httpx" else plan.scale_sizes
-            scale += scale_rows(base, sizes, (transport,))
-        load.append(("after 4", os.getloadavg()))
-    log("5. rate limiter accuracy")
-    rates = asyncio.run(accuracy_rows(plan.rate_seconds))
-    load.append(("end", os.getloadavg()))
-    elapsed = time.perf_counter() - started
-    return Results(plan, overhead, breakdown, report, scale, rates, load, elapsed)
+# -- measuring -------------------------------------------------------------------------
+def child_json(cmd: list[str], timeout: float = 900) -> Json:
+    """Run ``cmd``; its last stdout line is one JSON object."""
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        tail = " ".join(done.stderr.strip().splitlines()[-2:])
+        raise RuntimeError(f"{Path(cmd[1]).name} failed (exit {done.returncode}): {tail}"[:500])
+    result: Json = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
 
 
-# -- verdicts --------------------------------------------------------------------------
-def verdict(ok: bool) -> str:
-    return "met" if ok else "**not met**"
-
-
-def _row(rows: list[OverheadRow], transport: str, medium: str, stack: str) -> OverheadRow | None:
-    for r in rows:
-        if (r.transport, r.medium, r.stack) == (transport, medium, stack):
-            return r
+def peer_problem(python: Path) -> str | None:
+    """None when the peer's interpreter has dataknobs-fsm and lamina, else what to do."""
+    if not python.exists():
+        return f"no peer interpreter at {python}: `{PEER_SETUP}` (or --peer-python PATH)"
+    probe = subprocess.run(
+        [str(python), "-c", "import dataknobs_fsm.patterns.api_orchestration, lamina, aiohttp"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if probe.returncode != 0:
+        last = (probe.stderr.strip().splitlines() or ["?"])[-1]
+        return f"peer not set up ({last}): `{PEER_SETUP}`"
     return None
 
 
-def bare_us(rows: list[OverheadRow], row: OverheadRow) -> float:
-    """The bare client's median µs/call on ``row``'s client and medium."""
-    return next(
-        r.us
-        for r in rows
-        if (r.transport, r.medium) == (row.transport, row.medium) and r.stack.startswith("bare")
+def merge(into: Samples, more: Samples) -> None:
+    for name, s in more.items():
+        slot = into.setdefault(name, {"cpu": [], "wall": []})
+        slot["cpu"] += s["cpu"]
+        slot["wall"] += s["wall"]
+
+
+def measure(plan: Plan, peer_python: Path) -> Json:
+    started = time.perf_counter()
+    load = [("start", os.getloadavg()[0])]
+    problem = peer_problem(peer_python)
+    if problem:
+        log(f"peer rows skipped: {problem}")
+    main_py, peer_py = sys.executable, str(peer_python)
+    percall: dict[str, dict[str, Samples]] = {"main": {"off": {}, "on": {}}}
+    versions: dict[str, Json] = {}
+    peer_rows: dict[str, dict[str, Json]] = {"B": {}, "C": {}}
+    peer_info: Json = {}
+    errors: list[str] = []
+    calls = ["--calls", str(plan.calls), "--rounds", str(plan.rounds), "--json"]
+    with server_process() as base:
+        url = base + "/json"
+        jobs: list[tuple[str, Callable[[int], None]]] = []
+
+        def percall_job(i: int, where: str, python: str, groups: str, sdk: str) -> None:
+            cmd = [python, str(HERE / "percall.py"), "--groups", groups, "--url", url]
+            cmd += ["--offset", str(i * plan.rounds), *calls]
+            data = child_json([*cmd, "--sdk"] if sdk == "on" else cmd)
+            merge(percall[where][sdk], data["samples"])
+            versions[where] = data["versions"]
+
+        for where, python, groups in (
+            ("main", main_py, "memory,native,native50"),
+            ("peer", peer_py, "httpx"),
+        ):
+            if where == "peer" and problem:
+                continue
+            percall.setdefault(where, {"off": {}, "on": {}})
+            for sdk in ("off", "on"):
+                bound: Callable[[int], None] = functools.partial(
+                    percall_job, where=where, python=python, groups=groups, sdk=sdk
+                )
+                jobs.append((f"percall {where} SDK {sdk}", bound))
+        if not problem:
+
+            def peer_job(i: int) -> None:
+                cmd = [
+                    peer_py,
+                    str(HERE / "_peer_dataknobs.py"),
+                    base,
+                    "B,C",
+                    "--impl",
+                    "dataknobs,lamina,aiohttp",
+                    "--offset",
+                    str(i),
+                    "--b-repeats",
+                    str(plan.b_repeats),
+                    "--b-runs",
+                    str(plan.b_runs),
+                    "--c-repeats",
+                    str(plan.c_repeats),
+                    "--c-runs",
+                    str(plan.c_runs),
+                    "--concurrency",
+                    "50",
+                ]
+                data = child_json(cmd)
+                peer_info.update({k: v for k, v in data.items() if k not in ("cases", "impls")})
+                for impl, cases in data["impls"].items():
+                    for case, res in cases.items():
+                        slot = peer_rows[case].setdefault(
+                            impl, {"samples": [], "cpu": [], "runs": 0, "bad_runs": 0}
+                        )
+                        slot["samples"] += res["samples"]
+                        slot["cpu"] += res["cpu"]
+                        slot["runs"] += res["check"]["runs"]
+                        slot["bad_runs"] += res["check"]["bad_runs"]
+
+            jobs.append(("dataknobs-fsm, lamina, gather (peer)", peer_job))
+        for i in range(plan.cycles):
+            k = i % len(jobs)
+            for name, job in jobs[k:] + jobs[:k]:
+                log(f"cycle {i + 1}/{plan.cycles}: {name}")
+                try:
+                    job(i)
+                except (RuntimeError, subprocess.TimeoutExpired) as error:
+                    errors.append(f"{name}: {error}")
+                    log(f"  failed: {error}")
+            load.append((f"cycle {i + 1}", os.getloadavg()[0]))
+    log("FANOUT 1,000 and 10,000 endpoints")
+    fanout: Json = {}
+    try:
+        sizes = ",".join(str(n) for n in plan.fanout_sizes)
+        fanout = child_json(
+            [
+                main_py,
+                str(HERE / "_fanout_json.py"),
+                "--rounds",
+                str(plan.fanout_rounds),
+                "--sizes",
+                sizes,
+            ]
+        )
+    except (RuntimeError, subprocess.TimeoutExpired) as error:
+        errors.append(f"fanout: {error}")
+    load.append(("fanout", os.getloadavg()[0]))
+    breakdown = None
+    if plan.breakdown_rounds:
+        log("breakdown")
+        done = subprocess.run(
+            [main_py, str(HERE / "breakdown.py"), str(plan.breakdown_rounds)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        if done.returncode == 0:
+            breakdown = done.stdout.strip()
+        else:
+            errors.append(f"breakdown: exit {done.returncode}")
+    load.append(("end", os.getloadavg()[0]))
+    return {
+        "plan": dataclasses.asdict(plan),
+        "when": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": os.environ.get("LAMINA_BENCH_COMMIT") or git_commit(),
+        "cpus": os.cpu_count(),
+        "runtime": time.perf_counter() - started,
+        "load": load,
+        "peer_problem": problem,
+        "errors": errors,
+        "versions": versions,
+        "percall": percall,
+        "peer": {"info": peer_info, "rows": peer_rows},
+        "fanout": fanout,
+        "breakdown": breakdown,
+    }
+
+
+def git_commit() -> str:
+    done = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
     )
+    dirty = subprocess.run(
+        ["git", "-C", str(ROOT), "status", "--porcelain", "--", "src"],
+        capture_output=True,
+        text=True,
+    )
+    return done.stdout.strip() + (" + uncommitted src changes" if dirty.stdout.strip() else "")
 
 
-def added(rows: list[OverheadRow], row: OverheadRow) -> float:
-    """µs per call over the bare client (difference of medians)."""
-    return row.us - bare_us(rows, row)
+# -- figures ---------------------------------------------------------------------------
+@dataclasses.dataclass
+class Figure:
+    """One figure: per-round values of the headline (CPU) and of wall time."""
+
+    values: list[float]
+    wall: list[float] = dataclasses.field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.values)
 
 
-def target_rows(res: Results) -> list[list[object]]:
-    out: list[list[object]] = []
-    for r in res.overhead:
-        if r.stack == NOOP:
-            out.append(
-                [
-                    f"1. lamina/{r.transport} full stack, no-op tracing, {r.medium}",
-                    "<= 1.15x bare client",
-                    f"{r.ratio:.2f}x (+{added(res.overhead, r):.0f} µs/call)",
-                    verdict(r.ratio <= 1.15),
-                ]
-            )
-    a = res.orchestration.results["A"]
-    for name in orch.lamina_names(a):
-        over = orch.a_over_one_call(a, name)
-        out.append(
-            [
-                f"2. PARALLEL 5 x 100 ms, {name}",
-                "<= 15 ms over one call",
-                f"{over:+.1f} ms",
-                verdict(over <= 15),
-            ]
-        )
-    b = res.orchestration.results["B"]
-    if "lamina (aiohttp)" in b and "dataknobs-fsm" in b and b["dataknobs-fsm"].problem is None:
-        mine, peer = b["lamina (aiohttp)"].median, b["dataknobs-fsm"].median
-        out.append(
-            [
-                "B. 5 sequential fast calls, lamina/aiohttp vs dataknobs-fsm",
-                "faster than dataknobs-fsm",
-                f"{mine * 1e3:.2f} vs {peer * 1e3:.2f} ms/run ({mine / peer:.2f}x)",
-                verdict(mine < peer),
-            ]
-        )
-    if "lamina (httpx)" in b:
-        ratio = b["lamina (httpx)"].median / b["gather (httpx)"].median
-        out.append(
-            [
-                "B. 5 sequential fast calls, lamina/httpx vs bare httpx",
-                "<= 1.15x",
-                f"{ratio:.2f}x",
-                verdict(ratio <= 1.15),
-            ]
-        )
-    c = res.orchestration.results["C"]
-    for name in orch.lamina_names(c):
-        gather = f"gather ({orch.client_of(name)})"
-        ratio = orch.c_ratio(c, name, gather)
-        out.append(
-            [
-                f"3. throughput, {name} vs {gather}",
-                ">= 0.85x",
-                f"{ratio:.2f}x",
-                verdict(ratio >= 0.85),
-            ]
-        )
-    for transport in TRANSPORTS:
-        rows = [r for r in res.scale if r.transport == transport and not r.problem]
-        big = max(rows, key=lambda r: r.endpoints, default=None)
-        g = growth(res.scale, transport)
-        if big is None or g is None:
-            continue
-        small = min(rows, key=lambda r: r.endpoints)
-        if big.endpoints >= 10000:
-            out.append(
-                [
-                    f"4. FANOUT {big.endpoints:,} endpoints, {transport}",
-                    "< 300 MB peak RSS",
-                    f"{big.peak_mb:.0f} MB",
-                    verdict(big.peak_mb < 300),
-                ]
-            )
-        out.append(
-            [
-                f"4. FANOUT {small.endpoints:,} -> {big.endpoints:,}, {transport}",
-                "no worse than linear",
-                f"time {g[0]:.2f}x, memory {g[1]:.2f}x of linear",
-                verdict(g[0] <= 1.1 and g[1] <= 1.1),
-            ]
-        )
-    for acc in res.rates:
-        if acc.burst == int(acc.rate):
-            out.append(
-                [
-                    f"5. rate limiter {acc.rate:g}/s, {acc.seconds:g} s",
-                    "achieved rate; no 1 s window admits more than the rate",
-                    f"{acc.error * 100:+.2f}%, busiest window {acc.busiest_admitted} admitted "
-                    f"({acc.busiest} arrived)",
-                    verdict(abs(acc.error) <= 0.01 and acc.busiest_admitted <= acc.rate),
-                ]
-            )
+def spread(values: list[float], fmt: str) -> str:
+    """The middle half of ``values`` (quartiles), or the range of fewer than 4."""
+    if len(values) < 4:
+        lo, hi = min(values), max(values)
+    else:
+        q = statistics.quantiles(values, n=4)
+        lo, hi = q[0], q[2]
+    return f"{fmt.format(lo)} to {fmt.format(hi)}"
+
+
+def paired(a: list[float], b: list[float], op: Callable[[float, float], float]) -> list[float]:
+    return [op(x, y) for x, y in zip(a, b, strict=False)]
+
+
+def ratio(x: float, y: float) -> float:
+    return x / y
+
+
+def minus(x: float, y: float) -> float:
+    return x - y
+
+
+@dataclasses.dataclass
+class Row:
+    """One row of issue 13's table as measured by one run."""
+
+    key: str
+    title: str
+    target: str
+    limit: float
+    strict: bool  # "below" (True) or "at most" (False)
+    fmt: str
+    figure: Figure | None
+    python: str
+    note: str = ""
+
+    def met(self) -> bool | None:
+        if self.figure is None:
+            return None
+        m = self.figure.median
+        return m < self.limit if self.strict else m <= self.limit
+
+    def text(self) -> str:
+        return "not measured" if self.figure is None else self.fmt.format(self.figure.median)
+
+
+def _pc(res: Json, where: str, sdk: str = "off") -> Samples:
+    out: Samples = res["percall"].get(where, {}).get(sdk, {})
     return out
 
 
-# -- chart -----------------------------------------------------------------------------
-def kind(name: str) -> str:
-    if name.startswith("lamina"):
-        return "lamina"
-    return "peer" if "dataknobs" in name else "other"
-
-
-def chart(res: Results) -> str:
-    panels = []
-    ov = [r for r in res.overhead if r.stack in (NOOP, SDK)]
-    panels.append(
-        Panel(
-            "1. Per-call cost of lamina's full stack, ratio to the bare client (lower is better)",
-            [
-                Bar(
-                    f"{r.transport}, {r.medium}, {'SDK' if r.stack == SDK else 'no-op'} tracing",
-                    r.ratio,
-                    f"{r.ratio:.2f}x ({r.us:.0f} µs)",
-                    "lamina",
-                )
-                for r in ov
-            ],
-            target=1.15,
-            target_label="target 1.15x",
-        )
+def per_call_figure(
+    s: Samples, top: str, bottom: str, op: Callable[[float, float], float]
+) -> Figure | None:
+    if top not in s or bottom not in s:
+        return None
+    return Figure(
+        paired(s[top]["cpu"], s[bottom]["cpu"], op), paired(s[top]["wall"], s[bottom]["wall"], op)
     )
-    a = res.orchestration.results["A"]
-    bars = []
-    for name, r in a.items():
-        if name.startswith("one call") or r.problem is not None:
+
+
+def peer_figure(res: Json, case: str, top: str, bottom: str) -> Figure | None:
+    rows = res["peer"]["rows"].get(case, {})
+    if top not in rows or bottom not in rows:
+        return None
+    return Figure(
+        paired(rows[top]["cpu"], rows[bottom]["cpu"], ratio),
+        paired(rows[top]["samples"], rows[bottom]["samples"], ratio),
+    )
+
+
+def fanout_samples(res: Json, name: str, n: int) -> list[list[float]]:
+    out: list[list[float]] = res["fanout"].get("samples", {}).get(name, {}).get(str(n), [])
+    return out
+
+
+def rows(res: Json) -> list[Row]:
+    """Issue 13's eight rows (and two companions) from one run's results."""
+    main = f"Python {res['versions'].get('main', {}).get('python', '?')}"
+    peer = f"Python {res['peer']['info'].get('python', '?')}"
+    s = _pc(res, "main")
+    small, big = res["plan"]["fanout_sizes"]
+    memory: Figure | None = None
+    growth: dict[str, Figure | None] = {}
+    for name in ("lamina", "lamina, gc.freeze()", "gather"):
+        a, b = fanout_samples(res, name, small), fanout_samples(res, name, big)
+        growth[name] = (
+            Figure(paired([x[0] for x in b], [x[0] for x in a], ratio)) if a and b else None
+        )
+    lam = fanout_samples(res, "lamina", big)
+    if lam:
+        memory = Figure([x[1] + x[2] for x in lam])
+    gather_kb = [x[1] + x[2] for x in fanout_samples(res, "gather", big)]
+    peer_note = "" if not res["peer_problem"] else "not run: no peer interpreter (see the run)"
+    return [
+        Row(
+            "1",
+            "full default stack over an in-memory service, added CPU per call",
+            "at most +8 µs",
+            8.0,
+            False,
+            "+{:.1f} µs",
+            per_call_figure(s, pc.MEMORY_STACK, pc.MEMORY_BARE, minus),
+            main,
+        ),
+        Row(
+            "2",
+            "full default stack on the aiohttp transport / bare aiohttp, CPU per call",
+            "at most 1.10x",
+            1.10,
+            False,
+            "{:.2f}x",
+            per_call_figure(s, "lamina full stack (aiohttp)", "bare aiohttp", ratio),
+            main,
+        ),
+        Row(
+            "3",
+            "SEQUENTIAL 5 fast calls, lamina (aiohttp) / dataknobs-fsm 0.5.0, CPU per run",
+            "below 1.0x",
+            1.0,
+            True,
+            "{:.2f}x",
+            peer_figure(res, "B", "lamina", "dataknobs"),
+            peer,
+            peer_note,
+        ),
+        Row(
+            "4",
+            f"{res['plan']['c_runs']} runs of 5 calls, 50 at a time, lamina (aiohttp) / "
+            "dataknobs-fsm, CPU per run",
+            "below 1.0x",
+            1.0,
+            True,
+            "{:.2f}x",
+            peer_figure(res, "C", "lamina", "dataknobs"),
+            peer,
+            peer_note,
+        ),
+        Row(
+            "5",
+            "same, lamina (aiohttp) / hand-written gather over aiohttp, CPU per run",
+            "at most 1.15x",
+            1.15,
+            False,
+            "{:.2f}x",
+            peer_figure(res, "C", "lamina", "aiohttp"),
+            peer,
+            peer_note,
+        ),
+        Row(
+            "6",
+            f"one FANOUT run, memory per endpoint at {big:,} endpoints (built + run peak)",
+            "at most 3 KB",
+            3.0,
+            False,
+            "{:.2f} KB",
+            memory,
+            main,
+            f"gather: {statistics.median(gather_kb):.2f} KB" if gather_kb else "",
+        ),
+        Row(
+            "7",
+            f"one FANOUT run, time per endpoint from {small:,} to {big:,}",
+            "at most 1.1x",
+            1.1,
+            False,
+            "{:.2f}x",
+            growth["lamina"],
+            main,
+            _growth_note(growth["gather"]),
+        ),
+        Row(
+            "7b",
+            "same, with `gc.freeze()` once the orchestrator is built (documented)",
+            "at most 1.1x",
+            1.1,
+            False,
+            "{:.2f}x",
+            growth["lamina, gc.freeze()"],
+            main,
+        ),
+        Row(
+            "8",
+            "fastest transport (pyreqwest), full default stack / bare aiohttp, CPU per call",
+            "below 1.0x",
+            1.0,
+            True,
+            "{:.2f}x",
+            per_call_figure(s, "lamina full stack (pyreqwest)", "bare aiohttp", ratio),
+            main,
+        ),
+        Row(
+            "8b",
+            f"same, {pc.IN_FLIGHT} calls in flight",
+            "below 1.0x",
+            1.0,
+            True,
+            "{:.2f}x",
+            per_call_figure(
+                s,
+                f"lamina full stack (pyreqwest) @{pc.IN_FLIGHT}",
+                f"bare aiohttp @{pc.IN_FLIGHT}",
+                ratio,
+            ),
+            main,
+        ),
+    ]
+
+
+def _growth_note(gather: Figure | None) -> str:
+    return f"gather: {gather.median:.2f}x" if gather else ""
+
+
+def verdict(ok: bool | None) -> str:
+    return "not measured" if ok is None else ("met" if ok else "**not met**")
+
+
+def rounds_of(row: Row) -> int:
+    return 0 if row.figure is None else len(row.figure.values)
+
+
+def targets_table(runs: list[Json]) -> str:
+    """Each row: every run's median, the verdict on the median of the runs."""
+    per_run = [rows(r) for r in runs]
+    headers = ["#", "figure", "target", *[f"run {i + 1}" for i in range(len(runs))]]
+    headers += ["verdict", "ran on"]
+    out: list[list[object]] = []
+    for i, row in enumerate(per_run[-1]):
+        same = [r[i] for r in per_run]
+        medians = [r.figure.median for r in same if r.figure is not None]
+        ok: bool | None = None
+        if medians:
+            m = statistics.median(medians)
+            ok = m < row.limit if row.strict else m <= row.limit
+        cells = [r.text() for r in same]
+        python = row.python if row.figure is not None else (row.note or "not measured")
+        out.append([row.key, row.title, row.target, *cells, verdict(ok), python])
+    return table(headers, out)
+
+
+def detail_table(res: Json) -> str:
+    """One run: CPU median and spread, wall median and spread, rounds."""
+    out: list[list[object]] = []
+    for row in rows(res):
+        f = row.figure
+        if f is None:
+            out.append([row.key, row.text(), "", "", "", verdict(None), row.note])
             continue
-        # each against one bare call on its own client library (dataknobs-fsm uses aiohttp)
-        one = a["one call (aiohttp)" if "aiohttp" in name or "dataknobs" in name else "one call"]
-        over = (r.median - one.median) * 1e3
-        bars.append(Bar(name, max(over, 0.0), f"{over:+.1f} ms", kind(name)))
-    panels.append(
+        wall = (
+            f"{row.fmt.format(statistics.median(f.wall))} ({spread(f.wall, row.fmt)})"
+            if f.wall
+            else "-"
+        )
+        out.append(
+            [
+                row.key,
+                row.text(),
+                spread(f.values, row.fmt),
+                wall,
+                len(f.values),
+                verdict(row.met()),
+                row.note,
+            ]
+        )
+    headers = ["#", "CPU (median)", "CPU spread", "wall time (median, spread)", "rounds"]
+    return table([*headers, "verdict", "note"], out)
+
+
+def us_cell(s: Samples, name: str, kind: str = "cpu") -> str:
+    return f"{statistics.median(s[name][kind]):.0f}" if name in s else "-"
+
+
+def glue_table(res: Json) -> str | None:
+    off, on = _pc(res, "peer", "off"), _pc(res, "peer", "on")
+    if pc.HTTPX_BARE not in off:
+        return None
+    out: list[list[object]] = []
+    for name in (pc.HTTPX_BARE, pc.GLUE, pc.HTTPX_STACK):
+        if name not in off:
+            out.append([name, "not installed: `pip install -r benchmarks/requirements.txt`"])
+            continue
+        cells: list[object] = [name]
+        for s in (off, on):
+            f = per_call_figure(s, name, pc.HTTPX_BARE, ratio)
+            cells += [
+                us_cell(s, name),
+                f"{f.median:.2f}x ({spread(f.values, '{:.2f}')})" if f else "-",
+                us_cell(s, name, "wall"),
+            ]
+        out.append(cells)
+    headers = ["contender (SDK off, then on)", "CPU µs/call", "/ bare httpx", "wall µs/call"]
+    return table([*headers, "SDK on: CPU µs/call", "/ bare httpx", "wall µs/call"], out)
+
+
+def sdk_table(res: Json) -> str:
+    out: list[list[object]] = []
+    pairs = [
+        ("main", pc.MEMORY_STACK, pc.MEMORY_BARE),
+        ("main", "lamina full stack (aiohttp)", "bare aiohttp"),
+        ("main", "lamina full stack (pyreqwest)", "bare aiohttp"),
+        ("peer", pc.HTTPX_STACK, pc.HTTPX_BARE),
+        ("peer", pc.GLUE, pc.HTTPX_BARE),
+    ]
+    for where, name, bare in pairs:
+        off, on = _pc(res, where, "off"), _pc(res, where, "on")
+        if name not in off or name not in on:
+            continue
+        a, b = statistics.median(off[name]["cpu"]), statistics.median(on[name]["cpu"])
+        wa, wb = statistics.median(off[name]["wall"]), statistics.median(on[name]["wall"])
+        f_off = per_call_figure(off, name, bare, ratio if bare != pc.MEMORY_BARE else minus)
+        f_on = per_call_figure(on, name, bare, ratio if bare != pc.MEMORY_BARE else minus)
+        unit = "+{:.1f} µs" if bare == pc.MEMORY_BARE else "{:.2f}x"
+        python = res["versions"].get(where, {}).get("python", "?")
+        out.append(
+            [
+                name,
+                f"{a:.1f}",
+                f"{b:.1f}",
+                f"{b - a:+.1f}",
+                f"{wb - wa:+.1f}",
+                unit.format(f_off.median) if f_off else "-",
+                unit.format(f_on.median) if f_on else "-",
+                python,
+            ]
+        )
+    headers = ["contender", "CPU µs/call, SDK off", "SDK on", "SDK adds (CPU µs)", "(wall µs)"]
+    return table([*headers, "vs bare, SDK off", "vs bare, SDK on", "Python"], out)
+
+
+def raw_table(res: Json) -> str:
+    """Every contender's own medians (µs per call; ms per run for the peer's cases)."""
+    out: list[list[object]] = []
+    for where in ("main", "peer"):
+        for sdk in ("off", "on"):
+            for name, s in _pc(res, where, sdk).items():
+                out.append(
+                    [
+                        name,
+                        f"SDK {sdk}",
+                        f"{statistics.median(s['cpu']):.1f} ({spread(s['cpu'], '{:.1f}')})",
+                        f"{statistics.median(s['wall']):.1f}",
+                        "µs/call",
+                        len(s["cpu"]),
+                    ]
+                )
+    runs = {"B": 1, "C": res["plan"]["c_runs"]}
+    for case, label in (("B", "SEQUENTIAL 5 calls"), ("C", "PARALLEL 5 calls, 50 runs at once")):
+        for impl, r in res["peer"]["rows"].get(case, {}).items():
+            cpu = [x / runs[case] * 1e3 for x in r["cpu"]]
+            wall = [x / runs[case] * 1e3 for x in r["samples"]]
+            bad = f", {r['bad_runs']} INCOMPLETE" if r["bad_runs"] else ""
+            out.append(
+                [
+                    f"{impl} ({label})",
+                    "peer venv",
+                    f"{statistics.median(cpu):.3f} ({spread(cpu, '{:.3f}')})",
+                    f"{statistics.median(wall):.3f}",
+                    f"ms/run{bad}",
+                    len(cpu),
+                ]
+            )
+    return table(["contender", "setting", "CPU (median, spread)", "wall", "unit", "rounds"], out)
+
+
+def fanout_table(res: Json) -> str | None:
+    samples = res["fanout"].get("samples")
+    if not samples:
+        return None
+    out: list[list[object]] = []
+    for name, by_size in samples.items():
+        for n, vals in by_size.items():
+            out.append(
+                [
+                    name,
+                    f"{int(n):,}",
+                    f"{statistics.median(v[0] for v in vals):.1f}",
+                    f"{statistics.median(v[2] for v in vals):.2f}",
+                    f"{statistics.median(v[1] for v in vals):.2f}",
+                    len(vals),
+                ]
+            )
+    headers = [
+        "run",
+        "endpoints",
+        "µs/endpoint (wall)",
+        "KB/endpoint built",
+        "KB/endpoint run peak",
+    ]
+    return table([*headers, "rounds"], out)
+
+
+# -- chart -----------------------------------------------------------------------------
+def chart(runs: list[Json]) -> str:
+    last = runs[-1]
+    per_run = [rows(r) for r in runs]
+    bars = []
+    for i, row in enumerate(per_run[-1]):
+        figures = [r[i].figure for r in per_run]
+        medians = [f.median for f in figures if f is not None]
+        if not medians:
+            continue
+        m = statistics.median(medians)
+        share = m / row.limit
+        bars.append(
+            Bar(
+                f"{row.key}. {row.fmt.format(m)} (target {row.target})",
+                share,
+                f"{share:.2f}",
+                "lamina",
+            )
+        )
+    panels = [
         Panel(
-            "2. PARALLEL 5 x 100 ms: ms over one call (lower is better)",
+            f"Issue 13: each figure / its target (median of {len(runs)} run(s); 1.0 or less: met)",
             bars,
-            target=15,
-            target_label="target 15 ms",
-            log=True,
+            target=1.0,
+            target_label="target",
         )
-    )
-    b = res.orchestration.results["B"]
-    panels.append(
-        Panel(
-            "B. SEQUENTIAL 5 fast calls: ms per run (lower is better)",
-            [
-                Bar(name, r.median * 1e3, f"{r.median * 1e3:.2f} ms", kind(name))
-                for name, r in b.items()
-                if r.problem is None
-            ],
+    ]
+    off = _pc(last, "peer", "off")
+    if pc.HTTPX_BARE in off:
+        panels.append(
+            Panel(
+                "httpx: CPU µs per call, same work (SDK off), lower is better",
+                [
+                    Bar(
+                        name,
+                        statistics.median(off[name]["cpu"]),
+                        f"{statistics.median(off[name]['cpu']):.0f} µs",
+                        "lamina" if name.startswith("lamina") else "other",
+                    )
+                    for name in (pc.HTTPX_BARE, pc.GLUE, pc.HTTPX_STACK)
+                    if name in off
+                ],
+            )
         )
-    )
-    c = res.orchestration.results["C"]
-    runs = res.plan.orchestration.c_runs
-    panels.append(
-        Panel(
-            f"3. Throughput, {runs} runs x 5 calls, 50 at a time: runs/s (higher is better)",
-            [
-                Bar(name, runs / r.median, f"{runs / r.median:.0f} runs/s", kind(name))
-                for name, r in c.items()
-                if r.problem is None
-            ],
+    b = last["peer"]["rows"].get("B", {})
+    if b:
+        names = {"lamina": "lamina (aiohttp)", "dataknobs": "dataknobs-fsm", "aiohttp": "gather"}
+        panels.append(
+            Panel(
+                "SEQUENTIAL 5 fast calls: client CPU ms per run (same Python), lower is better",
+                [
+                    Bar(
+                        names.get(impl, impl),
+                        statistics.median(r["cpu"]) * 1e3,
+                        f"{statistics.median(r['cpu']) * 1e3:.2f} ms",
+                        "lamina"
+                        if impl == "lamina"
+                        else "peer"
+                        if impl == "dataknobs"
+                        else "other",
+                    )
+                    for impl, r in b.items()
+                ],
+            )
         )
-    )
-    panels.append(
-        Panel(
-            "4. FANOUT, one run: peak RSS in MB",
-            [
-                Bar(
-                    f"{r.transport}, {r.endpoints:,} endpoints",
-                    r.peak_mb,
-                    f"{r.peak_mb:.0f} MB, {r.build_s + r.run_s:.1f} s",
-                    "lamina",
-                )
-                for r in res.scale
-                if not r.problem
-            ],
-            target=300,
-            target_label="target 300 MB",
-        )
-    )
-    panels.append(
-        Panel(
-            "5. Rate limiter: achieved calls/s as a % of the rate",
-            [
-                Bar(
-                    f"{r.rate:g}/s, burst {r.burst}",
-                    r.achieved / r.rate * 100,
-                    f"{r.achieved / r.rate * 100:.1f}%",
-                    "lamina",
-                )
-                for r in res.rates
-            ],
-            target=100,
-            target_label="100%",
-        )
-    )
-    return svg(panels, "lamina benchmarks" + (" (quick run)" if res.plan.quick else ""))
+    quick = " (quick run)" if last["plan"]["quick"] else ""
+    return svg(panels, f"lamina: issue 13 benchmarks{quick}")
 
 
 # -- the page --------------------------------------------------------------------------
-def fmt_load(load: list[tuple[str, tuple[float, float, float]]]) -> str:
-    return "; ".join(f"{label} {one:.2f}" for label, (one, _, _) in load)
+def hand_written(previous: str) -> str:
+    """The hand-written part of the page as it is now (with its markers)."""
+    if BEGIN in previous and END in previous:
+        return previous[previous.index(BEGIN) : previous.index(END) + len(END)]
+    start = previous.find("## Work in progress (issue 13)")
+    if start < 0:
+        return f"{BEGIN}\n{END}"
+    stop = previous.find("## Reading and rerunning", start)
+    body = previous[start : stop if stop > 0 else len(previous)].strip()
+    return f"{BEGIN}\n\n{body}\n\n{END}"
 
 
-def page(res: Results) -> str:
-    plan, rep = res.plan, res.orchestration
-    a, b, c = (rep.results[k] for k in ("A", "B", "C"))
-    sizes = plan.orchestration
-    when = datetime.datetime.now().strftime("%Y-%m-%d")
-    mode = "quick" if plan.quick else "full"
-    noop = {(r.transport, r.medium): r for r in res.overhead if r.stack == NOOP}
-    sdk = {(r.transport, r.medium): r for r in res.overhead if r.stack == SDK}
-
-    ov_lines = []
-    for key, r in noop.items():
-        s = sdk.get(key)
-        sdk_txt = f"; with the SDK, {s.ratio:.2f}x (+{added(res.overhead, s):.0f} µs)" if s else ""
-        ov_lines.append(
-            f"- {key[0]} on {key[1]}: bare {bare_us(res.overhead, r):.0f} µs, "
-            f"lamina {r.us:.0f} µs, "
-            f"{r.ratio:.2f}x (+{added(res.overhead, r):.0f} µs){sdk_txt}."
+def describe(res: Json) -> str:
+    v = res["versions"]
+    main, peer = v.get("main", {}), v.get("peer", {})
+    info = res["peer"]["info"]
+    plan = res["plan"]
+    load = ", ".join(f"{label} {one:.1f}" for label, one in res["load"])
+    parts = [
+        f"{'Quick' if plan['quick'] else 'Full'} run of {res['when']} on commit "
+        f"`{res['commit']}`, {res['cpus']} cores, {res['runtime']:.0f} s; load average "
+        f"(1 min): {load}.",
+        f"This interpreter: Python {main.get('python', '?')} (httpx {main.get('httpx', '-')}, "
+        f"aiohttp {main.get('aiohttp', '-')}, pyreqwest {main.get('pyreqwest', '-')}).",
+    ]
+    if info:
+        parts.append(
+            f"Peer interpreter: Python {info.get('python')} with dataknobs-fsm "
+            f"{info.get('version')} (aiohttp {info.get('aiohttp')}) and lamina from this "
+            f"checkout; glue: tenacity {peer.get('tenacity', '-')}, aiolimiter "
+            f"{peer.get('aiolimiter', '-')}, purgatory {peer.get('purgatory', '-')}, "
+            "opentelemetry-instrumentation-httpx "
+            f"{peer.get('opentelemetry-instrumentation-httpx', '-')}."
         )
-    b_over = {
-        name: (b[name].median - b[f"gather ({orch.client_of(name)})"].median) / 5 * 1e6
-        for name in orch.lamina_names(b)
-    }
-    b_cpu = {
-        name: (b[name].cpu_median - b[f"gather ({orch.client_of(name)})"].cpu_median) / 5 * 1e6
-        for name in orch.lamina_names(b)
-    }
-    cpu_runs = {
-        name: r.cpu_median / sizes.c_runs * 1e3 for name, r in c.items() if r.problem is None
-    }
-    scale_lines = []
-    for transport in TRANSPORTS:
-        g = growth(res.scale, transport)
-        if g:
-            scale_lines.append(
-                f"{transport}: time {g[0]:.2f}x and memory (above the imports) {g[1]:.2f}x "
-                "of linear"
-            )
-    httpx_1000 = 1000 / sizes.c_runs * c["gather (httpx)"].median
-    dk = "dataknobs-fsm" in a and a["dataknobs-fsm"].problem is None
-    c_full = (
-        ""
-        if sizes.c_runs >= 1000
-        else (
-            f" The issue's shape is 1,000 runs per sample; this run uses {sizes.c_runs}: over "
-            f"httpx one sample of 1,000 runs takes about {httpx_1000:.0f} s, "
-            f"and with {sizes.c_repeats} repeats of two httpx contenders that alone would take "
-            "most of the ten-minute budget. The ratio does not depend on the count once the "
-            "pool is saturated (`python benchmarks/orchestration.py --c-runs 1000` runs it)."
-        )
+    else:
+        parts.append(f"Peer: {res['peer_problem']}")
+    parts.append(
+        f"Samples: {plan['cycles']} cycles of every child process; {plan['rounds']} rounds per "
+        f"per-call child ({int(pc.CALLS['memory'] * plan['calls']):,} in-memory calls, "
+        f"{int(pc.CALLS['native'] * plan['calls']):,} aiohttp/pyreqwest calls, "
+        f"{int(pc.CALLS['httpx'] * plan['calls']):,} httpx calls per contender per round); "
+        f"row 3: {plan['b_repeats']} repeats of {plan['b_runs']} runs per cycle; rows 4-5: "
+        f"{plan['c_repeats']} repeats per cycle; FANOUT: {plan['fanout_rounds']} rounds."
     )
+    if res["errors"]:
+        parts.append("**Failures in this run:** " + "; ".join(res["errors"]))
+    return " ".join(parts)
 
+
+def page(runs: list[Json], previous: str) -> str:
+    last = runs[-1]
+    mode = "quick" if last["plan"]["quick"] else "full"
     parts = [
         "# Performance",
-        "Every number on this page comes from one command, run on this project's 2-core "
+        "Every figure in the tables below comes from one command, run on this project's 2-core "
         "development machine, which is shared with other work: absolute times are noisy, so "
-        "compare rows **within** a table (contenders alternate within every repeat, so a "
-        "burst of load hits them all) and read ratios rather than microseconds.",
-        f"This is a **{mode}** run from {when}: Python {platform.python_version()} on "
-        f"{os.cpu_count()} cores; load average (1 min) {fmt_load(res.load)}; "
-        f"{res.runtime:.0f} s in all. {orch.describe(rep)}",
+        "read ratios and compare rows within a table. Each child process measures its "
+        "contenders in interleaved rounds (the order rotates from round to round), the child "
+        "processes take turns in cycles, and the headline is **CPU time** "
+        "(`time.process_time` of the client process, its threads included), which other "
+        "processes disturb less than wall time; wall time is reported beside it. A ratio is "
+        "the median over rounds of the per-round ratio; a spread is the middle half of the "
+        "rounds (quartiles; the range when there are fewer than 4).",
         "```sh\n"
-        "python benchmarks/run_all.py           # everything, rewrites this page and the chart\n"
-        "python benchmarks/run_all.py --quick   # about 2 minutes, same shape, smaller samples\n"
+        "python benchmarks/run_all.py --runs 3   # rewrites this page and the chart\n"
+        "python benchmarks/run_all.py --quick    # seconds: a smoke test of the harness\n"
         "```",
-        "One loopback server (`python -m lamina.testing`) runs in its own process for every "
-        "case. The per-case scripts in `benchmarks/` (see its README) run standalone too.",
-        "![lamina benchmarks: overhead, parallel latency, throughput, scale, rate "
-        "limiter](performance.svg)",
-        "## Targets",
-        table(["case", "target", "measured", "verdict"], target_rows(res)),
-        "## 1. Per-call overhead of the full default stack",
-        "The orchestrator's default stack for one endpoint (call tracing, metrics, parse, "
-        "retry, circuit breaker, timeout, tracing; no rate limit, no cache) over the bare "
-        "client doing the same work (GET, check the status, parse the JSON). `MockTransport` "
-        "is httpx's in-memory transport, so that row is lamina's cost with no network at "
-        "all; aiohttp has no in-memory equivalent and is measured on loopback only. *SDK* "
-        "is the OpenTelemetry SDK with a `BatchSpanProcessor` feeding an exporter that drops "
-        "the spans: the price of recording two spans per call.",
-        table(
-            ["client", "medium", "stack", "µs/call", "ratio to bare"],
-            [
-                [r.transport, r.medium, r.stack, f"{r.us:.0f}", f"{r.ratio:.2f}"]
-                for r in res.overhead
-            ],
-        ),
-        "\n".join(ov_lines),
-        "In absolute terms the stack costs the same on both clients (it does not know "
-        "which one is under it); the ratio is what differs. httpx spends about a millisecond "
-        "per loopback GET, so lamina's microseconds are about a tenth of it. aiohttp spends "
-        "a third of that, so the same microseconds are a larger share; on `MockTransport` "
-        "there is no network at all, so the ratio is pure CPU against pure CPU. "
-        "Over an in-memory service (`python benchmarks/overhead.py`) the default stack "
-        "costs 20-30 µs per call (`TimeoutLayer` and `ParseLayer` about 4-5 µs each, then "
-        "metrics, the breaker, retry and the two no-op tracing layers at 0.5-4 µs each): no "
-        "single layer dominates. Around a real client the same code runs 2-3x slower than "
-        "in that tight loop (the client's own code evicts it from the CPU caches between "
-        "calls), which is why the added microseconds below are larger than the sum of the "
-        "in-memory ones. With the SDK each span costs tens of microseconds: recording "
-        "spans, not lamina, is then the largest cost.",
-        "### Where the per-call time goes",
-        "Client CPU per call (`time.process_time`, medians; the variants alternate within "
-        "every round) for SEQUENTIAL runs of 5 calls on aiohttp, with the default stack "
-        "built up one group of layers at a time (`python benchmarks/breakdown.py`):",
-        breakdown_table(res.breakdown),
-        "Each group adds a few tens of microseconds and none dominates; on this shared "
-        "machine a row moves by up to about 30 µs from one run to the next, so read the "
-        "total rather than the split. Counting Python function calls per call under "
-        "cProfile (which does not depend on the machine's speed) gives the same picture: "
-        "265 for the hand-written loop, 326 with the orchestration and `ParseLayer`, 363 "
-        "with retry, breaker and timeout, 407 with metrics and tracing.",
-        "## 2. PARALLEL, 5 endpoints of 100 ms",
-        orch.case_a(a),
-        "Every PARALLEL contender should take one call's latency. lamina and the "
-        "hand-written `asyncio.gather` are within a few milliseconds of one call on either "
-        "client; the few ms are the server answering five requests at once and, on httpx, "
-        "opening connections."
-        + (
-            " dataknobs-fsm 0.5.0 takes five times one call: its PARALLEL mode awaits the "
-            "endpoint coroutines one after another (`for name, task in tasks: results[name] "
-            "= await task`), so its calls run in sequence."
-            if dk
-            else ""
-        ),
-        "## B. SEQUENTIAL, 5 fast endpoints",
-        orch.case_b(b),
-        "Five sequential calls to a fast endpoint show the per-call cost of each client and "
-        "orchestrator. "
-        + "; ".join(
-            f"{name} adds {over:+.0f} µs per call over the hand-written loop on the same "
-            f"client ({b_cpu[name]:+.0f} µs of CPU)"
-            for name, over in b_over.items()
-        )
-        + ". That is the stack of case 1 plus the orchestrator's run bookkeeping (a run "
-        "report per endpoint, events, the result merge).",
-        "## 3. Throughput",
-        orch.case_c(c, sizes),
-        f"{sizes.c_runs} runs of 5 calls each, 50 runs at a time: 250 requests in flight."
-        + c_full
-        + " With httpx, client CPU per run is "
-        + ", ".join(f"{cpu_runs[n]:.1f} ms ({n})" for n in cpu_runs if "httpx" in n)
-        + " - far more than the calls need: httpcore's connection pool matches every queued "
-        "request against every connection each time a request or connection changes "
-        "state, which is quadratic in the queue (250 requests against 100 connections). "
-        "lamina keeps at most 100 requests inside the client (`max_in_flight`, see "
-        "docs/transport.md) and queues the rest itself, which also keeps httpcore's "
-        "cancelled-waiter leak away; the price is that a connection freed by one request "
-        "sits idle until the next waiter runs, and when more than 20 (httpx's keep-alive "
-        "limit) are idle at once the pool closes the extra ones, so some requests open new "
-        "connections. Raising the keep-alive limit to 100 is worse (the pool's check of "
-        "idle connections is quadratic too). Across full runs here lamina's ratio ranged "
-        "from 0.8x to 2.7x: the hand-written gather is fast when its requests happen to "
-        "find free connections and slow when they queue inside httpcore, and the gate takes "
-        "lamina out of that second case. On aiohttp the pool is cheap, so the client CPU "
-        "per run is "
-        + ", ".join(f"{cpu_runs[n]:.2f} ms ({n})" for n in cpu_runs if "aiohttp" in n)
-        + ", and lamina's own per-call cost (case B) becomes the difference.",
-        "## 4. Scale: one FANOUT run over many endpoints",
-        f"One FANOUT run of N endpoints `/json?i=K` with `max_concurrent={MAX_CONCURRENT}`, "
-        "default layers, each size and transport in a fresh process; peak RSS is that "
-        "process's `VmHWM` (`/proc/self/status`; imports included: "
-        "*RSS after import* is what Python, httpx, aiohttp and OpenTelemetry cost before "
-        "lamina builds anything). `resource.getrusage(RUSAGE_SELF).ru_maxrss` is not used: "
-        "on Linux it survives `fork` + `exec`, so a child of a 60 MB parent reports at least "
-        "60 MB."
-        + (
-            " In a quick run httpx stops at 3,000 endpoints (10,000 take it about 40 s)."
-            if plan.quick
-            else ""
-        ),
-        scale_table(res.scale),
-        "Growth from the smallest to the largest size: " + "; ".join(scale_lines) + ". "
-        "Memory is one stack of layers per endpoint plus a task and a report per call; "
-        "time is the client's per-request cost at 100 in flight (httpx's pool again).",
-        "## 5. Rate limiter accuracy",
-        "`RateLimitLayer(R, 1.0)` (in-memory `lamina.layers.rate_limit.Limiter`) in front of "
-        f"a no-op service, driven by 2R callers for {plan.rate_seconds:g} s of real time, with the "
-        "default burst (R: the whole second's allowance at once, then the window slides) "
-        "and with `burst=1` (calls spaced 1/R apart).",
-        accuracy_table(res.rates),
-        "With the default burst the achieved rate is exact and no sliding one-second window "
-        "holds more than R *admissions*. Arrivals at the service are another matter: the "
-        "default burst releases a whole second's allowance within a few tens of "
-        "milliseconds, and the event loop resumes those callers 10-30 ms after their "
-        "admission (more when the machine stalls), by a lag that differs from one second "
-        "to the next. A strict sliding window at the server can then count more than R "
-        "(the *arrived* column). A burst well below R (say R/10) spreads the calls out "
-        "and leaves room for that jitter. With `burst=1` the bucket has no room to absorb timer "
-        "lateness: a wake-up that comes late (the event loop's timers are not precise to "
-        "the millisecond, and the callers need CPU) is time lost for good, so the achieved "
-        "rate falls short at high rates. Keep a burst of a few calls when a high rate must "
-        "be reached; the one-second window still caps it.",
+        "![issue 13 figures against their targets, the glue table and the sequential "
+        "comparison](performance.svg)",
+        f"## Issue 13: every row, {len(runs)} {mode} run{'s' if len(runs) > 1 else ''}",
+        "Each run's median; the verdict is on the median of the runs. *ran on* is the "
+        "interpreter of the row's lamina (rows 3-5 run lamina and dataknobs-fsm in the same "
+        "peer process, Python >= 3.12, which dataknobs-fsm 0.5.0 needs).",
+        targets_table(runs),
     ]
-    if rep.profile is not None:
-        parts += ["## Profile of lamina (pyinstrument, own time)", rep.profile]
+    for i, res in enumerate(runs):
+        parts += [f"### Run {i + 1}", describe(res), detail_table(res)]
     parts += [
+        "### What each row measures",
+        "1. `percall.py`'s *memory* group: the orchestrator's default layers for one GET "
+        "endpoint (call tracing, metrics, parse, retry, breaker, timeout, tracing; cache off, "
+        "no SDK) over a service that returns a ready `Response`, minus that service alone, "
+        f"per round ({int(pc.CALLS['memory'] * last['plan']['calls']):,} calls each).\n"
+        "2. and 8. `transports.contenders`: GET `/json` on the loopback server, check the "
+        "status, parse the JSON, one call at a time (8b: 50 at once with `asyncio.gather`); "
+        "the default stack on `AiohttpTransport` / `PyreqwestTransport` against a bare "
+        "`aiohttp.ClientSession` doing the same.\n"
+        "3.-5. `_peer_dataknobs.py --impl dataknobs,lamina,aiohttp`, all three in one process "
+        'on the peer\'s Python: `APIOrchestrator(..., transport="aiohttp")` with 5 endpoints '
+        "`/json?i=K`, dataknobs-fsm's `APIOrchestrator.orchestrate()` with its defaults, and "
+        "a hand-written `asyncio.gather` over one `aiohttp.ClientSession`; every run is "
+        "checked for its 5 responses. Row 3 is SEQUENTIAL mode (runs one after another); "
+        "rows 4-5 PARALLEL mode, runs 50 at a time (dataknobs-fsm 0.5.0 awaits its "
+        "'parallel' endpoints one after another, so it has 50 requests in flight, the others "
+        "250).\n"
+        "6.-7. `fanout_scale.measure`: one FANOUT run, `max_concurrent=100`, default stack, "
+        "cache off, over an in-memory service that yields once per call; memory is "
+        "tracemalloc's (what the built orchestrator holds plus the run's peak above it, per "
+        "endpoint), time the wall time of one warm run per endpoint.",
+        "## Against what a user would glue together",
+        "The same work per call on httpx: **glue** is `httpx.AsyncClient` instrumented by "
+        "opentelemetry-instrumentation-httpx (a CLIENT span per request), inside "
+        "`asyncio.timeout(30)`, an `aiolimiter.AsyncLimiter` (100,000/s: never waits here), "
+        "a purgatory circuit breaker (threshold 5, 60 s), a tenacity `@retry` (4 attempts, "
+        "exponential backoff with jitter on 429/5xx and transport errors), then "
+        "`response.json()`; **lamina** is the default stack on `HttpxTransport` with a rate "
+        "limit of the same size (`rate_limit` per minute, `burst_limit=1000`), which adds "
+        "a call span and metrics on top. Run on the peer interpreter (where "
+        "`benchmarks/requirements.txt` is installed); SDK on as in the next section.",
+        glue_table(last) or "Not measured: " + str(last["peer_problem"]),
+        "## The cost of the OpenTelemetry SDK",
+        "*SDK on*: a child process that first sets a global `TracerProvider` with a "
+        "`BatchSpanProcessor` feeding an exporter that drops the spans, and a global "
+        "`MeterProvider` with an `InMemoryMetricReader`, so every span and instrument "
+        "records; *off*: the API alone (no-op). The two kinds of child alternate, so the "
+        "difference is of medians from different processes. lamina records two spans per "
+        "call (the call and the attempt) and its `lamina.*` metrics; the glue one span and "
+        "the instrumentation's duration histogram.",
+        sdk_table(last),
+        "## Every contender (last run)",
+        raw_table(last),
+    ]
+    ft = fanout_table(last)
+    if ft:
+        parts += ["### FANOUT runs (last run)", ft]
+    if last.get("breakdown"):
+        parts += [
+            "## Where lamina's per-call CPU goes (last run)",
+            "`python benchmarks/breakdown.py`: client CPU per call of SEQUENTIAL runs of 5 "
+            "fast calls over aiohttp, with the default stack built up one group of layers at "
+            "a time (medians over interleaved rounds, this interpreter).",
+            last["breakdown"],
+        ]
+    parts += [
+        "## Notes by hand",
+        "Written by hand and kept as it is by `run_all.py`: what was changed for issue 13 "
+        "and why, and what each remaining gap is made of.",
+        hand_written(previous),
         "## Reading and rerunning",
-        "- `python benchmarks/run_all.py [--quick]` rewrites this page and `performance.svg`.\n"
-        "- `python benchmarks/overhead.py`, `orchestration.py`, `scale.py`, "
-        "`ratelimit_accuracy.py` run one part each and print their tables; "
-        "`layers_*.py` measure single layers' fast paths.\n"
-        "- dataknobs-fsm needs Python >= 3.12, so it runs from its own virtualenv "
-        "(`.venv-peer`, see `benchmarks/README.md`); without it its rows say how to "
-        "install it.\n"
-        "- On a busy machine run twice and compare; the load average above says how busy "
-        "this one was.",
+        "- `python benchmarks/run_all.py --runs 3` rewrites this page and `performance.svg` "
+        "(and saves each run's samples in `benchmarks/results/`); `--render FILE...` rebuilds "
+        "them from saved runs; `--at REF` measures the `src/` of a commit instead of the "
+        "working tree.\n"
+        "- The parts run alone too: `percall.py`, `transports.py`, `stack_cpu.py`, "
+        "`fanout_scale.py`, `breakdown.py`, `orchestration.py` (also PARALLEL latency), "
+        "`scale.py` (peak RSS), `ratelimit_accuracy.py`; see `benchmarks/README.md`.\n"
+        "- dataknobs-fsm needs Python >= 3.12, so rows 3-5 and the glue table run on the "
+        f"peer's interpreter: `{PEER_SETUP}`; without it those rows say how to set it up.",
     ]
     return "\n\n".join(parts) + "\n"
 
 
+def snapshot(ref: str) -> tuple[str, str]:
+    """``src/`` of git ``ref`` in a temporary directory: (its path, the commit)."""
+    commit = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", ref],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    where = tempfile.mkdtemp(prefix="lamina-bench-")
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", ref, "src"], capture_output=True, check=True
+    )
+    subprocess.run(["tar", "-x", "-C", where], input=archive.stdout, check=True)
+    return os.path.join(where, "src"), commit
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="about 2 minutes, same shape")
-    parser.add_argument("--peer-python", type=Path, default=orch.DEFAULT_PEER_PYTHON)
+    parser.add_argument("--quick", action="store_true", help="tiny samples: a smoke test")
+    parser.add_argument("--runs", type=int, default=1, help="full runs, all on the page")
+    parser.add_argument("--peer-python", type=Path, default=DEFAULT_PEER_PYTHON)
+    parser.add_argument("--at", metavar="REF", help="measure git REF's src/ (not the work tree)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "performance.md")
     parser.add_argument("--svg", type=Path, default=ROOT / "docs" / "performance.svg")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="where samples go")
+    parser.add_argument("--render", type=Path, nargs="+", help="saved runs: page only")
     args = parser.parse_args()
-    plan = QUICK if args.quick else FULL
-    res = measure(plan, args.peer_python)
-    text = page(res)
+    if args.render:
+        runs = [json.loads(p.read_text()) for p in args.render]
+    else:
+        if args.at:
+            src, commit = snapshot(args.at)
+            os.environ["PYTHONPATH"] = src + os.pathsep + os.environ.get("PYTHONPATH", "")
+            os.environ["LAMINA_BENCH_COMMIT"] = commit
+            log(f"measuring {args.at} ({commit}) from {src}")
+        plan = QUICK if args.quick else FULL
+        runs = []
+        for i in range(args.runs):
+            log(f"run {i + 1}/{args.runs}")
+            res = measure(plan, args.peer_python)
+            runs.append(res)
+            args.results.mkdir(parents=True, exist_ok=True)
+            stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S")
+            saved = args.results / f"run_all-{'quick-' if plan.quick else ''}{stamp}.json"
+            saved.write_text(json.dumps(res))
+            log(f"run {i + 1} took {res['runtime']:.0f} s; samples in {saved}")
+    previous = args.out.read_text() if args.out.exists() else ""
+    text = page(runs, previous)
     args.out.write_text(text)
-    args.svg.write_text(chart(res))
-    print(text)
-    log(f"wrote {args.out} and {args.svg} in {res.runtime:.0f} s")
+    args.svg.write_text(chart(runs))
+    print(targets_table(runs))
+    log(f"wrote {args.out} and {args.svg}")
 
 
 if __name__ == "__main__":
