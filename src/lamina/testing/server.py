@@ -23,6 +23,11 @@ Routes (every route also takes ``?ms=N`` to wait N milliseconds first):
 ``/invalid-json``          says JSON, is not
 ``/redirect``              ``status`` (302) to ``to``
 ``/__stats``               hits and arrival offsets per route, as JSON
+``/slow-some/{key}``       the first ``first`` arrivals per key, and a seeded
+                           ``rate`` of the later ones (``seed``), wait
+                           ``slow_ms`` (1000); the others ``fast_ms`` (0)
+``/capacity/{key}``        at most ``limit`` (8) requests per key served at
+                           once, each for ``service_ms`` (10); the rest queue
 =========================  =====================================================
 
 Custom routes: ``server.route("/users/", handler)`` where
@@ -36,6 +41,7 @@ import asyncio
 import contextlib
 import gzip
 import json
+import random
 import socket
 import struct
 import threading
@@ -113,6 +119,7 @@ class LocalServer:
         self._server: asyncio.Server | None = None
         self._stopping: asyncio.Event | None = None
         self._bombs: dict[tuple[int, int], bytes] = {}
+        self._capacity: dict[str, asyncio.Semaphore] = {}  # /capacity/{key}, server loop only
         self.started_at = time.monotonic()
 
     # -- lifecycle ---------------------------------------------------------
@@ -251,6 +258,12 @@ class LocalServer:
         if path == "/drip":
             await self._drip(req, writer)
             return
+        if path.startswith("/slow-some/"):
+            await self._slow_some(req, writer)
+            return
+        if path.startswith("/capacity/"):
+            await self._at_capacity(req, writer)
+            return
         status, body, headers = self._dispatch(req)
         _write(writer, status, body, headers)
         await writer.drain()
@@ -351,6 +364,34 @@ class LocalServer:
                 stream = _gzipped(stream)
             self._bombs[key] = b"".join(stream)
         return self._bombs[key]
+
+    async def _slow_some(self, req: RecordedRequest, writer: asyncio.StreamWriter) -> None:
+        """An upstream with a slow tail: which arrivals are slow depends only on their
+        rank per key and the seed, so a run can be repeated exactly."""
+        q = req.query
+        n = self._count(req.path)
+        rate = float(q.get("rate", 0))
+        slow = n <= int(q.get("first", 0)) or (
+            rate > 0 and random.Random(f"{q.get('seed', 0)}:{n}").random() < rate
+        )
+        ms = float(q.get("slow_ms" if slow else "fast_ms", 1000 if slow else 0))
+        if ms > 0:
+            await asyncio.sleep(ms / 1000)
+        _write(writer, 200, {"arrival": n, "slow": slow}, {})
+        await writer.drain()
+
+    async def _at_capacity(self, req: RecordedRequest, writer: asyncio.StreamWriter) -> None:
+        """An upstream that serves ``limit`` requests at once and queues the rest (FIFO)."""
+        q = req.query
+        gate = self._capacity.get(req.path)
+        if gate is None:
+            gate = self._capacity[req.path] = asyncio.Semaphore(int(q.get("limit", 8)))
+        queued = time.monotonic()
+        async with gate:
+            waited = time.monotonic() - queued
+            await asyncio.sleep(float(q.get("service_ms", 10)) / 1000)
+        _write(writer, 200, {"queued_ms": round(waited * 1000, 3)}, {})
+        await writer.drain()
 
     async def _drip(self, req: RecordedRequest, writer: asyncio.StreamWriter) -> None:
         n = int(req.query.get("bytes", 10))

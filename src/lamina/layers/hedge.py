@@ -1,0 +1,248 @@
+"""Hedged requests: after a delay, send the request again; the first good answer wins."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+from .. import _validate as check
+from .._clock import Clock, default_clock
+from .._core import Request, Response, Service
+from .._errors import ConfigError
+from .._events import emit
+from .retry.layer import IDEMPOTENCY_KEY_HEADER
+from .retry.policy import DEFAULT_RETRY_ON, IDEMPOTENT_METHODS
+
+__all__ = ["HEDGE_KEY", "HedgeLayer", "HedgeService", "LatencyPercentile"]
+
+#: ``request.extensions`` key holding the hedge number of an attempt (absent: the first).
+HEDGE_KEY = "lamina.hedge"
+#: The most hedges one call may send.
+MAX_HEDGES = 10
+
+_PERCENTILE = re.compile(r"p(\d{1,2}(?:\.\d+)?)")
+
+_Attempt = asyncio.Task[Response]
+
+
+class LatencyPercentile:
+    """A percentile of the latest ``window`` latencies, ``None`` until ``min_samples``.
+
+    Memory is bounded by ``window``; the sorted copy is rebuilt after every
+    twentieth of the window's new samples, not on every read.
+    """
+
+    __slots__ = ("_samples", "_since", "_value", "min_samples", "quantile")
+
+    def __init__(self, quantile: float, *, window: int = 1000, min_samples: int = 20) -> None:
+        self.quantile = quantile
+        self.min_samples = min_samples
+        self._samples: deque[float] = deque(maxlen=window)
+        self._since = 0  # samples added since the value was computed
+        self._value: float | None = None
+
+    def add(self, seconds: float) -> None:
+        self._samples.append(seconds)
+        self._since += 1
+
+    @property
+    def count(self) -> int:
+        """Samples held (at most ``window``)."""
+        return len(self._samples)
+
+    def value(self) -> float | None:
+        samples = self._samples
+        if len(samples) < self.min_samples:
+            return None
+        if self._value is None or self._since * 20 >= len(samples):
+            ordered = sorted(samples)
+            rank = max(1, math.ceil(self.quantile * len(ordered)))  # nearest rank
+            self._value = ordered[rank - 1]
+            self._since = 0
+        return self._value
+
+
+class HedgeLayer:
+    """Send another attempt of an idempotent call when the first is slow; keep the first
+    good answer and cancel the others (their connections are closed and released).
+
+    ``delay`` is a number of seconds, or a percentile of the upstream's latency that the
+    layer learns (``"p95"``, the default, ``"p90"``, ``"p99.9"``): it keeps the latest
+    ``window`` samples and, until it has ``min_samples``, does not hedge (warm-up). A
+    sample is the latency of an attempt that answered well or, for a first attempt
+    cancelled because a hedge won, the time it had run (it would have taken longer).
+    To hedge a slow tail of x% of the calls, pick a percentile below 100 - x.
+
+    At most ``max_hedges`` extra attempts per call (default 1), each ``delay`` after the
+    previous one. An attempt that fails (an exception, or a status in ``hedge_on``,
+    by default 429 and 5xx gateway errors) does not win: the next hedge is sent at
+    once and the other attempts go on; when all have failed, the last failure is the
+    call's outcome. Only idempotent methods are hedged (GET, HEAD, OPTIONS, PUT,
+    DELETE, TRACE) and a POST or PATCH carrying an ``Idempotency-Key`` header; any
+    other call passes through untouched.
+
+    Place it below the retry layer and the circuit breaker (one call to them) and above
+    the timeout and tracing layers, so that every attempt has its own timeout and its
+    own CLIENT span. Hedge attempts carry ``request.extensions["lamina.hedge"]`` (1, 2,
+    ...). Events: ``hedge.sent`` (``hedge``, ``delay``, ``reason`` = ``"delay"`` or
+    ``"failure"``) and ``hedge.won`` (``hedge``).
+    """
+
+    __slots__ = ("clock", "delay", "hedge_on", "latency", "max_hedges")
+
+    def __init__(
+        self,
+        delay: float | str = "p95",
+        *,
+        max_hedges: int = 1,
+        min_samples: int = 20,
+        window: int = 1000,
+        hedge_on: Iterable[int] | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.max_hedges = check.count(max_hedges, "max_hedges", high=MAX_HEDGES)
+        min_samples = check.count(min_samples, "min_samples", high=100_000)
+        window = check.count(window, "window", low=min_samples, high=100_000)
+        self.latency: LatencyPercentile | None = None
+        if isinstance(delay, str):
+            match = _PERCENTILE.fullmatch(delay.strip().lower())
+            quantile = float(match.group(1)) if match else 0.0
+            if not 0 < quantile < 100:
+                raise ConfigError(
+                    f"must be seconds or a percentile such as 'p95' (0 < p < 100), got {delay!r}",
+                    field="delay",
+                )
+            self.latency = LatencyPercentile(quantile / 100, window=window, min_samples=min_samples)
+            self.delay: float | str = delay.strip().lower()
+        else:
+            self.delay = check.seconds(delay, "delay")
+        self.hedge_on = frozenset(
+            DEFAULT_RETRY_ON if hedge_on is None else check.status_codes(hedge_on, "hedge_on")
+        )
+        self.clock = clock or default_clock
+
+    def current_delay(self) -> float | None:
+        """The delay before a hedge now (``None`` while a learned delay warms up)."""
+        if self.latency is None:
+            assert isinstance(self.delay, float)
+            return self.delay
+        return self.latency.value()
+
+    def wrap(self, inner: Service) -> Service:
+        return HedgeService(inner, self)
+
+    def __repr__(self) -> str:
+        return f"HedgeLayer(delay={self.delay!r}, max_hedges={self.max_hedges})"
+
+
+def hedgeable(request: Request) -> bool:
+    """Whether sending ``request`` twice is safe (idempotent, or an idempotency key)."""
+    return request.method in IDEMPOTENT_METHODS or IDEMPOTENCY_KEY_HEADER in request.headers
+
+
+class HedgeService:
+    """Service made by :class:`HedgeLayer`; shares the layer's learned latency."""
+
+    __slots__ = ("config", "inner")
+
+    def __init__(self, inner: Service, config: HedgeLayer) -> None:
+        self.inner = inner
+        self.config = config
+
+    async def __call__(self, request: Request) -> Response:
+        config = self.config
+        delay = config.current_delay() if hedgeable(request) else None
+        if delay is None:
+            if not hedgeable(request) or config.latency is None:
+                return await self.inner(request)
+            started = config.clock.now()  # warming up: one attempt, timed
+            response = await self.inner(request)
+            if response.status_code not in config.hedge_on:
+                config.latency.add(config.clock.now() - started)
+            return response
+        return await self._hedged(request, delay)
+
+    async def _hedged(self, request: Request, delay: float) -> Response:
+        config = self.config
+        clock = config.clock
+        started: dict[_Attempt, tuple[int, float]] = {}  # attempt -> (hedge number, start)
+
+        def send(number: int) -> _Attempt:
+            attempt = request
+            if number:
+                attempt = request.replace(extensions={**request.extensions, HEDGE_KEY: number})
+            task = asyncio.ensure_future(self.inner(attempt))
+            started[task] = (number, clock.now())
+            return task
+
+        first = send(0)
+        running: set[_Attempt] = {first}
+        sent = 1  # attempts sent so far
+        timer: asyncio.Task[None] | None = None
+        failure: _Attempt | None = None
+        try:
+            while True:
+                if timer is None and sent <= config.max_hedges:
+                    timer = asyncio.ensure_future(clock.sleep(delay))
+                waiting: set[asyncio.Future[Any]] = set(running)
+                if timer is not None:
+                    waiting.add(timer)
+                done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                failed = False
+                for task in [t for t in running if t in done]:
+                    running.discard(task)
+                    if self._good(task):
+                        number, start = started[task]
+                        latency = config.latency
+                        if latency is not None:
+                            now = clock.now()
+                            latency.add(now - start)
+                            if first in running:  # it took at least this long
+                                latency.add(now - started[first][1])
+                        if number:
+                            emit(request, "hedge.won", hedge=number)
+                        return task.result()
+                    failure, failed = task, True
+                if failed and sent <= config.max_hedges:
+                    if timer is not None:
+                        timer.cancel()
+                        timer = None
+                    emit(request, "hedge.sent", hedge=sent, delay=0.0, reason="failure")
+                    running.add(send(sent))
+                    sent += 1
+                elif timer is not None and timer.done():
+                    timer = None
+                    emit(request, "hedge.sent", hedge=sent, delay=delay, reason="delay")
+                    running.add(send(sent))
+                    sent += 1
+                if not running:
+                    assert failure is not None
+                    return failure.result()  # the last failure: its response or its error
+        finally:
+            await _cancel_all(running, timer)
+
+    def _good(self, task: _Attempt) -> bool:
+        if task.cancelled() or task.exception() is not None:
+            return False
+        return task.result().status_code not in self.config.hedge_on
+
+    def __repr__(self) -> str:
+        return f"<HedgeService {self.config!r} -> {self.inner!r}>"
+
+
+async def _cancel_all(running: set[_Attempt], timer: asyncio.Task[None] | None) -> None:
+    """Cancel the losing attempts and wait until they have let go of their connections."""
+    pending: list[asyncio.Future[Any]] = [*running]
+    if timer is not None:
+        pending.append(timer)
+    for future in pending:
+        future.cancel()
+    if pending:
+        await asyncio.wait(pending)
+        for task in running:  # collect what they raised (CancelledError, or a late error)
+            if not task.cancelled():
+                task.exception()

@@ -1,0 +1,428 @@
+"""HedgeLayer: unit tests in virtual time, and the real local server on every transport."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator, Mapping
+from typing import Any
+
+import aiohttp
+import httpx
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+
+import lamina.transports
+from lamina import ConfigError, Request, Response, ServiceBuilder, TransportError
+from lamina._events import listen
+from lamina.layers.call_tracing import CallTracingLayer
+from lamina.layers.hedge import HEDGE_KEY, HedgeLayer, LatencyPercentile
+from lamina.layers.metrics import MetricsLayer
+from lamina.layers.timeout import TimeoutLayer
+from lamina.layers.tracing import TracingLayer
+from lamina.metrics import IOMetrics
+from lamina.testing import LocalServer
+from lamina.testing.clock import ManualClock
+
+URL = "http://api.test/x"
+
+
+class Upstream:
+    """An inner service whose attempts wait until the test answers them, in order."""
+
+    def __init__(self) -> None:
+        self.attempts: list[tuple[Request, asyncio.Future[Response]]] = []
+        self.cancelled: list[int] = []
+
+    async def __call__(self, request: Request) -> Response:
+        future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        index = len(self.attempts)
+        self.attempts.append((request, future))
+        try:
+            return await future
+        except asyncio.CancelledError:
+            self.cancelled.append(index)
+            raise
+
+    def answer(self, index: int, status: int = 200) -> None:
+        request = self.attempts[index][0]
+        self.attempts[index][1].set_result(Response(status, request=request, content=b"%d" % index))
+
+    def fail(self, index: int, error: Exception) -> None:
+        self.attempts[index][1].set_exception(error)
+
+
+async def settle() -> None:
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+def recorded(request: Request, events: list[tuple[str, dict[str, Any]]]) -> Request:
+    def listener(name: str, attributes: Mapping[str, Any]) -> None:
+        events.append((name, dict(attributes)))
+
+    return listen(request, listener)
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ({"delay": "p0"}, "delay"),
+        ({"delay": "p100"}, "delay"),
+        ({"delay": "fast"}, "delay"),
+        ({"delay": -1}, "delay"),
+        ({"delay": True}, "delay"),
+        ({"max_hedges": 0}, "max_hedges"),
+        ({"max_hedges": 11}, "max_hedges"),
+        ({"min_samples": 50, "window": 10}, "window"),
+        ({"hedge_on": "503"}, "hedge_on"),
+        ({"hedge_on": [700]}, "hedge_on"),
+    ],
+)
+def test_bad_options_fail_at_construction(options: dict[str, Any], field: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        HedgeLayer(**options)
+    assert info.value.field == field
+
+
+def test_delay_spellings() -> None:
+    assert HedgeLayer(0.25).current_delay() == 0.25
+    layer = HedgeLayer(" P99.5 ")
+    assert layer.delay == "p99.5"
+    assert layer.current_delay() is None  # warming up
+    assert repr(HedgeLayer()) == "HedgeLayer(delay='p95', max_hedges=1)"
+
+
+async def test_a_slow_attempt_is_hedged_after_the_delay_and_the_first_good_answer_wins() -> None:
+    clock = ManualClock()
+    upstream = Upstream()
+    service = HedgeLayer(0.125, clock=clock).wrap(upstream)
+    events: list[tuple[str, dict[str, Any]]] = []
+    call = asyncio.create_task(service(recorded(Request("GET", URL), events)))
+    await settle()
+    assert len(upstream.attempts) == 1
+    clock.advance(0.0625)
+    await settle()
+    assert len(upstream.attempts) == 1
+    clock.advance(0.0625)
+    await settle()
+    assert len(upstream.attempts) == 2
+    first, hedge = upstream.attempts[0][0], upstream.attempts[1][0]
+    assert HEDGE_KEY not in first.extensions
+    assert hedge.extensions[HEDGE_KEY] == 1
+    assert hedge.url == first.url
+    assert hedge.method == "GET"
+    upstream.answer(1)
+    response = await call
+    assert response.content == b"1"
+    assert upstream.cancelled == [0]  # the loser was cancelled before the call returned
+    assert events == [
+        ("hedge.sent", {"hedge": 1, "delay": 0.125, "reason": "delay"}),
+        ("hedge.won", {"hedge": 1}),
+    ]
+
+
+async def test_a_fast_answer_sends_no_hedge() -> None:
+    clock = ManualClock()
+    upstream = Upstream()
+    service = HedgeLayer(0.1, clock=clock).wrap(upstream)
+    call = asyncio.create_task(service(Request("GET", URL)))
+    await settle()
+    upstream.answer(0)
+    assert (await call).content == b"0"
+    clock.advance(1)
+    await settle()
+    assert len(upstream.attempts) == 1
+
+
+@pytest.mark.parametrize(
+    ("method", "headers", "hedged"),
+    [
+        ("GET", {}, True),
+        ("HEAD", {}, True),
+        ("PUT", {}, True),
+        ("DELETE", {}, True),
+        ("OPTIONS", {}, True),
+        ("POST", {}, False),
+        ("PATCH", {}, False),
+        ("POST", {"Idempotency-Key": "k1"}, True),
+        ("PATCH", {"idempotency-key": "k2"}, True),
+    ],
+)
+async def test_only_idempotent_calls_are_hedged(
+    method: str, headers: dict[str, str], hedged: bool
+) -> None:
+    clock = ManualClock()
+    upstream = Upstream()
+    service = HedgeLayer(0.1, clock=clock).wrap(upstream)
+    call = asyncio.create_task(service(Request(method, URL, headers=headers)))
+    await settle()
+    clock.advance(0.5)
+    await settle()
+    assert len(upstream.attempts) == (2 if hedged else 1)
+    upstream.answer(0)
+    assert (await call).status_code == 200
+
+
+async def test_a_failed_attempt_sends_the_next_hedge_at_once_and_does_not_win() -> None:
+    clock = ManualClock()
+    upstream = Upstream()
+    service = HedgeLayer(0.1, max_hedges=2, clock=clock).wrap(upstream)
+    events: list[tuple[str, dict[str, Any]]] = []
+    call = asyncio.create_task(service(recorded(Request("GET", URL), events)))
+    await settle()
+    upstream.answer(0, status=503)
+    await settle()
+    assert len(upstream.attempts) == 2  # no time passed
+    upstream.fail(1, TransportError("reset"))
+    await settle()
+    assert len(upstream.attempts) == 3
+    upstream.answer(2)
+    assert (await call).content == b"2"
+    assert [e for e in events if e[0] == "hedge.sent"] == [
+        ("hedge.sent", {"hedge": 1, "delay": 0.0, "reason": "failure"}),
+        ("hedge.sent", {"hedge": 2, "delay": 0.0, "reason": "failure"}),
+    ]
+
+
+async def test_when_every_attempt_fails_the_last_failure_is_the_outcome() -> None:
+    clock = ManualClock()
+    upstream = Upstream()
+    service = HedgeLayer(0.1, clock=clock).wrap(upstream)
+    call = asyncio.create_task(service(Request("GET", URL)))
+    await settle()
+    clock.advance(0.1)
+    await settle()
+    upstream.answer(1, status=502)
+    await settle()
+    assert not call.done()  # the first attempt is still running: it may yet answer well
+    upstream.answer(0, status=503)
+    response = await call
+    assert (response.status_code, response.content) == (503, b"0")
+    error_call = asyncio.create_task(service(Request("GET", URL)))
+    await settle()
+    upstream.fail(2, TransportError("refused"))
+    await settle()
+    upstream.fail(3, TransportError("refused again"))
+    with pytest.raises(TransportError, match="refused again"):
+        await error_call
+
+
+async def test_max_hedges_spaces_the_hedges_by_the_delay() -> None:
+    clock = ManualClock()
+    upstream = Upstream()
+    service = HedgeLayer(0.1, max_hedges=2, clock=clock).wrap(upstream)
+    call = asyncio.create_task(service(Request("GET", URL)))
+    for expected in (1, 2, 3, 3):
+        await settle()
+        assert len(upstream.attempts) == expected
+        clock.advance(0.1)
+    await settle()
+    upstream.answer(0)  # the first attempt may still win
+    assert (await call).content == b"0"
+    assert sorted(upstream.cancelled) == [1, 2]
+
+
+async def test_cancelling_the_call_cancels_every_attempt() -> None:
+    clock = ManualClock()
+    upstream = Upstream()
+    service = HedgeLayer(0.1, clock=clock).wrap(upstream)
+    call = asyncio.create_task(service(Request("GET", URL)))
+    await settle()
+    clock.advance(0.1)
+    await settle()
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    assert sorted(upstream.cancelled) == [0, 1]
+
+
+async def test_a_learned_delay_warms_up_then_follows_the_percentile() -> None:
+    clock = ManualClock()
+    layer = HedgeLayer("p50", min_samples=4, window=4, clock=clock)
+
+    async def upstream(request: Request) -> Response:
+        await clock.sleep(float(request.extensions["takes"]))
+        return Response(200, request=request)
+
+    service = layer.wrap(upstream)
+
+    async def timed(takes: float) -> None:
+        call = asyncio.create_task(service(Request("GET", URL, extensions={"takes": takes})))
+        while not call.done():
+            await settle()
+            clock.advance(0.01)
+        await call
+
+    for takes in (0.1, 0.2, 0.3):
+        await timed(takes)
+        assert layer.current_delay() is None  # warming up: no hedge, but timed
+    await timed(0.4)
+    assert layer.current_delay() == pytest.approx(0.2)
+    for _ in range(4):  # the window holds the last 4: the old ones fall out
+        await timed(0.05)
+    assert layer.current_delay() == pytest.approx(0.05)
+
+
+def test_latency_percentile_is_bounded_and_nearest_rank() -> None:
+    p = LatencyPercentile(0.9, window=10, min_samples=3)
+    p.add(1.0)
+    p.add(2.0)
+    assert p.value() is None
+    for i in range(100):
+        p.add(float(i))
+    assert p.count == 10
+    assert p.value() == 98.0  # the 9th of 90..99
+
+
+async def test_hedges_are_counted_by_the_metrics_layer() -> None:
+    clock = ManualClock()
+    upstream = Upstream()
+    metrics = IOMetrics()
+    service = (
+        ServiceBuilder()
+        .layer(MetricsLayer(metrics))
+        .layer(HedgeLayer(0.1, clock=clock))
+        .service(upstream)
+    )
+    call = asyncio.create_task(service(Request("GET", URL, endpoint="users")))
+    await settle()
+    clock.advance(0.1)
+    await settle()
+    upstream.answer(1)
+    await call
+    assert metrics.endpoint("users").events["hedges"] == 1
+
+
+# -- the real local server, on every transport ------------------------------------------
+
+TRANSPORTS = ("httpx", "aiohttp", "pyreqwest")
+
+
+class Transports:
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.made: list[Any] = []
+
+    def pooled(self, size: int) -> Any:
+        """A transport whose client holds at most ``size`` connections."""
+        if self.kind == "httpx":
+            made = lamina.transports.HttpxTransport(
+                limits=httpx.Limits(max_connections=size), max_in_flight=None
+            )
+        elif self.kind == "pyreqwest":
+            made = lamina.transports.PyreqwestTransport(max_connections=size, max_in_flight=None)
+        else:
+            made = lamina.transports.AiohttpTransport(
+                connector=aiohttp.TCPConnector(limit=size), max_in_flight=None
+            )
+        self.made.append(made)
+        return made
+
+
+@pytest.fixture(params=TRANSPORTS)
+async def transports(request: pytest.FixtureRequest) -> AsyncIterator[Transports]:
+    made = Transports(request.param)
+    yield made
+    for transport in made.made:
+        await transport.aclose()
+
+
+@pytest.fixture
+def exporter() -> InMemorySpanExporter:
+    return InMemorySpanExporter()
+
+
+@pytest.fixture
+def provider(exporter: InMemorySpanExporter) -> Iterator[TracerProvider]:
+    tp = TracerProvider()
+    tp.add_span_processor(SimpleSpanProcessor(exporter))
+    yield tp
+    tp.shutdown()
+
+
+def by_kind(spans: tuple[ReadableSpan, ...], kind: SpanKind) -> list[ReadableSpan]:
+    return sorted((s for s in spans if s.kind == kind), key=lambda s: s.start_time or 0)
+
+
+def stack(transport: Any, layer: HedgeLayer, provider: TracerProvider | None = None) -> Any:
+    """Call tracing, the hedge, then per attempt a timeout (pyreqwest ends a cancelled
+    request by its own timeout) and a CLIENT span."""
+    builder = ServiceBuilder()
+    if provider is not None:
+        builder = builder.layer(CallTracingLayer(tracer_provider=provider))
+    builder = builder.layer(layer).layer(TimeoutLayer(1.0))
+    if provider is not None:
+        builder = builder.layer(TracingLayer(tracer_provider=provider))
+    return builder.service(transport)
+
+
+async def test_real_server_a_hedge_wins_with_its_own_client_span(
+    lamina_server: LocalServer,
+    transports: Transports,
+    provider: TracerProvider,
+    exporter: InMemorySpanExporter,
+) -> None:
+    key = f"/slow-some/span-{transports.kind}"
+    service = stack(transports.pooled(4), HedgeLayer(0.05), provider)
+    async with asyncio.timeout(5):
+        response = await service(
+            Request("GET", lamina_server.url_for(f"{key}?first=1&slow_ms=3000"), endpoint="u")
+        )
+    assert response.json() == {"arrival": 2, "slow": False}
+    assert lamina_server.hits(key) == 2
+    spans = exporter.get_finished_spans()
+    (call,) = by_kind(spans, SpanKind.INTERNAL)
+    first, hedge = by_kind(spans, SpanKind.CLIENT)
+    for span in (first, hedge):
+        assert span.parent is not None
+        assert span.parent.span_id == call.context.span_id
+    assert (first.attributes or {}).get("lamina.cancelled") is True
+    assert (hedge.attributes or {})["http.response.status_code"] == 200
+    assert [e.name for e in call.events] == ["hedge.sent", "hedge.won"]
+
+
+async def test_real_server_a_cancelled_hedge_leaves_a_pool_of_one_usable(
+    lamina_server: LocalServer, transports: Transports
+) -> None:
+    key = f"/slow-some/one-{transports.kind}"
+    service = stack(transports.pooled(1), HedgeLayer(0.03))
+    async with asyncio.timeout(5):
+        # the first attempt holds the only connection; the hedge waits for it, then loses
+        response = await service(
+            Request("GET", lamina_server.url_for(f"{key}?first=1&slow_ms=150"))
+        )
+        assert response.json()["arrival"] == 1
+        for _ in range(3):
+            again = await service(Request("GET", lamina_server.url_for("/json")))
+            assert again.status_code == 200
+
+
+async def test_real_server_a_cancelled_attempt_gives_its_connection_back(
+    lamina_server: LocalServer, transports: Transports
+) -> None:
+    service = stack(transports.pooled(2), HedgeLayer(0.03))
+    async with asyncio.timeout(10):
+        for round_ in range(3):
+            # each round's first attempt hangs and loses: were its connection kept, the
+            # next round's hedge would find no connection left in the pool of two
+            key = f"/slow-some/two-{transports.kind}-{round_}"
+            response = await service(
+                Request("GET", lamina_server.url_for(f"{key}?first=1&slow_ms=5000"))
+            )
+            assert response.json() == {"arrival": 2, "slow": False}
+
+
+async def test_real_server_a_post_is_sent_once(
+    lamina_server: LocalServer, transports: Transports
+) -> None:
+    key = f"/slow-some/post-{transports.kind}"
+    service = stack(transports.pooled(2), HedgeLayer(0.02))
+    async with asyncio.timeout(5):
+        response = await service(
+            Request("POST", lamina_server.url_for(f"{key}?first=1&slow_ms=200"), json={})
+        )
+    assert response.json()["arrival"] == 1
+    assert lamina_server.hits(key) == 1
