@@ -1,3 +1,6 @@
+import re
+from pathlib import Path
+
 import lamina
 import lamina.layers
 
@@ -92,3 +95,57 @@ def test_old_names_are_aliases_of_the_new() -> None:
     assert lamina.backends.InMemoryBackend().breaker_backend().__class__.__name__ == (
         "MemoryBreakerStore"
     )
+
+
+# -- extension points are public (issue 14 item 11) -------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+PRIVATE_IMPORT = re.compile(
+    r"^\s*(?:from\s+lamina(?:\.\w+)*\._\w+[\s.]|import\s+lamina(?:\.\w+)*\._\w+"
+    r"|from\s+lamina(?:\.\w+)*\s+import\s+(?:\(?\s*)?_\w+)",
+    re.M,
+)
+CODE_BLOCK = re.compile(r"^ *```(?:python|py)\b[^\n]*\n(.*?)^ *```", re.S | re.M)
+
+
+def private_imports(text: str) -> list[str]:
+    return [m.group(0).strip() for m in PRIVATE_IMPORT.finditer(text)]
+
+
+def test_the_private_import_check_catches_each_form() -> None:
+    for line in [
+        "from lamina._events import emit",
+        "import lamina._redact",
+        "from lamina.layers._x import y",
+        "from lamina import _redact",
+    ]:
+        assert private_imports(line), line
+    for line in ["from lamina.events import emit", "import lamina.redact", "from lamina import x"]:
+        assert not private_imports(line), line
+
+
+def test_docs_and_the_example_plugin_import_nothing_private() -> None:
+    found = []
+    pages = sorted((ROOT / "docs").rglob("*.md"))
+    assert pages
+    for page in pages:
+        for block in CODE_BLOCK.findall(page.read_text(encoding="utf-8")):
+            found += [f"{page.relative_to(ROOT)}: {hit}" for hit in private_imports(block)]
+    sources = sorted((ROOT / "examples" / "plugin").rglob("*.py"))
+    assert sources
+    for source in sources:
+        hits = private_imports(source.read_text(encoding="utf-8"))
+        found += [f"{source.relative_to(ROOT)}: {hit}" for hit in hits]
+    assert found == []
+
+
+def test_events_and_redaction_are_public_modules() -> None:
+    import lamina.events
+    import lamina.redact
+
+    assert list(lamina.events.__all__) == sorted(lamina.events.__all__)
+    for module in (lamina.events, lamina.redact):
+        for name in module.__all__:
+            assert hasattr(module, name), (module.__name__, name)
+    assert {"subscribe", "emit", "listen", "Event", "RetryScheduled"} <= set(lamina.events.__all__)
+    assert {"scrub", "secret_values", "redact_url", "is_secret"} <= set(lamina.redact.__all__)

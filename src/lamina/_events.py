@@ -1,10 +1,12 @@
 """How layers tell observers (tracing, metrics, logs, run reports) what they did.
 
 A layer calls :func:`emit` with an event name and attributes; observers that
-an outer layer registered on the call with :func:`listen` receive it. With no
-observer, ``emit`` costs one dict lookup. Timing each attempt for ``http.attempt``
-is work of its own, so the layer that reports it does so only when a listener
-asked for it (:func:`wants_attempts`).
+an outer layer registered on the call with :func:`listen` receive it, and so do the
+process-wide subscribers of :func:`lamina.events.subscribe` (as typed events). With
+no observer, ``emit`` costs one dict lookup. The public names are in
+:mod:`lamina.events`. Timing each attempt for ``http.attempt`` is work of its own, so
+the layer that reports it does so only when a listener or a subscriber asked for it
+(:func:`wants_attempts`).
 
 Event names used by the built-in layers::
 
@@ -21,30 +23,70 @@ Event names used by the built-in layers::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 from ._core import Request
 
-__all__ = ["ATTEMPTS_KEY", "EVENTS_KEY", "Listener", "emit", "listen", "wants_attempts"]
+__all__ = [
+    "ATTEMPTS_KEY",
+    "EVENTS_KEY",
+    "Listener",
+    "Subscriber",
+    "emit",
+    "listen",
+    "set_subscribers",
+    "subscribers",
+    "wants_attempts",
+]
 
 EVENTS_KEY = "lamina.listeners"
 ATTEMPTS_KEY = "lamina.attempt_listeners"  # set when a listener wants http.attempt
 
 Listener = Callable[[str, Mapping[str, Any]], None]
+logger = logging.getLogger("lamina")
+
+
+class Subscriber(Protocol):
+    """A process-wide observer (see :func:`lamina.events.subscribe`)."""
+
+    attempts: bool
+
+    def deliver(self, request: Request, name: str, attributes: Mapping[str, Any]) -> None: ...
+
+
+_subscribers: tuple[Subscriber, ...] = ()  # replaced whole, never mutated: safe to iterate
+_attempt_subscribers = False  # whether a subscriber wants http.attempt
+
+
+def subscribers() -> tuple[Subscriber, ...]:
+    """The process-wide subscribers, in subscription order."""
+    return _subscribers
+
+
+def set_subscribers(new: Sequence[Subscriber]) -> None:
+    """Replace the process-wide subscribers (``lamina.events`` does, under its lock)."""
+    global _subscribers, _attempt_subscribers
+    _subscribers = tuple(new)
+    _attempt_subscribers = any(s.attempts for s in _subscribers)
 
 
 def emit(request: Request, name: str, /, **attributes: Any) -> None:
-    """Report event ``name`` on this call to every registered listener."""
+    """Report event ``name`` on this call to every registered listener and subscriber."""
     listeners = request.extensions.get(EVENTS_KEY)
     if listeners:
         for listener in listeners:
             try:
                 listener(name, attributes)
             except Exception:  # an observer never changes the caller's outcome
-                import logging
-
-                logging.getLogger("lamina").exception("event listener failed on %s", name)
+                logger.exception("event listener failed on %s", name)
+    if _subscribers:
+        for subscriber in _subscribers:
+            try:
+                subscriber.deliver(request, name, attributes)
+            except Exception:
+                logger.exception("event subscriber failed on %s", name)
 
 
 def listen(request: Request, listener: Listener, /, *, attempts: bool = True) -> Request:
@@ -64,5 +106,5 @@ def listen(request: Request, listener: Listener, /, *, attempts: bool = True) ->
 
 
 def wants_attempts(request: Request) -> bool:
-    """Whether a listener on this call asked for ``http.attempt`` events."""
-    return ATTEMPTS_KEY in request.extensions
+    """Whether a listener on this call, or a subscriber, asked for ``http.attempt`` events."""
+    return _attempt_subscribers or ATTEMPTS_KEY in request.extensions

@@ -15,7 +15,7 @@ from typing import Any, TypeVar, cast
 from ..._clock import Clock, default_clock
 from ..._core import Request
 from ..._errors import CircuitOpenError, ConfigError
-from ..._events import EVENTS_KEY, emit
+from ..._events import emit
 from ...backends.base import Backend
 from .machine import (
     PASS,
@@ -294,13 +294,5 @@ class BreakerPool:
 
 
 def _emit_state(request: Request, name: str, old: CircuitState, new: CircuitState) -> None:
-    # ``emit(request, name, **attrs)`` cannot carry an attribute called "name"
-    # (it clashes with the event-name parameter), so deliver it the same way here.
-    listeners = request.extensions.get(EVENTS_KEY)
-    if listeners:
-        attributes = {"name": name, "old": old.value, "new": new.value}
-        for listener in listeners:
-            try:
-                listener("breaker.state", attributes)
-            except Exception:  # an observer never changes the caller's outcome
-                logger.exception("event listener failed on breaker.state")
+    # emit's event name is positional-only, so an attribute may be called "name"
+    emit(request, "breaker.state", name=name, old=old.value, new=new.value)
