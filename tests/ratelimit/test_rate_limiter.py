@@ -339,7 +339,7 @@ def test_status_and_repr(manual_clock: ManualClock) -> None:
     status = limiter.status()
     assert (status.available, status.waiters, status.burst) == (0, 0, 5)
     assert status.retry_after == pytest.approx(6)
-    assert repr(limiter) == "<Limiter 'users' 10/60s burst=5 available=0 in_window=5/10 waiters=0>"
+    assert repr(limiter) == "<Limiter 'users' 10/min burst=5 available=0 in_window=5/10 waiters=0>"
 
 
 @pytest.mark.timeout(10)

@@ -72,8 +72,8 @@ async def test_a_custom_store_serves_the_layer(manual_clock: ManualClock) -> Non
     with pytest.raises(RateLimitExceeded) as info:
         await svc(Request("GET", "http://x/", endpoint="e"))
     assert info.value.retry_after == 3.0
-    assert "'wide' 5/1s burst=5 would delay the call 3s, more than max_wait=2.0s" in str(info.value)
-    with pytest.raises(RateLimitExceeded, match="'own' 10/60s burst=10 is closed today"):
+    assert "'wide' 5/s burst=5 would delay the call 3s, more than max_wait=2.0s" in str(info.value)
+    with pytest.raises(RateLimitExceeded, match="'own' 10/min burst=10 is closed today"):
         await svc(Request("GET", "http://x/", deadline=1.0))
     assert isinstance(first.store, ScriptedStore)
     # the first limit's store reserves for the whole group, with the call's bounds

@@ -1,7 +1,9 @@
 """Rate limiting: the layer and its service, fair clock-injectable limiters on one
 storage seam (the bucket arithmetic, the store protocol, the in-memory and Redis stores)
-and the reference's per-category ``InMemoryRateLimiter``."""
+the reference's per-category ``InMemoryRateLimiter`` and sliding-window ``RateLimiter``,
+and ``aiolimiter.AsyncLimiter`` plugged in as a limit (``AiolimiterLimiter``)."""
 
+from .aiolimiter_store import AiolimiterLimiter
 from .bucket import Bucket
 from .categories import (
     CategoryLimiter,
@@ -14,9 +16,11 @@ from .layer import RateLimitLayer, RateLimitService
 from .limiter import BaseLimiter, Limiter, acquire_all, try_acquire_all
 from .memory_store import MemoryLimitStore
 from .redis import RedisLimiter, RedisLimitStore, RedisRateLimiter
+from .reference import RateLimiter
 from .store import LimitStatus, LimitStore, Refused
 
 __all__ = [
+    "AiolimiterLimiter",
     "BaseLimiter",
     "Bucket",
     "CategoryLimiter",
@@ -29,6 +33,7 @@ __all__ = [
     "RateLimitLayer",
     "RateLimitService",
     "RateLimitStatus",
+    "RateLimiter",
     "RateLimiterConfig",
     "RedisLimitStore",
     "RedisLimiter",

@@ -12,8 +12,18 @@ import math
 from collections import deque
 
 from ... import _validate as check
+from ..._errors import ConfigError
 
-__all__ = ["EPSILON", "LOG_GRAIN", "Bucket", "describe", "limit_spec"]
+__all__ = [
+    "EPSILON",
+    "LOG_GRAIN",
+    "PER_UNIT",
+    "Bucket",
+    "describe",
+    "limit_spec",
+    "resolve_rate",
+    "unit_of",
+]
 
 LOG_GRAIN = 8192
 """The window log rounds admission times up to ``period / LOG_GRAIN``."""
@@ -26,20 +36,85 @@ says it is a few ulps early, so virtual time can never stall on rounding.
 """
 
 
+PER_UNIT: dict[str, float] = {"per_second": 1.0, "per_minute": 60.0, "per_hour": 3600.0}
+"""The per-unit forms of a rate (``per_minute=600``) and their period in seconds."""
+
+_UNIT_NAMES = {1.0: "second", 60.0: "minute", 3600.0: "hour"}
+_UNIT_SHORT = {1.0: "/s", 60.0: "/min", 3600.0: "/h"}
+
+
+def unit_of(period: float) -> str:
+    """``"per second"``, ``"per minute"``, ``"per hour"`` or ``"per 90 s"``."""
+    name = _UNIT_NAMES.get(period)
+    return f"per {name}" if name else f"per {_num(period)} s"
+
+
+def resolve_rate(
+    rate: float | None,
+    period: float | None,
+    per_second: float | None = None,
+    per_minute: float | None = None,
+    per_hour: float | None = None,
+) -> tuple[float, float]:
+    """``(rate, period)`` from either ``rate`` (per ``period`` seconds, default 1) or
+    exactly one of ``per_second``/``per_minute``/``per_hour``; checked, with the field
+    the user wrote and its unit in the error (``per_minute: must be a number of calls
+    per minute ...``)."""
+    given = {
+        name: value
+        for name, value in (
+            ("per_second", per_second),
+            ("per_minute", per_minute),
+            ("per_hour", per_hour),
+        )
+        if value is not None
+    }
+    if not given:
+        if rate is None:
+            raise ConfigError(
+                "a rate is required: rate= (calls per period= seconds, default 1), "
+                "or per_second=, per_minute= or per_hour=",
+                field="rate",
+            )
+        period = 1.0 if period is None else check.seconds(period, "period")
+        return check.rate(rate, "rate", period=period, unit=unit_of(period)), period
+    field = next(iter(given))
+    if len(given) > 1 or rate is not None or period is not None:
+        extra = [n for n, v in (("rate", rate), ("period", period)) if v is not None]
+        others = [*given][1:] + extra
+        raise ConfigError(
+            f"give one rate: {field}= already says how many calls per "
+            f"{_UNIT_NAMES[PER_UNIT[field]]}, so leave out {', '.join(others)}",
+            field=field,
+        )
+    period = PER_UNIT[field]
+    return check.rate(given[field], field, period=period, unit=unit_of(period)), period
+
+
 def limit_spec(rate: float, period: float, burst: int | None) -> tuple[float, float, int, int]:
     """``(rate, period, burst, window)`` checked with :mod:`lamina._validate`: ``burst``
     defaults to ``rate`` (at least 1), ``window = max(ceil(rate), burst)``."""
     period = check.seconds(period, "period")
-    rate = check.rate(rate, "rate", period=period)
-    burst = max(1, int(rate)) if burst is None else check.count(burst, "burst")
+    rate = check.rate(rate, "rate", period=period, unit=unit_of(period))
+    if burst is None:
+        burst = max(1, int(rate))
+    else:
+        burst = check.integer(
+            burst, "burst", low=1, high=check.MAX_COUNT, what="a number of calls at once"
+        )
     return rate, period, burst, max(math.ceil(rate - 1e-9), burst)
 
 
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
 def describe(rate: float, period: float, burst: int) -> str:
-    """``"10/60s burst=5"``."""
-    shown_rate = int(rate) if rate.is_integer() else rate
-    shown_period = int(period) if period.is_integer() else period
-    return f"{shown_rate}/{shown_period}s burst={burst}"
+    """The limit with its unit: ``"10/min burst=5"``, ``"20/s burst=20"``,
+    ``"10 per 90 s burst=10"``."""
+    short = _UNIT_SHORT.get(period)
+    per = short if short else f" per {_num(period)} s"
+    return f"{_num(rate)}{per} burst={burst}"
 
 
 class Bucket:
@@ -177,7 +252,7 @@ class Bucket:
             self._log_sum -= log.popleft()[1]
 
     def describe(self) -> str:
-        """``"10/60s burst=5"``."""
+        """``"10/min burst=5"`` (see :func:`describe`)."""
         return describe(self.rate, self.period, self.burst)
 
     def __repr__(self) -> str:

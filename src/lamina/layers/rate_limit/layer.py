@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from ... import _validate as check
 from ..._clock import Clock
 from ..._core import Request, Response, Service
 from ..._errors import ConfigError
 from ..._events import emit
 from ...backends.base import Backend, resolve_backend
+from .adapt import as_limiters
+from .bucket import resolve_rate
 from .limiter import BaseLimiter, check_limiters, in_memory, reserve
 from .memory_store import take_now
 
@@ -19,12 +19,18 @@ __all__ = ["RateLimitLayer", "RateLimitService"]
 class RateLimitLayer:
     """Let a call through only when every limit admits it; otherwise wait, fairly.
 
-    ``RateLimitLayer(10, 60, burst=5)`` builds one :class:`~lamina.layers.rate_limit.Limiter`
-    (at most 5 at once, at most 10 in any 60 s, 10/min sustained) shared by
-    every service this layer wraps. ``RateLimitLayer(limiters=[endpoint, shared])``
-    uses existing limiters, which other layers may share: list the most
-    specific first, so a call waiting on its own limit does not hold up the
-    shared queue. Capacity is taken from all limits at the same instant.
+    ``RateLimitLayer(per_minute=10, burst=5)`` (the same as ``RateLimitLayer(10, 60,
+    burst=5)``: ``rate`` calls per ``period`` seconds, and ``period`` defaults to 1
+    second) builds one :class:`~lamina.layers.rate_limit.Limiter` (at most 5 at once,
+    at most 10 in any 60 s, 10/min sustained) shared by every service this layer
+    wraps. ``per_second=`` and ``per_hour=`` name their unit the same way; give one
+    form only. ``APIEndpoint(rate_limit=10, burst_limit=5)`` is ``per_minute=10, burst=5``.
+
+    ``RateLimitLayer(limiters=[endpoint, shared])`` uses existing limiters (lamina's,
+    a :class:`~lamina.layers.rate_limit.RateLimiter`, or an ``aiolimiter.AsyncLimiter``),
+    which other layers may share: list the most specific first, so a call waiting on
+    its own limit does not hold up the shared queue. Capacity is taken from all limits
+    at the same instant.
 
     ``max_wait`` (seconds): raise :class:`lamina.RateLimitExceeded` as soon as
     the wait is known to exceed it. A wait that would pass ``request.deadline``
@@ -46,32 +52,52 @@ class RateLimitLayer:
     def __init__(
         self,
         rate: float | None = None,
-        period: float = 1.0,
+        period: float | None = None,
         *,
+        per_second: float | None = None,
+        per_minute: float | None = None,
+        per_hour: float | None = None,
         burst: int | None = None,
         max_wait: float | None = None,
         clock: Clock | None = None,
-        limiters: BaseLimiter | Sequence[BaseLimiter] | None = None,
+        limiters: object = None,
         backend: Backend | str | None = None,
         name: str | None = None,
     ) -> None:
         self.max_wait = (
             None if max_wait is None else check.seconds(max_wait, "max_wait", allow_zero=True)
         )
+        spec = {
+            "rate": rate,
+            "period": period,
+            "per_second": per_second,
+            "per_minute": per_minute,
+            "per_hour": per_hour,
+            "burst": burst,
+            "backend": backend,
+        }
         if limiters is not None:
-            if rate is not None or burst is not None or backend is not None:
+            given = [field for field, value in spec.items() if value is not None]
+            if given:
                 raise ConfigError(
-                    "give either rate/period/burst/backend or limiters", field="limiters"
+                    f"give either limiters= or a rate, not both ({', '.join(given)} "
+                    "would build another limit)",
+                    field="limiters",
                 )
-            found = (limiters,) if isinstance(limiters, BaseLimiter) else tuple(limiters)
+            found = as_limiters(limiters)
             own_clock = check_limiters(found)
             if clock is not None and clock is not own_clock:
                 raise ConfigError("limiters already have their own clock", field="clock")
-        elif rate is None:
-            raise ConfigError("a rate (or limiters=) is required", field="rate")
         else:
+            if all(value is None for value in list(spec.values())[:5]):
+                raise ConfigError(
+                    "a rate is required: per_second=, per_minute=, per_hour=, "
+                    "rate= (calls per period= seconds, default 1) or limiters=",
+                    field="rate",
+                )
+            calls, seconds = resolve_rate(rate, period, per_second, per_minute, per_hour)
             limiter = resolve_backend(backend).limiter(
-                rate, period, burst=burst, clock=clock, name=name
+                calls, seconds, burst=burst, clock=clock, name=name
             )
             found = (limiter,)
         self.limiters: tuple[BaseLimiter, ...] = found
@@ -86,7 +112,8 @@ class RateLimitLayer:
 
     def __repr__(self) -> str:
         limits = ", ".join(str(lim) for lim in self.limiters)
-        return f"RateLimitLayer([{limits}], max_wait={self.max_wait})"
+        wait = "None" if self.max_wait is None else f"{self.max_wait:g}s"
+        return f"RateLimitLayer([{limits}], max_wait={wait})"
 
 
 class RateLimitService:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from ... import _validate as check
 from ..._clock import Clock, LoopClock, default_clock
 from ..._errors import ConfigError, RateLimitExceeded
-from .bucket import describe, limit_spec
+from .bucket import describe, limit_spec, resolve_rate
 from .memory_store import MemoryLimitStore, take_now
 from .store import LimitStatus, LimitStore, Refused
 
@@ -40,8 +40,10 @@ __all__ = [
 
 
 class BaseLimiter:
-    """``rate`` calls per ``period`` seconds, at most ``burst`` at once (default ``rate``),
-    with its state in the store that ``store(limiter)`` builds.
+    """``rate`` calls per ``period`` seconds (default 1: per second), at most ``burst`` at
+    once (default ``rate``), with its state in the store that ``store(limiter)`` builds.
+    ``per_second=``, ``per_minute=`` or ``per_hour=`` say the same with the unit in the
+    name (``per_minute=10`` is ``rate=10, period=60``), instead of ``rate``/``period``.
 
     Guarantees (see :class:`~lamina.layers.rate_limit.bucket.Bucket`): any window of one
     ``period`` admits at most ``window = max(ceil(rate), burst)``; the long-run rate is
@@ -54,14 +56,18 @@ class BaseLimiter:
 
     def __init__(
         self,
-        rate: float,
-        period: float = 1.0,
+        rate: float | None = None,
+        period: float | None = None,
         *,
+        per_second: float | None = None,
+        per_minute: float | None = None,
+        per_hour: float | None = None,
         burst: int | None = None,
         clock: Clock | None = None,
         name: str | None = None,
         store: Callable[[BaseLimiter], LimitStore],
     ) -> None:
+        rate, period = resolve_rate(rate, period, per_second, per_minute, per_hour)
         self.rate, self.period, self.burst, self.window = limit_spec(rate, period, burst)
         self.clock: Clock = clock if clock is not None else default_clock
         self.name = name
@@ -108,14 +114,27 @@ class Limiter(BaseLimiter):
 
     def __init__(
         self,
-        rate: float,
-        period: float = 1.0,
+        rate: float | None = None,
+        period: float | None = None,
         *,
+        per_second: float | None = None,
+        per_minute: float | None = None,
+        per_hour: float | None = None,
         burst: int | None = None,
         clock: Clock | None = None,
         name: str | None = None,
     ) -> None:
-        super().__init__(rate, period, burst=burst, clock=clock, name=name, store=MemoryLimitStore)
+        super().__init__(
+            rate,
+            period,
+            per_second=per_second,
+            per_minute=per_minute,
+            per_hour=per_hour,
+            burst=burst,
+            clock=clock,
+            name=name,
+            store=MemoryLimitStore,
+        )
 
     def try_acquire(self, weight: int = 1) -> bool:
         """Take ``weight`` units now if they are free and nobody waits; never waits."""

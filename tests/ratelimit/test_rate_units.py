@@ -1,0 +1,119 @@
+"""Issue 14 item 5: a rate says its unit. ``per_second=``/``per_minute=``/``per_hour=``
+next to ``rate``/``period``, one form at a time, and the unit in every error and repr."""
+
+from __future__ import annotations
+
+import pytest
+
+from lamina import ConfigError, RateLimitExceeded, Request, Response, ServiceBuilder
+from lamina.layers.rate_limit import Limiter, RateLimitLayer
+from lamina.orchestration.config import APIEndpoint, APIOrchestrationConfig
+from lamina.orchestration.stack import default_layers, new_shared_state
+from lamina.testing import ManualClock
+
+
+async def ok(request: Request) -> Response:
+    return Response(200, request=request)
+
+
+@pytest.mark.parametrize(
+    ("form", "rate", "period"),
+    [
+        ({"per_second": 5}, 5.0, 1.0),
+        ({"per_minute": 600}, 600.0, 60.0),
+        ({"per_hour": 5000}, 5000.0, 3600.0),
+        ({"rate": 10}, 10.0, 1.0),  # rate alone is per second, as before
+        ({"rate": 10, "period": 60}, 10.0, 60.0),
+    ],
+)
+def test_each_form_builds_the_limit_it_names(
+    form: dict[str, float], rate: float, period: float
+) -> None:
+    for limiter in (RateLimitLayer(**form).limiter, Limiter(**form)):  # type: ignore[arg-type]
+        assert (limiter.rate, limiter.period) == (rate, period)
+
+
+async def test_per_minute_paces_per_minute(manual_clock: ManualClock) -> None:
+    layer = RateLimitLayer(per_minute=2, max_wait=0, clock=manual_clock)
+    service = ServiceBuilder().layer(layer).service(ok)
+    for _ in range(2):
+        await service(Request("GET", "http://x/"))
+    with pytest.raises(RateLimitExceeded, match=r"2/min burst=2 would delay the call 60s"):
+        await service(Request("GET", "http://x/"))
+    manual_clock.advance(59.9)
+    with pytest.raises(RateLimitExceeded):
+        await service(Request("GET", "http://x/"))
+    manual_clock.advance(0.1)
+    assert (await service(Request("GET", "http://x/"))).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("form", "field", "words"),
+    [
+        ({"per_minute": 10, "period": 60}, "per_minute", "leave out period"),
+        ({"per_minute": 10, "rate": 10}, "per_minute", "leave out rate"),
+        ({"per_second": 1, "per_minute": 60}, "per_second", "leave out per_minute"),
+        ({}, "rate", "per_minute="),
+        ({"period": 60}, "rate", "a rate is required"),
+    ],
+)
+def test_one_form_at_a_time(form: dict[str, float], field: str, words: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        RateLimitLayer(**form)  # type: ignore[arg-type]
+    assert info.value.field == field
+    assert words in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("form", "field", "unit"),
+    [
+        ({"rate": 0}, "rate", "calls per second"),
+        ({"rate": 0, "period": 60}, "rate", "calls per minute"),
+        ({"rate": 0, "period": 90}, "rate", "calls per 90 s"),
+        ({"per_minute": 0}, "per_minute", "calls per minute"),
+        ({"per_hour": -1}, "per_hour", "calls per hour"),
+        ({"per_second": "x"}, "per_second", "calls per second"),
+        ({"rate": 10, "period": 0}, "period", "duration in seconds"),
+        ({"rate": 10, "burst": 0}, "burst", "number of calls at once"),
+        ({"rate": 10, "max_wait": -1}, "max_wait", "duration in seconds"),
+    ],
+)
+def test_every_error_names_the_unit(form: dict[str, object], field: str, unit: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        RateLimitLayer(**form)  # type: ignore[arg-type]
+    assert info.value.field == field
+    assert unit in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("layer", "shown"),
+    [
+        (RateLimitLayer(20), "RateLimitLayer([20/s burst=20], max_wait=None)"),
+        (
+            RateLimitLayer(per_minute=10, burst=5, max_wait=2),
+            "RateLimitLayer([10/min burst=5], max_wait=2s)",
+        ),
+        (RateLimitLayer(per_hour=5000), "RateLimitLayer([5000/h burst=5000], max_wait=None)"),
+        (RateLimitLayer(10, 90), "RateLimitLayer([10 per 90 s burst=10], max_wait=None)"),
+        (RateLimitLayer(0.5), "RateLimitLayer([0.5/s burst=1], max_wait=None)"),
+    ],
+)
+def test_every_repr_names_the_unit(layer: RateLimitLayer, shown: str) -> None:
+    assert repr(layer) == shown
+
+
+def test_an_endpoints_rate_limit_is_per_minute_as_the_docs_table_says() -> None:
+    """docs/concepts.md: ``rate_limit``/``burst_limit`` -> ``RateLimitLayer(per_minute=,
+    burst=)``; ``global_rate_limit``/``rate_limit_window`` -> ``rate=, period=``."""
+    endpoint = APIEndpoint("users", "http://x/users", rate_limit=10, burst_limit=5)
+    config = APIOrchestrationConfig(
+        endpoints=[endpoint], global_rate_limit=100, rate_limit_window=30
+    )
+    layers = default_layers(endpoint, config, new_shared_state(config))
+    [layer] = [layer for layer in layers if isinstance(layer, RateLimitLayer)]
+    own, shared = layer.limiters
+    expected = RateLimitLayer(per_minute=10, burst=5).limiter
+    assert (own.rate, own.period, own.burst) == (expected.rate, expected.period, expected.burst)
+    assert str(own) == "'users' 10/min burst=5"
+    assert (shared.rate, shared.period) == (100, 30)
+    assert "10/min burst=5" in repr(layer)

@@ -1,0 +1,92 @@
+"""Issue 14 item 10: dataknobs-fsm's ``RateLimiter(rate_limit, window)`` with
+``await limiter.acquire()``, in virtual time (looptime moves the loop's clock)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+import lamina.ratelimit
+from lamina import ConfigError, RateLimitExceeded, Request, Response, ServiceBuilder
+from lamina.layers.rate_limit import Limiter, RateLimiter, RateLimitLayer
+
+
+@pytest.mark.looptime(end=60)
+@pytest.mark.timeout(10)
+async def test_the_references_own_test_first_ten_at_once_the_eleventh_waits() -> None:
+    loop = asyncio.get_running_loop()
+    limiter = RateLimiter(rate_limit=10, window=0.1)  # 10 requests per 0.1 second
+    start = loop.time()
+    for _ in range(10):
+        await limiter.acquire()
+    assert loop.time() - start == 0  # all ten at once
+    start = loop.time()
+    waited = await limiter.acquire()
+    assert loop.time() - start == pytest.approx(0.1, abs=1e-3)  # until the window allows
+    assert waited == pytest.approx(0.1, abs=1e-3)
+
+
+@pytest.mark.looptime(end=600)
+@pytest.mark.timeout(10)
+async def test_no_window_ever_holds_more_than_rate_limit() -> None:
+    loop = asyncio.get_running_loop()
+    limiter = RateLimiter(5, 1.0)
+    stamps: list[float] = []
+
+    async def worker() -> None:
+        for _ in range(20):
+            await limiter.acquire()
+            stamps.append(loop.time())
+
+    await asyncio.gather(*(worker() for _ in range(3)))
+    assert len(stamps) == 60
+    stamps.sort()
+    for i, t in enumerate(stamps):
+        assert sum(1 for s in stamps[i:] if s < t + 1.0 - 1e-6) <= 5
+    assert stamps[-1] - stamps[0] == pytest.approx(11, abs=0.01)  # 60 calls at 5/s
+
+
+def test_default_window_is_a_minute_and_fields_are_named() -> None:
+    limiter = RateLimiter(30)
+    assert (limiter.rate_limit, limiter.window) == (30, 60)
+    assert repr(limiter) == "<RateLimiter rate_limit=30 window=60s (per minute) available=30>"
+    with pytest.raises(ConfigError) as info:
+        RateLimiter(rate_limit=0, window=0.1)
+    assert info.value.field == "rate_limit"
+    assert "per 0.1 s" in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        RateLimiter(rate_limit=10, window=0)
+    assert info.value.field == "window"
+
+
+@pytest.mark.looptime(end=60)
+async def test_max_wait_try_acquire_reset_and_async_with() -> None:
+    limiter = RateLimiter(2, 10)
+    async with limiter:
+        pass
+    assert limiter.try_acquire()
+    assert not limiter.try_acquire()
+    with pytest.raises(RateLimitExceeded) as info:
+        await limiter.acquire(max_wait=1)
+    assert info.value.retry_after == pytest.approx(10)
+    assert limiter.status().available == 0
+    limiter.reset()
+    assert limiter.status().available == 2
+
+
+@pytest.mark.looptime(end=60)
+async def test_a_stack_shares_its_limit() -> None:
+    async def ok(request: Request) -> Response:
+        return Response(200, request=request)
+
+    limiter = RateLimiter(1, 30)
+    service = ServiceBuilder().layer(RateLimitLayer(limiters=[limiter], max_wait=0)).service(ok)
+    await limiter.acquire()
+    with pytest.raises(RateLimitExceeded):
+        await service(Request("GET", "http://x/"))
+    assert isinstance(limiter.limiter, Limiter)
+
+
+def test_found_where_a_user_looks() -> None:
+    assert lamina.ratelimit.RateLimiter is RateLimiter
