@@ -84,3 +84,12 @@ def test_modes_example() -> None:
     assert "critical_path=['user', 'posts', 'summary']" in lines["sequential"]
     assert "critical_path=['user', 'summary']" in lines["hybrid"]
     assert "critical_path=['user']" in lines["parallel"]
+
+
+def test_client_credentials_example() -> None:
+    out = run("examples/client_credentials.py")
+    assert "outcomes: {'report_0': 'ok', 'report_1': 'ok'" in out
+    assert "tokens fetched: 1\n" in out
+    assert "tokens fetched: 2 calls refused with 401: 4" in out
+    assert "client_secret=[REDACTED]" in out
+    assert "demo-client-secret" not in out

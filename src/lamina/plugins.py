@@ -57,6 +57,7 @@ BUILTIN_LAYERS: dict[str, str] = {
     "tracing": "lamina.layers.tracing:TracingLayer",
     "logging": "lamina.layers.logging:LoggingLayer",
     "concurrency": "lamina.layers.concurrency:ConcurrencyLimitLayer",
+    "client_credentials": "lamina.layers.client_credentials:ClientCredentialsLayer",
 }
 
 LayerFactory = Callable[..., Any]

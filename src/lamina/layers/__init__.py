@@ -2,8 +2,11 @@
 middleware, holding its layer, the service it wraps into, its policy and its stores."""
 
 from .cache import CacheLayer
+from .chaos import ChaosLayer
 from .circuit_breaker import CircuitBreakerLayer
+from .client_credentials import ClientCredentialsLayer
 from .concurrency import ConcurrencyLimitLayer
+from .fallback import FallbackLayer
 from .logging import LoggingLayer
 from .metrics import MetricsLayer
 from .parse import ParseLayer
@@ -15,8 +18,11 @@ from .tracing import CallTracingLayer, TracingLayer
 __all__ = [
     "CacheLayer",
     "CallTracingLayer",
+    "ChaosLayer",
     "CircuitBreakerLayer",
+    "ClientCredentialsLayer",
     "ConcurrencyLimitLayer",
+    "FallbackLayer",
     "LoggingLayer",
     "MetricsLayer",
     "ParseLayer",
