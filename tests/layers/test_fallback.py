@@ -80,18 +80,18 @@ async def test_cancellation_never_falls_back() -> None:
     async def handler(request: Request) -> Response:
         raise asyncio.CancelledError
 
-    service = FallbackLayer("x", on=[Exception]).wrap(service_fn(handler))
+    service = FallbackLayer("x", errors=[Exception]).wrap(service_fn(handler))
     with pytest.raises(asyncio.CancelledError):
         await service(REQ)
 
 
 async def test_on_chooses_error_classes_by_class_or_by_lamina_name() -> None:
-    only_open = FallbackLayer("cached", on=["CircuitOpenError"])
+    only_open = FallbackLayer("cached", errors=["CircuitOpenError"])
     opened = CircuitOpenError(retry_after=3.0, request=REQ)
     assert (await only_open.wrap(failing(opened))(REQ)).value == "cached"
     with pytest.raises(TimeoutError):
         await only_open.wrap(failing(TimeoutError("slow", request=REQ)))(REQ)
-    mine = FallbackLayer(0, on=ValueError)
+    mine = FallbackLayer(0, errors=ValueError)
     assert (await mine.wrap(failing(ValueError("x")))(REQ)).value == 0
 
 
@@ -169,10 +169,10 @@ async def test_it_emits_fallback_used() -> None:
 @pytest.mark.parametrize(
     ("options", "field"),
     [
-        ({"on": ["CircuitOpen"]}, "on"),  # did you mean CircuitOpenError?
-        ({"on": [int]}, "on"),
-        ({"on": []}, "on"),
-        ({"on": 3}, "on"),
+        ({"errors": ["CircuitOpen"]}, "errors"),  # did you mean CircuitOpenError?
+        ({"errors": [int]}, "errors"),
+        ({"errors": []}, "errors"),
+        ({"errors": 3}, "errors"),
         ({"statuses": [700]}, "statuses"),
         ({"statuses": "503"}, "statuses"),
     ],
@@ -187,7 +187,7 @@ def test_bad_options_are_config_errors_naming_the_field(
 
 def test_unknown_error_name_suggests_the_closest() -> None:
     with pytest.raises(ConfigError, match="did you mean 'CircuitOpenError'"):
-        FallbackLayer("x", on="CircuitOpen")
+        FallbackLayer("x", errors="CircuitOpen")
 
 
 # -- real server, every transport, through the orchestrator -----------------------------
@@ -249,7 +249,7 @@ async def test_an_open_breaker_falls_back_without_calling_the_upstream(
     clock = ManualClock()
     breaker = CircuitBreakerLayer(threshold=2, timeout=60.0, clock=clock)
     stack_layers = [
-        FallbackLayer(lambda exc: {"stale": True}, on=["CircuitOpenError"]),
+        FallbackLayer(lambda exc: {"stale": True}, errors=["CircuitOpenError"]),
         ParseLayer(),
         breaker,
     ]
@@ -287,7 +287,7 @@ async def test_a_refused_connection_falls_back_and_dependents_run_on_the_value(
         ],
         mode=OrchestrationMode.SEQUENTIAL,
     )
-    layer = FallbackLayer({"name": "guest"}, on=[ConnectError])
+    layer = FallbackLayer({"name": "guest"}, errors=[ConnectError])
     async with APIOrchestrator(config, layers=with_fallback(layer), transport=transport) as orch:
         report = await orch.run()
     assert report.endpoints["profile"].outcome == "fallback"

@@ -284,6 +284,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         value = [] if args.quiet else [_value_text(report.value, flow.secrets)]
         text = "\n\n".join(
             [
+                *([report.chaos_banner()] if report.chaos else []),  # fault injection was on
                 results_table(report, timelines),
                 *value,
                 waterfall(report, timelines),

@@ -19,7 +19,7 @@ __all__ = ["FALLBACK_EVENT", "FallbackLayer", "FallbackResponse", "FallbackServi
 #: The event the layer emits when it answers with the fallback (``error``, ``status``).
 FALLBACK_EVENT = "fallback.used"
 
-#: ``on`` when neither ``on`` nor ``statuses`` is given: any error lamina raises.
+#: ``errors`` when neither ``errors`` nor ``statuses`` is given: any error lamina raises.
 DEFAULT_ON: tuple[type[BaseException], ...] = (LaminaError,)
 
 
@@ -42,7 +42,7 @@ class FallbackResponse(Response):
 
 
 class FallbackLayer:
-    """On the failures chosen by ``on`` and ``statuses``, answer with ``fallback``.
+    """On the failures chosen by ``errors`` and ``statuses``, answer with ``fallback``.
 
     ``fallback`` is a value (the call's ``response.value``) or a function, sync or
     async, called with the error, or with the error and the request when it takes two
@@ -50,7 +50,7 @@ class FallbackLayer:
     the value; a :class:`lamina.Response` it returns is the answer as it is. An error
     it raises is the call's error (chained to the original one).
 
-    ``on`` lists error classes (or the names of lamina's errors, e.g.
+    ``errors`` lists error classes (or the names of lamina's errors, e.g.
     ``"CircuitOpenError"``); ``statuses`` lists HTTP statuses, matched on a
     :class:`lamina.HTTPStatusError` or, below the parse layer, on a response. With
     neither, any :class:`lamina.LaminaError` falls back; with ``statuses`` alone, only
@@ -63,13 +63,13 @@ class FallbackLayer:
     ``lamina.fallback``. The answer is a :class:`FallbackResponse` with status 200.
     """
 
-    __slots__ = ("fallback", "is_function", "on", "pass_request", "statuses")
+    __slots__ = ("errors", "fallback", "is_function", "pass_request", "statuses")
 
     def __init__(
         self,
         fallback: Any = None,
         *,
-        on: Iterable[type[BaseException] | str] | type[BaseException] | str | None = None,
+        errors: Iterable[type[BaseException] | str] | type[BaseException] | str | None = None,
         statuses: Collection[int] | None = None,
     ) -> None:
         self.fallback = fallback
@@ -78,10 +78,10 @@ class FallbackLayer:
         self.statuses: frozenset[int] = frozenset(
             () if statuses is None else check.status_codes(statuses, "statuses")
         )
-        if on is None:
-            self.on: tuple[type[BaseException], ...] = DEFAULT_ON if statuses is None else ()
+        if errors is None:
+            self.errors: tuple[type[BaseException], ...] = DEFAULT_ON if statuses is None else ()
         else:
-            self.on = _error_classes(on)
+            self.errors = _error_classes(errors)
 
     def handles(self, outcome: BaseException | Response) -> bool:
         """Whether ``outcome`` (an error, or a response) falls back."""
@@ -91,16 +91,16 @@ class FallbackLayer:
             return False
         if isinstance(outcome, _errors.HTTPStatusError) and outcome.status_code in self.statuses:
             return True
-        return isinstance(outcome, self.on)
+        return isinstance(outcome, self.errors)
 
     def wrap(self, inner: Service) -> Service:
         return FallbackService(inner, self)
 
     def __repr__(self) -> str:
         what = "function" if self.is_function else f"<{type(self.fallback).__name__}>"
-        on = ", ".join(cls.__name__ for cls in self.on)
+        errors = ", ".join(cls.__name__ for cls in self.errors)
         statuses = f", statuses={sorted(self.statuses)}" if self.statuses else ""
-        return f"FallbackLayer({what}, on=({on}){statuses})"
+        return f"FallbackLayer({what}, errors=({errors}){statuses})"
 
 
 def _takes_two(function: Callable[..., Any]) -> bool:
@@ -118,11 +118,13 @@ def _takes_two(function: Callable[..., Any]) -> bool:
 
 
 def _error_classes(
-    on: Iterable[type[BaseException] | str] | type[BaseException] | str,
+    errors: Iterable[type[BaseException] | str] | type[BaseException] | str,
 ) -> tuple[type[BaseException], ...]:
-    items: Iterable[Any] = (on,) if isinstance(on, str | type) else on
+    items: Iterable[Any] = (errors,) if isinstance(errors, str | type) else errors
     if not isinstance(items, Iterable):
-        raise ConfigError(f"must be error classes or lamina error names, got {on!r}", field="on")
+        raise ConfigError(
+            f"must be error classes or lamina error names, got {errors!r}", field="errors"
+        )
     classes: list[type[BaseException]] = []
     for item in items:
         if isinstance(item, str):
@@ -135,16 +137,18 @@ def _error_classes(
                 raise ConfigError(
                     f"{item!r} is not one of lamina's errors{hint} "
                     "(a class of your own goes in from Python or a flow's {import: ...})",
-                    field="on",
+                    field="errors",
                 )
             item = found
         if not (isinstance(item, type) and issubclass(item, Exception)):
             raise ConfigError(
-                f"must be exception classes or names of lamina errors, got {item!r}", field="on"
+                f"must be exception classes or names of lamina errors, got {item!r}", field="errors"
             )
         classes.append(item)
     if not classes:
-        raise ConfigError("names no error class (leave it out for any lamina error)", field="on")
+        raise ConfigError(
+            "names no error class (leave it out for any lamina error)", field="errors"
+        )
     return tuple(classes)
 
 
