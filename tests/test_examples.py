@@ -93,3 +93,25 @@ def test_client_credentials_example() -> None:
     assert "tokens fetched: 2 calls refused with 401: 4" in out
     assert "client_secret=[REDACTED]" in out
     assert "demo-client-secret" not in out
+
+
+def test_fallback_example() -> None:
+    out = run("examples/fallback.py")
+    assert "prices: fallback -> {'price': None, 'currency': 'EUR'}" in out
+    assert "  kept error: HTTPStatusError, status 503" in out
+    assert "stock: fallback -> {'item': 'stock', 'in_stock': None, 'why': 'ConnectError'}" in out
+    assert "catalog: ok -> " in out
+    assert "run ok: True, fallbacks: ['prices', 'stock']" in out
+    assert "upstream saw /status/503 3 times" in out  # retried first, then the fallback
+    assert "fallbacks counted: 2" in out
+
+
+def test_chaos_example() -> None:
+    out = run("examples/chaos.py")
+    assert "run 1: ok=True, 8 attempts for 6 calls" in out
+    assert "run 2: ok=True, 8 attempts for 6 calls" in out
+    assert "  item4: attempt 1: latency 0.00703s, attempt 1: ConnectError" in out
+    assert "same seed, same faults: True" in out
+    assert "upstream saw 12 requests (12 calls)" in out
+    assert "CHAOS: fault injection was ON for item0, item1, item2, item3, item4, item5" in out
+    assert "found: item5 failed with CircuitOpenError after attempt 5: status 503" in out
