@@ -142,13 +142,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.func(args)
     except ConfigError as exc:
-        where = f"{exc.field}: " if exc.field else ""
-        message = exc.message
-        while where and message.startswith(where):  # ConfigError.message holds the field
-            message = message[len(where) :]
-        located = (exc.field or "").startswith("endpoints[")
-        who = f" (endpoint {exc.endpoint!r})" if exc.endpoint and not located else ""
-        print(f"error: {where}{message}{who}", file=sys.stderr)
+        errors = getattr(exc, "errors", None) or [exc]  # a flow's mistakes, every one
+        for error in errors:
+            print(_error_line(error), file=sys.stderr)
+        if len(errors) > 1:
+            print(f"{len(errors)} errors", file=sys.stderr)
         return 2
     except UsageError as exc:
         print(f"lamina {args.command}: error: {exc}", file=sys.stderr)
@@ -157,6 +155,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     return code
+
+
+def _error_line(exc: ConfigError) -> str:
+    """``error: <field>: <message>`` (the endpoint named when the field does not)."""
+    where = f"{exc.field}: " if exc.field else ""
+    message = exc.message
+    while where and message.startswith(where):  # ConfigError.message holds the field
+        message = message[len(where) :]
+    located = (exc.field or "").startswith("endpoints[")
+    who = f" (endpoint {exc.endpoint!r})" if exc.endpoint and not located else ""
+    return f"error: {where}{message}{who}"
 
 
 def run() -> None:

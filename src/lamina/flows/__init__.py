@@ -29,6 +29,7 @@ from .imports import REFUSED_MODULES, FlowImport, ImportPolicy, PendingImport
 from .layers import DEFAULTS, FlowLayers, LayerSpec, parse_layers
 from .limits import MAX_FLOW_BYTES, MAX_FLOW_DEPTH, MAX_FLOW_VALUES
 from .loader import load_flow, parse_flow_text
+from .problems import FlowErrors
 
 __all__ = [
     "CONFIG_KEYS",
@@ -41,6 +42,7 @@ __all__ = [
     "REFUSED_MODULES",
     "Expression",
     "FlowImport",
+    "FlowErrors",
     "FlowInfo",
     "FlowLayers",
     "ImportPolicy",

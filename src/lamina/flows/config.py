@@ -17,6 +17,7 @@ from .expressions import HOOK_FIELDS, hook_from_spec, hook_to_spec
 from .imports import FlowImport, Importer
 from .layers import FlowLayers, LayerSpec, parse_layers
 from .limits import check_shape
+from .problems import FlowErrors, Problems, errors_of, narrowing, top_field
 
 __all__ = [
     "CONFIG_KEYS",
@@ -83,13 +84,15 @@ def _attach_layers(config: APIOrchestrationConfig, info: FlowInfo) -> None:
         setattr(config, "layers", builder)  # noqa: B010
 
 
-def _unknown(keys: Mapping[str, Any], allowed: tuple[str, ...], where: str) -> None:
+def _unknown(
+    keys: Mapping[str, Any], allowed: tuple[str, ...], where: str, problems: Problems
+) -> None:
     for key in keys:
         if key not in allowed:
             close = get_close_matches(str(key), allowed, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             path = f"{where}.{key}" if where else str(key)
-            raise ConfigError(f"unknown key {key!r}{hint}", field=path)
+            problems.add(ConfigError(f"unknown key {key!r}{hint}", field=path))
 
 
 def _relocate(exc: ConfigError, prefix: str) -> ConfigError:
@@ -110,7 +113,8 @@ def config_from_dict(
     """Build a validated config from a flow mapping (``${VAR}`` filled from ``env``,
     default ``os.environ``). Errors are :class:`lamina.ConfigError` whose ``field`` is
     the path, e.g. ``endpoints[2].depends_on``; values from the environment never
-    appear in their messages.
+    appear in their messages. Every mistake is reported at once: with more than one,
+    the error is a :class:`lamina.flows.FlowErrors` whose ``errors`` lists each.
 
     Import references are refused unless ``allow_imports`` permits them (``True``, or a
     list of module prefixes); with ``resolve_imports=False`` nothing is imported and
@@ -119,72 +123,180 @@ def config_from_dict(
         raise ConfigError(f"a flow must be a mapping, got {type(data).__name__}", field=None)
     check_shape(data, source)
     importer = Importer.of(allow_imports, resolve=resolve_imports)
-    found = Substitutions()
+    found = Substitutions(collect=True)
+    problems = Problems()
     try:
         resolved, found = substitute(data, env, (), found)
-        return _build(resolved, found, source, importer)
+        for error in found.errors:
+            problems.add(error)
+            problems.block(error.field or "")
+        config = _build(resolved, found, source, importer, problems)
+        problems.check()
+        assert config is not None  # built whenever no problem was found
+        return config
     except ConfigError as exc:
         if not found.values:
             raise
-        message = exc.message.partition(": ")[2] if exc.field else exc.message
-        raise ConfigError(scrub(message, found.values), field=exc.field) from None
+        scrubbed = [_scrubbed(e, found.values) for e in errors_of(exc)]
+        raise (scrubbed[0] if len(scrubbed) == 1 else FlowErrors(scrubbed)) from None
+
+
+def _scrubbed(exc: ConfigError, values: set[str]) -> ConfigError:
+    message = exc.message.partition(": ")[2] if exc.field else exc.message
+    return ConfigError(scrub(message, values), field=exc.field)
 
 
 def _build(
-    data: dict[str, Any], found: Substitutions, source: str | None, importer: Importer
-) -> APIOrchestrationConfig:
-    _unknown(data, CONFIG_KEYS, "")
+    data: dict[str, Any],
+    found: Substitutions,
+    source: str | None,
+    importer: Importer,
+    problems: Problems,
+) -> APIOrchestrationConfig | None:
+    _unknown(data, CONFIG_KEYS, "", problems)
     raw_endpoints = data.get("endpoints", [])
     if isinstance(raw_endpoints, str) or not isinstance(raw_endpoints, list):
-        raise ConfigError("must be a list of endpoints", field="endpoints")
-    if not raw_endpoints:
-        raise ConfigError("a flow needs at least one endpoint", field="endpoints")
-    endpoints = [_endpoint(raw, index, importer) for index, raw in enumerate(raw_endpoints)]
+        problems.add(ConfigError("must be a list of endpoints", field="endpoints"))
+        raw_endpoints = []
+    elif not raw_endpoints:
+        problems.add(ConfigError("a flow needs at least one endpoint", field="endpoints"))
+    endpoints = [
+        _endpoint(raw, index, importer, problems) for index, raw in enumerate(raw_endpoints)
+    ]
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
         if key in CONFIG_FIELDS:
-            hook = key in HOOK_FIELDS and value is not None
-            kwargs[key] = hook_from_spec(value, key, allow_imports=importer) if hook else value
-    config = APIOrchestrationConfig(endpoints=endpoints, **kwargs)
+            if key in HOOK_FIELDS and value is not None:
+                hook = problems.attempt(hook_from_spec, value, key, allow_imports=importer)
+                if hook is not None:
+                    kwargs[key] = hook
+            else:
+                kwargs[key] = value
     info = FlowInfo(substitutions=found, source=source, imports=importer.found)
     for key in ("name", "description"):
         value = data.get(key)
         if value is not None and not isinstance(value, str):
-            raise ConfigError("must be a string", field=key)
-        setattr(info, key, value)
+            problems.add(ConfigError("must be a string", field=key))
+        else:
+            setattr(info, key, value)
     transport = data.get("transport")
     if transport is not None and transport not in TRANSPORT_NAMES:
-        raise ConfigError(f"must be one of {', '.join(TRANSPORT_NAMES)}", field="transport")
-    info.transport = transport
+        problems.add(ConfigError(f"must be one of {', '.join(TRANSPORT_NAMES)}", field="transport"))
+    else:
+        info.transport = transport
     if data.get("layers") is not None:
-        info.layers = parse_layers(data["layers"], allow_imports=importer)
+        info.layers = problems.attempt(lambda: parse_layers(data["layers"], allow_imports=importer))
+    if not endpoints:
+        return None
+    config = narrowing(
+        APIOrchestrationConfig,
+        {"endpoints": endpoints, **kwargs},
+        problems,
+        relocate=lambda exc: exc,
+        drop=_drop_config_field,
+    )
+    if config is None or problems:
+        return None
     _INFO[config] = info
     _attach_layers(config, info)
     return config
 
 
-def _endpoint(raw: Any, index: int, importer: Importer) -> APIEndpoint:
+def _drop_config_field(kwargs: dict[str, Any], exc: ConfigError) -> bool:
+    """Take the field ``exc`` names out of the config's arguments (an endpoint's
+    ``depends_on`` or a duplicate ``name``: that endpoint's)."""
+    field = exc.field or ""
+    top = top_field(field)
+    if top == "endpoints" and field.startswith("endpoints["):
+        index = int(field[len("endpoints[") :].partition("]")[0])
+        endpoints = list(kwargs["endpoints"])
+        if not 0 <= index < len(endpoints) or not isinstance(endpoints[index], APIEndpoint):
+            return False
+        rename = field.endswith(".name")
+        endpoints[index] = dataclasses.replace(
+            endpoints[index],
+            depends_on=None,
+            **({"name": f"endpoints[{index}]"} if rename else {}),
+        )
+        kwargs["endpoints"] = endpoints
+        return True
+    if top is not None and top in kwargs and top != "endpoints":
+        del kwargs[top]
+        return True
+    return False
+
+
+def _endpoint(raw: Any, index: int, importer: Importer, problems: Problems) -> APIEndpoint:
+    """The endpoint at ``index``, or (its errors recorded) a stand-in with its name."""
     where = f"endpoints[{index}]"
     if not isinstance(raw, Mapping):
-        raise ConfigError(f"must be a mapping, got {type(raw).__name__}", field=where)
-    _unknown(raw, ENDPOINT_KEYS, where)
+        problems.add(ConfigError(f"must be a mapping, got {type(raw).__name__}", field=where))
+        return _stand_in(None, index)
+    _unknown(raw, ENDPOINT_KEYS, where, problems)
     kwargs: dict[str, Any] = {}
     for key, value in raw.items():
+        if key not in ENDPOINT_KEYS:
+            continue
         if key in HOOK_FIELDS and value is not None:
-            value = hook_from_spec(value, f"{where}.{key}", key, allow_imports=importer)
-        elif key == "headers" and value is not None:
-            _check_headers(value, f"{where}.headers")
+            value = problems.attempt(
+                hook_from_spec, value, f"{where}.{key}", key, allow_imports=importer
+            )
+            if value is None:
+                continue
+        elif (
+            key == "headers"
+            and value is not None
+            and problems.attempt(_check_headers, value, f"{where}.headers") is None
+        ):
+            continue
         kwargs[key] = value
     for required in ("name", "url"):
         if required not in kwargs:
-            raise ConfigError("is required", field=f"{where}.{required}")
-    try:
-        return APIEndpoint(**kwargs)
-    except ConfigError as exc:
-        raise _relocate(exc, where) from None
+            problems.add(ConfigError("is required", field=f"{where}.{required}"))
+    if "name" not in kwargs or "url" not in kwargs:
+        return _stand_in(kwargs, index)
+    endpoint = narrowing(
+        APIEndpoint,
+        dict(kwargs),
+        problems,
+        relocate=lambda exc: _relocate(exc, where),
+        drop=lambda args, exc: _drop_endpoint_field(args, exc, index),
+    )
+    return endpoint if endpoint is not None else _stand_in(kwargs, index)
 
 
-def _check_headers(headers: Any, where: str) -> None:
+def _drop_endpoint_field(kwargs: dict[str, Any], exc: ConfigError, index: int) -> bool:
+    top = top_field(exc.field)
+    if top == "name":
+        kwargs["name"] = f"endpoints[{index}]"
+        return True
+    if top == "url":
+        kwargs["url"] = STAND_IN_URL
+        return True
+    if top is not None and top in kwargs:
+        del kwargs[top]
+        return True
+    return False
+
+
+#: Where a stand-in for a broken endpoint points (never called: the flow is invalid).
+STAND_IN_URL = "http://invalid.invalid/"
+
+
+def _stand_in(kwargs: Mapping[str, Any] | None, index: int) -> APIEndpoint:
+    """An endpoint that keeps a broken one's name and dependencies, so the rest of the
+    flow is checked as written (nothing is called: the flow has errors)."""
+    name = (kwargs or {}).get("name")
+    if not isinstance(name, str) or not name.strip():
+        name = f"endpoints[{index}]"
+    depends_on = (kwargs or {}).get("depends_on")
+    if not isinstance(depends_on, list) or not all(isinstance(d, str) for d in depends_on):
+        depends_on = None
+    return APIEndpoint(name=name, url=STAND_IN_URL, depends_on=depends_on)
+
+
+def _check_headers(headers: Any, where: str) -> bool:
+    """True when ``headers`` maps names to strings (else a ConfigError)."""
     if not isinstance(headers, Mapping):
         raise ConfigError("must be a mapping of header names to strings", field=where)
     for name, value in headers.items():
@@ -193,6 +305,7 @@ def _check_headers(headers: Any, where: str) -> None:
                 f"must be a string, got {type(value).__name__} (quote it)",
                 field=f"{where}.{name}",
             )
+    return True
 
 
 def _value(value: Any, path: str, strict: bool = True) -> Any:

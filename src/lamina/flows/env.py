@@ -32,6 +32,10 @@ class Substitutions:
     results: dict[tuple[str | int, ...], str] = field(default_factory=dict)
     values: set[str] = field(default_factory=set)
     visited: int = 0
+    collect: bool = False
+    """Record a missing variable or a malformed ``${`` in :attr:`errors` and go on
+    (the value is left as written) instead of raising."""
+    errors: list[ConfigError] = field(default_factory=list)
 
 
 def render_path(path: tuple[str | int, ...]) -> str:
@@ -75,11 +79,16 @@ def _substitute_string(
     if "$" not in text:
         return text
     if BROKEN.search(text):
-        raise ConfigError(
+        error = ConfigError(
             "malformed ${...}: write ${NAME} or ${NAME:-default} (and $${ for a literal)",
             field=render_path(path) or None,
         )
+        if not found.collect:
+            raise error
+        found.errors.append(error)
+        return text
     used = False
+    missing: list[str] = []
 
     def replace(match: re.Match[str]) -> str:
         nonlocal used
@@ -94,11 +103,25 @@ def _substitute_string(
         default = match.group(2)
         if default is not None:
             return default
-        raise ConfigError(
-            f"environment variable {name} is not set", field=render_path(path) or None
-        )
+        missing.append(name)
+        return match.group(0)
 
     result = VARIABLE.sub(replace, text)
+    if missing:
+        names = list(dict.fromkeys(missing))
+        which = (
+            f"environment variable {names[0]} is not set"
+            if len(names) == 1
+            else f"environment variables {', '.join(names)} are not set"
+        )
+        error = ConfigError(
+            f"{which} (export it, or give a default: ${{{missing[0]}:-value}})",
+            field=render_path(path) or None,
+        )
+        if not found.collect:
+            raise error
+        found.errors.append(error)
+        return text
     if used or result != text:
         found.templates[path] = text
         found.results[path] = result

@@ -14,7 +14,7 @@ from typing import Any
 
 import jmespath
 from jmespath import functions as jmespath_functions
-from jmespath.exceptions import JMESPathError
+from jmespath.exceptions import JMESPathError, ParseError
 from jmespath.parser import ParsedResult
 
 from .._errors import ConfigError
@@ -99,6 +99,56 @@ def _endpoint_data(endpoint: Any) -> dict[str, Any]:
     }
 
 
+#: Most bare numbers :func:`_explain` puts in backticks to find a working spelling.
+MAX_FIXES = 20
+
+
+def _explain(source: str, exc: JMESPathError) -> str:
+    """Why ``source`` does not parse, the whole expression quoted, and for the usual
+    mistake, a bare number (``amount > 100``), the spelling that works (``amount > `100```)."""
+    if isinstance(exc, ParseError):
+        where = getattr(exc, "lex_position", None)
+        token = getattr(exc, "token_value", None)
+        if getattr(exc, "token_type", None) == "EOF" or token is None:
+            detail = f"it ends too early (column {where})"
+        else:
+            detail = f"unexpected {token!r} at column {where}"
+    else:
+        detail = str(exc).strip().splitlines()[0]
+    message = f"invalid JMESPath expression {source!r}: {detail}"
+    fixed = _with_literals(source, exc)
+    if fixed is not None:
+        message += (
+            f"; numbers are literals in JMESPath, written in backticks: {fixed!r}"
+            " (strings: 'raw string' or `\"json\"`)"
+        )
+    return message
+
+
+def _with_literals(source: str, exc: JMESPathError) -> str | None:
+    """``source`` with each bare number put in backticks, if that makes it parse."""
+    fixed = source
+    for _ in range(MAX_FIXES):
+        if not isinstance(exc, ParseError) or getattr(exc, "token_type", None) != "NUMBER":
+            return None
+        start = getattr(exc, "lex_position", None)
+        if not isinstance(start, int):
+            return None
+        end = start
+        while end < len(fixed) and (fixed[end].isdigit() or fixed[end] in "-.eE+"):
+            end += 1
+        if end == start:
+            return None
+        fixed = f"{fixed[:start]}`{fixed[start:end]}`{fixed[end:]}"
+        try:
+            jmespath.compile(fixed)
+        except JMESPathError as again:
+            exc = again
+            continue
+        return fixed
+    return None
+
+
 class Expression:
     """A compiled JMESPath expression used as the hook ``kind`` (a field name).
 
@@ -115,12 +165,12 @@ class Expression:
         try:
             compiled: ParsedResult = jmespath.compile(source)
         except JMESPathError as exc:
-            detail = str(exc).strip().splitlines()[0]
-            raise ConfigError(f"invalid JMESPath expression: {detail}", field=kind) from None
+            raise ConfigError(_explain(source, exc), field=kind) from None
         unknown = _unknown_function(compiled.parsed)
         if unknown is not None:
             raise ConfigError(
-                f"invalid JMESPath expression: unknown function {unknown}()", field=kind
+                f"invalid JMESPath expression {source!r}: unknown function {unknown}()",
+                field=kind,
             )
         self.source = source
         self.kind = kind

@@ -24,6 +24,7 @@ from .limits import (
     too_large,
     yaml_limit,
 )
+from .problems import FlowErrors, errors_of
 
 __all__ = ["load_flow", "parse_flow_text"]
 
@@ -137,11 +138,25 @@ def load_flow(
             resolve_imports=resolve_imports,
         )
     except ConfigError as exc:
-        line = _line_of(node, exc.field) if node is not None and exc.field else None
-        if line is None:
+        if node is None:
             raise
-        message = exc.message.partition(": ")[2]
-        raise ConfigError(f"{message} ({file.name}, line {line})", field=exc.field) from None
+        located = [_located(error, node, file.name) for error in errors_of(exc)]
+        if len(located) == 1:
+            if located[0][1] is exc:
+                raise
+            raise located[0][1] from None
+        located.sort(key=lambda pair: pair[0])  # in file order
+        raise FlowErrors(error for _, error in located) from None
+
+
+def _located(exc: ConfigError, node: yaml.Node, name: str) -> tuple[int, ConfigError]:
+    """``exc`` with the YAML line of its field added to the message, when found, and
+    that line (0 when unknown)."""
+    line = _line_of(node, exc.field) if exc.field else None
+    if line is None:
+        return 0, exc
+    message = exc.message.partition(": ")[2]
+    return line, ConfigError(f"{message} ({name}, line {line})", field=exc.field)
 
 
 def _read(file: Path) -> str:
