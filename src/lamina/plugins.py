@@ -57,6 +57,8 @@ BUILTIN_LAYERS: dict[str, str] = {
     "tracing": "lamina.layers.tracing:TracingLayer",
     "logging": "lamina.layers.logging:LoggingLayer",
     "concurrency": "lamina.layers.concurrency:ConcurrencyLimitLayer",
+    "fallback": "lamina.layers.fallback:FallbackLayer",
+    "chaos": "lamina.layers.chaos:ChaosLayer",
     "client_credentials": "lamina.layers.client_credentials:ClientCredentialsLayer",
 }
 
