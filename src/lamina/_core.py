@@ -23,6 +23,7 @@ __all__ = [
     "ServiceBuilder",
     "layer_fn",
     "service_fn",
+    "stack_repr",
 ]
 
 
@@ -289,6 +290,46 @@ class ServiceBuilder:
     def __repr__(self) -> str:
         names = ", ".join(type(layer).__name__ for layer in self._layers)
         return f"ServiceBuilder([{names}])"
+
+
+#: the deepest chain :func:`stack_repr` walks (a cycle would otherwise never end)
+_MAX_CHAIN = 64
+
+
+def stack_repr(service: object) -> str:
+    """``Stack(call_tracing -> retry -> ... -> HttpxTransport)``: the chain from ``service``
+    down to its transport, outermost first; each hop by its layer's registered name.
+
+    A hop is followed through its ``inner`` attribute (every built-in service has one).
+    Only names are shown, never options or URLs, so no secret can appear.
+    """
+    import inspect
+
+    from .plugins import BUILTIN_LAYERS  # only when a repr is asked for
+
+    by_service = {
+        value.rpartition(":")[2].removesuffix("Layer") + "Service": name
+        for name, value in BUILTIN_LAYERS.items()
+    }
+    hops: list[str] = []
+    node: object = service
+    for _ in range(_MAX_CHAIN):
+        inner = getattr(node, "inner", None) or getattr(node, "_inner", None)
+        if isinstance(node, _MiddlewareService):
+            hops.append(f"layer_fn({getattr(node._middleware, '__name__', 'middleware')})")
+        elif isinstance(node, _HandlerService):
+            hops.append(f"service_fn({getattr(node._handler, '__name__', 'handler')})")
+        elif inspect.isfunction(node):  # ServiceBuilder.service(async_function)
+            hops.append(node.__name__)
+        else:
+            kind = type(node).__name__
+            hops.append(by_service.get(kind, kind) if inner is not None else kind)
+        if inner is None:
+            break
+        node = inner
+    else:
+        hops.append("...")
+    return f"Stack({' -> '.join(hops)})"
 
 
 def _check_layer(layer: object) -> None:

@@ -25,7 +25,7 @@ import httpx
 from . import _validate as check
 from ._clock import Clock, default_clock
 from ._closeable import AsyncCloseable
-from ._core import Layer, Request, Response, Service, ServiceBuilder
+from ._core import Layer, Request, Response, Service, ServiceBuilder, stack_repr
 from ._errors import ConfigError
 from ._headers import Headers, HeaderSource
 from ._redact import redact_url
@@ -213,8 +213,7 @@ class Client(AsyncCloseable):
         return self.base_url + url.lstrip("/")
 
     def __repr__(self) -> str:
-        names = [type(layer).__name__ for layer in self.layers]
-        chain = " -> ".join([*names, type(self.transport).__name__])
+        chain = stack_repr(getattr(self._stack, "inner", self._stack))  # after the deadline
         where = f" base_url={redact_url(self.base_url)!r}" if self.base_url else ""
         state = " closed" if self._closed else ""
         return f"<Client{where}{state} {chain}>"

@@ -201,7 +201,7 @@ async def test_a_relative_url_needs_a_base_url_and_secrets_stay_out_of_repr(
 ) -> None:
     async with Client(base_url=f"http://user:{SECRET}@127.0.0.1:1/") as client:
         assert SECRET not in repr(client)
-        assert "RetryLayer" in repr(client)
+        assert "-> retry -> circuit_breaker ->" in repr(client)
         assert "HttpxTransport" in repr(client)
     async with Client() as bare:
         with pytest.raises(ConfigError) as caught:

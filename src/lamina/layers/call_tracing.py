@@ -10,7 +10,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from .._core import Request, Response, Service
+from .._core import Request, Response, Service, stack_repr
 from .._errors import ConfigError
 from .._events import listen
 from .._otel import (
@@ -76,6 +76,9 @@ class CallTracingService:
     """Service made by :class:`CallTracingLayer`."""
 
     __slots__ = ("inner", "source")
+
+    def __repr__(self) -> str:
+        return stack_repr(self)
 
     def __init__(self, inner: Service, tracer_provider: trace.TracerProvider | None) -> None:
         self.inner = inner

@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from .. import _validate as check
-from .._core import Request, Response, Service
+from .._core import Request, Response, Service, stack_repr
 from .._errors import ConfigError
 from .._otel import error_type, full_url
 from .._redact import scrub, scrub_clip, secret_values
@@ -65,6 +65,9 @@ class LoggingService:
     """Service made by :class:`LoggingLayer`."""
 
     __slots__ = ("config", "inner")
+
+    def __repr__(self) -> str:
+        return stack_repr(self)
 
     def __init__(self, inner: Service, config: LoggingLayer) -> None:
         self.inner = inner

@@ -9,7 +9,7 @@ from typing import Any
 
 from opentelemetry import metrics as otel_metrics
 
-from .._core import Request, Response, Service
+from .._core import Request, Response, Service, stack_repr
 from .._errors import ConfigError
 from .._events import listen
 from .._otel import ATTEMPT_EVENT, call_outcome
@@ -88,6 +88,9 @@ class MetricsService:
     """Service made by :class:`MetricsLayer`."""
 
     __slots__ = ("inner", "instruments", "metrics", "recorders")
+
+    def __repr__(self) -> str:
+        return stack_repr(self)
 
     def __init__(self, inner: Service, metrics: IOMetrics, instruments: OtelInstruments) -> None:
         self.inner = inner

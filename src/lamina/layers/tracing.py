@@ -18,7 +18,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from .._core import Request, Response, Service
+from .._core import Request, Response, Service, stack_repr
 from .._errors import ConfigError
 from .._events import emit, wants_attempts
 from .._otel import (
@@ -105,6 +105,9 @@ class TracingService:
     """Service made by :class:`TracingLayer`."""
 
     __slots__ = ("config", "inner", "source")
+
+    def __repr__(self) -> str:
+        return stack_repr(self)
 
     def __init__(self, inner: Service, config: TracingLayer) -> None:
         self.inner = inner
