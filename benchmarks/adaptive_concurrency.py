@@ -1,0 +1,141 @@
+"""AdaptiveConcurrencyLayer against an upstream that serves 8 requests at once.
+
+Run: ``python benchmarks/adaptive_concurrency.py``. The upstream is lamina's local
+server in its own process (``/capacity/{key}``): it answers in 10 ms while at most 8
+requests are in it and queues the rest (a server-side semaphore of 8). First the
+unloaded latency (sequential calls); then ``--callers`` concurrent callers (500), each
+calling in a loop for ``--seconds`` (5), through the layer with its defaults, and,
+for comparison, straight through the transport. A call the layer sheds
+(``ConcurrencyLimitExceeded``) is tried again by its caller after 100-300 ms.
+
+The latency column is the time an admitted call took (the layer sheds instead of
+queueing, so that is the upstream's answer time, its queue included); the limit
+column is the median of the limit sampled every 50 ms over the last half of the run.
+
+Target (issue 16): the limit settles between 4 and 16 and p99 stays under 4x the
+unloaded latency, without configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _util import server_process
+
+from lamina import ConcurrencyLimitExceeded, Request, Service
+from lamina.layers.adaptive_concurrency import AdaptiveConcurrencyLayer
+from lamina.transports import HttpxTransport
+
+
+def percentile(ordered: list[float], q: float) -> float:
+    """Nearest-rank percentile of sorted values."""
+    return ordered[max(1, math.ceil(q * len(ordered))) - 1]
+
+
+async def unloaded(service: Service, url: str, calls: int = 100) -> list[float]:
+    latencies = []
+    for _ in range(calls):
+        started = time.perf_counter()
+        await service(Request("GET", url))
+        latencies.append(time.perf_counter() - started)
+    return sorted(latencies)
+
+
+async def loaded(
+    service: Service,
+    url: str,
+    callers: int,
+    seconds: float,
+    layer: AdaptiveConcurrencyLayer | None,
+) -> dict[str, float]:
+    latencies: list[float] = []
+    shed = 0
+    limits: list[tuple[float, int]] = []
+    start = time.perf_counter()
+    end = start + seconds
+    rng = random.Random(16)
+
+    async def caller() -> None:
+        nonlocal shed
+        while time.perf_counter() < end:
+            started = time.perf_counter()
+            try:
+                await service(Request("GET", url))
+            except ConcurrencyLimitExceeded:
+                shed += 1
+                await asyncio.sleep(rng.uniform(0.1, 0.3))
+                continue
+            latencies.append(time.perf_counter() - started)
+
+    async def sample() -> None:
+        while time.perf_counter() < end:
+            if layer is not None:
+                limits.append((time.perf_counter() - start, layer.current_limit))
+            await asyncio.sleep(0.05)
+
+    await asyncio.gather(sample(), *(caller() for _ in range(callers)))
+    latencies.sort()
+    late = [limit for at, limit in limits if at >= seconds / 2]
+    return {
+        "calls": len(latencies),
+        "shed": shed,
+        "p50": percentile(latencies, 0.5) * 1000,
+        "p99": percentile(latencies, 0.99) * 1000,
+        "limit": statistics.median(late) if late else math.nan,
+        "low": min(late) if late else math.nan,
+        "high": max(late) if late else math.nan,
+    }
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--callers", type=int, default=500)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    args = parser.parse_args()
+    with server_process() as base:
+        async with HttpxTransport() as transport:
+            base_latency = await unloaded(transport, f"{base}/capacity/unloaded")
+            p50 = percentile(base_latency, 0.5) * 1000
+            p99 = percentile(base_latency, 0.99) * 1000
+            print(f"unloaded (sequential calls): p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+            print(
+                f"{args.callers} concurrent callers for {args.seconds:g} s; "
+                "upstream: 10 ms, 8 at once, the rest queue"
+            )
+            print(
+                "| stack | admitted calls | shed | p50 ms | p99 ms | p99 / unloaded p50 "
+                "| limit (median, min-max, 2nd half) |"
+            )
+            print("|---|---|---|---|---|---|---|")
+            layer = AdaptiveConcurrencyLayer()
+            cases: list[tuple[str, Service, AdaptiveConcurrencyLayer | None, str]] = [
+                ("AdaptiveConcurrencyLayer()", layer.wrap(transport), layer, "adaptive"),
+                ("no limit (the transport's pool of 100)", transport, None, "bare"),
+            ]
+            for name, service, limiter, key in cases:
+                row = await loaded(
+                    service, f"{base}/capacity/{key}", args.callers, args.seconds, limiter
+                )
+                limit = (
+                    "-"
+                    if limiter is None
+                    else f"{row['limit']:.0f} ({row['low']:.0f}-{row['high']:.0f})"
+                )
+                print(
+                    f"| {name} | {row['calls']:.0f} | {row['shed']:.0f} | {row['p50']:.1f} "
+                    f"| {row['p99']:.1f} | {row['p99'] / p50:.2f}x | {limit} |"
+                )
+            print(f"min_rtt measured by the layer: {(layer.min_rtt or 0) * 1000:.1f} ms")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

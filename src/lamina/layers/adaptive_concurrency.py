@@ -1,0 +1,293 @@
+"""Adaptive concurrency: an in-flight limit that follows the upstream's latency.
+
+The gradient controller of Envoy's adaptive concurrency filter (itself after
+Netflix's concurrency-limits): the limit is multiplied by
+``gradient = min_rtt * (1 + buffer) / sample_rtt`` (clamped to [0.5, 2]) and given a
+headroom of its square root, once per ``interval``; ``min_rtt`` is measured at the
+start, and again every ``min_rtt_interval``, with the limit pinned low.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import math
+import random as _random
+from collections import deque
+
+from .. import _validate as check
+from .._clock import Clock, default_clock
+from .._core import Request, Response, Service
+from .._errors import ConcurrencyLimitExceeded
+from .._events import emit
+
+__all__ = ["AdaptiveConcurrencyLayer", "AdaptiveConcurrencyService"]
+
+#: Which of the probe's latencies is ``min_rtt``: the low end (a scheduling hiccup or a
+#: new connection only ever adds latency), not the very lowest (one lucky answer).
+MIN_RTT_QUANTILE = 0.1
+
+
+class AdaptiveConcurrencyLayer:
+    """Let at most ``limit`` calls run at once, ``limit`` following measured latency.
+
+    Without configuration it behaves like Envoy's adaptive concurrency filter:
+
+    * it first measures ``min_rtt``, the unloaded latency: the low end (10th
+      percentile) of ``min_rtt_samples`` calls (25) made with the limit pinned to
+      ``min_limit`` (3); it measures again every ``min_rtt_interval`` seconds (60,
+      with 10% jitter);
+    * then, every ``interval`` (0.1 s) with at least one answer, it takes
+      ``sample_rtt``, the ``percentile`` (median) of the latencies seen in that interval,
+      and sets ``limit = limit * gradient + sqrt(limit * gradient)`` with
+      ``gradient = min_rtt * (1 + buffer) / sample_rtt`` clamped to [0.5, 2]
+      (``buffer`` 0.25), the whole kept between ``min_limit`` and ``max_limit`` (1000).
+
+    Latency here is the time a call spends inside the layer once admitted, errors
+    included (a timeout is a long latency); cancelled calls are not measured.
+
+    A call beyond the limit is shed at once with :class:`lamina.ConcurrencyLimitExceeded`
+    (Envoy answers 503, Netflix's ``SimpleLimiter`` refuses): queueing behind an
+    overloaded upstream is what the limit is there to avoid. ``max_wait`` (seconds)
+    lets a call wait that long, in FIFO order, for a slot instead (Netflix's
+    ``BlockingLimiter``); ``request.deadline`` bounds the wait too.
+
+    The layer instance is the limiter: wrap several stacks with it to share one limit.
+    Events: ``adaptive.rejected`` (``limit``, ``in_flight``) when a call is shed, and
+    ``adaptive.limit`` (``old``, ``new``, ``sample_rtt``, ``min_rtt``) on the call
+    whose answer changed the limit.
+    """
+
+    __slots__ = (
+        "_interval_end",
+        "_min_rtt_due",
+        "_next_limit",
+        "_peak",
+        "_probe",
+        "_probe_started",
+        "_samples",
+        "_waiters",
+        "buffer",
+        "clock",
+        "in_flight",
+        "interval",
+        "limit",
+        "max_limit",
+        "max_wait",
+        "min_limit",
+        "min_rtt",
+        "min_rtt_interval",
+        "min_rtt_samples",
+        "percentile",
+        "random",
+    )
+
+    def __init__(
+        self,
+        *,
+        min_limit: int = 3,
+        max_limit: int = 1000,
+        interval: float = 0.1,
+        percentile: float = 0.5,
+        buffer: float = 0.25,
+        min_rtt_interval: float = 60.0,
+        min_rtt_samples: int = 25,
+        max_wait: float | None = None,
+        clock: Clock | None = None,
+        random: _random.Random | None = None,
+    ) -> None:
+        self.min_limit = check.count(min_limit, "min_limit", high=100_000)
+        self.max_limit = check.count(max_limit, "max_limit", low=self.min_limit, high=100_000)
+        self.interval = check.seconds(interval, "interval")
+        self.percentile = check.number(
+            percentile, "percentile", low=0.01, high=1.0, what="a fraction"
+        )
+        self.buffer = check.number(buffer, "buffer", low=0.0, high=10.0, what="a fraction")
+        self.min_rtt_interval = check.seconds(min_rtt_interval, "min_rtt_interval")
+        self.min_rtt_samples = check.count(min_rtt_samples, "min_rtt_samples", high=100_000)
+        self.max_wait = (
+            None if max_wait is None else check.seconds(max_wait, "max_wait", allow_zero=True)
+        )
+        self.clock = clock or default_clock
+        self.random = random or _random.Random()
+        self.limit = float(self.min_limit)  # the limit in force (its floor is what's used)
+        self.min_rtt: float | None = None
+        self.in_flight = 0
+        self._next_limit = float(self.min_limit)  # the limit to restore after a probe
+        self._probe: list[float] | None = []  # latencies of the min_rtt probe, when on
+        self._probe_started = -math.inf  # calls admitted before it do not count in it
+        self._peak = 0  # most calls in flight during the current interval
+        self._samples: list[float] = []  # latencies of the current interval
+        self._interval_end = 0.0
+        self._min_rtt_due = math.inf
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    @property
+    def current_limit(self) -> int:
+        """Calls admitted at once right now."""
+        return max(self.min_limit, int(self.limit))
+
+    @property
+    def waiting(self) -> int:
+        """Calls queued for a slot (only with ``max_wait``)."""
+        return len(self._waiters)
+
+    # -- admission ---------------------------------------------------------
+    def try_acquire(self) -> bool:
+        """Take a slot if one is free and nobody is queued ahead."""
+        if self.in_flight < self.current_limit and not self._waiters:
+            self.in_flight += 1
+            if self.in_flight > self._peak:
+                self._peak = self.in_flight
+            return True
+        return False
+
+    async def acquire(self, request: Request) -> None:
+        """Take a slot, waiting up to ``max_wait`` when configured, else shedding."""
+        if self.try_acquire():
+            return
+        wait = self.max_wait
+        if request.deadline is not None:
+            left = request.deadline - self.clock.now()
+            wait = left if wait is None or left < wait else wait
+        if not wait or wait <= 0:
+            raise self._rejected(request)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(future)
+        try:
+            async with asyncio.timeout(wait):
+                await future
+        except BaseException as exc:
+            if future.done() and not future.cancelled():
+                self.release()  # handed a slot as we were interrupted: pass it on
+            else:
+                future.cancel()
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(future)
+            if isinstance(exc, builtins.TimeoutError):
+                raise self._rejected(request, waited=wait) from None
+            raise
+
+    def _rejected(self, request: Request, waited: float = 0.0) -> ConcurrencyLimitExceeded:
+        emit(request, "adaptive.rejected", limit=self.current_limit, in_flight=self.in_flight)
+        after = f" after waiting {waited:.3g}s" if waited else ""
+        return ConcurrencyLimitExceeded(
+            f"adaptive concurrency limit {self.current_limit} reached "
+            f"({self.in_flight} in flight){after}",
+            request=request,
+        )
+
+    def release(self) -> None:
+        """Give a slot back: to the first waiter while under the limit, else to the pool."""
+        self.in_flight -= 1
+        self._wake()
+
+    def _wake(self) -> None:
+        waiters = self._waiters
+        while waiters and self.in_flight < self.current_limit:
+            future = waiters.popleft()
+            if not future.done():
+                self.in_flight += 1
+                self._peak = max(self._peak, self.in_flight)
+                future.set_result(None)
+
+    # -- the controller ----------------------------------------------------
+    def observe(self, started: float, request: Request | None = None) -> None:
+        """Feed the controller the latency of a call admitted at ``started`` (clock time)
+        that has just finished."""
+        now = self.clock.now()
+        rtt = now - started
+        probe = self._probe
+        if probe is not None:
+            if started < self._probe_started:
+                return  # admitted under the old limit: not an unloaded latency
+            probe.append(rtt)
+            if len(probe) >= self.min_rtt_samples:
+                self.min_rtt = _quantile(probe, MIN_RTT_QUANTILE)
+                self._probe = None
+                self._set_limit(self._next_limit, request, None)
+                self._samples.clear()
+                self._interval_end = now + self.interval
+                jitter = 1.0 + self.random.uniform(-0.1, 0.1)
+                self._min_rtt_due = now + self.min_rtt_interval * jitter
+            return
+        self._samples.append(rtt)
+        if now < self._interval_end:
+            return
+        self._interval_end = now + self.interval
+        sample_rtt = _quantile(self._samples, self.percentile)
+        self._samples.clear()
+        min_rtt = self.min_rtt
+        assert min_rtt is not None
+        gradient = min(2.0, max(0.5, min_rtt * (1.0 + self.buffer) / max(sample_rtt, 1e-9)))
+        scaled = self.limit * gradient
+        new = min(float(self.max_limit), max(float(self.min_limit), scaled + math.sqrt(scaled)))
+        if new > self.limit and self._peak * 2 < self.current_limit:
+            new = self.limit  # the callers did not use half the limit: no evidence to grow
+        self._peak = self.in_flight
+        if now >= self._min_rtt_due:  # time to measure min_rtt again: pin the limit low
+            self._next_limit = new
+            self._probe = []
+            self._probe_started = now
+            new = float(self.min_limit)
+        self._set_limit(new, request, sample_rtt)
+
+    def _set_limit(self, new: float, request: Request | None, sample_rtt: float | None) -> None:
+        old = self.current_limit
+        self.limit = new
+        if request is not None and self.current_limit != old:
+            emit(
+                request,
+                "adaptive.limit",
+                old=old,
+                new=self.current_limit,
+                sample_rtt=sample_rtt,
+                min_rtt=self.min_rtt,
+            )
+        self._wake()
+
+    def wrap(self, inner: Service) -> Service:
+        return AdaptiveConcurrencyService(inner, self)
+
+    def __repr__(self) -> str:
+        return (
+            f"AdaptiveConcurrencyLayer(limit={self.current_limit}, min_rtt={self.min_rtt}, "
+            f"in_flight={self.in_flight}, waiting={len(self._waiters)})"
+        )
+
+
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(1, math.ceil(q * len(ordered))) - 1]
+
+
+class AdaptiveConcurrencyService:
+    """Service made by :class:`AdaptiveConcurrencyLayer`; shares the layer's limit."""
+
+    __slots__ = ("inner", "limiter")
+
+    def __init__(self, inner: Service, limiter: AdaptiveConcurrencyLayer) -> None:
+        self.inner = inner
+        self.limiter = limiter
+
+    async def __call__(self, request: Request) -> Response:
+        limiter = self.limiter
+        if not limiter.try_acquire():
+            await limiter.acquire(request)
+        started = limiter.clock.now()
+        try:
+            response = await self.inner(request)
+        except asyncio.CancelledError:
+            limiter.release()
+            raise
+        except BaseException:
+            limiter.release()
+            limiter.observe(started, request)
+            raise
+        limiter.release()
+        limiter.observe(started, request)
+        return response
+
+    def __repr__(self) -> str:
+        return f"<AdaptiveConcurrencyService {self.limiter!r} -> {self.inner!r}>"
