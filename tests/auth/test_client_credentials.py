@@ -357,3 +357,24 @@ async def test_orchestrator_traces_the_token_events_and_leaks_nothing(
         for token in tokens:
             assert token not in text
     await auth.aclose()
+
+
+async def test_a_short_lived_token_is_renewed_half_way_not_on_every_call(
+    oauth: OAuthUpstream,
+) -> None:
+    clock = ManualClock(start=50.0)
+    oauth.expires_in = 20  # shorter than twice the 30 s margin
+    layer = layer_for(oauth, clock=clock)
+    transport = lamina.transports.HttpxTransport()
+    service = ServiceBuilder([layer]).service(transport)
+    for _ in range(5):
+        await service(Request("GET", oauth.api_url("a")))
+    assert oauth.issued == 1
+    clock.advance(9.9)
+    await service(Request("GET", oauth.api_url("b")))
+    assert oauth.issued == 1
+    clock.advance(0.2)  # past half of its 20 s
+    await service(Request("GET", oauth.api_url("c")))
+    assert oauth.issued == 2
+    await layer.aclose()
+    await transport.aclose()

@@ -86,6 +86,13 @@ class Token:
     token_type: str
     expires_at: float
     scope: str | None = None
+    refresh_at: float | None = None
+    """When to fetch the next one (default: ``expires_at``)."""
+
+    @property
+    def renew_at(self) -> float:
+        """The time from which the layer fetches a new token instead of using this one."""
+        return self.expires_at if self.refresh_at is None else self.refresh_at
 
     @property
     def header(self) -> str:
@@ -129,8 +136,9 @@ class ClientCredentialsLayer:
     * The client authenticates with HTTP Basic (``auth_method="basic"``, the RFC's
       recommendation) or in the form body (``"post"``).
     * A token is reused until ``refresh_margin`` seconds before it expires
-      (``expires_in`` from the token endpoint, else ``default_expires_in``); one
-      fetch serves every caller waiting for it (single flight).
+      (``expires_in`` from the token endpoint, else ``default_expires_in``), or until
+      half its lifetime for a token shorter-lived than twice the margin; one fetch
+      serves every caller waiting for it (single flight).
     * A call answered 401 is sent once more with a fresh token (the rejected token is
       dropped, once, however many calls saw it rejected).
     * The token request goes through ``layers`` (default: 3 attempts, 10 s each) on
@@ -211,7 +219,7 @@ class ClientCredentialsLayer:
         """The current token, fetched (once, for every concurrent caller) if there is
         none or it is about to expire."""
         token = self._token
-        if token is not None and self.clock.now() < token.expires_at - self.refresh_margin:
+        if token is not None and self.clock.now() < token.renew_at:
             return token
         loop = asyncio.get_running_loop()
         flight = self._flights.get(loop)
@@ -330,7 +338,10 @@ class ClientCredentialsLayer:
         if not 0 < expires_in < 10 * 365 * 86400:
             raise self._unusable("expires_in is out of range", status, endpoint)
         scope = body.get("scope") if isinstance(body.get("scope"), str) else self.scope
-        return Token(access, "Bearer", started + float(expires_in), scope)
+        lifetime = float(expires_in)
+        # a short-lived token is renewed half-way, not on every call
+        margin = min(self.refresh_margin, lifetime / 2)
+        return Token(access, "Bearer", started + lifetime, scope, started + lifetime - margin)
 
     def _unusable(self, why: str, status: int, endpoint: str | None) -> TokenError:
         return TokenError(
@@ -402,17 +413,22 @@ class ClientCredentialsLayer:
             return None  # not ours (another secret) or damaged: fetch a new one
         if stale is not None and access == stale.access_token:
             return None  # the one a 401 (or expiry) just dropped
-        # the key expires refresh_margin before the token: add it back
-        expires_at = self.clock.now() + int(ttl_ms) / 1000 + self.refresh_margin
-        return Token(access, "Bearer", expires_at, scope)
+        # the key expires when the token is due for renewal; "m" is the margin after that
+        refresh_at = self.clock.now() + int(ttl_ms) / 1000
+        margin = data.get("m", 0.0)
+        if isinstance(margin, bool) or not isinstance(margin, int | float) or margin < 0:
+            return None
+        return Token(access, "Bearer", refresh_at + margin, scope, refresh_at)
 
     async def _write_shared(self, key: str, token: Token) -> None:
         shared = self._shared
         assert shared is not None
-        ttl = token.expires_at - self.clock.now() - self.refresh_margin
+        ttl = token.renew_at - self.clock.now()
         if ttl < 0.001:
             return
-        box = _seal(json.dumps({"t": token.access_token, "s": token.scope}), self._box_key())
+        margin = token.expires_at - token.renew_at
+        data = {"t": token.access_token, "s": token.scope, "m": margin}
+        box = _seal(json.dumps(data), self._box_key())
         await shared.run(lambda r: r.set(key, box, px=max(1, int(ttl * 1000))))
 
     def _box_key(self) -> bytes:
@@ -456,7 +472,7 @@ class ClientCredentialsService:
     async def __call__(self, request: Request) -> Response:
         layer = self.layer
         token = layer._token  # fast path: a held token needs no await
-        if token is None or layer.clock.now() >= token.expires_at - layer.refresh_margin:
+        if token is None or layer.clock.now() >= token.renew_at:
             token = await layer.token(request)
         response = await self.inner(_authorized(request, token))
         if response.status_code != 401:
