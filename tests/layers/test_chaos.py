@@ -440,3 +440,30 @@ async def test_without_lamina_chaos_the_report_has_no_chaos_mark(
     assert report.chaos == {}
     assert "chaos" not in report.to_dict()
     assert "CHAOS" not in report.summary()
+
+
+def test_the_benchmark_of_both_layers_runs() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "layers_fallback_chaos.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--calls", "50", "--rounds", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line.split("|")[1].strip() for line in done.stdout.splitlines()[3:]]
+    assert rows == [
+        "bare service_fn (200)",
+        "FallbackLayer, call succeeds",
+        "bare service_fn (raises ConnectError)",
+        "FallbackLayer, falls back to a value",
+        "FallbackLayer, falls back to an async fn",
+        "ChaosLayer on, injects (almost) nothing",
+        "ChaosLayer, fault on every call",
+        "ChaosLayer, status 503 on every call",
+        "ChaosLayer enabled=False (no wrap)",
+    ]

@@ -267,11 +267,12 @@ def _body(body: Any, status: int | None) -> tuple[bytes, str]:
 class ChaosService:
     """Service made by :class:`ChaosLayer`."""
 
-    __slots__ = ("config", "inner", "warned")
+    __slots__ = ("config", "inner", "settings", "warned")
 
     def __init__(self, inner: Service, config: ChaosLayer) -> None:
         self.inner = inner
         self.config = config
+        self.settings = config.settings  # the layer is configured by now: say it once
         self.warned = False
 
     async def __call__(self, request: Request) -> Response:
@@ -281,9 +282,9 @@ class ChaosService:
             logger.warning(
                 "lamina chaos is ON for endpoint %r: %s; calls fail on purpose",
                 request.endpoint,
-                config.settings,
+                self.settings,
             )
-        settings = config.settings
+        settings = self.settings
         note = request.extensions.get(CHAOS_NOTE_KEY)
         if note is not None:
             note(settings, None)
@@ -316,7 +317,7 @@ class ChaosService:
 
     def _injected(self, request: Request, note: Any, span: trace.Span | None, what: str) -> None:
         if note is not None:
-            note(self.config.settings, f"attempt {request.attempt}: {what}")
+            note(self.settings, f"attempt {request.attempt}: {what}")
         if span is not None:
             span.set_attribute("lamina.chaos.injected", what)
 
