@@ -48,18 +48,23 @@ async def trip(breaker: CircuitBreaker) -> None:
 # -- configuration ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("threshold", [0, -1, 1.5, True, "3", None])
+@pytest.mark.parametrize("threshold", [0, -1, 1.5, True, "3"])
 def test_threshold_must_be_int_at_least_one(threshold: object) -> None:
     with pytest.raises(ConfigError) as info:
         CircuitBreaker(threshold=threshold)  # type: ignore[arg-type]
     assert info.value.field == "threshold"
 
 
-@pytest.mark.parametrize("timeout", [0, -1.0, "30", None, float("inf"), float("nan")])
+@pytest.mark.parametrize("timeout", [0, -1.0, "30", float("inf"), float("nan")])
 def test_timeout_must_be_positive_number(timeout: object) -> None:
     with pytest.raises(ConfigError) as info:
         CircuitBreaker(timeout=timeout)  # type: ignore[arg-type]
     assert info.value.field == "timeout"
+
+
+def test_none_means_the_default_as_in_the_layer() -> None:
+    breaker = CircuitBreaker(threshold=None, timeout=None)
+    assert (breaker.threshold, breaker.timeout) == (3, 30.0)
 
 
 def test_other_fields_are_validated() -> None:

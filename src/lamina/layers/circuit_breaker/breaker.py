@@ -58,15 +58,16 @@ class CircuitBreaker:
 
     def __init__(
         self,
-        threshold: int = 3,
-        timeout: float = 30.0,
+        threshold: int | None = None,
+        timeout: float | None = None,
         *,
         name: str = "default",
         exclude: tuple[type[BaseException], ...] | type[BaseException] = (),
         clock: Clock | None = None,
-        backend: BreakerStore | None = None,
+        backend: BreakerStore | Backend | object | None = None,
     ) -> None:
-        self._machine = BreakerMachine(threshold, timeout)
+        store = as_breaker_store(backend)
+        self._machine = _machine(store, threshold, timeout, 3, 30.0)
         if not isinstance(name, str) or not name:
             raise ConfigError("must be a non-empty string", field="name")
         exclude = exclude if isinstance(exclude, tuple) else (exclude,)
@@ -75,13 +76,11 @@ class CircuitBreaker:
         self.name = name
         self.exclude = exclude
         self.clock = clock or default_clock
-        self._backend: BreakerStore = backend if backend is not None else MemoryBreakerStore()
+        self._backend: BreakerStore = store
         self._hooks: list[StateChangeHook] = []
         # Fast path: with an in-memory record, a closed breaker needs no clock read
         # and no backend round trip for a call that is admitted and succeeds.
-        self._local = (
-            self._backend.peek(name) if type(backend) in (MemoryBreakerStore, type(None)) else None
-        )
+        self._local = store.peek(name) if type(store) is MemoryBreakerStore else None
 
     # -- inspection ----------------------------------------------------------
     @property
@@ -238,17 +237,16 @@ class BreakerPool:
 
     def __init__(
         self,
-        threshold: int = 5,
-        timeout: float = 60.0,
+        threshold: int | None = None,
+        timeout: float | None = None,
         *,
         clock: Clock | None = None,
-        backend: BreakerStore | Backend | None = None,
+        backend: BreakerStore | Backend | object | None = None,
     ) -> None:
-        self._machine = BreakerMachine(threshold, timeout)
+        store = as_breaker_store(backend)
+        self._machine = _machine(store, threshold, timeout, 5, 60.0)
         self.clock = clock or default_clock
-        if isinstance(backend, Backend):  # e.g. a RedisBackend: its breaker storage
-            backend = backend.breaker_backend()
-        self._backend: BreakerStore = backend if backend is not None else MemoryBreakerStore()
+        self._backend: BreakerStore = store
         self._breakers: dict[str, CircuitBreaker] = {}
         self._hooks: list[StateChangeHook] = []
 
@@ -291,6 +289,42 @@ class BreakerPool:
             f"BreakerPool(threshold={self.threshold}, timeout={self.timeout}, "
             f"breakers={len(self._breakers)})"
         )
+
+
+def as_breaker_store(backend: object) -> BreakerStore:
+    """What ``backend=`` accepts, as a :class:`BreakerStore`: None (in memory), a store,
+    a :class:`lamina.backends.Backend` (its breaker storage) or a
+    ``purgatory.AsyncCircuitBreakerFactory`` (purgatory is imported only then)."""
+    if backend is None:
+        return MemoryBreakerStore()
+    if isinstance(backend, Backend):  # e.g. a RedisBackend: its breaker storage
+        return backend.breaker_backend()
+    if type(backend).__module__.partition(".")[0] == "purgatory":
+        from .purgatory_store import PurgatoryBreakerStore
+
+        return PurgatoryBreakerStore(backend)
+    if all(callable(getattr(backend, m, None)) for m in ("acquire", "release", "reset", "peek")):
+        return cast(BreakerStore, backend)
+    raise ConfigError(
+        f"{type(backend).__name__} is not a breaker store (a BreakerStore, a Backend "
+        "such as RedisBackend, or a purgatory.AsyncCircuitBreakerFactory)",
+        field="backend",
+    )
+
+
+def _machine(
+    store: BreakerStore,
+    threshold: int | None,
+    timeout: float | None,
+    default_threshold: int,
+    default_timeout: float,
+) -> BreakerMachine:
+    """The rules, with the store's own defaults (a purgatory factory's) where it has them."""
+    if threshold is None:
+        threshold = getattr(store, "default_threshold", default_threshold)
+    if timeout is None:
+        timeout = getattr(store, "default_timeout", default_timeout)
+    return BreakerMachine(threshold, timeout)
 
 
 def _emit_state(request: Request, name: str, old: CircuitState, new: CircuitState) -> None:

@@ -58,7 +58,8 @@ class CircuitBreakerLayer:
 
     ``backend`` stores the breakers' state: in memory by default, or shared by
     every process with a :class:`lamina.backends.RedisBackend` (or its
-    ``breaker_backend()``). ``threshold`` (default 5), ``timeout`` (default 60 s),
+    ``breaker_backend()``), or in a ``purgatory.AsyncCircuitBreakerFactory``
+    (whose defaults then apply). ``threshold`` (default 5), ``timeout`` (default 60 s),
     ``clock`` and ``backend`` make the layer's :class:`BreakerPool` (:attr:`pool`);
     pass ``pool=`` instead to share one pool's breakers between layers.
     """
@@ -74,16 +75,11 @@ class CircuitBreakerLayer:
         is_failure: FailurePredicate | None = None,
         failure_statuses: Collection[int] | None = None,
         clock: Clock | None = None,
-        backend: BreakerStore | Backend | None = None,
+        backend: BreakerStore | Backend | object | None = None,
         pool: BreakerPool | None = None,
     ) -> None:
         if pool is None:
-            pool = BreakerPool(
-                5 if threshold is None else threshold,
-                60.0 if timeout is None else timeout,
-                clock=clock,
-                backend=backend,
-            )
+            pool = BreakerPool(threshold, timeout, clock=clock, backend=backend)
         else:
             given = [
                 field
