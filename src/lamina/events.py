@@ -42,6 +42,8 @@ __all__ = [
     "BreakerStateChanged",
     "CacheHit",
     "CacheMiss",
+    "CacheRevalidated",
+    "CacheSkip",
     "CacheStale",
     "Event",
     "HttpAttempt",
@@ -149,6 +151,25 @@ class CacheMiss(Event):
 
     NAME: ClassVar[str] = "cache.miss"
     reason: str | None = None
+    revalidate: bool = False  # a stored entry is being revalidated with the server
+
+
+@dataclass(frozen=True, kw_only=True)
+class CacheSkip(Event):
+    """The cache neither answered nor stored this call; ``reason`` says why (the method,
+    a bypass, ``no-store``, a status that is not cacheable, ...)."""
+
+    NAME: ClassVar[str] = "cache.skip"
+    reason: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class CacheRevalidated(Event):
+    """The server confirmed a stored entry ``age`` seconds old (``status`` 304)."""
+
+    NAME: ClassVar[str] = "cache.revalidated"
+    age: float = 0.0
+    status: int = 304
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -191,6 +212,8 @@ _TYPED: tuple[type[Event], ...] = (
     RateLimitWait,
     CacheHit,
     CacheMiss,
+    CacheSkip,
+    CacheRevalidated,
     CacheStale,
     BackendFallback,
     HttpAttempt,
