@@ -31,6 +31,7 @@ from lamina import (
     service_fn,
 )
 from lamina._events import listen
+from lamina.cli.report_html import render_html
 from lamina.layers.chaos import (
     ENV_VAR,
     MARK_HEADER,
@@ -409,6 +410,12 @@ async def test_lamina_chaos_marks_the_run_report_the_spans_and_the_metrics(
     async with APIOrchestrator(config, transport=kind, tracer_provider=tp) as orch:
         report = await orch.run()
         metrics = orch.get_metrics()
+    async with APIOrchestrator(config, transport=kind) as again:  # same seed, same faults
+        repeat = await again.run()
+    assert [r.injected for r in repeat.endpoints.values()] == [
+        r.injected for r in report.endpoints.values()
+    ]
+    assert "CHAOS: fault injection was ON for e0, e1, e2, e3" in render_html(report, config)
     assert report.ok
     assert report.chaos == {f"e{i}": "fault=connect@0.5 seed=5 from LAMINA_CHAOS" for i in range(4)}
     injected = [x for r in report.endpoints.values() for x in r.injected]

@@ -30,6 +30,7 @@ from lamina import (
 )
 from lamina._core import Layer
 from lamina._events import listen
+from lamina.cli.report_html import render_html
 from lamina.layers.circuit_breaker import CircuitBreakerLayer
 from lamina.layers.fallback import FallbackLayer, FallbackResponse
 from lamina.layers.parse import ParseLayer
@@ -240,6 +241,8 @@ async def test_after_the_retries_the_fallback_answers_and_the_report_keeps_the_e
     assert report.to_dict()["endpoints"][0]["error"].startswith("HTTPStatusError: ")
     assert re.search(r"prices +fallback +503 +3 .* HTTPStatusError", report.summary())
     assert metrics.endpoint("prices").events["fallbacks"] == 2
+    page = render_html(report, config)
+    assert '<span class="pill c-fallback">fallback</span>' in page
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

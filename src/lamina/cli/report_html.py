@@ -37,6 +37,7 @@ COLOURS = {
     "cached": "#3a7bd5",
     "stale": "#6f8fc9",
     "handled": "#d49b00",
+    "fallback": "#c77d1a",
     "failed": "#d64545",
     "skipped": "#9aa0a6",
     "cancelled": "#7d5a9a",
@@ -86,6 +87,8 @@ def render_html(
             entry["method"] = endpoint.method
             entry["url"] = redact_url(endpoint.url)
     verdict_text = "succeeded" if report.ok else f"failed ({', '.join(report.failed) or 'run'})"
+    if report.chaos:  # fault injection was on: the run does not measure the upstream
+        verdict_text += f"; CHAOS: fault injection was ON for {', '.join(report.chaos)}"
     # What comes from the run is scrubbed before it is escaped or serialized, never
     # after: scrubbing the page would hit its markup and JSON tokens (an ${ENV} value
     # "true" or "span"), and the script and stylesheet must stay what the hashes allow.
