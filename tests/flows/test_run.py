@@ -39,9 +39,9 @@ async def test_user_enrichment_flow(base: LocalServer, monkeypatch: pytest.Monke
         "analytics": {"user_id": "42", "visits": 42},
     }
     assert again.endpoints["posts"].outcome == "cached"
-    assert again.endpoints["user"].outcome == "ok"  # calls with credentials are not cached
+    assert again.endpoints["user"].outcome == "cached"  # per caller: the key covers the token
     sent = base.requests("/users/42")
-    assert len(sent) == 2
+    assert len(sent) == 1
     headers = {k.lower(): v for k, v in sent[0].headers.items()}
     assert headers["authorization"] == "Bearer tok-from-env-123"
 

@@ -152,23 +152,35 @@ async def test_different_credentials_get_different_entries(
         assert "Bearer" not in text
 
 
-async def test_authorized_responses_are_not_reused_unless_allowed(
+async def test_authorized_responses_are_cached_per_caller_by_default(
     server: LocalServer, transport: HttpxTransport
 ) -> None:
+    """Issue 14.4: a TTL caches authorized responses too, each under its caller's key."""
     auth = {"Authorization": f"Bearer {TOKEN_A}"}
     plain = chain(CacheLayer(ttl=60), transport)
     await plain(get(server, "/cc/auth", headers=auth))
-    assert not (await plain(get(server, "/cc/auth", headers=auth))).from_cache
+    assert (await plain(get(server, "/cc/auth", headers=auth))).from_cache
+    other = {"Authorization": f"Bearer {TOKEN_B}"}
+    assert not (await plain(get(server, "/cc/auth", headers=other))).from_cache
     assert server.hits("/cc/auth") == 2
-    # The response allows it (RFC 9111 §3.5) ...
-    await plain(get(server, "/cc/public?cc=public", headers=auth))
-    assert (await plain(get(server, "/cc/public?cc=public", headers=auth))).from_cache
+    # no-store still wins
+    await plain(get(server, "/cc/never?cc=no-store", headers=auth))
+    assert not (await plain(get(server, "/cc/never?cc=no-store", headers=auth))).from_cache
+    assert server.hits("/cc/never") == 2
+
+
+async def test_cache_authorized_false_keeps_rfc_shared_cache_rules(
+    server: LocalServer, transport: HttpxTransport
+) -> None:
+    auth = {"Authorization": f"Bearer {TOKEN_A}"}
+    strict = chain(CacheLayer(ttl=60, cache_authorized=False), transport)
+    await strict(get(server, "/cc/auth", headers=auth))
+    assert not (await strict(get(server, "/cc/auth", headers=auth))).from_cache
+    assert server.hits("/cc/auth") == 2
+    # The response allows it (RFC 9111 §3.5).
+    await strict(get(server, "/cc/public?cc=public", headers=auth))
+    assert (await strict(get(server, "/cc/public?cc=public", headers=auth))).from_cache
     assert server.hits("/cc/public") == 1
-    # ... or the user opts in for this layer.
-    opted = chain(CacheLayer(ttl=60, cache_authorized=True), transport)
-    await opted(get(server, "/cc/auth", headers=auth))
-    assert (await opted(get(server, "/cc/auth", headers=auth))).from_cache
-    assert server.hits("/cc/auth") == 3
 
 
 @pytest.mark.parametrize("cache_control", ["no-store", "private", "no-cache", "max-age=0"])

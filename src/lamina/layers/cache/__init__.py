@@ -23,7 +23,14 @@ from .layer import (
     CacheService,
 )
 from .layer import Cache as Cache  # deprecated name of CacheService
-from .policy import Storable, parse_cache_control, serves_stale, storable
+from .policy import (
+    Storable,
+    has_validator,
+    parse_cache_control,
+    serves_stale,
+    storable,
+    store_decision,
+)
 from .redis import RedisCacheStore
 from .shared import SharedCache
 from .store import CacheStore, MemoryCacheStore, SharedSecretStore, SyncCacheStore
@@ -52,9 +59,11 @@ __all__ = [
     "SyncCacheStore",
     "credentials_digest",
     "default_key",
+    "has_validator",
     "identity_digest",
     "parse_cache_control",
     "scoped_key",
     "serves_stale",
     "storable",
+    "store_decision",
 ]

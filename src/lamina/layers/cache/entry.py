@@ -50,9 +50,12 @@ class CacheEntry:
     """One stored response; treat it as immutable.
 
     Times are on the cache layer's clock: the entry is fresh until
-    ``stored_at + fresh_for`` and may be served stale on error until
-    ``stale_for`` seconds after that. ``vary`` lists the request header names
-    the response varies on; ``vary_digest`` is the cache's keyed digest
+    ``stored_at + fresh_for``; it may be served stale on error until ``stale_for``
+    seconds after that (stale-if-error), and served stale while a background
+    refresh runs until ``swr_for`` seconds after that (stale-while-revalidate).
+    :attr:`etag` and :attr:`last_modified` are its validators, sent back as
+    ``If-None-Match``/``If-Modified-Since`` to revalidate it. ``vary`` lists the
+    request header names the response varies on; ``vary_digest`` is the cache's keyed digest
     (:meth:`KeyScheme.vary_digest`) of the storing request's values for them
     (values can be secrets or tenant ids, so they are never kept).
     Reading :attr:`value` returns a new copy every time.
@@ -67,6 +70,7 @@ class CacheEntry:
         "stale_for",
         "status_code",
         "stored_at",
+        "swr_for",
         "vary",
         "vary_digest",
     )
@@ -84,6 +88,7 @@ class CacheEntry:
         stale_for: float = 0.0,
         vary: tuple[str, ...] = (),
         vary_digest: str = "",
+        swr_for: float = 0.0,
     ) -> None:
         self.status_code = status_code
         self.headers = headers
@@ -93,6 +98,7 @@ class CacheEntry:
         self.stored_at = stored_at
         self.fresh_for = fresh_for
         self.stale_for = stale_for
+        self.swr_for = swr_for
         self.vary = vary
         self.vary_digest = vary_digest
 
@@ -113,12 +119,36 @@ class CacheEntry:
         """True while the entry may stand in for a failed call (stale-if-error)."""
         return now < self.stored_at + self.fresh_for + self.stale_for
 
+    def serves_while_revalidating(self, now: float) -> bool:
+        """True while a stale entry may be served at once and refreshed in the background."""
+        return now < self.stored_at + self.fresh_for + self.swr_for
+
+    @property
+    def etag(self) -> str | None:
+        """The stored response's ``ETag``, if it had one."""
+        return self.headers.get("etag")
+
+    @property
+    def last_modified(self) -> str | None:
+        """The stored response's ``Last-Modified``, if it had one."""
+        return self.headers.get("last-modified")
+
+    @property
+    def revalidatable(self) -> bool:
+        """True when the entry has a validator to revalidate it with."""
+        return "etag" in self.headers or "last-modified" in self.headers
+
     def matches(self, request: Request, scheme: KeyScheme) -> bool:
         """True when ``request`` has the same values for the Vary headers."""
         return not self.vary or scheme.vary_digest(request, self.vary) == self.vary_digest
 
     def to_response(
-        self, request: Request, *, from_cache: bool = True, stale: bool = False
+        self,
+        request: Request,
+        *,
+        from_cache: bool = True,
+        stale: bool = False,
+        attempts: int = 0,
     ) -> Response:
         """A new Response for ``request`` with its own copy of the value."""
         return Response(
@@ -129,11 +159,12 @@ class CacheEntry:
             value=self._snapshot.copy(),
             from_cache=from_cache,
             stale=stale,
-            attempts=0,
+            attempts=attempts,
         )
 
     def __repr__(self) -> str:
         return (
             f"<CacheEntry [{self.status_code}] namespace={self.namespace!r} "
-            f"fresh_for={self.fresh_for:g}s stale_for={self.stale_for:g}s>"
+            f"fresh_for={self.fresh_for:g}s stale_for={self.stale_for:g}s"
+            f"{f' swr_for={self.swr_for:g}s' if self.swr_for else ''}>"
         )

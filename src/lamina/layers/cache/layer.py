@@ -8,12 +8,20 @@ from collections.abc import Iterable
 from ... import _validate as check
 from ..._clock import Clock
 from ..._core import Request, Response, Service
-from ..._errors import BackendUnavailable, ConfigError, LaminaError
-from ..._events import emit
+from ..._errors import BackendUnavailable, ConfigError, HTTPStatusError, LaminaError
+from ..._events import ATTEMPTS_KEY, EVENTS_KEY, emit
+from ..._headers import Headers
 from ...backends.base import Backend
 from .entry import CacheEntry
 from .keys import KeyFunction, KeyScheme
-from .policy import request_wants_fresh, serves_stale, storable, vary_names
+from .policy import (
+    Storable,
+    request_wants_fresh,
+    serves_stale,
+    serves_stale_status,
+    store_decision,
+    vary_names,
+)
 from .shared import SECRET_REFRESH, SECRET_RETRY, Fetched, SharedCache
 from .store import CacheStore, MemoryCacheStore, SyncCacheStore
 
@@ -52,17 +60,37 @@ class CacheLayer:
     else the secret a shared store such as Redis keeps beside the entries, with one
     WARNING per process, else a random key per process). ``stale_if_error=seconds``
     keeps entries that long past their lifetime and serves them (``stale=True``)
-    when the upstream fails. ``cache_authorized=True`` stores responses to requests carrying
-    ``Authorization`` (and ``private`` ones) for the same caller. A response's
-    ``Vary`` is honoured, one entry per variant. Concurrent identical misses
-    make one upstream call (single-flight).
+    when the upstream fails (a response's own ``stale-if-error=N`` does the same).
+    ``cache_authorized`` (default True) stores responses to requests carrying
+    ``Authorization`` (and ``private`` ones) under the caller's own key, never
+    served to another caller; False stores them only when the response says
+    ``public``, ``s-maxage`` or ``must-revalidate``. A response's ``Vary`` is
+    honoured, one entry per variant. Concurrent identical misses make one
+    upstream call (single-flight). A response that is not stored emits
+    ``cache.skip`` with the reason.
+
+    With ``revalidate`` (default True) an entry with an ``ETag`` or
+    ``Last-Modified`` is kept ``ttl`` seconds past its freshness; once stale it is
+    revalidated with ``If-None-Match``/``If-Modified-Since``, and a 304 serves the
+    stored body with its freshness renewed from the 304's headers (RFC 9111 §4.3).
+    A response's ``stale-while-revalidate=N`` serves a stale entry at once for N
+    seconds while one background call refreshes it (RFC 5861); :meth:`drain` waits
+    for those calls.
 
     The store, the key options and the calls in flight make a :class:`SharedCache`
     (:attr:`cache`); pass ``cache=`` instead of those options to share one between
     layers (the orchestrator does, for all its endpoints).
     """
 
-    __slots__ = ("cache", "cache_authorized", "maxsize", "methods", "stale_if_error", "ttl")
+    __slots__ = (
+        "cache",
+        "cache_authorized",
+        "maxsize",
+        "methods",
+        "revalidate",
+        "stale_if_error",
+        "ttl",
+    )
 
     def __init__(
         self,
@@ -72,7 +100,8 @@ class CacheLayer:
         key: KeyFunction | None = None,
         store: CacheStore | Backend | None = None,
         stale_if_error: float | None = None,
-        cache_authorized: bool = False,
+        cache_authorized: bool = True,
+        revalidate: bool = True,
         methods: Iterable[str] = ("GET", "HEAD"),
         ignore_headers: Iterable[str] = (),
         include_headers: Iterable[str] = (),
@@ -86,6 +115,7 @@ class CacheLayer:
             None if stale_if_error is None else check.seconds(stale_if_error, "stale_if_error")
         )
         self.cache_authorized = check.flag(cache_authorized, "cache_authorized")
+        self.revalidate = check.flag(revalidate, "revalidate")
         names = () if isinstance(methods, str) else tuple(methods)
         if isinstance(methods, str) or not all(isinstance(m, str) for m in names):
             raise ConfigError("must be a collection of method names", field="methods")
@@ -167,10 +197,16 @@ class CacheLayer:
         """Drop every entry, for stores that need I/O."""
         await self.cache.aclear()
 
+    async def drain(self) -> None:
+        """Wait for the background refreshes (stale-while-revalidate) on this loop."""
+        await self.cache.drain()
+
     def __repr__(self) -> str:  # never the key secret
         store = self.cache.store
         size = f"size={len(store)}, " if isinstance(store, MemoryCacheStore) else ""
         stale = f", stale_if_error={self.stale_if_error:g}" if self.stale_if_error else ""
+        stale += "" if self.cache_authorized else ", cache_authorized=False"
+        stale += "" if self.revalidate else ", revalidate=False"
         return (
             f"CacheLayer({size}ttl={self.ttl:g}, maxsize={self.maxsize}{stale}, "
             f"store={type(store).__name__})"
@@ -197,7 +233,11 @@ class CacheService:
     async def __call__(self, request: Request) -> Response:
         config = self.config
         mode = request.extensions.get(CACHE_MODE)
-        if request.method not in config.methods or mode == BYPASS:
+        if request.method not in config.methods:
+            emit(request, "cache.skip", reason=f"method {request.method}")
+            return await self.inner(request)
+        if mode == BYPASS:
+            emit(request, "cache.skip", reason="bypass")
             return await self.inner(request)
         if mode is not None and mode != REFRESH:
             raise ConfigError(
@@ -215,29 +255,81 @@ class CacheService:
             entry = await self._read(_variant(key, scheme.vary_digest(request, entry.vary)))
             if entry is None or not entry.matches(request, scheme):
                 entry, reason = None, "vary"
+        revalidate: CacheEntry | None = None
         if entry is not None:
             now = cache.clock.now()
             if mode == REFRESH:
                 reason = "refresh"
-            elif not entry.is_fresh(now):
-                reason = "expired"
-            elif request_wants_fresh(request):
-                reason = "no-cache"
             else:
-                emit(request, "cache.hit", age=entry.age(now))
-                return entry.to_response(request)
-        emit(request, "cache.miss", reason=reason)
+                fresh = entry.is_fresh(now)
+                wants_fresh = request_wants_fresh(request)
+                if fresh and not wants_fresh:
+                    emit(request, "cache.hit", age=entry.age(now))
+                    return entry.to_response(request)
+                if not fresh and not wants_fresh and entry.serves_while_revalidating(now):
+                    return self._serve_while_revalidating(request, key, entry, scheme, now)
+                reason = "no-cache" if fresh else "expired"
+                revalidate = self._validator(request, entry)
+        if revalidate is None:
+            emit(request, "cache.miss", reason=reason)
+        else:
+            emit(request, "cache.miss", reason=reason, revalidate=True)
         outcome, shared = await cache.flights.do(
-            key, lambda: self._fetch(request, key, entry, scheme)
+            key, lambda: self._fetch(request, key, entry, scheme, revalidate)
         )
         if not shared:
             return outcome.response
         if outcome.entry is None or not outcome.entry.matches(request, scheme):
             # Not shareable (no-store, private, Vary differs...): call upstream ourselves.
-            return (await self._fetch(request, key, entry, scheme)).response
+            return (await self._fetch(request, key, entry, scheme, revalidate)).response
         if outcome.stale:
             emit(request, "cache.stale", age=outcome.entry.age(cache.clock.now()), shared=True)
-        return outcome.entry.to_response(request, from_cache=outcome.stale, stale=outcome.stale)
+        return outcome.entry.to_response(
+            request, from_cache=outcome.stale or outcome.cached, stale=outcome.stale
+        )
+
+    def _validator(self, request: Request, entry: CacheEntry) -> CacheEntry | None:
+        """``entry`` if the call may revalidate it: it has a validator, revalidation is
+        on, and the caller did not make the request conditional itself."""
+        if not self.config.revalidate or not entry.revalidatable:
+            return None
+        headers = request.headers
+        if "if-none-match" in headers or "if-modified-since" in headers:
+            return None  # the caller's own conditional request: its 304 is the caller's
+        return entry
+
+    def _serve_while_revalidating(
+        self, request: Request, key: str, entry: CacheEntry, scheme: KeyScheme, now: float
+    ) -> Response:
+        """stale-while-revalidate: answer with the stale entry now, refresh it once."""
+        started = self.cache.refresh_in_background(
+            key, lambda: self._refresh(_detached(request), key, entry, scheme)
+        )
+        emit(
+            request,
+            "cache.stale",
+            age=entry.age(now),
+            reason="stale-while-revalidate",
+            refreshing=started,
+        )
+        return entry.to_response(request, stale=True)
+
+    async def _refresh(
+        self, request: Request, key: str, entry: CacheEntry, scheme: KeyScheme
+    ) -> None:
+        """The background call of stale-while-revalidate (joins a call in flight)."""
+        revalidate = self._validator(request, entry)
+        try:
+            await self.cache.flights.do(
+                key, lambda: self._fetch(request, key, entry, scheme, revalidate)
+            )
+        except Exception as exc:
+            logger.warning(
+                "background cache refresh of %s failed (%s); the stale entry stays until "
+                "its stale-while-revalidate window ends",
+                request.endpoint or "a call",
+                type(exc).__name__,
+            )
 
     async def _read(self, key: str) -> CacheEntry | None:
         try:
@@ -251,65 +343,214 @@ class CacheService:
             return None
 
     async def _fetch(
-        self, request: Request, key: str, fallback: CacheEntry | None, scheme: KeyScheme
+        self,
+        request: Request,
+        key: str,
+        fallback: CacheEntry | None,
+        scheme: KeyScheme,
+        revalidate: CacheEntry | None = None,
     ) -> Fetched:
-        """Call upstream; store what may be stored; on failure serve ``fallback`` stale."""
+        """Call upstream (conditionally when ``revalidate`` is given); store what may be
+        stored; on failure serve ``fallback`` stale if it may be."""
         config, cache = self.config, self.cache
         generation = cache.generation(request.endpoint)
+        sent = request if revalidate is None else _conditional(request, revalidate)
         try:
-            response = await self.inner(request)
+            response = await self.inner(sent)
         except LaminaError as exc:
-            now = cache.clock.now()
             if (
-                fallback is None
-                or config.stale_if_error is None
-                or not serves_stale(exc)
-                or not fallback.is_usable_stale(now)
+                revalidate is not None
+                and isinstance(exc, HTTPStatusError)
+                and exc.status_code == 304  # a parse layer inside refused the 304
             ):
+                answer = exc.response or Response(304, request=sent)
+                answer.attempts = exc.attempts or answer.attempts
+                return await self._revalidated(request, key, revalidate, answer, scheme, generation)
+            if not serves_stale(exc) or not self._stale_ok(fallback):
                 raise
+            assert fallback is not None
+            now = cache.clock.now()
             emit(request, "cache.stale", age=fallback.age(now), error=type(exc).__name__)
             return Fetched(fallback.to_response(request, stale=True), fallback, stale=True)
-        decision = storable(
+        status = response.status_code
+        if revalidate is not None and status == 304:
+            return await self._revalidated(request, key, revalidate, response, scheme, generation)
+        if serves_stale_status(status) and self._stale_ok(fallback):
+            assert fallback is not None
+            now = cache.clock.now()
+            emit(request, "cache.stale", age=fallback.age(now), error=f"HTTP {status}")
+            return Fetched(fallback.to_response(request, stale=True), fallback, stale=True)
+        decision = store_decision(
             request,
             response,
             ttl=config.ttl,
             cache_authorized=config.cache_authorized,
             identified=bool(scheme.identity(request)),
         )
-        if decision is None:
+        if isinstance(decision, str):
+            emit(request, "cache.skip", reason=decision)
             return Fetched(response, None)
+        entry = self._entry(request, response, response.value, decision, scheme)
+        if entry is None:
+            return Fetched(response, None)
+        await self._store(request, key, entry, generation, scheme)
+        return Fetched(response, entry)
+
+    def _stale_ok(self, fallback: CacheEntry | None) -> bool:
+        """True when ``fallback`` may stand in for a failed call now (stale-if-error)."""
+        if fallback is None:
+            return False
+        if fallback.stale_for <= 0 and self.config.stale_if_error is None:
+            return False
+        return fallback.is_usable_stale(self.cache.clock.now())
+
+    async def _revalidated(
+        self,
+        request: Request,
+        key: str,
+        stored: CacheEntry,
+        answer: Response,
+        scheme: KeyScheme,
+        generation: tuple[int, int],
+    ) -> Fetched:
+        """A 304 to a conditional request: serve the stored body, its headers updated
+        from the 304 and its freshness renewed (RFC 9111 §4.3.4)."""
+        config, cache = self.config, self.cache
+        now = cache.clock.now()
+        emit(request, "cache.revalidated", age=stored.age(now), status=304)
+        merged = Response(
+            stored.status_code,
+            headers=_updated(stored.headers, answer.headers),
+            content=stored.content,
+            request=request,
+            value=stored.value,
+            attempts=answer.attempts,
+        )
+        decision = store_decision(
+            request,
+            merged,
+            ttl=config.ttl,
+            cache_authorized=config.cache_authorized,
+            identified=bool(scheme.identity(request)),
+        )
+        entry = None
+        if isinstance(decision, str):
+            emit(request, "cache.skip", reason=decision)
+        else:
+            entry = self._entry(request, merged, merged.value, decision, scheme)
+        if entry is None:
+            try:
+                await cache.store.delete(key)
+            except Exception:
+                logger.warning("cache store delete failed", exc_info=True)
+            merged.from_cache = True
+            return Fetched(merged, None, cached=True)
+        await self._store(request, key, entry, generation, scheme)
+        return Fetched(entry.to_response(request, attempts=answer.attempts), entry, cached=True)
+
+    def _entry(
+        self,
+        request: Request,
+        response: Response,
+        value: object,
+        decision: Storable,
+        scheme: KeyScheme,
+    ) -> CacheEntry | None:
+        config = self.config
         names = vary_names(response) or ()
-        stale_for = (config.stale_if_error or 0.0) if decision.stale_ok else 0.0
+        stale_for = 0.0
+        if decision.stale_ok:
+            stale_for = max(config.stale_if_error or 0.0, decision.stale_if_error)
         try:
-            entry = CacheEntry(
+            return CacheEntry(
                 status_code=response.status_code,
                 headers=response.headers,
                 content=response.content,
-                value=response.value,
+                value=value,
                 namespace=request.endpoint,
-                stored_at=cache.clock.now(),
+                stored_at=self.cache.clock.now(),
                 fresh_for=decision.ttl,
                 stale_for=stale_for,
+                swr_for=decision.stale_while_revalidate,
                 vary=names,
                 vary_digest=scheme.vary_digest(request, names),
             )
         except Exception:
             logger.warning("response value cannot be copied; not cached", exc_info=True)
-            return Fetched(response, None)
-        if cache.generation(request.endpoint) == generation:
-            ttl = decision.ttl + stale_for
-            try:
-                await cache.store.set(key, entry, ttl)
-                if any(name in scheme.ignored for name in names):
-                    # Varies on a header the key leaves out: keep this variant under its
-                    # own key too, so requests alternating between variants all hit.
-                    await cache.store.set(_variant(key, entry.vary_digest), entry, ttl)
-            except Exception:
-                logger.warning("cache store set failed; response not cached", exc_info=True)
-        return Fetched(response, entry)
+            emit(request, "cache.skip", reason="the value cannot be copied")
+            return None
+
+    async def _store(
+        self,
+        request: Request,
+        key: str,
+        entry: CacheEntry,
+        generation: tuple[int, int],
+        scheme: KeyScheme,
+    ) -> None:
+        cache = self.cache
+        if cache.generation(request.endpoint) != generation:
+            emit(request, "cache.skip", reason="invalidated while the call was in flight")
+            return
+        keep = max(entry.stale_for, entry.swr_for)
+        if self.config.revalidate and entry.revalidatable:
+            keep = max(keep, self.config.ttl)  # kept to be revalidated once stale
+        ttl = entry.fresh_for + keep
+        try:
+            await cache.store.set(key, entry, ttl)
+            if any(name in scheme.ignored for name in entry.vary):
+                # Varies on a header the key leaves out: keep this variant under its
+                # own key too, so requests alternating between variants all hit.
+                await cache.store.set(_variant(key, entry.vary_digest), entry, ttl)
+        except Exception:
+            logger.warning("cache store set failed; response not cached", exc_info=True)
+            emit(request, "cache.skip", reason="the store failed")
 
     def __repr__(self) -> str:
         return f"<CacheService {self.config!r} -> {self.inner!r}>"
+
+
+#: Header fields a 304 does not update in a stored response (they describe the 304's
+#: own framing, not the stored representation).
+_NOT_UPDATED = frozenset(
+    {
+        "connection",
+        "content-encoding",
+        "content-length",
+        "content-range",
+        "content-type",
+        "transfer-encoding",
+    }
+)
+
+
+def _updated(stored: Headers, fresh: Headers) -> Headers:
+    """The stored headers with every field the 304 carries replaced by its lines."""
+    names = {name.lower() for name, _ in fresh.multi_items()} - _NOT_UPDATED
+    kept = [(k, v) for k, v in stored.multi_items() if k.lower() not in names]
+    return Headers(kept + [(k, v) for k, v in fresh.multi_items() if k.lower() in names])
+
+
+def _conditional(request: Request, entry: CacheEntry) -> Request:
+    """``request`` asking "changed since?" with the entry's validators."""
+    updates: dict[str, str] = {}
+    etag, modified = entry.etag, entry.last_modified
+    if etag is not None:
+        updates["If-None-Match"] = etag
+    if modified is not None:
+        updates["If-Modified-Since"] = modified
+    return request.replace(headers=request.headers.copy_with(updates))
+
+
+def _detached(request: Request) -> Request:
+    """A copy for a background call: no deadline (the caller has its answer) and no
+    listeners (the call's span and report are done)."""
+    copy = request.replace(deadline=None)
+    extensions = dict(request.extensions)
+    extensions.pop(EVENTS_KEY, None)
+    extensions.pop(ATTEMPTS_KEY, None)
+    copy.extensions = extensions
+    return copy
 
 
 Cache = CacheService  # deprecated: the name before issue 15, kept for imports

@@ -27,11 +27,14 @@ from .keys import identity_digest
 
 __all__ = [
     "Storable",
+    "has_validator",
     "parse_cache_control",
     "request_directives",
     "request_wants_fresh",
     "serves_stale",
+    "serves_stale_status",
     "storable",
+    "store_decision",
     "vary_names",
 ]
 
@@ -73,10 +76,21 @@ def _seconds(value: str | None) -> float | None:
 
 @dataclass(frozen=True, slots=True)
 class Storable:
-    """A store decision: fresh for ``ttl`` seconds; ``stale_ok`` if it may serve on error."""
+    """A store decision: fresh for ``ttl`` seconds (0: stored only to be revalidated);
+    ``stale_ok`` if it may be served stale at all; ``stale_if_error`` and
+    ``stale_while_revalidate``: the response's own RFC 5861 windows (seconds, 0 if
+    absent or not allowed); ``validated``: it has an ``ETag`` or ``Last-Modified``."""
 
     ttl: float
     stale_ok: bool
+    stale_if_error: float = 0.0
+    stale_while_revalidate: float = 0.0
+    validated: bool = False
+
+
+def has_validator(headers: Headers) -> bool:
+    """True when a stored response can be revalidated (``ETag`` or ``Last-Modified``)."""
+    return "etag" in headers or "last-modified" in headers
 
 
 def vary_names(response: Response) -> tuple[str, ...] | None:
@@ -120,48 +134,85 @@ def storable(
     cache_authorized: bool,
     identified: bool | None = None,
 ) -> Storable | None:
-    """Decide whether ``response`` to ``request`` may be stored, and for how long.
+    """Decide whether ``response`` to ``request`` may be stored, and for how long
+    (None: not stored; :func:`store_decision` also says why)."""
+    decision = store_decision(
+        request, response, ttl=ttl, cache_authorized=cache_authorized, identified=identified
+    )
+    return decision if isinstance(decision, Storable) else None
 
-    Not stored: a status outside 2xx (or 206); ``no-store`` on the request or
-    the response; ``no-cache`` (lamina does not revalidate, so such an entry
-    could never be served); ``Vary: *``; ``private`` unless
-    ``cache_authorized`` and the request identifies its caller (``identified``:
-    its identity digest is not empty; computed with the default key scheme if
-    None);
-    a response to a request with ``Authorization`` unless it says ``public``,
-    ``s-maxage`` or ``must-revalidate`` (RFC 9111 §3.5) or
-    ``cache_authorized`` is set. The lifetime is the smaller of the
-    configured ``ttl`` and the server's ``s-maxage``/``max-age``/``Expires``
-    (minus ``Age``); a lifetime of 0 is not stored. ``must-revalidate``,
+
+def store_decision(
+    request: Request,
+    response: Response,
+    *,
+    ttl: float,
+    cache_authorized: bool = True,
+    identified: bool | None = None,
+) -> Storable | str:
+    """A :class:`Storable`, or the reason (short text) the response is not stored.
+
+    Not stored: a status outside 2xx (or 206); ``no-store`` on the request or the
+    response; ``Vary: *``; ``private`` unless ``cache_authorized`` and the request
+    identifies its caller (``identified``: its identity digest is not empty;
+    computed with the default key scheme if None); a response to a request with
+    ``Authorization`` when ``cache_authorized`` is False, unless it says
+    ``public``, ``s-maxage`` or ``must-revalidate`` (RFC 9111 §3.5). With
+    ``cache_authorized`` (the default) such a response is stored under its
+    caller's key: the key covers the credentials, so it is never served to another
+    caller.
+
+    The lifetime is the smaller of the configured ``ttl`` and the server's
+    ``s-maxage``/``max-age``/``Expires`` (minus ``Age``); ``no-cache`` makes it 0. A
+    lifetime of 0 is stored only when the response has a validator (``ETag`` or
+    ``Last-Modified``), to be revalidated before every use. ``must-revalidate``,
     ``proxy-revalidate`` and ``s-maxage`` forbid serving the entry stale.
     """
     status = response.status_code
     if not 200 <= status < 300 or status == 206:
-        return None
+        return f"status {status}"
     if "no-store" in request_directives(request):
-        return None
+        return "no-store (request)"
     cc = parse_cache_control(response.headers)
-    if "no-store" in cc or "no-cache" in cc or vary_names(response) is None:
-        return None
-    authorized = "authorization" in request.headers
-    if "private" in cc and not (cache_authorized and _identified(request, identified)):
-        return None
+    if "no-store" in cc:
+        return "no-store (response)"
+    if vary_names(response) is None:
+        return "Vary: *"
+    if "private" in cc:
+        if not cache_authorized:
+            return "private (cache_authorized=False)"
+        if not _identified(request, identified):
+            return "private (the request does not identify its caller)"
     if (
-        authorized
-        and not cache_authorized
+        not cache_authorized
+        and "authorization" in request.headers
         and not ("public" in cc or "s-maxage" in cc or "must-revalidate" in cc)
     ):
-        return None
-    lifetime = _lifetime(cc, response.headers)
-    fresh = ttl if lifetime is None else min(ttl, lifetime)
-    if fresh <= 0:
-        return None
+        return "Authorization (cache_authorized=False)"
+    validated = has_validator(response.headers)
+    lifetime = 0.0 if "no-cache" in cc else _lifetime(cc, response.headers)
+    fresh = ttl if lifetime is None else max(0.0, min(ttl, lifetime))
+    if fresh <= 0 and not validated:
+        return "no-cache without a validator" if "no-cache" in cc else "lifetime 0"
     stale_ok = not ("must-revalidate" in cc or "proxy-revalidate" in cc or "s-maxage" in cc)
-    return Storable(ttl=fresh, stale_ok=stale_ok)
+    return Storable(
+        ttl=fresh,
+        stale_ok=stale_ok,
+        stale_if_error=(_seconds(cc.get("stale-if-error")) or 0.0) if stale_ok else 0.0,
+        stale_while_revalidate=(
+            (_seconds(cc.get("stale-while-revalidate")) or 0.0) if stale_ok else 0.0
+        ),
+        validated=validated,
+    )
 
 
 def _identified(request: Request, identified: bool | None) -> bool:
     return bool(identity_digest(request)) if identified is None else identified
+
+
+def serves_stale_status(status: int) -> bool:
+    """True for a response status that stale-if-error covers: 5xx and 429."""
+    return status >= 500 or status == 429
 
 
 def serves_stale(error: BaseException) -> bool:

@@ -98,6 +98,7 @@ def _encode(entry: CacheEntry) -> dict[str, Any]:
         "ns": entry.namespace,
         "fresh_for": entry.fresh_for,
         "stale_for": entry.stale_for,
+        "swr_for": entry.swr_for,
         "vary": list(entry.vary),
         "vary_digest": entry.vary_digest,
     }
@@ -115,6 +116,7 @@ def _decode(data: dict[str, Any], stored_at: float) -> CacheEntry:
         stored_at=stored_at,
         fresh_for=float(data["fresh_for"]),
         stale_for=float(data["stale_for"]),
+        swr_for=float(data.get("swr_for", 0.0)),
         vary=tuple(str(n) for n in data["vary"]),
         vary_digest=str(data["vary_digest"]),
     )

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
-from collections.abc import Iterable
+import weakref
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from ..._clock import Clock, default_clock
 from ..._core import Request, Response
@@ -37,11 +40,14 @@ _warned_key_beside_data = False  # the warning above is logged once per process
 
 @dataclass(frozen=True, slots=True)
 class Fetched:
-    """What a single-flight leader hands its followers: the entry (None if not shareable)."""
+    """What a single-flight leader hands its followers: the entry (None if not shareable);
+    ``stale``: served stale (stale-if-error); ``cached``: the body is the stored one
+    (revalidated by a 304)."""
 
     response: Response
     entry: CacheEntry | None
     stale: bool = False
+    cached: bool = False
 
 
 class SharedCache:
@@ -58,6 +64,7 @@ class SharedCache:
     """
 
     __slots__ = (
+        "_background",
         "_epoch",
         "_generations",
         "_opaque",
@@ -115,6 +122,47 @@ class SharedCache:
         self._secret_flight: SingleFlight[KeyScheme] = SingleFlight()
         self._generations: dict[str | None, int] = {}
         self._epoch = 0
+        self._background: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, dict[str, asyncio.Task[Any]]
+        ] = weakref.WeakKeyDictionary()
+
+    # -- background refreshes (stale-while-revalidate) ---------------------------------
+    def _refreshes(self) -> dict[str, asyncio.Task[Any]]:
+        loop = asyncio.get_running_loop()
+        tasks = self._background.get(loop)
+        if tasks is None:
+            tasks = self._background[loop] = {}
+        return tasks
+
+    def refresh_in_background(
+        self, key: str, refresh: Callable[[], Coroutine[Any, Any, object]]
+    ) -> bool:
+        """Start ``refresh()`` in a task unless one for ``key`` is already running on this
+        event loop; True if this call started it. The task is forgotten when it ends."""
+        tasks = self._refreshes()
+        if key in tasks:
+            return False
+        task = asyncio.get_running_loop().create_task(refresh(), name="lamina.cache.refresh")
+        tasks[key] = task
+
+        def done(finished: asyncio.Task[Any]) -> None:
+            if tasks.get(key) is finished:
+                del tasks[key]
+
+        task.add_done_callback(done)
+        return True
+
+    def refreshing(self) -> int:
+        """Background refreshes running on this event loop."""
+        return len(self._refreshes())
+
+    async def drain(self) -> None:
+        """Wait for the background refreshes running on this event loop to end."""
+        while True:
+            tasks = list(self._refreshes().values())
+            if not tasks:
+                return
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     # -- keys ------------------------------------------------------------------------
     def _new_scheme(self, secret: bytes, refresh_at: float | None) -> KeyScheme:
