@@ -207,3 +207,10 @@ async def test_a_relative_url_needs_a_base_url_and_secrets_stay_out_of_repr(
         with pytest.raises(ConfigError) as caught:
             await bare.get("/json")
         assert caught.value.field == "url"
+
+
+@pytest.mark.parametrize("name", ["httpx", "aiohttp", "pyreqwest"])
+async def test_a_transport_by_name(name: str, lamina_server: LocalServer) -> None:
+    async with Client(transport=name, base_url=lamina_server.url, layers=[]) as client:
+        assert type(client.transport).__name__.lower().startswith(name)
+        assert (await client.get("/json")).json()["ok"] is True
