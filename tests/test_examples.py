@@ -115,3 +115,23 @@ def test_chaos_example() -> None:
     assert "upstream saw 12 requests (12 calls)" in out
     assert "CHAOS: fault injection was ON for item0, item1, item2, item3, item4, item5" in out
     assert "found: item5 failed with CircuitOpenError after attempt 5: status 503" in out
+
+
+def test_hedging_example() -> None:
+    out = run("examples/hedging.py")
+    lines = {line.split(":")[0].strip(): line for line in out.splitlines()}
+    assert "upstream requests 60" in lines["plain"]
+    plain = int(lines["plain"].split("slowest call ")[1].split(" ms")[0])
+    hedged = int(lines["hedged"].split("slowest call ")[1].split(" ms")[0])
+    assert plain >= 300  # a slow call answered in its own time
+    assert hedged < plain  # a hedge answered it sooner
+    extra = int(lines["extra upstream requests"].split(": ")[1].split()[0])
+    assert 1 <= extra <= 20
+
+
+def test_adaptive_concurrency_example() -> None:
+    out = run("examples/adaptive_concurrency.py")
+    assert "min_rtt measured: " in out
+    settled = int(out.split("settled limit (median of the second half): ")[1].split()[0])
+    assert 4 <= settled <= 16
+    assert "in flight now: 0" in out

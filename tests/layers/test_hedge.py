@@ -19,10 +19,8 @@ from lamina import ConfigError, Request, Response, ServiceBuilder, TransportErro
 from lamina._events import listen
 from lamina.layers.call_tracing import CallTracingLayer
 from lamina.layers.hedge import HEDGE_KEY, HedgeLayer, LatencyPercentile
-from lamina.layers.metrics import MetricsLayer
 from lamina.layers.timeout import TimeoutLayer
 from lamina.layers.tracing import TracingLayer
-from lamina.metrics import IOMetrics
 from lamina.testing import LocalServer
 from lamina.testing.clock import ManualClock
 
@@ -275,25 +273,6 @@ def test_latency_percentile_is_bounded_and_nearest_rank() -> None:
         p.add(float(i))
     assert p.count == 10
     assert p.value() == 98.0  # the 9th of 90..99
-
-
-async def test_hedges_are_counted_by_the_metrics_layer() -> None:
-    clock = ManualClock()
-    upstream = Upstream()
-    metrics = IOMetrics()
-    service = (
-        ServiceBuilder()
-        .layer(MetricsLayer(metrics))
-        .layer(HedgeLayer(0.1, clock=clock))
-        .service(upstream)
-    )
-    call = asyncio.create_task(service(Request("GET", URL, endpoint="users")))
-    await settle()
-    clock.advance(0.1)
-    await settle()
-    upstream.answer(1)
-    await call
-    assert metrics.endpoint("users").events["hedges"] == 1
 
 
 # -- the real local server, on every transport ------------------------------------------

@@ -258,11 +258,16 @@ class LocalServer:
         if path == "/drip":
             await self._drip(req, writer)
             return
-        if path.startswith("/slow-some/"):
-            await self._slow_some(req, writer)
-            return
-        if path.startswith("/capacity/"):
-            await self._at_capacity(req, writer)
+        if path.startswith(("/slow-some/", "/capacity/")):
+            try:
+                if path.startswith("/slow-some/"):
+                    await self._slow_some(req, writer)
+                else:
+                    await self._at_capacity(req, writer)
+            except asyncio.CancelledError:
+                if self._stopping is not None and self._stopping.is_set():
+                    raise _Hang from None  # the server stops: end this connection quietly
+                raise
             return
         status, body, headers = self._dispatch(req)
         _write(writer, status, body, headers)
