@@ -263,7 +263,7 @@ def _waited_more(exc: asyncio.CancelledError, waited: float) -> asyncio.Cancelle
 class SentMarker:
     """Set by the client's tracing as a request goes: ``connecting`` once it starts to
     connect to the server (TCP, TLS; httpcore's ``connect_tcp``, aiohttp's
-    ``connection_create_start``), ``sent`` once it may have started to go out
+    connector making one), ``sent`` once it may have started to go out
     (httpcore starts writing its headers, aiohttp has its connection). A transport
     cancelled before that raises :meth:`cancellation`: nothing was sent."""
 
