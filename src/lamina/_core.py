@@ -7,7 +7,9 @@ and a :class:`Response` travelling back up. Nothing here depends on httpx.
 from __future__ import annotations
 
 import json as jsonlib
+import re
 from collections.abc import Callable, Coroutine, Mapping, Sequence
+from types import FunctionType
 from typing import Any, Protocol, runtime_checkable
 
 from ._headers import Headers, HeaderSource
@@ -298,19 +300,12 @@ _MAX_CHAIN = 64
 
 def stack_repr(service: object) -> str:
     """``Stack(call_tracing -> retry -> ... -> HttpxTransport)``: the chain from ``service``
-    down to its transport, outermost first; each hop by its layer's registered name.
+    down to its transport, outermost first.
 
-    A hop is followed through its ``inner`` attribute (every built-in service has one).
-    Only names are shown, never options or URLs, so no secret can appear.
+    A hop is followed through its ``inner`` attribute (every built-in service has one) and
+    named after its class: ``CircuitBreakerService`` is ``circuit_breaker``. Only names are
+    shown, never options or URLs, so no secret can appear.
     """
-    import inspect
-
-    from .plugins import BUILTIN_LAYERS  # only when a repr is asked for
-
-    by_service = {
-        value.rpartition(":")[2].removesuffix("Layer") + "Service": name
-        for name, value in BUILTIN_LAYERS.items()
-    }
     hops: list[str] = []
     node: object = service
     for _ in range(_MAX_CHAIN):
@@ -319,17 +314,22 @@ def stack_repr(service: object) -> str:
             hops.append(f"layer_fn({getattr(node._middleware, '__name__', 'middleware')})")
         elif isinstance(node, _HandlerService):
             hops.append(f"service_fn({getattr(node._handler, '__name__', 'handler')})")
-        elif inspect.isfunction(node):  # ServiceBuilder.service(async_function)
+        elif isinstance(node, FunctionType):  # ServiceBuilder.service(async_function)
             hops.append(node.__name__)
         else:
             kind = type(node).__name__
-            hops.append(by_service.get(kind, kind) if inner is not None else kind)
+            if inner is not None and kind.endswith("Service") and kind != "Service":
+                kind = _SNAKE.sub("_", kind.removesuffix("Service")).lower()
+            hops.append(kind)
         if inner is None:
             break
         node = inner
     else:
         hops.append("...")
     return f"Stack({' -> '.join(hops)})"
+
+
+_SNAKE = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
 
 def _check_layer(layer: object) -> None:
