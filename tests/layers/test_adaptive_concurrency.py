@@ -178,6 +178,36 @@ async def test_a_call_over_the_limit_is_shed_with_a_typed_error_and_an_event() -
     assert layer.in_flight == 0
 
 
+async def test_without_max_wait_a_call_with_a_deadline_is_shed_too() -> None:
+    gate = Gate()
+    clock = ManualClock()
+    layer = AdaptiveConcurrencyLayer(clock=clock)
+    service = layer.wrap(gate)
+    calls = [asyncio.create_task(service(Request("GET", URL))) for _ in range(3)]
+    await settle()
+    with pytest.raises(ConcurrencyLimitExceeded):
+        await service(Request("GET", URL, deadline=clock.now() + 10))
+    assert layer.waiting == 0
+    for future in gate.waiting:
+        future.set_result(None)
+    await asyncio.gather(*calls)
+
+
+async def test_a_queued_call_waits_no_longer_than_its_deadline() -> None:
+    gate = Gate()
+    layer = AdaptiveConcurrencyLayer(max_wait=30.0)
+    service = layer.wrap(gate)
+    calls = [asyncio.create_task(service(Request("GET", URL))) for _ in range(3)]
+    await settle()
+    deadline = asyncio.get_running_loop().time() + 0.01
+    with pytest.raises(ConcurrencyLimitExceeded, match="after waiting"):
+        await service(Request("GET", URL, deadline=deadline))
+    assert layer.waiting == 0
+    for future in gate.waiting:
+        future.set_result(None)
+    await asyncio.gather(*calls)
+
+
 async def test_with_max_wait_a_call_queues_for_a_slot() -> None:
     gate = Gate()
     layer = AdaptiveConcurrencyLayer(max_wait=5.0)

@@ -148,9 +148,8 @@ class AdaptiveConcurrencyLayer:
         if self.try_acquire():
             return
         wait = self.max_wait
-        if request.deadline is not None:
-            left = request.deadline - self.clock.now()
-            wait = left if wait is None or left < wait else wait
+        if wait and request.deadline is not None:
+            wait = min(wait, request.deadline - self.clock.now())
         if not wait or wait <= 0:
             raise self._rejected(request)
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
