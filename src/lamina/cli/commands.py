@@ -64,10 +64,16 @@ def load(path_text: str, *, allow_imports: Any = False, resolve_imports: bool = 
     if not path.is_file():
         raise UsageError(f"FLOW: no such file: {path_text}")
     from ..flows import flow_info, flow_layers, load_flow  # imported only when needed
+    from ..flows.secrets import hidden_values
 
     config = load_flow(path, allow_imports=allow_imports, resolve_imports=resolve_imports)
     info = flow_info(config)
-    secrets = {*_env_secrets(path), *(v for v in info.substitutions.values if len(v) >= MIN_SECRET)}
+    hidden = hidden_values(info.substitutions)  # the classifier decides (flows.secrets)
+    shown = set(info.substitutions.variables.values()) - hidden
+    secrets = {
+        *(v for v in _env_secrets(path) if v not in shown),
+        *(v for v in hidden if len(v) >= MIN_SECRET),
+    }
     flow = Flow(path, config, secrets=sorted(secrets, key=len, reverse=True))
     flow.name, flow.description, flow.imports = info.name, info.description, info.imports
     flow.transport = cast("TransportName | None", info.transport)

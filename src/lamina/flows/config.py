@@ -18,6 +18,7 @@ from .imports import FlowImport, Importer
 from .layers import FlowLayers, LayerSpec, parse_layers
 from .limits import check_shape
 from .problems import FlowErrors, Problems, errors_of, narrowing, top_field
+from .secrets import hidden_values
 
 __all__ = [
     "CONFIG_KEYS",
@@ -137,7 +138,8 @@ def config_from_dict(
     except ConfigError as exc:
         if not found.values:
             raise
-        scrubbed = [_scrubbed(e, found.values) for e in errors_of(exc)]
+        hidden = hidden_values(found)
+        scrubbed = [_scrubbed(e, hidden) for e in errors_of(exc)]
         raise (scrubbed[0] if len(scrubbed) == 1 else FlowErrors(scrubbed)) from None
 
 

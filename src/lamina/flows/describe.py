@@ -9,6 +9,7 @@ from .._redact import REDACTED, is_secret, redact_url, scrub
 from ..orchestration.config import APIOrchestrationConfig
 from ..orchestration.orchestrator import APIOrchestrator
 from .config import config_to_dict, flow_info, flow_layers
+from .secrets import hidden_values
 
 __all__ = ["build_orchestrator", "describe_flow"]
 
@@ -18,9 +19,10 @@ def describe_flow(config: APIOrchestrationConfig) -> dict[str, Any]:
 
     Values from the environment show as their ``${VAR}`` template; secret headers
     and query parameters (by :mod:`lamina.redact`'s classifier), URL user info and a
-    backend URL's password are masked; every environment value left anywhere is
-    scrubbed in any encoding; Python hooks that cannot be written as a flow show as
-    ``<python ...>``. Never raises for hooks.
+    backend URL's password are masked; every environment value that
+    :func:`lamina.flows.secrets.hidden_values` hides (a secret-named variable, a value in a
+    secret place) is scrubbed anywhere it is left, in any encoding; Python hooks that
+    cannot be written as a flow show as ``<python ...>``. Never raises for hooks.
     """
     info = flow_info(config)
     out = config_to_dict(config, strict=False)
@@ -37,7 +39,7 @@ def describe_flow(config: APIOrchestrationConfig) -> dict[str, Any]:
             endpoint["params"] = {
                 k: (REDACTED if is_secret(k) else v) for k, v in endpoint["params"].items()
             }
-    secrets = info.substitutions.values
+    secrets = hidden_values(info.substitutions)
     return _scrub(out, secrets) if secrets else out
 
 

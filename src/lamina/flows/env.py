@@ -31,6 +31,10 @@ class Substitutions:
     templates: dict[tuple[str | int, ...], str] = field(default_factory=dict)
     results: dict[tuple[str | int, ...], str] = field(default_factory=dict)
     values: set[str] = field(default_factory=set)
+    variables: dict[str, str] = field(default_factory=dict)
+    """Each variable used, by name, with its value."""
+    uses: dict[str, list[tuple[str | int, ...]]] = field(default_factory=dict)
+    """Each variable used, by name, with the paths of the values that hold it."""
     visited: int = 0
     collect: bool = False
     """Record a missing variable or a malformed ``${`` in :attr:`errors` and go on
@@ -99,6 +103,8 @@ def _substitute_string(
         if name in env:
             value = env[name]
             found.values.add(value)
+            found.variables[name] = value
+            found.uses.setdefault(name, []).append(path)
             return value
         default = match.group(2)
         if default is not None:
