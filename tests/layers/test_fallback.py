@@ -359,3 +359,11 @@ def test_retry_then_fallback_order_is_what_the_docs_say() -> None:
     right = ServiceBuilder([layer, retry]).service(service_fn(handler))
     assert asyncio.run(right(REQ)).value == "x"
     assert calls == 3
+
+
+async def test_a_flow_import_of_a_one_argument_function_gets_the_error_only() -> None:
+    from lamina.flows.imports import ImportedHook
+
+    hook = ImportedHook("hooks:by_error", lambda error: type(error).__name__)
+    error = ConnectError("refused", request=REQ)
+    assert (await FallbackLayer(hook).wrap(failing(error))(REQ)).value == "ConnectError"

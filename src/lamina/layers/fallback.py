@@ -104,6 +104,10 @@ class FallbackLayer:
 
 
 def _takes_two(function: Callable[..., Any]) -> bool:
+    """Whether ``function`` takes the request too (a second positional argument)."""
+    wrapped = getattr(function, "func", None)
+    if hasattr(function, "reference") and callable(wrapped):
+        function = wrapped  # a flow's import: what it calls, not its (*args) wrapper
     try:
         params = inspect.signature(function).parameters.values()
     except (TypeError, ValueError):
