@@ -147,3 +147,21 @@ async def test_the_orchestrator_caches_an_authorized_endpoint_per_caller(
     assert second.endpoints["user"].outcome == "cached"
     assert second.value["user"] == {"who": TOKEN_A}
     assert server.hits("/who/user") == 1
+
+
+async def test_the_run_report_says_why_a_call_was_not_cached(
+    server: LocalServer, transport_factory: Any
+) -> None:
+    endpoints = [
+        APIEndpoint(name="never", url=server.url_for("/who/never?cc=no-store")),
+        APIEndpoint(name="kept", url=server.url_for("/who/kept")),
+    ]
+    config = APIOrchestrationConfig(endpoints=endpoints, cache_ttl=60)
+    async with APIOrchestrator(config, transport=transport_factory()) as orchestrator:
+        report = await orchestrator.run()
+    never, kept = report.endpoints["never"], report.endpoints["kept"]
+    assert never.outcome == "ok"
+    assert never.reason == "not cached: no-store (response)"
+    assert kept.reason is None
+    assert "not cached: no-store (response)" in report.summary()
+    assert report.to_dict()["endpoints"][0]["reason"] == "not cached: no-store (response)"

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from .._clock import Clock
 from .._core import Request, Service
 from .._errors import EndpointError, ErrorThresholdExceeded
+from .._events import EVENTS_KEY
 from .._redact import scrub, secret_values, url_secret_values
 from ..layers.chaos import CHAOS_NOTE_KEY
 from ..layers.fallback import FallbackResponse
@@ -168,6 +169,8 @@ class Run:
                 json_body = payload
         extensions = dict(self.plan.extensions.get(endpoint.name, ()))  # per call: layers add
         extensions[CHAOS_NOTE_KEY] = report.note_chaos  # a chaos layer tells the report
+        # the cache says why it did not store a response: the report shows it
+        extensions[EVENTS_KEY] = [*extensions.get(EVENTS_KEY, ()), _CacheNote(report)]
         return Request(
             endpoint.method,
             url,
@@ -241,3 +244,17 @@ class Run:
         if self.config.result_transformer is not None:
             value = self.config.result_transformer(value)
         return value
+
+
+class _CacheNote:
+    """Listener that writes why the cache did not store a call's response (its
+    ``cache.skip`` event) into the report's note: ``not cached: <reason>``."""
+
+    __slots__ = ("report",)
+
+    def __init__(self, report: EndpointReport) -> None:
+        self.report = report
+
+    def __call__(self, name: str, attributes: Mapping[str, Any]) -> None:
+        if name == "cache.skip":
+            self.report.reason = f"not cached: {attributes.get('reason')}"
