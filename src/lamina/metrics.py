@@ -327,6 +327,14 @@ class OtelInstruments:
                 unit="{wait}",
                 description="Calls that waited for a rate limiter.",
             ),
+            "fallbacks": meter.create_counter(
+                "lamina.fallbacks", unit="{call}", description="Calls a fallback answered."
+            ),
+            "chaos_injections": meter.create_counter(
+                "lamina.chaos.injections",
+                unit="{injection}",
+                description="Faults, statuses and delays a chaos layer injected.",
+            ),
         }
 
     def recording(self) -> bool:

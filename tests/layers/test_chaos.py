@@ -474,3 +474,38 @@ def test_the_benchmark_of_both_layers_runs() -> None:
         "ChaosLayer, status 503 on every call",
         "ChaosLayer enabled=False (no wrap)",
     ]
+
+
+async def test_opentelemetry_counts_fallbacks_and_injections() -> None:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from lamina.layers.fallback import FallbackLayer
+
+    reader = InMemoryMetricReader()
+    meters = MeterProvider(metric_readers=[reader])
+    try:
+        layers = [
+            MetricsLayer(meter_provider=meters),
+            FallbackLayer("degraded"),
+            chaos(fault_rate=1.0, latency=0.01, latency_rate=1.0),
+        ]
+        service = ServiceBuilder(layers).service(Upstream())
+        for _ in range(3):
+            response = await service(Request("GET", "http://u/x", endpoint="users"))
+            assert response.value == "degraded"
+        data = reader.get_metrics_data()
+        assert data is not None
+        totals: dict[str, float] = {}
+        for resource in data.resource_metrics:
+            for scope in resource.scope_metrics:
+                for metric in scope.metrics:
+                    for point in metric.data.data_points:
+                        if getattr(point, "attributes", {}).get("lamina.endpoint") == "users":
+                            totals[metric.name] = totals.get(metric.name, 0) + getattr(
+                                point, "value", 0
+                            )
+        assert totals["lamina.fallbacks"] == 3
+        assert totals["lamina.chaos.injections"] == 6  # a delay and a fault per call
+    finally:
+        meters.shutdown()
