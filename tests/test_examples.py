@@ -135,3 +135,17 @@ def test_adaptive_concurrency_example() -> None:
     settled = int(out.split("settled limit (median of the second half): ")[1].split()[0])
     assert 4 <= settled <= 16
     assert "in flight now: 0" in out
+
+
+def test_cache_revalidation_example() -> None:
+    out = run("examples/cache_revalidation.py")
+    assert "70 s later: 304, stored body   version=1 from_cache=True stale=False upstream=2" in out
+    assert 'If-None-Match="v1"' in out
+    assert "body bytes sent: 2051 (one full body for 3 calls)" in out
+    assert "10 concurrent callers 90 s later: 10 served stale at once" in out
+    assert "background refreshes: 1" in out
+    assert "after the refresh              version=2" in out
+    assert "120 s later, upstream 503      version=1 from_cache=True stale=True" in out
+    assert "second run outcomes: {'user': 'cached', 'quote': 'ok'}" in out
+    assert "quote note: not cached: no-store (response)" in out
+    assert "user requests the server saw: 1" in out
