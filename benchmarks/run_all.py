@@ -29,11 +29,13 @@ rebuilds the page from such files. The page keeps its hand-written part (between
 from __future__ import annotations
 
 import argparse
+import atexit
 import dataclasses
 import datetime
 import functools
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -78,7 +80,7 @@ class Plan:
     breakdown_rounds: int  # 0: skip
 
 
-FULL = Plan(False, 4, 3, 1.0, 3, 40, 2, 200, 3, (1000, 10000), 12)
+FULL = Plan(False, 3, 2, 0.6, 3, 40, 2, 200, 3, (1000, 10000), 10)
 QUICK = Plan(True, 1, 1, 0.01, 1, 3, 1, 10, 1, (50, 500), 0)
 
 
@@ -132,6 +134,7 @@ def measure(plan: Plan, peer_python: Path) -> Json:
     peer_rows: dict[str, dict[str, Json]] = {"B": {}, "C": {}}
     peer_info: Json = {}
     errors: list[str] = []
+    profile: str | None = None
     calls = ["--calls", str(plan.calls), "--rounds", str(plan.rounds), "--json"]
     with server_process() as base:
         url = base + "/json"
@@ -202,6 +205,19 @@ def measure(plan: Plan, peer_python: Path) -> Json:
                     errors.append(f"{name}: {error}")
                     log(f"  failed: {error}")
             load.append((f"cycle {i + 1}", os.getloadavg()[0]))
+        if plan.breakdown_rounds:
+            log("pyinstrument profile of lamina on aiohttp")
+            code = (
+                f"import asyncio, sys; sys.path.insert(0, {str(HERE)!r}); import orchestration; "
+                f"print(asyncio.run(orchestration.profile({base!r}, orchestration.FULL, "
+                "('aiohttp',))))"
+            )
+            done = subprocess.run(
+                [main_py, "-c", code], capture_output=True, text=True, timeout=600
+            )
+            profile = done.stdout.strip() if done.returncode == 0 else None
+            if profile is None:
+                errors.append(f"profile: exit {done.returncode}")
     log("FANOUT 1,000 and 10,000 endpoints")
     fanout: Json = {}
     try:
@@ -247,6 +263,7 @@ def measure(plan: Plan, peer_python: Path) -> Json:
         "peer": {"info": peer_info, "rows": peer_rows},
         "fanout": fanout,
         "breakdown": breakdown,
+        "profile": profile,
     }
 
 
@@ -500,18 +517,21 @@ def targets_table(runs: list[Json]) -> str:
     """Each row: every run's median, the verdict on the median of the runs."""
     per_run = [rows(r) for r in runs]
     headers = ["#", "figure", "target", *[f"run {i + 1}" for i in range(len(runs))]]
-    headers += ["verdict", "ran on"]
+    headers += ["verdict", "gap (median of runs)", "ran on"]
     out: list[list[object]] = []
     for i, row in enumerate(per_run[-1]):
         same = [r[i] for r in per_run]
         medians = [r.figure.median for r in same if r.figure is not None]
         ok: bool | None = None
+        gap = ""
         if medians:
             m = statistics.median(medians)
             ok = m < row.limit if row.strict else m <= row.limit
+            if not ok:
+                gap = "over by " + row.fmt.format(m - row.limit).lstrip("+")
         cells = [r.text() for r in same]
         python = row.python if row.figure is not None else (row.note or "not measured")
-        out.append([row.key, row.title, row.target, *cells, verdict(ok), python])
+        out.append([row.key, row.title, row.target, *cells, verdict(ok), gap, python])
     return table(headers, out)
 
 
@@ -667,6 +687,12 @@ def fanout_table(res: Json) -> str | None:
 
 
 # -- chart -----------------------------------------------------------------------------
+SHORT = {
+    pc.GLUE: "glue (tenacity, aiolimiter, ...)",
+    pc.HTTPX_STACK: "lamina on httpx, + rate limit",
+}
+
+
 def chart(runs: list[Json]) -> str:
     last = runs[-1]
     per_run = [rows(r) for r in runs]
@@ -701,7 +727,7 @@ def chart(runs: list[Json]) -> str:
                 "httpx: CPU µs per call, same work (SDK off), lower is better",
                 [
                     Bar(
-                        name,
+                        SHORT.get(name, name),
                         statistics.median(off[name]["cpu"]),
                         f"{statistics.median(off[name]['cpu']):.0f} µs",
                         "lamina" if name.startswith("lamina") else "other",
@@ -870,10 +896,15 @@ def page(runs: list[Json], previous: str) -> str:
             "a time (medians over interleaved rounds, this interpreter).",
             last["breakdown"],
         ]
+    if last.get("profile"):
+        parts += [
+            "### Profile of lamina on aiohttp (pyinstrument, own time)",
+            "`orchestration.profile`: lamina alone, SEQUENTIAL runs of 5 fast calls (B) and "
+            "runs of 5 calls 50 at a time (C), on this interpreter; the share of the sampled "
+            "time spent in each function itself.",
+            last["profile"],
+        ]
     parts += [
-        "## Notes by hand",
-        "Written by hand and kept as it is by `run_all.py`: what was changed for issue 13 "
-        "and why, and what each remaining gap is made of.",
         hand_written(previous),
         "## Reading and rerunning",
         "- `python benchmarks/run_all.py --runs 3` rewrites this page and `performance.svg` "
@@ -921,6 +952,7 @@ def main() -> None:
     else:
         if args.at:
             src, commit = snapshot(args.at)
+            atexit.register(shutil.rmtree, os.path.dirname(src), True)
             os.environ["PYTHONPATH"] = src + os.pathsep + os.environ.get("PYTHONPATH", "")
             os.environ["LAMINA_BENCH_COMMIT"] = commit
             log(f"measuring {args.at} ({commit}) from {src}")
