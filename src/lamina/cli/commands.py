@@ -186,13 +186,14 @@ class FlowRunner(AsyncCloseable):
         layers: LayersCallable | None = None,
         transport: TransportName | None = None,
     ) -> None:
-        from ..orchestration.orchestrator import APIOrchestrator
+        from ..orchestration.orchestrator import APIOrchestrator, with_parse
 
         recorder = self._recorder = Recorder()
         base: LayersCallable = layers if layers is not None else APIOrchestrator.default_layers
 
         def stack(endpoint: APIEndpoint, cfg: APIOrchestrationConfig) -> list[Layer]:
-            return watch_layers(recorder, base(endpoint, cfg))
+            # the parse layer a list without one gets, inside the progress layer
+            return watch_layers(recorder, with_parse(list(base(endpoint, cfg)), endpoint, cfg))
 
         self.orchestrator = APIOrchestrator(config, layers=stack, transport=transport)
         recorder.clock = self.orchestrator.clock

@@ -17,6 +17,7 @@ from .._core import Layer, Service, ServiceBuilder
 from .._errors import ConfigError, LaminaError, OrchestrationTimeout
 from .._otel import TracerSource
 from ..layers.chaos import with_env_chaos
+from ..layers.parse import ParseLayer
 from ..metrics import IOMetrics
 from ..transports import HttpxTransport
 from .config import (
@@ -32,7 +33,7 @@ from .report import RunReport
 from .run import Plan, Run
 from .stack import building, current_state, default_layers, new_shared_state
 
-__all__ = ["APIOrchestrator", "LayersOption"]
+__all__ = ["APIOrchestrator", "LayersOption", "parses", "with_parse"]
 #: name -> (module, class) of the transports whose client is an optional extra.
 _OPTIONAL_TRANSPORTS = {
     "aiohttp": ("..transports.aiohttp", "AiohttpTransport"),
@@ -44,7 +45,8 @@ class APIOrchestrator(AsyncCloseable):
     """Run an :class:`APIOrchestrationConfig`.
 
     Each endpoint gets its own stack: :meth:`default_layers` unless ``layers`` is
-    given (a list used for every endpoint, or ``layers(endpoint, config)``).
+    given (a list used for every endpoint, or ``layers(endpoint, config)``); a list
+    without a parse layer gets the endpoint's one outermost (:func:`with_parse`).
     ``transport`` swaps what sends requests: a lamina service, an httpx
     transport (``httpx.MockTransport``), ``"httpx"`` (the default), ``"aiohttp"``
     (``lamina[aiohttp]``: about 2.7x less time per call on loopback) or ``"pyreqwest"``
@@ -125,7 +127,7 @@ class APIOrchestrator(AsyncCloseable):
                     field=f"layers[{index}]",
                     endpoint=endpoint.name,
                 )
-        return layers
+        return with_parse(layers, endpoint, self.config)
 
     # -- transport and stacks (bound to the running loop) ----------------------
     def _build_stacks(self) -> None:
@@ -317,6 +319,30 @@ class APIOrchestrator(AsyncCloseable):
             f"APIOrchestrator(mode={self.config.mode.value!r}, "
             f"endpoints={self.config.endpoint_names!r})"
         )
+
+
+def parses(layer: object) -> bool:
+    """True for a layer that turns responses into values and refuses bad statuses: a
+    :class:`~lamina.layers.ParseLayer`, or one whose class sets ``parses_response = True``."""
+    return isinstance(layer, ParseLayer) or getattr(layer, "parses_response", False) is True
+
+
+def with_parse(
+    layers: list[Layer], endpoint: APIEndpoint, config: APIOrchestrationConfig
+) -> list[Layer]:
+    """``layers``, with the endpoint's parse layer added outermost when none of them
+    parses: the orchestrator's values (``response_parser``, ``transform_output``, JSON
+    or text) and its status handling (a non-2xx status fails the endpoint) hold with
+    any ``layers=`` list. The given layers still see the raw responses, as they would
+    without it."""
+    if any(parses(layer) for layer in layers):
+        return layers
+    parse = ParseLayer(
+        endpoint.response_parser,
+        endpoint.transform_output,
+        max_response_bytes=config.max_response_bytes,
+    )
+    return [parse, *layers]
 
 
 async def _close_at_shutdown(owned: Any) -> AsyncGenerator[None, None]:

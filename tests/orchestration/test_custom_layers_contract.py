@@ -1,0 +1,98 @@
+"""The orchestrator's value contract holds with any ``layers=`` list (issue 14, item 7):
+a list without a parse layer still gives parsed values, and a 404 is a failure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lamina import APIEndpoint, APIOrchestrationConfig, APIOrchestrator
+from lamina._core import Request, Response, Service
+from lamina.flows import build_orchestrator, config_from_dict
+from lamina.layers import ParseLayer, RetryLayer, TimeoutLayer
+from lamina.testing import LocalServer
+
+
+def _config(base: str) -> APIOrchestrationConfig:
+    return APIOrchestrationConfig(
+        endpoints=[
+            APIEndpoint(name="json", url=f"{base}/json?k=v", transform_output=lambda v: v["query"]),
+            APIEndpoint(name="missing", url=f"{base}/status/404", retry_count=0),
+            APIEndpoint(name="text", url=f"{base}/text"),
+        ]
+    )
+
+
+def _check(report: Any) -> None:
+    assert report.value["json"] == {"k": "v"}  # parsed, then transform_output
+    assert isinstance(report.value["text"], str)
+    missing = report.endpoints["missing"]
+    assert missing.outcome == "failed"
+    assert missing.status_code == 404
+    assert type(missing.error).__name__ == "HTTPStatusError"
+    assert report.value["missing"] is None
+
+
+async def test_a_list_without_parse_still_parses_and_fails_on_404(
+    lamina_server: LocalServer,
+) -> None:
+    layers = [RetryLayer(attempts=1), TimeoutLayer(5)]
+    async with APIOrchestrator(_config(lamina_server.url), layers=layers) as orchestrator:
+        _check(await orchestrator.run())
+
+
+async def test_a_callable_without_parse_too(lamina_server: LocalServer) -> None:
+    async with APIOrchestrator(
+        _config(lamina_server.url), layers=lambda endpoint, config: [TimeoutLayer(5)]
+    ) as orchestrator:
+        _check(await orchestrator.run())
+
+
+async def test_an_empty_list_too(lamina_server: LocalServer) -> None:
+    async with APIOrchestrator(_config(lamina_server.url), layers=[]) as orchestrator:
+        _check(await orchestrator.run())
+
+
+async def test_a_flow_layers_list_without_parse(lamina_server: LocalServer) -> None:
+    config = config_from_dict(
+        {
+            "layers": ["timeout"],
+            "endpoints": [
+                {
+                    "name": "json",
+                    "url": f"{lamina_server.url}/json?k=v",
+                    "transform_output": "query",
+                },
+                {"name": "missing", "url": f"{lamina_server.url}/status/404", "retry_count": 0},
+                {"name": "text", "url": f"{lamina_server.url}/text"},
+            ],
+        }
+    )
+    async with build_orchestrator(config) as orchestrator:
+        _check(await orchestrator.run())
+
+
+class Shout:
+    """A layer of the user's own that parses: marked, so lamina adds no parse layer."""
+
+    parses_response = True
+
+    def wrap(self, inner: Service) -> Service:
+        async def call(request: Request) -> Response:
+            response = await inner(request)
+            response.value = response.text.upper()
+            return response
+
+        return call  # type: ignore[return-value]
+
+
+async def test_a_given_parse_layer_or_a_marked_one_is_used_as_is(
+    lamina_server: LocalServer,
+) -> None:
+    config = APIOrchestrationConfig(
+        endpoints=[APIEndpoint(name="t", url=f"{lamina_server.url}/text")]
+    )
+    async with APIOrchestrator(config, layers=[Shout()]) as orchestrator:
+        assert (await orchestrator.execute())["t"].isupper()
+    custom = ParseLayer(response_parser=lambda response: "mine")
+    async with APIOrchestrator(config, layers=[custom]) as orchestrator:
+        assert await orchestrator.execute() == {"t": "mine"}
