@@ -94,10 +94,10 @@ def test_bad_config_names_the_field(kwargs: dict[str, Any], field: str) -> None:
 
 def test_repr_and_defaults() -> None:
     layer = CircuitBreakerLayer(threshold=5, timeout=60.0)
-    assert repr(layer) == "CircuitBreakerLayer(threshold=5, timeout=60.0, breakers=0)"
+    assert repr(layer) == "CircuitBreakerLayer(threshold=5, timeout=60s, breakers=0)"
     layer.breaker("a")
     fixed = CircuitBreakerLayer(threshold=2, timeout=1, name="shared")
-    assert repr(fixed) == "CircuitBreakerLayer(threshold=2, timeout=1.0, name='shared', breakers=0)"
+    assert repr(fixed) == "CircuitBreakerLayer(threshold=2, timeout=1s, name='shared', breakers=0)"
     assert list(layer.breakers) == ["a"]
     assert repr(layer.breaker("a")) == "<CircuitBreaker name='a' state=closed failures=0>"
 
@@ -236,7 +236,7 @@ async def test_layers_handed_one_pool_share_its_breakers_and_hooks() -> None:
         await lenient.wrap(Inner(200))(req())  # the same "users" breaker: open
     assert pool.breakers["users"] is strict.breaker("users") is lenient.breaker("users")
     assert [(c.old, c.new) for c in changes] == [(CircuitState.CLOSED, CircuitState.OPEN)]
-    assert repr(pool) == "BreakerPool(threshold=1, timeout=30.0, breakers=1)"
+    assert repr(pool) == "BreakerPool(threshold=1, timeout=30s, breakers=1)"
 
 
 @pytest.mark.parametrize("kwargs", [{"threshold": 3}, {"timeout": 5}, {"clock": ManualClock()}])

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from lamina import ConfigError, RateLimitExceeded, Request, Response, ServiceBuilder
-from lamina.layers.rate_limit import Limiter, RateLimitLayer
+from lamina.layers.circuit_breaker import BreakerPool, CircuitBreakerLayer
+from lamina.layers.rate_limit import Limiter, RateLimit, RateLimitLayer
 from lamina.orchestration.config import APIEndpoint, APIOrchestrationConfig
 from lamina.orchestration.stack import default_layers, new_shared_state
 from lamina.testing import ManualClock
@@ -117,3 +118,28 @@ def test_an_endpoints_rate_limit_is_per_minute_as_the_docs_table_says() -> None:
     assert str(own) == "'users' 10/min burst=5"
     assert (shared.rate, shared.period) == (100, 30)
     assert "10/min burst=5" in repr(layer)
+
+
+@pytest.mark.parametrize(
+    ("spec", "field", "unit"),
+    [
+        ({"limit": 0, "interval": 60}, "limit", "calls per minute (interval=60s)"),
+        ({"limit": 1.5}, "limit", "calls per second"),
+        ({"limit": 10, "burst": 0}, "burst", "calls at once"),
+        ({"limit": 10, "interval": 0}, "interval", "duration in seconds"),
+    ],
+)
+def test_the_references_rate_spec_names_its_unit(
+    spec: dict[str, float], field: str, unit: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        RateLimit(**spec)  # type: ignore[arg-type]
+    assert info.value.field == field
+    assert unit in str(info.value)
+
+
+def test_the_breakers_reprs_name_seconds() -> None:
+    assert repr(CircuitBreakerLayer(2, 1.5)) == (
+        "CircuitBreakerLayer(threshold=2, timeout=1.5s, breakers=0)"
+    )
+    assert repr(BreakerPool()) == "BreakerPool(threshold=5, timeout=60s, breakers=0)"

@@ -286,7 +286,7 @@ class BreakerPool:
 
     def __repr__(self) -> str:
         return (
-            f"BreakerPool(threshold={self.threshold}, timeout={self.timeout}, "
+            f"BreakerPool(threshold={self.threshold}, timeout={self.timeout:g}s, "
             f"breakers={len(self._breakers)})"
         )
 

@@ -143,7 +143,7 @@ class CircuitBreakerLayer:
     def __repr__(self) -> str:
         fixed = f", name={self.name!r}" if self.name else ""
         return (
-            f"CircuitBreakerLayer(threshold={self.threshold}, timeout={self.timeout}{fixed}, "
+            f"CircuitBreakerLayer(threshold={self.threshold}, timeout={self.timeout:g}s{fixed}, "
             f"breakers={len(self.pool.breakers)})"
         )
 

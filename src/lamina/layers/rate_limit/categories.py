@@ -15,6 +15,7 @@ from typing import Generic, TypeVar
 from ... import _validate as check
 from ..._clock import Clock, default_clock
 from ..._errors import ConfigError
+from .bucket import unit_of
 from .limiter import BaseLimiter, Limiter, acquire_all, try_acquire_all
 from .store import LimitStatus
 
@@ -42,10 +43,18 @@ class RateLimit:
     burst: int | None = None
 
     def __post_init__(self) -> None:
-        check.count(self.limit, "limit", high=check.MAX_RATE)
-        check.seconds(self.interval, "interval")
+        interval = check.seconds(self.interval, "interval")
+        check.integer(
+            self.limit,
+            "limit",
+            low=1,
+            high=check.MAX_RATE,
+            what=f"a whole number of calls {unit_of(interval)} (interval={interval:g}s)",
+        )
         if self.burst is not None:
-            check.count(self.burst, "burst")
+            check.integer(
+                self.burst, "burst", low=1, high=check.MAX_COUNT, what="a number of calls at once"
+            )
 
     def limiter(self, *, clock: Clock | None = None, name: str | None = None) -> Limiter:
         """A fresh :class:`Limiter` enforcing this rate."""
