@@ -17,7 +17,20 @@ BAR_H = 18
 GAP = 6
 TITLE_H = 28
 PANEL_PAD = 18
-COLORS = {"lamina": "#2b6cb0", "other": "#a0aec0", "peer": "#dd6b20"}
+COLORS = {
+    "lamina": "#2b6cb0",
+    "other": "#a0aec0",
+    "peer": "#dd6b20",
+    "met": "#38a169",
+    "missed": "#c53030",
+}
+LEGEND = {
+    "lamina": "lamina",
+    "other": "hand-written / bare client",
+    "peer": "peer",
+    "met": "target met",
+    "missed": "target not met",
+}
 
 
 @dataclass
@@ -27,7 +40,7 @@ class Bar:
     label: str
     value: float
     text: str = ""
-    kind: str = "other"  # "lamina", "other" or "peer": the colour
+    kind: str = "other"  # "lamina", "other", "peer", "met" or "missed": the colour
 
 
 @dataclass
@@ -96,9 +109,11 @@ def svg(panels: list[Panel], title: str = "") -> str:
                 f"{escape(panel.target_label)}</text>"
             )
         y += PANEL_PAD
-    legend = [("lamina", "lamina"), ("other", "hand-written / bare client"), ("peer", "peer")]
+    used = {bar.kind for panel in panels for bar in panel.bars}
     x = 10
-    for kind, text in legend:
+    for kind, text in LEGEND.items():
+        if kind not in used:
+            continue
         parts.append(f'<rect x="{x}" y="{y}" width="12" height="12" fill="{COLORS[kind]}"/>')
         parts.append(f'<text x="{x + 16}" y="{y + 10}" font-size="11">{escape(text)}</text>')
         x += 40 + 7 * len(text)

@@ -579,9 +579,10 @@ def glue_table(res: Json) -> str | None:
         cells: list[object] = [name]
         for s in (off, on):
             f = per_call_figure(s, name, pc.HTTPX_BARE, ratio)
+            against = f"{f.median:.2f}x ({spread(f.values, '{:.2f}')})" if f else "-"
             cells += [
                 us_cell(s, name),
-                f"{f.median:.2f}x ({spread(f.values, '{:.2f}')})" if f else "-",
+                "1.00x" if name == pc.HTTPX_BARE else against,
                 us_cell(s, name, "wall"),
             ]
         out.append(cells)
@@ -704,12 +705,13 @@ def chart(runs: list[Json]) -> str:
             continue
         m = statistics.median(medians)
         share = m / row.limit
+        met = m < row.limit if row.strict else m <= row.limit
         bars.append(
             Bar(
                 f"{row.key}. {row.fmt.format(m)} (target {row.target})",
                 share,
                 f"{share:.2f}",
-                "lamina",
+                "met" if met else "missed",
             )
         )
     panels = [
