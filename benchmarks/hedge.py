@@ -87,11 +87,10 @@ async def main() -> None:
     args = parser.parse_args()
     cases: list[tuple[str, HedgeLayer | None]] = [
         ("no hedging", None),
-        ('HedgeLayer() (delay="p95")', HedgeLayer()),
-        ('HedgeLayer(delay="p90")', HedgeLayer(delay="p90")),
-        ('HedgeLayer(delay="p88")', HedgeLayer(delay="p88")),
+        ('HedgeLayer() (delay="p95", max_hedges=1)', HedgeLayer()),
         ('HedgeLayer(delay="p88", max_hedges=2)', HedgeLayer(delay="p88", max_hedges=2)),
         ("HedgeLayer(delay=0.05)", HedgeLayer(delay=0.05)),
+        ("HedgeLayer(delay=0.03, max_hedges=2)", HedgeLayer(delay=0.03, max_hedges=2)),
     ]
     print(
         f"{args.calls} sequential calls after {args.warmup} warm-up calls, "
