@@ -143,3 +143,13 @@ def test_the_breakers_reprs_name_seconds() -> None:
         "CircuitBreakerLayer(threshold=2, timeout=1.5s, breakers=0)"
     )
     assert repr(BreakerPool()) == "BreakerPool(threshold=5, timeout=60s, breakers=0)"
+
+
+def test_a_flows_layers_list_takes_the_per_unit_forms() -> None:
+    from lamina.flows.layers import parse_layers
+
+    [spec] = parse_layers([{"rate_limit": {"per_minute": 10, "burst": 2}}])
+    assert spec.options == {"per_minute": 10, "burst": 2}
+    with pytest.raises(ConfigError) as info:
+        parse_layers([{"rate_limit": {"per_minute": 10, "period": 60}}])
+    assert info.value.field == "layers[0].options.per_minute"
