@@ -7,6 +7,7 @@ unloaded latency (sequential calls); then ``--callers`` concurrent callers (500)
 calling in a loop for ``--seconds`` (5), through the layer with its defaults, and,
 for comparison, straight through the transport. A call the layer sheds
 (``ConcurrencyLimitExceeded``) is tried again by its caller after 100-300 ms.
+``--transport`` picks the transport (httpx).
 
 The latency column is the time an admitted call took (the layer sheds instead of
 queueing, so that is the upstream's answer time, its queue included); the limit
@@ -33,7 +34,13 @@ from _util import server_process
 
 from lamina import ConcurrencyLimitExceeded, Request, Service
 from lamina.layers.adaptive_concurrency import AdaptiveConcurrencyLayer
-from lamina.transports import HttpxTransport
+from lamina.transports import AiohttpTransport, HttpxTransport, PyreqwestTransport
+
+TRANSPORTS = {
+    "httpx": HttpxTransport,
+    "aiohttp": AiohttpTransport,
+    "pyreqwest": PyreqwestTransport,
+}
 
 
 def percentile(ordered: list[float], q: float) -> float:
@@ -100,15 +107,17 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--callers", type=int, default=500)
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--transport", choices=sorted(TRANSPORTS), default="httpx")
     args = parser.parse_args()
     with server_process() as base:
-        async with HttpxTransport() as transport:
+        async with TRANSPORTS[args.transport]() as transport:
             base_latency = await unloaded(transport, f"{base}/capacity/unloaded")
             p50 = percentile(base_latency, 0.5) * 1000
             p99 = percentile(base_latency, 0.99) * 1000
             print(f"unloaded (sequential calls): p50 {p50:.1f} ms, p99 {p99:.1f} ms")
             print(
-                f"{args.callers} concurrent callers for {args.seconds:g} s; "
+                f"{args.callers} concurrent callers for {args.seconds:g} s, "
+                f"transport {args.transport}; "
                 "upstream: 10 ms, 8 at once, the rest queue"
             )
             print(
