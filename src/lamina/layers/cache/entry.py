@@ -102,6 +102,25 @@ class CacheEntry:
         self.vary = vary
         self.vary_digest = vary_digest
 
+    def renewed(
+        self,
+        *,
+        headers: Headers,
+        stored_at: float,
+        fresh_for: float,
+        stale_for: float,
+        swr_for: float,
+    ) -> CacheEntry:
+        """A copy revalidated by a 304: new headers and times, the same body and value
+        (the value's snapshot is shared, not copied again)."""
+        entry = copy.copy(self)
+        entry.headers = headers
+        entry.stored_at = stored_at
+        entry.fresh_for = fresh_for
+        entry.stale_for = stale_for
+        entry.swr_for = swr_for
+        return entry
+
     @property
     def value(self) -> Any:
         """A fresh copy of the parsed value (the caller may mutate it)."""

@@ -418,14 +418,8 @@ class CacheService:
         config, cache = self.config, self.cache
         now = cache.clock.now()
         emit(request, "cache.revalidated", age=stored.age(now), status=304)
-        merged = Response(
-            stored.status_code,
-            headers=_updated(stored.headers, answer.headers),
-            content=stored.content,
-            request=request,
-            value=stored.value,
-            attempts=answer.attempts,
-        )
+        headers = _updated(stored.headers, answer.headers)
+        merged = Response(stored.status_code, headers=headers, request=request)
         decision = store_decision(
             request,
             merged,
@@ -433,20 +427,35 @@ class CacheService:
             cache_authorized=config.cache_authorized,
             identified=bool(scheme.identity(request)),
         )
-        entry = None
-        if isinstance(decision, str):
+        if isinstance(decision, str):  # the 304 now forbids storing: serve it, drop it
             emit(request, "cache.skip", reason=decision)
-        else:
-            entry = self._entry(request, merged, merged.value, decision, scheme)
-        if entry is None:
             try:
                 await cache.store.delete(key)
             except Exception:
                 logger.warning("cache store delete failed", exc_info=True)
-            merged.from_cache = True
-            return Fetched(merged, None, cached=True)
+            response = stored.to_response(request, attempts=answer.attempts)
+            response.headers = headers
+            return Fetched(response, None, cached=True)
+        if (vary_names(merged) or ()) != stored.vary:  # Vary changed: a variant of its own
+            entry = self._entry(request, merged, stored.value, decision, scheme)
+            if entry is None:
+                return Fetched(stored.to_response(request, attempts=answer.attempts), None)
+        else:
+            entry = stored.renewed(
+                headers=headers,
+                stored_at=now,
+                fresh_for=decision.ttl,
+                stale_for=self._stale_for(decision),
+                swr_for=decision.stale_while_revalidate,
+            )
         await self._store(request, key, entry, generation, scheme)
         return Fetched(entry.to_response(request, attempts=answer.attempts), entry, cached=True)
+
+    def _stale_for(self, decision: Storable) -> float:
+        """How long past its lifetime an entry may stand in for a failure."""
+        if not decision.stale_ok:
+            return 0.0
+        return max(self.config.stale_if_error or 0.0, decision.stale_if_error)
 
     def _entry(
         self,
@@ -456,11 +465,8 @@ class CacheService:
         decision: Storable,
         scheme: KeyScheme,
     ) -> CacheEntry | None:
-        config = self.config
         names = vary_names(response) or ()
-        stale_for = 0.0
-        if decision.stale_ok:
-            stale_for = max(config.stale_if_error or 0.0, decision.stale_if_error)
+        stale_for = self._stale_for(decision)
         try:
             return CacheEntry(
                 status_code=response.status_code,
