@@ -153,3 +153,8 @@ def test_a_flows_layers_list_takes_the_per_unit_forms() -> None:
     with pytest.raises(ConfigError) as info:
         parse_layers([{"rate_limit": {"per_minute": 10, "period": 60}}])
     assert info.value.field == "layers[0].options.per_minute"
+
+
+def test_a_rate_above_the_largest_burst_needs_no_burst_argument() -> None:
+    limiter = Limiter(per_second=100_000_000)  # the default burst used to fail as "burst"
+    assert (limiter.rate, limiter.burst, limiter.window) == (1e8, 1_000_000, 100_000_000)

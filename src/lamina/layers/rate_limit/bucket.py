@@ -93,11 +93,12 @@ def resolve_rate(
 
 def limit_spec(rate: float, period: float, burst: int | None) -> tuple[float, float, int, int]:
     """``(rate, period, burst, window)`` checked with :mod:`lamina._validate`: ``burst``
-    defaults to ``rate`` (at least 1), ``window = max(ceil(rate), burst)``."""
+    defaults to ``rate`` (at least 1, at most ``MAX_COUNT``), ``window = max(ceil(rate),
+    burst)``."""
     period = check.seconds(period, "period")
     rate = check.rate(rate, "rate", period=period, unit=unit_of(period))
-    if burst is None:
-        burst = max(1, int(rate))
+    if burst is None:  # the rate, within the largest burst a user could give
+        burst = min(max(1, int(rate)), check.MAX_COUNT)
     else:
         burst = check.integer(
             burst, "burst", low=1, high=check.MAX_COUNT, what="a number of calls at once"
