@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _validate as check
 from ._errors import ConfigError
+from ._extras import require
 from ._redact import scrub
 
 if TYPE_CHECKING:
@@ -21,7 +22,12 @@ if TYPE_CHECKING:
 
 __all__ = ["ScrubbingSpanExporter", "Telemetry", "configure"]
 
-_INSTALL_HINT = "lamina.telemetry needs the OpenTelemetry SDK: pip install 'lamina[otel]'"
+#: What :func:`configure` imports (``lamina[otel]``); without them it raises
+#: :class:`lamina._extras.MissingExtra` (a ``ConfigError`` and an ``ImportError``).
+OTEL_MODULES = (
+    "opentelemetry.sdk.trace",
+    "opentelemetry.exporter.otlp.proto.http.trace_exporter",
+)
 
 
 @dataclass
@@ -151,14 +157,12 @@ def configure(
     from every exported span in any encoding (:class:`ScrubbingSpanExporter`; the
     CLI passes the environment values its flow used).
     """
-    try:
-        from opentelemetry import metrics, trace
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-        from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
-    except ImportError as exc:
-        raise ImportError(f"{_INSTALL_HINT} ({exc})") from exc
+    require(OTEL_MODULES, "otel", "lamina.telemetry", field="otlp_endpoint")
+    from opentelemetry import metrics, trace
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     if service_name is not None and (not isinstance(service_name, str) or not service_name):
         raise ConfigError("must be a non-empty string", field="service_name")
@@ -188,12 +192,16 @@ def configure(
 
     meter_provider = None
     if export_metrics:
-        try:
-            from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-            from opentelemetry.sdk.metrics import MeterProvider
-            from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
-        except ImportError as exc:
-            raise ImportError(f"{_INSTALL_HINT} ({exc})") from exc
+        require(
+            ("opentelemetry.exporter.otlp.proto.http.metric_exporter",),
+            "otel",
+            "export_metrics=True",
+            field="export_metrics",
+        )
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
         metrics_url = _signal_url(otlp_endpoint, "metrics") if otlp_endpoint else None
         reader = PeriodicExportingMetricReader(
             OTLPMetricExporter(endpoint=metrics_url, headers=dict(headers) if headers else None),

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from .._errors import ConfigError
+from .._extras import require
 
 if TYPE_CHECKING:
     from .._clock import Clock
@@ -21,7 +22,10 @@ if TYPE_CHECKING:
     from ..layers.rate_limit.limiter import BaseLimiter
     from ..layers.rate_limit.redis import RedisRateLimiter
 
-__all__ = ["Backend", "resolve_backend"]
+__all__ = ["REDIS_MODULES", "Backend", "resolve_backend"]
+
+#: What a Redis backend imports (``lamina[redis]``).
+REDIS_MODULES = ("redis.asyncio",)
 
 
 @runtime_checkable
@@ -52,13 +56,16 @@ class Backend(Protocol):
 def resolve_backend(value: object, *, field: str = "backend") -> Backend:
     """``None``/``"memory"`` -> :class:`lamina.backends.InMemoryBackend`; ``"redis://..."``
     (or ``rediss://``, ``unix://``) -> :class:`lamina.backends.RedisBackend`; a backend
-    object is returned as is. Anything else raises ``ConfigError``."""
+    object is returned as is. Anything else raises ``ConfigError``; a Redis URL without
+    the ``redis`` package installed raises :class:`lamina._extras.MissingExtra` (a
+    ``ConfigError``) naming ``lamina[redis]``."""
     if value is None or value == "memory":
         from .memory import InMemoryBackend
 
         return InMemoryBackend()
     if isinstance(value, str):
         if value.startswith(("redis://", "rediss://", "unix://")):
+            require(REDIS_MODULES, "redis", "a Redis backend", field=field)
             from .redis import RedisBackend
 
             return RedisBackend(value)

@@ -56,6 +56,7 @@ from .. import _validate as check
 from .._core import Request
 from .._errors import BackendUnavailable, ConfigError
 from .._events import emit
+from .._extras import require
 from .._redact import redact_url
 
 if TYPE_CHECKING:
@@ -246,6 +247,8 @@ class RedisConnection:
     ) -> None:
         if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError("must be a redis://, rediss:// or unix:// URL", field="url")
+        if client is None:  # at construction, not at the first call: pip install 'lamina[redis]'
+            require(("redis.asyncio",), "redis", "RedisBackend", field="url")
         if not isinstance(prefix, str) or not _PREFIX.match(prefix):
             raise ConfigError(
                 "must be 1-64 characters of letters, digits, '_', '.', ':' or '-'",

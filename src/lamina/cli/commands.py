@@ -238,11 +238,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     check_output("--report", args.report)
     telemetry = None
     if args.otlp_endpoint:
+        from .._extras import MissingExtra
         from ..telemetry import configure
 
-        telemetry = configure(  # exported spans are scrubbed of the flow's ${ENV} values too
-            service_name="lamina-cli", otlp_endpoint=args.otlp_endpoint, secrets=flow.secrets
-        )
+        try:
+            telemetry = configure(  # exported spans are scrubbed of the flow's ${ENV} values too
+                service_name="lamina-cli", otlp_endpoint=args.otlp_endpoint, secrets=flow.secrets
+            )
+        except MissingExtra as exc:  # before any call: one line, exit 2
+            raise UsageError(f"--otlp-endpoint: {exc.message.partition(': ')[2]}") from None
     from .._redact import log_warnings_scrubbed  # a flow's log_requests/log_responses lines
 
     log_warnings_scrubbed(flow.secrets)  # reach stderr without its ${ENV} values
