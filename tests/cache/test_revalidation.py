@@ -355,3 +355,38 @@ async def test_revalidation_is_traced_on_the_call_span_and_counted(
     assert counts["cache_stale"] == 1
     assert counts["cache_misses"] == 2
     provider.shutdown()
+
+
+async def test_a_flow_with_cache_ttl_revalidates_and_serves_stale(
+    lamina_server: LocalServer, origin: Origin, transport_factory: Any
+) -> None:
+    """From a flow file's mapping: cache_ttl is all it takes; the report calls the 304
+    answer ``cached`` and a stale-while-revalidate answer ``stale``."""
+    from lamina.flows import build_orchestrator, config_from_dict
+
+    config = config_from_dict(
+        {
+            "name": "articles",
+            "cache_ttl": 300,
+            "endpoints": [{"name": "rv", "url": lamina_server.url_for("/rv/item")}],
+        }
+    )
+    clock = ManualClock()
+    async with build_orchestrator(config, transport=transport_factory(), clock=clock) as run:
+        first = await run.run()
+        clock.advance(11)
+        revalidated = await run.run()
+        origin.cc = "max-age=10, stale-while-revalidate=60"
+        clock.advance(11)
+        await run.run()  # a 304 that brings the new directive
+        clock.advance(11)
+        stale = await run.run()
+        for _ in range(200):  # the background refresh reaches the real server
+            if len(origin.answers) == 4:
+                break
+            await asyncio.sleep(0.01)
+    assert first.endpoints["rv"].outcome == "ok"
+    assert revalidated.endpoints["rv"].outcome == "cached"
+    assert revalidated.value["rv"] == {"version": 1, "items": [1, 2, 3]}
+    assert stale.endpoints["rv"].outcome == "stale"
+    assert origin.answers == [200, 304, 304, 304]
