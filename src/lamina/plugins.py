@@ -60,6 +60,8 @@ BUILTIN_LAYERS: dict[str, str] = {
     "fallback": "lamina.layers.fallback:FallbackLayer",
     "chaos": "lamina.layers.chaos:ChaosLayer",
     "client_credentials": "lamina.layers.client_credentials:ClientCredentialsLayer",
+    "hedge": "lamina.layers.hedge:HedgeLayer",
+    "adaptive_concurrency": "lamina.layers.adaptive_concurrency:AdaptiveConcurrencyLayer",
 }
 
 LayerFactory = Callable[..., Any]

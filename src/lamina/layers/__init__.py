@@ -1,12 +1,14 @@
 """Built-in layers: one folder (retry, circuit_breaker, rate_limit, cache) or module per
 middleware, holding its layer, the service it wraps into, its policy and its stores."""
 
+from .adaptive_concurrency import AdaptiveConcurrencyLayer
 from .cache import CacheLayer
 from .chaos import ChaosLayer
 from .circuit_breaker import CircuitBreakerLayer
 from .client_credentials import ClientCredentialsLayer
 from .concurrency import ConcurrencyLimitLayer
 from .fallback import FallbackLayer
+from .hedge import HedgeLayer
 from .logging import LoggingLayer
 from .metrics import MetricsLayer
 from .parse import ParseLayer
@@ -16,6 +18,7 @@ from .timeout import TimeoutLayer
 from .tracing import CallTracingLayer, TracingLayer
 
 __all__ = [
+    "AdaptiveConcurrencyLayer",
     "CacheLayer",
     "CallTracingLayer",
     "ChaosLayer",
@@ -23,6 +26,7 @@ __all__ = [
     "ClientCredentialsLayer",
     "ConcurrencyLimitLayer",
     "FallbackLayer",
+    "HedgeLayer",
     "LoggingLayer",
     "MetricsLayer",
     "ParseLayer",
