@@ -116,6 +116,14 @@ def _check(name: Any, options: Any, where: str, importer: Importer) -> LayerSpec
         options = {}
     if not isinstance(options, Mapping):
         raise ConfigError("must be a mapping of option names", field=f"{where}.options")
+    for key in options:
+        if not isinstance(key, str):
+            hint = " (YAML reads an unquoted on/off/yes/no key as a boolean: quote it)"
+            raise ConfigError(
+                f"option names must be strings, got {key!r}"
+                + (hint if isinstance(key, bool) else ""),
+                field=f"{where}.options",
+            )
     factory = _load(plugin.load, where)
     resolved = {k: _resolve(v, f"{where}.options.{k}", importer) for k, v in options.items()}
     _bind(factory, resolved, name, where)
