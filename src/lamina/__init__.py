@@ -42,6 +42,7 @@ from .layers.rate_limit import (
     InMemoryRateLimiter,
     Limiter,
     RateLimit,
+    RateLimiter,
     RateLimiterConfig,
     RateLimitStatus,
 )
@@ -98,6 +99,7 @@ __all__ = [
     "RateLimit",
     "RateLimitExceeded",
     "RateLimitStatus",
+    "RateLimiter",
     "RateLimiterConfig",
     "RedisBackend",
     "RedisBreakerBackend",  # deprecated: RedisBreakerStore
