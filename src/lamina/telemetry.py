@@ -20,7 +20,13 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
     from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-__all__ = ["ScrubbingSpanExporter", "Telemetry", "configure"]
+__all__ = [
+    "ScrubbingSpanExporter",
+    "Telemetry",
+    "WatchedSpanExporter",
+    "configure",
+    "env_service_name",
+]
 
 #: What :func:`configure` imports (``lamina[otel]``); without them it raises
 #: :class:`lamina._extras.MissingExtra` (a ``ConfigError`` and an ``ImportError``).
@@ -37,6 +43,8 @@ class Telemetry:
     tracer_provider: TracerProvider
     meter_provider: MeterProvider | None
     traces_endpoint: str | None
+    exporter: WatchedSpanExporter | None = None
+    """The span exporter :func:`configure` added: it counts what did not get through."""
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Export every finished span (and metric) now; True when all got through."""
@@ -50,6 +58,43 @@ class Telemetry:
         self.tracer_provider.shutdown()
         if self.meter_provider is not None:
             self.meter_provider.shutdown()
+
+
+class WatchedSpanExporter:
+    """A span exporter that counts failed exports and the spans they held
+    (:attr:`failures`, :attr:`dropped`). With ``give_up=True`` the first failure ends
+    exporting: later batches are dropped at once instead of waiting for a collector that
+    is not there (the CLI's choice: a short run should not spend its end on retries)."""
+
+    def __init__(self, exporter: SpanExporter, *, give_up: bool = False) -> None:
+        self.exporter = exporter
+        self.give_up = give_up
+        self.failures = 0
+        self.dropped = 0
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        """Export ``spans`` (or drop them once given up), counting a failure."""
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        if self.give_up and self.failures:
+            self.dropped += len(spans)
+            return SpanExportResult.FAILURE
+        try:
+            result = self.exporter.export(spans)
+        except Exception:
+            result = SpanExportResult.FAILURE
+        if result is not SpanExportResult.SUCCESS:
+            self.failures += 1
+            self.dropped += len(spans)
+        return result
+
+    def shutdown(self) -> None:
+        """Shut the wrapped exporter down."""
+        self.exporter.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        """Flush the wrapped exporter."""
+        return bool(self.exporter.force_flush(timeout_millis))
 
 
 class ScrubbingSpanExporter:
@@ -138,6 +183,9 @@ def configure(
     metric_export_interval: float = 60.0,
     set_global: bool = True,
     secrets: Iterable[str] = (),
+    default_service_name: str | None = None,
+    export_timeout: float | None = None,
+    give_up_after_failure: bool = False,
 ) -> Telemetry:
     """Set up the OpenTelemetry SDK to export lamina's spans with OTLP/HTTP protobuf.
 
@@ -156,6 +204,13 @@ def configure(
     (the API allows that only once per process). ``secrets`` are values scrubbed
     from every exported span in any encoding (:class:`ScrubbingSpanExporter`; the
     CLI passes the environment values its flow used).
+
+    ``default_service_name`` is the service name used only when neither
+    ``service_name``, ``OTEL_SERVICE_NAME`` nor a ``service.name`` in
+    ``OTEL_RESOURCE_ATTRIBUTES`` gives one. ``export_timeout`` bounds one export,
+    retries included, in seconds (default: ``OTEL_EXPORTER_OTLP_TRACES_TIMEOUT`` /
+    ``OTEL_EXPORTER_OTLP_TIMEOUT``, else the SDK's 10 s); ``give_up_after_failure``
+    drops every batch after the first failed one (:class:`WatchedSpanExporter`).
     """
     require(OTEL_MODULES, "otel", "lamina.telemetry", field="otlp_endpoint")
     from opentelemetry import metrics, trace
@@ -173,6 +228,8 @@ def configure(
     metric_export_interval = check.seconds(metric_export_interval, "metric_export_interval")
 
     attributes: dict[str, Any] = dict(resource_attributes or {})
+    if service_name is None and SERVICE_NAME not in attributes and not env_service_name():
+        service_name = default_service_name
     if service_name is not None:
         attributes[SERVICE_NAME] = service_name
     resource = Resource.create(attributes)
@@ -181,11 +238,14 @@ def configure(
     if isinstance(secrets, str):
         raise ConfigError("must be a list of values, not one string", field="secrets")
     secret_set = frozenset(secrets)
+    if export_timeout is not None:
+        export_timeout = check.seconds(export_timeout, "export_timeout", high=3600)
     exporter: Any = OTLPSpanExporter(
-        endpoint=traces_url, headers=dict(headers) if headers else None
+        endpoint=traces_url, headers=dict(headers) if headers else None, timeout=export_timeout
     )
     if secret_set:
         exporter = ScrubbingSpanExporter(exporter, secret_set)
+    watched = exporter = WatchedSpanExporter(exporter, give_up=give_up_after_failure)
     if tracer_provider is None:
         tracer_provider = TracerProvider(resource=resource)
     tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
@@ -216,4 +276,19 @@ def configure(
     endpoint = traces_url or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or None
     if endpoint is None and os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
         endpoint = _signal_url(os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"], "traces")
-    return Telemetry(tracer_provider, meter_provider, endpoint or "http://localhost:4318/v1/traces")
+    return Telemetry(
+        tracer_provider, meter_provider, endpoint or "http://localhost:4318/v1/traces", watched
+    )
+
+
+def env_service_name() -> str | None:
+    """The service name the standard variables give: ``OTEL_SERVICE_NAME``, else a
+    ``service.name`` in ``OTEL_RESOURCE_ATTRIBUTES`` (``key=value,key=value``)."""
+    name = os.environ.get("OTEL_SERVICE_NAME", "").strip()
+    if name:
+        return name
+    for pair in os.environ.get("OTEL_RESOURCE_ATTRIBUTES", "").split(","):
+        key, _, value = pair.partition("=")
+        if key.strip() == "service.name" and value.strip():
+            return value.strip()
+    return None

@@ -239,12 +239,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     telemetry = None
     if args.otlp_endpoint:
         from .._extras import MissingExtra
-        from ..telemetry import configure
+        from .otlp import CliTelemetry
 
         try:
-            telemetry = configure(  # exported spans are scrubbed of the flow's ${ENV} values too
-                service_name="lamina-cli", otlp_endpoint=args.otlp_endpoint, secrets=flow.secrets
-            )
+            telemetry = CliTelemetry(args.otlp_endpoint, flow.secrets)
         except MissingExtra as exc:  # before any call: one line, exit 2
             raise UsageError(f"--otlp-endpoint: {exc.message.partition(': ')[2]}") from None
     from .._redact import log_warnings_scrubbed  # a flow's log_requests/log_responses lines
@@ -257,11 +255,16 @@ def cmd_run(args: argparse.Namespace) -> int:
             run_flow(flow.config, data, layers=flow.layers, transport=transport, display=display)
         )
     finally:
-        if telemetry is not None:
-            flushed = telemetry.force_flush(10_000)
-            telemetry.shutdown()
-            if not flushed:
-                print("warning: not every span reached the OTLP endpoint", file=sys.stderr)
+        warning = telemetry.finish() if telemetry is not None else None
+    try:
+        return _show(args, flow, outcome)
+    finally:
+        if warning is not None:  # the export's one line, after everything else
+            _write(sys.stderr, warning, flow.secrets)
+
+
+def _show(args: argparse.Namespace, flow: Flow, outcome: Outcome) -> int:
+    """Print (and write) what the run did; returns the exit code."""
     report, timelines = outcome.report, outcome.recorder.timelines
     if outcome.error is not None:
         _write(sys.stderr, f"error: run stopped: {outcome.error}", flow.secrets)

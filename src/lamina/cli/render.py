@@ -63,7 +63,7 @@ def error_note(report: EndpointReport, limit: int = NOTE_CHARS) -> str:
         return ""
     message = " ".join(scrub_clip(str(error), report.secrets, limit + 64).split())
     prefix = f"[{report.name}] "
-    message = message.removeprefix(prefix)
+    message = message.removeprefix(prefix).removeprefix(f"{type(error).__name__}: ")
     note = f"{type(error).__name__}: {message}" if message else type(error).__name__
     return note if len(note) <= limit else note[: limit - 1].rstrip() + "…"
 
