@@ -70,6 +70,7 @@ def req(method: str = "GET", **kw: Any) -> Request:
         ({"key": "url"}, "key"),
         ({"store": object()}, "store"),
         ({"cache_authorized": 1}, "cache_authorized"),
+        ({"revalidate": "yes"}, "revalidate"),
         ({"methods": "GET"}, "methods"),
         ({"methods": ()}, "methods"),
         ({"methods": (1,)}, "methods"),
@@ -425,3 +426,10 @@ def test_cache_and_the_options_it_holds_are_exclusive(kwargs: dict[str, Any]) ->
     with pytest.raises(ConfigError) as info:
         CacheLayer(cache=MemoryCacheStore())  # type: ignore[arg-type]
     assert info.value.field == "cache"
+
+
+def test_repr_names_the_non_default_cache_rules() -> None:
+    assert "cache_authorized" not in repr(CacheLayer(ttl=60))
+    text = repr(CacheLayer(ttl=60, cache_authorized=False, revalidate=False))
+    assert "cache_authorized=False" in text
+    assert "revalidate=False" in text
