@@ -68,7 +68,8 @@ class LatencyPercentile:
 
 class HedgeLayer:
     """Send another attempt of an idempotent call when the first is slow; keep the first
-    good answer and cancel the others (their connections are closed and released).
+    good answer and cancel the others (httpx and aiohttp close their connections; a
+    pyreqwest request ends by its own timeout, so keep a TimeoutLayer below this one).
 
     ``delay`` is a number of seconds, or a percentile of the upstream's latency that the
     layer learns (``"p95"``, the default, ``"p90"``, ``"p99.9"``): it keeps the latest
