@@ -80,7 +80,7 @@ class Plan:
     breakdown_rounds: int  # 0: skip
 
 
-FULL = Plan(False, 3, 2, 0.6, 3, 40, 2, 200, 3, (1000, 10000), 10)
+FULL = Plan(False, 3, 2, 0.6, 3, 40, 3, 200, 5, (1000, 10000), 10)
 QUICK = Plan(True, 1, 1, 0.01, 1, 3, 1, 10, 1, (50, 500), 0)
 
 
