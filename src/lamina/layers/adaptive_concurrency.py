@@ -13,8 +13,8 @@ import asyncio
 import builtins
 import contextlib
 import math
-import random as _random
 from collections import deque
+from random import Random
 
 from .. import _validate as check
 from .._clock import Clock, default_clock
@@ -95,7 +95,7 @@ class AdaptiveConcurrencyLayer:
         min_rtt_samples: int = 25,
         max_wait: float | None = None,
         clock: Clock | None = None,
-        random: _random.Random | None = None,
+        random: Random | None = None,
     ) -> None:
         self.min_limit = check.count(min_limit, "min_limit", high=100_000)
         self.max_limit = check.count(max_limit, "max_limit", low=self.min_limit, high=100_000)
@@ -110,7 +110,7 @@ class AdaptiveConcurrencyLayer:
             None if max_wait is None else check.seconds(max_wait, "max_wait", allow_zero=True)
         )
         self.clock = clock or default_clock
-        self.random = random or _random.Random()
+        self.random = random or Random()
         self.limit = float(self.min_limit)  # the limit in force (its floor is what's used)
         self.min_rtt: float | None = None
         self.in_flight = 0
