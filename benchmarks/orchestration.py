@@ -435,7 +435,10 @@ async def profile(base: str, sizes: Sizes, transports: tuple[str, ...] = ("httpx
     for transport, case in [(t, c) for t in transports for c in ("B", "C")]:
         orchestrator = lamina_orchestrator(base, case, transport)
         try:
-            await time_runs(orchestrator.execute, 20)
+            if case == "B":
+                await time_runs(orchestrator.execute, 20)
+            else:  # open the connections 50 runs at a time need before profiling
+                await time_batch(orchestrator.execute, 100, 50)
             profiler = Profiler(interval=0.001, async_mode="disabled")
             profiler.start()
             if case == "B":

@@ -89,7 +89,7 @@ def log(message: str) -> None:
 
 
 # -- measuring -------------------------------------------------------------------------
-def child_json(cmd: list[str], timeout: float = 900) -> Json:
+def child_json(cmd: list[str], timeout: float = 400) -> Json:
     """Run ``cmd``; its last stdout line is one JSON object."""
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
