@@ -8,7 +8,7 @@ from typing import Any
 from lamina import APIEndpoint, APIOrchestrationConfig, APIOrchestrator
 from lamina._core import Request, Response, Service
 from lamina.flows import build_orchestrator, config_from_dict
-from lamina.layers import ParseLayer, RetryLayer, TimeoutLayer
+from lamina.layers import FallbackLayer, MetricsLayer, ParseLayer, RetryLayer, TimeoutLayer
 from lamina.testing import LocalServer
 
 
@@ -96,3 +96,22 @@ async def test_a_given_parse_layer_or_a_marked_one_is_used_as_is(
     custom = ParseLayer(response_parser=lambda response: "mine")
     async with APIOrchestrator(config, layers=[custom]) as orchestrator:
         assert await orchestrator.execute() == {"t": "mine"}
+
+
+async def test_the_parse_layer_goes_where_the_default_stack_has_it(
+    lamina_server: LocalServer,
+) -> None:
+    from lamina.orchestration.orchestrator import with_parse
+
+    config = _config(lamina_server.url)
+    metrics, fallback, retry = MetricsLayer(), FallbackLayer({"cached": "answer"}), RetryLayer()
+    stack = with_parse([metrics, fallback, retry], config.endpoints[0], config)
+    assert stack[:2] == [metrics, fallback]
+    assert isinstance(stack[2], ParseLayer)
+    assert stack[3] is retry
+    # so a fallback still sees a 404 as a failure, and its value is kept
+    async with APIOrchestrator(config, layers=[FallbackLayer({"n": 1})]) as orchestrator:
+        report = await orchestrator.run()
+    assert report.endpoints["missing"].outcome == "fallback"
+    assert report.value["missing"] == {"n": 1}
+    assert report.value["json"] == {"k": "v"}

@@ -108,3 +108,19 @@ def test_execute_sync_warns_too(
     )
     assert APIOrchestrator(config).execute_sync() == {"gone": None}
     assert "gone" in _warnings(caplog)
+
+
+async def test_a_fallback_value_is_said_aloud_too(
+    lamina_server: LocalServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    from lamina.layers import FallbackLayer
+
+    caplog.set_level(logging.WARNING, logger="lamina")
+    config = APIOrchestrationConfig(
+        endpoints=[APIEndpoint(name="gone", url=f"{lamina_server.url}/status/404", retry_count=0)]
+    )
+    async with APIOrchestrator(config, layers=[FallbackLayer({"n": 1})]) as orchestrator:
+        assert await orchestrator.execute() == {"gone": {"n": 1}}
+    warned = _warnings(caplog)
+    assert "fallback" in warned["gone"]
+    assert "HTTPStatusError" in warned["gone"]

@@ -12,6 +12,12 @@ from .report import EndpointReport, RunReport
 __all__ = ["MAX_MESSAGE_CHARS", "log_failures"]
 
 logger = logging.getLogger("lamina")
+#: Where the value of an endpoint that failed came from, by outcome.
+SOURCES = {
+    "handled": "its value is the error_handler's (handled)",
+    "fallback": "its value is the fallback's",
+    "stale": "its value is a stale cached response",
+}
 #: Longest error message a warning quotes (the run report holds the whole of it).
 MAX_MESSAGE_CHARS = 500
 
@@ -51,9 +57,9 @@ def log_failures(report: RunReport) -> None:
             logger.warning("endpoint '%s' failed, its value is None: %s", r.name, _error(r))
         elif r.error is not None:  # handled (an error_handler's value), a fallback ...
             logger.warning(
-                "endpoint '%s' failed (%s, the value is the handler's): %s",
+                "endpoint '%s' failed, %s: %s",
                 r.name,
-                r.outcome,
+                SOURCES.get(r.outcome, f"outcome {r.outcome}"),
                 _error(r),
             )
         elif r.outcome == "skipped" and (r.reason or "").startswith("dependency"):

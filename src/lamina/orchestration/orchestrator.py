@@ -16,7 +16,11 @@ from .._closeable import AsyncCloseable
 from .._core import Layer, Service, ServiceBuilder
 from .._errors import ConfigError, LaminaError, OrchestrationTimeout
 from .._otel import TracerSource
+from ..layers.cache import CacheLayer
+from ..layers.call_tracing import CallTracingLayer
 from ..layers.chaos import with_env_chaos
+from ..layers.fallback import FallbackLayer
+from ..layers.metrics import MetricsLayer
 from ..layers.parse import ParseLayer
 from ..metrics import IOMetrics
 from ..transports import HttpxTransport
@@ -46,7 +50,8 @@ class APIOrchestrator(AsyncCloseable):
 
     Each endpoint gets its own stack: :meth:`default_layers` unless ``layers`` is
     given (a list used for every endpoint, or ``layers(endpoint, config)``); a list
-    without a parse layer gets the endpoint's one outermost (:func:`with_parse`).
+    without a parse layer gets the endpoint's one where the default stack has it
+    (:func:`with_parse`).
     ``transport`` swaps what sends requests: a lamina service, an httpx
     transport (``httpx.MockTransport``), ``"httpx"`` (the default), ``"aiohttp"``
     (``lamina[aiohttp]``: about 2.7x less time per call on loopback) or ``"pyreqwest"``
@@ -327,14 +332,20 @@ def parses(layer: object) -> bool:
     return isinstance(layer, ParseLayer) or getattr(layer, "parses_response", False) is True
 
 
+#: Layers the parse layer goes inside of, as in the default stack (everything else it
+#: goes outside of: retry, breaker, limits, timeout, attempt tracing, logging ...).
+OUTSIDE_PARSE: tuple[type, ...] = (CallTracingLayer, MetricsLayer, FallbackLayer, CacheLayer)
+
+
 def with_parse(
     layers: list[Layer], endpoint: APIEndpoint, config: APIOrchestrationConfig
 ) -> list[Layer]:
-    """``layers``, with the endpoint's parse layer added outermost when none of them
-    parses: the orchestrator's values (``response_parser``, ``transform_output``, JSON
-    or text) and its status handling (a non-2xx status fails the endpoint) hold with
-    any ``layers=`` list. The given layers still see the raw responses, as they would
-    without it."""
+    """``layers``, with the endpoint's parse layer added when none of them parses, where
+    the default stack has it: just inside the last call tracing, metrics, fallback or
+    cache layer (outermost when there is none). So the orchestrator's values
+    (``response_parser``, ``transform_output``, JSON or text) and its status handling (a
+    non-2xx status fails the endpoint, or reaches a fallback as an ``HTTPStatusError``)
+    hold with any ``layers=`` list."""
     if any(parses(layer) for layer in layers):
         return layers
     parse = ParseLayer(
@@ -342,7 +353,8 @@ def with_parse(
         endpoint.transform_output,
         max_response_bytes=config.max_response_bytes,
     )
-    return [parse, *layers]
+    at = 1 + max((i for i, lay in enumerate(layers) if isinstance(lay, OUTSIDE_PARSE)), default=-1)
+    return [*layers[:at], parse, *layers[at:]]
 
 
 async def _close_at_shutdown(owned: Any) -> AsyncGenerator[None, None]:
