@@ -19,9 +19,10 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import time
 import weakref
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -201,7 +202,6 @@ class ClientCredentialsLayer:
         self._transport = transport
         self._token_layers = token_layers
         self._service: Service | None = None
-        self._keeper: AsyncGenerator[None, None] | None = None
         self._shared = _shared_connection(backend)
         # the key that names this client's token in a shared store: no secret in it
         self._name = hashlib.sha256(
@@ -330,15 +330,21 @@ class ClientCredentialsLayer:
         kind = body.get("token_type", "Bearer")
         if not isinstance(kind, str) or kind.lower() != "bearer":
             raise self._unusable(f"token_type {str(kind)[:20]!r} is not Bearer", status, endpoint)
-        expires_in = body.get("expires_in", self.default_expires_in)
-        if isinstance(expires_in, str) and expires_in.isdigit():
-            expires_in = int(expires_in)  # some servers send it as a string
+        expires_in = body.get("expires_in")
+        if expires_in is None:
+            expires_in = self.default_expires_in
+        if isinstance(expires_in, str):  # some servers send it as a string
+            try:
+                expires_in = float(expires_in.strip())
+            except ValueError:
+                raise self._unusable("expires_in is not a number", status, endpoint) from None
         if isinstance(expires_in, bool) or not isinstance(expires_in, int | float):
             raise self._unusable("expires_in is not a number", status, endpoint)
-        if not 0 < expires_in < 10 * 365 * 86400:
+        if not 0 < expires_in < math.inf:  # NaN, 0, negative, infinite
             raise self._unusable("expires_in is out of range", status, endpoint)
         scope = body.get("scope") if isinstance(body.get("scope"), str) else self.scope
-        lifetime = float(expires_in)
+        # "never expires" (a huge value) is kept for at most _MAX_LIFETIME
+        lifetime = min(float(expires_in), _MAX_LIFETIME)
         # a short-lived token is renewed half-way, not on every call
         margin = min(self.refresh_margin, lifetime / 2)
         return Token(access, "Bearer", started + lifetime, scope, started + lifetime - margin)
@@ -360,11 +366,10 @@ class ClientCredentialsLayer:
         if self._transport is None:
             from ..transports.httpx import HttpxTransport
 
+            # If aclose() is never called (a flow built the layer), the transport closes
+            # its client at the loop's shutdown by itself: a second closer here would
+            # race it ("aclose(): asynchronous generator is already running").
             self._transport = HttpxTransport()
-            # closed by the loop's shutdown_asyncgens() (asyncio.run) if aclose() is not
-            # called, e.g. when a flow built the layer
-            self._keeper = _close_at_shutdown(self)
-            await anext(self._keeper)
         return self._transport
 
     # -- shared through Redis -------------------------------------------------------
@@ -375,30 +380,44 @@ class ClientCredentialsLayer:
         assert shared is not None
         key = shared.key("oauth", self._name)
         lock = shared.key("oauth", self._name, "lock")
+        owner = hashlib.sha256(str(id(self)).encode() + str(time.time()).encode()).hexdigest()
         try:
             token = await self._read_shared(key, stale)
             if token is not None:
                 return token
-            owner = hashlib.sha256(str(id(self)).encode() + str(time.time()).encode()).hexdigest()
             for _ in range(int(20 / _POLL) + 1):  # bounded: ~20 s at most
                 if await shared.run(lambda r: r.set(lock, owner, nx=True, px=_LOCK_MS)):
-                    try:
-                        token = await self._fetch(request)
-                        await self._write_shared(key, token)
-                        return token
-                    finally:
-                        await shared.run(lambda r: r.eval(_UNLOCK, 1, lock, owner))
+                    break
                 await asyncio.sleep(_POLL)  # another process is fetching it
                 token = await self._read_shared(key, stale)
                 if token is not None:
                     return token
-            raise TokenError(
-                "timed out waiting for another process to fetch the token",
-                token_url=self.token_url,
-            )
+            else:
+                raise TokenError(
+                    "timed out waiting for another process to fetch the token",
+                    token_url=self.token_url,
+                )
         except RedisUnavailable:
             shared.unavailable("token", request)  # raises under on_error="closed"
             return await self._fetch(request)
+        # This process holds the lock. Once the token is fetched, Redis failing only
+        # costs the other processes a fetch of their own: the token is kept, not fetched
+        # again (nor refused under on_error="closed").
+        try:
+            token = await self._fetch(request)
+            await self._quietly(request, self._write_shared(key, token))
+        finally:
+            await self._quietly(request, shared.run(lambda r: r.eval(_UNLOCK, 1, lock, owner)))
+        return token
+
+    async def _quietly(self, request: Request | None, operation: Awaitable[object]) -> None:
+        from ..backends.redis_connection import RedisUnavailable
+
+        assert self._shared is not None
+        try:
+            await operation
+        except RedisUnavailable:
+            self._shared.unavailable("token", request, reject=False)
 
     async def _read_shared(self, key: str, stale: Token | None) -> Token | None:
         shared = self._shared
@@ -441,12 +460,6 @@ class ClientCredentialsLayer:
 
     async def aclose(self) -> None:
         """Close the token transport if the layer made it (a later call makes another)."""
-        keeper, self._keeper = self._keeper, None
-        if keeper is not None:
-            await keeper.aclose()  # runs _close_owned()
-        await self._close_owned()
-
-    async def _close_owned(self) -> None:
         if self._owns_transport and self._transport is not None:
             transport, self._transport, self._service = self._transport, None, None
             await transport.aclose()
@@ -484,13 +497,6 @@ class ClientCredentialsService:
 
     def __repr__(self) -> str:
         return f"<ClientCredentialsService {self.layer.token_url} -> {self.inner!r}>"
-
-
-async def _close_at_shutdown(layer: ClientCredentialsLayer) -> AsyncGenerator[None, None]:
-    try:
-        yield
-    finally:
-        await layer._close_owned()
 
 
 def _retrieve(task: asyncio.Task[Token]) -> None:
@@ -543,6 +549,7 @@ def _is_header_safe(value: str) -> bool:
 
 
 _POLL = 0.05
+_MAX_LIFETIME = 10 * 365 * 86400.0  # seconds a token is kept at most
 _LOCK_MS = 30_000
 _READ = "return {redis.call('GET', KEYS[1]), redis.call('PTTL', KEYS[1])}"
 _UNLOCK = (

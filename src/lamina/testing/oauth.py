@@ -27,7 +27,7 @@ class OAuthUpstream:
 
     server: LocalServer
     client_id: str
-    client_secret: str
+    client_secret: str = field(repr=False)
     prefix: str = "/oauth"
     expires_in: float = 3600.0
     fail_next: int = 0
@@ -35,7 +35,7 @@ class OAuthUpstream:
     issued: int = 0
     rejected: int = 0
     """API calls answered 401."""
-    _tokens: dict[str, float] = field(default_factory=dict)
+    _tokens: dict[str, float] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _ids: itertools.count[int] = field(default_factory=itertools.count)
 

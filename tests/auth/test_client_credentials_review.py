@@ -1,0 +1,144 @@
+"""ClientCredentialsLayer, reviewed as a demanding user would use it: a script that never
+calls aclose(), Redis failing after the token was fetched, and the token endpoint's
+odd but valid ``expires_in`` values. Against the local token server and real Redis."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import lamina.transports
+from lamina import Request, ServiceBuilder
+from lamina.layers.client_credentials import ClientCredentialsLayer
+from lamina.testing import LocalServer, ManualClock
+from lamina.testing.oauth import OAuthUpstream
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRET = "review-secret-31d9c0"
+
+
+@pytest.fixture
+def oauth(lamina_server: LocalServer) -> OAuthUpstream:
+    prefix = f"/oauth-{uuid.uuid4().hex[:8]}"
+    return OAuthUpstream.install(
+        lamina_server, client_id="review", client_secret=SECRET, prefix=prefix
+    )
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    redis = pytest.importorskip("redis")
+    client = redis.Redis.from_url("redis://127.0.0.1:6379/0")
+    try:
+        client.ping()
+    except redis.ConnectionError:
+        pytest.skip("no redis on 127.0.0.1:6379")
+    yield "redis://127.0.0.1:6379/0"
+    client.close()
+
+
+def test_a_script_that_never_calls_aclose_ends_quietly(oauth: OAuthUpstream) -> None:
+    # What a flow (and so `lamina run`) does: the layer owns its token transport and
+    # nobody calls aclose(); asyncio.run's shutdown must close it without a traceback.
+    script = textwrap.dedent(
+        f"""
+        import asyncio
+        from lamina import Request, ServiceBuilder
+        from lamina.layers.client_credentials import ClientCredentialsLayer
+        from lamina.transports import HttpxTransport
+
+        async def main():
+            layer = ClientCredentialsLayer({oauth.token_url!r}, "review", {SECRET!r})
+            transport = HttpxTransport()
+            service = ServiceBuilder([layer]).service(transport)
+            response = await service(Request("GET", {oauth.api_url("x")!r}))
+            print(response.status_code)
+            await transport.aclose()
+
+        asyncio.run(main())
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-X", "dev", "-c", script],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONWARNINGS": "always"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "200"
+    assert "Traceback" not in done.stderr
+    assert "error occurred" not in done.stderr
+    assert "unclosed" not in done.stderr.lower()
+
+
+@pytest.mark.parametrize("on_error", ["local", "closed"])
+async def test_redis_failing_after_the_fetch_keeps_the_token(
+    oauth: OAuthUpstream, redis_url: str, on_error: str
+) -> None:
+    from lamina.backends import RedisBackend
+    from lamina.backends.redis_connection import RedisUnavailable
+
+    backend = RedisBackend(redis_url, prefix=f"r{uuid.uuid4().hex[:10]}", on_error=on_error)
+    layer = ClientCredentialsLayer(oauth.token_url, "review", SECRET, backend=backend)
+    shared = layer._shared
+    assert shared is not None
+    real_run = shared.run
+    calls = 0
+
+    async def run(op: Any, **options: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if oauth.issued:  # the token was fetched: Redis goes down from here on
+            raise RedisUnavailable("redis went down")
+        return await real_run(op, **options)
+
+    shared.run = run  # type: ignore[method-assign]
+    transport = lamina.transports.HttpxTransport()
+    service = ServiceBuilder([layer]).service(transport)
+    response = await service(Request("GET", oauth.api_url("x")))
+    assert response.status_code == 200
+    assert oauth.issued == 1  # not a second token because storing the first one failed
+    assert layer.fetches == 1
+    assert calls >= 2
+    await layer.aclose()
+    await transport.aclose()
+    await backend.aclose()
+
+
+@pytest.mark.parametrize(
+    ("expires_in", "lifetime"),
+    [
+        ("1800.5", 1800.5),  # a number sent as a string, with a fraction
+        (" 600 ", 600.0),
+        (4_000_000_000, 10 * 365 * 86400.0),  # "does not expire": capped, not refused
+        (1e12, 10 * 365 * 86400.0),
+    ],
+)
+async def test_odd_but_usable_expires_in_values_give_a_token(
+    lamina_server: LocalServer, expires_in: object, lifetime: float
+) -> None:
+    path = f"/tok-{uuid.uuid4().hex[:8]}"
+    lamina_server.route(
+        path,
+        lambda req: (
+            200,
+            {"access_token": "abc", "token_type": "Bearer", "expires_in": expires_in},
+            {},
+        ),
+    )
+    clock = ManualClock(start=100.0)
+    layer = ClientCredentialsLayer(lamina_server.url_for(path), "review", SECRET, clock=clock)
+    token = await layer.token()
+    assert token.expires_at == pytest.approx(100.0 + lifetime)
+    assert token.renew_at == pytest.approx(100.0 + lifetime - 30.0)
+    await layer.aclose()
