@@ -116,12 +116,12 @@ def _substitute_string(
     if missing:
         names = list(dict.fromkeys(missing))
         which = (
-            f"environment variable {names[0]} is not set"
+            f"environment variable {names[0]} is not set (export it"
             if len(names) == 1
-            else f"environment variables {', '.join(names)} are not set"
+            else f"environment variables {', '.join(names)} are not set (export them"
         )
         error = ConfigError(
-            f"{which} (export it, or give a default: ${{{missing[0]}:-value}})",
+            f"{which}, or give a default: ${{{missing[0]}:-value}})",
             field=render_path(path) or None,
         )
         if not found.collect:
