@@ -121,7 +121,7 @@ def _check(name: Any, options: Any, where: str, importer: Importer) -> LayerSpec
             hint = " (YAML reads an unquoted on/off/yes/no key as a boolean: quote it)"
             raise ConfigError(
                 f"option names must be strings, got {key!r}"
-                + (hint if isinstance(key, bool) else ""),
+                + (hint if key is True or key is False else ""),
                 field=f"{where}.options",
             )
     factory = _load(plugin.load, where)
