@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import inspect
 from collections.abc import Callable, Collection, Iterable
 from typing import Any
@@ -54,7 +55,8 @@ class FallbackLayer:
     ``"CircuitOpenError"``); ``statuses`` lists HTTP statuses, matched on a
     :class:`lamina.HTTPStatusError` or, below the parse layer, on a response. With
     neither, any :class:`lamina.LaminaError` falls back; with ``statuses`` alone, only
-    those statuses do. Cancellation never does.
+    those statuses do. Cancellation never does, nor a :class:`lamina.ConfigError` unless
+    ``errors`` names it. A mutable value is deep-copied for each call.
 
     Place it outside the retry layer and the breaker (and the cache: a fallback is
     never cached), so it sees only the final failure: ``CallTracing → Metrics →
@@ -63,7 +65,7 @@ class FallbackLayer:
     ``lamina.fallback``. The answer is a :class:`FallbackResponse` with status 200.
     """
 
-    __slots__ = ("errors", "fallback", "is_function", "pass_request", "statuses")
+    __slots__ = ("copies", "errors", "fallback", "is_function", "pass_request", "statuses")
 
     def __init__(
         self,
@@ -75,6 +77,8 @@ class FallbackLayer:
         self.fallback = fallback
         self.is_function = callable(fallback) and not isinstance(fallback, type)
         self.pass_request = self.is_function and _takes_two(fallback)
+        self.copies = not self.is_function and _copyable(fallback)
+        """Whether each call gets its own copy of the value (a mutable, copyable one)."""
         self.statuses: frozenset[int] = frozenset(
             () if statuses is None else check.status_codes(statuses, "statuses")
         )
@@ -89,6 +93,10 @@ class FallbackLayer:
             return outcome.status_code in self.statuses
         if not isinstance(outcome, Exception):  # cancellation, KeyboardInterrupt
             return False
+        if isinstance(outcome, ConfigError) and not any(
+            issubclass(cls, ConfigError) for cls in self.errors
+        ):
+            return False  # a misconfiguration is never hidden unless asked for by name
         if isinstance(outcome, _errors.HTTPStatusError) and outcome.status_code in self.statuses:
             return True
         return isinstance(outcome, self.errors)
@@ -101,6 +109,20 @@ class FallbackLayer:
         errors = ", ".join(cls.__name__ for cls in self.errors)
         statuses = f", statuses={sorted(self.statuses)}" if self.statuses else ""
         return f"FallbackLayer({what}, errors=({errors}){statuses})"
+
+
+_IMMUTABLE = (type(None), bool, int, float, complex, str, bytes, frozenset)
+
+
+def _copyable(value: object) -> bool:
+    """Whether ``value`` is mutable (so calls must not share it) and can be deep-copied."""
+    if isinstance(value, (*_IMMUTABLE, Response, type)):
+        return False
+    try:
+        copy.deepcopy(value)
+    except Exception:
+        return False  # shared as it is (the docs say so)
+    return True
 
 
 def _takes_two(function: Callable[..., Any]) -> bool:
@@ -186,10 +208,17 @@ class FallbackService:
         if span.is_recording():
             span.set_attribute("lamina.fallback", True)
         value = config.fallback
-        if config.is_function:
-            value = value(error, request) if config.pass_request else value(error)
-            if inspect.isawaitable(value):
-                value = await value
+        if config.copies:
+            value = copy.deepcopy(value)
+        elif config.is_function:
+            try:
+                value = value(error, request) if config.pass_request else value(error)
+                if inspect.isawaitable(value):
+                    value = await value
+            except Exception as exc:
+                if exc.__context__ is None and exc is not error:
+                    exc.__context__ = error  # also when no except block was running
+                raise
         if isinstance(value, Response):
             return FallbackResponse.of(value, error)
         attempts = getattr(error, "attempts", None) or request.attempt
