@@ -13,6 +13,7 @@ What stays purgatory's is in docs/layers/circuit-breaker.md ("Bringing purgatory
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from typing import Any
 
 from purgatory.domain.model import ClosedState, OpenedState
 
-from ..._errors import ConfigError
+from ..._errors import BackendUnavailable, ConfigError
 from .machine import BreakerMachine, BreakerRecord, CircuitState, Outcome, Permit, Transition
 
 __all__ = ["PurgatoryBreakerStore", "is_purgatory_factory"]
@@ -67,6 +68,13 @@ class PurgatoryBreakerStore:
                 f"{type(factory).__name__} is not a purgatory.AsyncCircuitBreakerFactory",
                 field="backend",
             )
+        if not inspect.iscoroutinefunction(factory.get_breaker):
+            raise ConfigError(
+                f"purgatory.{type(factory).__name__} is synchronous and lamina awaits its "
+                "breakers: use purgatory.AsyncCircuitBreakerFactory (same arguments, an "
+                "AsyncRedisUnitOfWork for Redis)",
+                field="backend",
+            )
         self.factory = factory
         self._seen: dict[str, BreakerRecord] = {}
 
@@ -88,7 +96,7 @@ class PurgatoryBreakerStore:
     async def acquire(
         self, name: str, machine: BreakerMachine, now: float
     ) -> tuple[Permit, Transition | None]:
-        breaker = await self.factory.get_breaker(name, machine.threshold, machine.timeout)
+        breaker = await self._breaker(name, machine)
         context = breaker.context
         old = context.state
         try:
@@ -111,9 +119,13 @@ class PurgatoryBreakerStore:
     ) -> Transition | None:
         breaker = permit.breaker if isinstance(permit, PurgatoryPermit) else None
         if breaker is None:
-            breaker = await self.factory.get_breaker(name, machine.threshold, machine.timeout)
+            breaker = await self._breaker(name, machine)
         context = breaker.context
         old = context.state
+        if not permit.probe and old != "closed":
+            # admitted while closed, ended after the trip: only a probe decides how a trip
+            # ends (purgatory would let this late answer close or re-open the breaker)
+            outcome = Outcome.NEUTRAL
         if outcome is Outcome.SUCCESS:
             context.handle_end_request()
         elif outcome is Outcome.FAILURE or (
@@ -128,6 +140,11 @@ class PurgatoryBreakerStore:
         return _transition(old, context.state)
 
     async def reset(self, name: str) -> Transition | None:
+        async with self.factory.uow as uow:
+            known = await uow.contexts.get(name)
+        if known is None:  # nothing to reset; creating it here would take the factory's
+            self._seen.pop(name, None)  # defaults instead of the layer's settings
+            return None
         breaker = await self.factory.get_breaker(name)
         context = breaker.context
         old = context.state
@@ -138,6 +155,30 @@ class PurgatoryBreakerStore:
             await self._flush(breaker)
         self._seen.pop(name, None)
         return _transition(old, "closed")
+
+    async def _breaker(self, name: str, machine: BreakerMachine) -> Any:
+        """The factory's breaker ``name`` (created with ``machine``'s settings if new).
+
+        A listener of purgatory's ``CircuitBreakerCreated`` that raises is logged, never
+        the caller's error (purgatory registered the breaker before telling it, so the
+        second ask finds it); a store that fails twice (Redis down) is
+        :class:`lamina.BackendUnavailable` naming the breaker.
+        """
+        factory, threshold, ttl = self.factory, machine.threshold, machine.timeout
+        try:
+            return await factory.get_breaker(name, threshold, ttl)
+        except Exception as exc:
+            first = exc
+        try:
+            breaker = await factory.get_breaker(name, threshold, ttl)
+        except Exception:
+            raise BackendUnavailable(
+                f"purgatory could not load circuit breaker {name!r} ({type(first).__name__})",
+                backend="purgatory",
+                endpoint=name,
+            ) from first
+        logger.error("a purgatory listener failed on creating breaker %r", name, exc_info=first)
+        return breaker
 
     async def _flush(self, breaker: Any) -> None:
         """Hand purgatory the messages the call produced (it saves the state and tells
