@@ -125,3 +125,17 @@ def test_lamina_imports_without_aiolimiter() -> None:
         "assert 'aiolimiter' not in [m for m in sys.modules if sys.modules[m]]\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize(
+    ("max_rate", "time_period"),
+    [(True, 1), (float("nan"), 1), (1e12, 1), (10, -1), (10, 1e-9), (10, float("inf")), (10, True)],
+)
+def test_an_async_limiter_lamina_cannot_honour_is_a_config_error_on_limiters(
+    max_rate: float, time_period: float
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        RateLimitLayer(limiters=[AsyncLimiter(max_rate, time_period)])
+    assert info.value.field == "limiters"  # the argument the user wrote, not rate/period
+    assert "AsyncLimiter" in str(info.value)
+    assert f"max_rate={max_rate!r}" in str(info.value)

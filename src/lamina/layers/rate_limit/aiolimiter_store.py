@@ -16,9 +16,10 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from ... import _validate as check
 from ..._clock import default_clock
 from ..._errors import ConfigError
-from .bucket import EPSILON, describe
+from .bucket import EPSILON, describe, unit_of
 from .limiter import BaseLimiter
 from .store import LimitStatus, Refused
 
@@ -125,9 +126,15 @@ class AiolimiterLimiter(BaseLimiter):
                 field="limiters",
             )
         rate, period = async_limiter.max_rate, async_limiter.time_period
-        if not isinstance(rate, int | float) or rate < 1:
+        given = f"AsyncLimiter max_rate={rate!r}, time_period={period!r}"
+        try:  # the checks of lamina's own limits, worded for the argument given
+            period = check.seconds(period, "time_period")
+            rate = check.rate(rate, "max_rate", period=period, unit=unit_of(period))
+        except ConfigError as exc:
+            raise ConfigError(f"{given}: {exc.message}", field="limiters") from None
+        if rate < 1:
             raise ConfigError(
-                f"AsyncLimiter max_rate={rate!r} per {period!r} s can never admit one call "
+                f"{given} can never admit one call "
                 "(aiolimiter needs max_rate >= the weight of a call)",
                 field="limiters",
             )
