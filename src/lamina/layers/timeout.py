@@ -6,8 +6,8 @@ import asyncio
 from collections import deque
 
 from .. import _validate as check
-from .._clock import Clock, default_clock
-from .._core import Request, Response, Service, stack_repr
+from .._clock import Clock, default_clock, running_loop
+from .._core import Request, Response, Service
 from .._errors import (
     ConnectTimeout,
     TimeoutError,
@@ -50,9 +50,6 @@ class TimeoutService:
 
     __slots__ = ("_loop", "_pending", "_timer", "clock", "inner", "seconds")
 
-    def __repr__(self) -> str:
-        return stack_repr(self)
-
     def __init__(self, inner: Service, seconds: float | None, clock: Clock) -> None:
         self.inner = inner
         self.seconds = seconds
@@ -79,10 +76,10 @@ class TimeoutService:
             return await self.inner(request)
         # What asyncio.timeout does, without its general machinery (about half the cost):
         # one loop timer that cancels this task; our own cancellation becomes TimeoutError.
-        task = asyncio.current_task()
+        loop = running_loop()  # RuntimeError outside a running loop
+        task = asyncio.current_task(loop)
         if task is None:
             raise RuntimeError("TimeoutLayer needs to run inside an asyncio task")
-        loop = task.get_loop()
         when = loop.time() + limit
         expiry = _Expiry(task, when)
         handle = None

@@ -13,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from urllib.parse import urljoin, urlsplit
 
+from .._clock import running_loop
 from .._core import Request, Response
 from .._errors import (
     CANCELLED_AFTER_WAITING,
@@ -214,7 +215,7 @@ class InFlightGate:
     async def send(self, send_now: SendOnce, request: Request) -> Response:
         """``send_now(request)`` once there is room."""
         semaphore = self._semaphore
-        loop = asyncio.get_running_loop()
+        loop = running_loop()
         if self._loop is not loop:
             if self._loop is not None:
                 semaphore = self._semaphore = asyncio.Semaphore(self.size)

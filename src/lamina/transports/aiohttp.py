@@ -22,6 +22,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("AiohttpTransport needs aiohttp: pip install 'lamina[aiohttp]'") from exc
 
+from .._clock import running_loop
 from .._core import Request, Response
 from .._errors import ConfigError, ConnectTimeout, TimeoutError
 from .._headers import Headers
@@ -145,7 +146,7 @@ class AiohttpTransport(BaseTransport):
         return session
 
     async def _send_now(self, request: Request) -> Response:
-        loop = asyncio.get_running_loop()
+        loop = running_loop()
         session = self._session
         if session is None or loop is not self._loop:
             session = await self._session_for(loop)

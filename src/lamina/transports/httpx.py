@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 import httpx
 
+from .._clock import running_loop
 from .._core import Request, Response
 from .._errors import ConfigError
 from .._headers import Headers
@@ -123,7 +124,7 @@ class HttpxTransport(BaseTransport):
         limit = request.extensions.get("max_response_bytes", self.max_response_bytes)
         client = self.client
         if self._owns_client:
-            loop = asyncio.get_running_loop()
+            loop = running_loop()
             if loop is not self._loop:
                 client = await self._client_for(loop)
         sent = _HttpcoreTrace() if self._traced else None

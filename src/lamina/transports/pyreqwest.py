@@ -21,6 +21,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "PyreqwestTransport needs pyreqwest: pip install 'lamina[pyreqwest]'"
     ) from exc
 
+from .._clock import running_loop
 from .._core import Request, Response
 from .._errors import CANCELLED_BEFORE_SENDING, ConfigError
 from .._expiry import ATTEMPT_EXPIRY
@@ -125,7 +126,7 @@ class PyreqwestTransport(BaseTransport):
         return client
 
     async def _send_now(self, request: Request) -> Response:
-        loop = asyncio.get_running_loop()
+        loop = running_loop()
         client = self._client
         if client is None or loop is not self._loop:
             client = self._client_for(loop)
