@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import random as _random
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -179,7 +180,10 @@ class ChaosLayer:
             return TransportError(message, request=request)
         assert isinstance(fault, type)
         if issubclass(fault, LaminaError):
-            return fault(message, request=request)
+            try:
+                return fault(message, request=request)
+            except TypeError:
+                pass  # one of your own that takes only a message (checked when built)
         return fault(message)
 
     def wrap(self, inner: Service) -> Service:
@@ -259,7 +263,7 @@ def _body(body: Any, status: int | None) -> tuple[bytes, str]:
     if isinstance(body, str):
         return body.encode(), "text/plain; charset=utf-8"
     try:
-        return json.dumps(body).encode(), "application/json"
+        return json.dumps(body, allow_nan=False).encode(), "application/json"
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"must be text, bytes or JSON data: {exc}", field="body") from None
 
@@ -292,19 +296,28 @@ class ChaosService:
         recording = span.is_recording()
         if recording:
             span.set_attribute("lamina.chaos", settings)
+        # Every draw of the call up front, as many per call whatever they decide: the
+        # k-th call to enter meets the same injections however calls interleave (an
+        # injected latency awaits before the call goes on).
         stream = config.random_for(request.endpoint)
-        if config.latency_rate and stream.random() < config.latency_rate:
+        delay: float | None = None
+        if config.latency_rate:
+            hit = stream.random() < config.latency_rate
             low, high = config.latency
-            delay = low if low == high else stream.uniform(low, high)
+            drawn = low if low == high else low + (high - low) * stream.random()
+            delay = drawn if hit else None
+        fault = bool(config.fault_rate) and stream.random() < config.fault_rate
+        made_up = bool(config.status_rate) and stream.random() < config.status_rate
+        if delay is not None:
             self._injected(request, note, span if recording else None, f"latency {delay:.3g}s")
             emit(request, CHAOS_EVENT, kind="latency", seconds=delay)
             await config.clock.sleep(delay)
-        if config.fault_rate and stream.random() < config.fault_rate:
+        if fault:
             error = config.make_fault(request)
             self._injected(request, note, span if recording else None, type(error).__name__)
             emit(request, CHAOS_EVENT, kind="fault", error=type(error).__name__)
             raise error
-        if config.status_rate and stream.random() < config.status_rate:
+        if made_up:
             status = config.status
             self._injected(request, note, span if recording else None, f"status {status}")
             emit(request, CHAOS_EVENT, kind="status", status=status)
@@ -377,9 +390,16 @@ def parse_chaos(text: str, *, source: str = ENV_VAR) -> dict[str, Any] | None:
 
 
 def _env_value(key: str, raw: str, field: str) -> Any:
+    if not raw and key != "body":  # an empty body is a body; any other empty value is junk
+        raise ConfigError("has no value", field=field)
     if key in ("fault", "body"):
         return raw
     if key == "seed":
+        if not _SEED.fullmatch(raw):
+            raise ConfigError(
+                f"must be an integer or a word of letters, digits, '_', '-', '.', got {raw!r}",
+                field=field,
+            )
         return int(raw) if raw.lstrip("-").isdigit() else raw
     if key == "latency" and ".." in raw:
         low, _, high = raw.partition("..")
@@ -391,10 +411,15 @@ def _env_value(key: str, raw: str, field: str) -> Any:
 
 def _env_number(raw: str, field: str, kind: type[int] | type[float]) -> Any:
     try:
+        if "_" in raw:  # Python's digit separator: not a number anyone writes in a variable
+            raise ValueError(raw)
         return kind(raw.strip())
     except ValueError:
         what = "an integer" if kind is int else "a number (latency: seconds or low..high)"
         raise ConfigError(f"must be {what}, got {raw!r}", field=field) from None
+
+
+_SEED = re.compile(r"-?[A-Za-z0-9_.-]+")
 
 
 def chaos_switched_off(environ: Mapping[str, str] | None = None) -> bool:
