@@ -31,3 +31,37 @@ def test_the_table_says_the_units_a_user_misreads() -> None:
     assert "`RateLimitLayer(rate)` alone is per **second**" in text
     assert "retries after the first attempt" in text
     assert "attempts=retry_count + 1" in text
+
+
+DEFAULTS = {f.name: f.default for cls in (APIEndpoint, APIOrchestrationConfig) for f in fields(cls)}
+
+
+def first_cells() -> list[str]:
+    rows = [line for line in section().splitlines() if line.startswith("| `")]
+    return [row.split("|")[1] for row in rows]
+
+
+def notes(cell: str) -> list[tuple[str, str]]:
+    """``(field, what the parenthesis after it says)`` for each field the cell names."""
+    return re.findall(r"`(?:[A-Za-z]+\.)?([a-z_]+)`(?: \(([^)]*)\))?", cell)
+
+
+def test_every_number_the_table_names_states_its_real_default() -> None:
+    for cell in first_cells():
+        for name, note in notes(cell):
+            default = DEFAULTS.get(name)
+            if isinstance(default, bool) or not isinstance(default, int | float):
+                continue
+            stated = re.search(r"default ([0-9.]+)", note)
+            assert stated, f"{name}: the table does not say its default ({default})"
+            assert float(stated.group(1)) == default, f"{name}: the table's default is wrong"
+
+
+def test_unset_is_said_only_of_fields_that_default_to_none() -> None:
+    for cell in first_cells():
+        for name, note in notes(cell):
+            if "unset" in note and name in DEFAULTS:
+                assert DEFAULTS[name] is None, f"{name} defaults to {DEFAULTS[name]!r}, not unset"
+    text = section()
+    for name in re.findall(r"unset `([a-z_]+)`", text):
+        assert DEFAULTS[name] is None, f"'unset {name}' but it defaults to {DEFAULTS[name]!r}"
