@@ -22,6 +22,7 @@ from ._errors import (
     TransportError,
     UnsupportedContentEncoding,
 )
+from ._extras import MissingExtra
 from ._headers import Headers
 from ._version import __version__
 from .backends import (
@@ -93,6 +94,7 @@ __all__ = [
     "LoopClock",
     "MemoryCacheStore",
     "MemoryStore",  # deprecated: MemoryCacheStore
+    "MissingExtra",
     "OrchestrationMode",
     "OrchestrationTimeout",
     "ParseError",
