@@ -17,7 +17,7 @@ import pytest
 
 import lamina.transports
 from lamina import Request, ServiceBuilder
-from lamina.layers.client_credentials import ClientCredentialsLayer
+from lamina.layers.client_credentials import ClientCredentialsLayer, TokenError
 from lamina.testing import LocalServer, ManualClock
 from lamina.testing.oauth import OAuthUpstream
 
@@ -52,7 +52,7 @@ def test_a_script_that_never_calls_aclose_ends_quietly(oauth: OAuthUpstream) -> 
         f"""
         import asyncio
         from lamina import Request, ServiceBuilder
-        from lamina.layers.client_credentials import ClientCredentialsLayer
+        from lamina.layers.client_credentials import ClientCredentialsLayer, TokenError
         from lamina.transports import HttpxTransport
 
         async def main():
@@ -142,3 +142,32 @@ async def test_odd_but_usable_expires_in_values_give_a_token(
     assert token.expires_at == pytest.approx(100.0 + lifetime)
     assert token.renew_at == pytest.approx(100.0 + lifetime - 30.0)
     await layer.aclose()
+
+
+async def test_a_failed_early_refresh_keeps_using_the_unexpired_token(
+    oauth: OAuthUpstream,
+) -> None:
+    # The layer renews 30 s before expiry; if the token endpoint is down at that moment,
+    # the token it holds is still good: calls go on with it until it really expires.
+    clock = ManualClock(start=1000.0)
+    oauth.expires_in = 3600
+    layer = ClientCredentialsLayer(oauth.token_url, "review", SECRET, clock=clock, layers=[])
+    transport = lamina.transports.HttpxTransport()
+    service = ServiceBuilder([layer]).service(transport)
+    assert (await service(Request("GET", oauth.api_url("a")))).status_code == 200
+    held = layer._token
+    assert held is not None
+    clock.advance(3600 - 10)  # inside the refresh margin, not expired
+    oauth.fail_next = 100  # the token endpoint answers 503 from now on
+    response = await service(Request("GET", oauth.api_url("b")))
+    assert response.status_code == 200
+    assert response.request is not None
+    assert response.request.headers["authorization"] == held.header
+    clock.advance(20)  # now it has expired: the refresh failure is the call's error
+    with pytest.raises(TokenError, match="503"):
+        await service(Request("GET", oauth.api_url("c")))
+    oauth.fail_next = 0
+    assert (await service(Request("GET", oauth.api_url("d")))).status_code == 200
+    assert oauth.issued == 2
+    await layer.aclose()
+    await transport.aclose()

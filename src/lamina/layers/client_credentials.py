@@ -53,6 +53,8 @@ AUTH_METHODS = ("basic", "post")
 #: Events this layer reports on the call (and so on its span and in metrics).
 FETCHED = "auth.token_fetched"
 REFRESHED_AFTER_401 = "auth.token_rejected"
+#: An early renewal failed and the call used the unexpired token it held (``error``).
+REFRESH_FAILED = "auth.token_refresh_failed"
 
 
 class TokenError(LaminaError):
@@ -139,7 +141,8 @@ class ClientCredentialsLayer:
     * A token is reused until ``refresh_margin`` seconds before it expires
       (``expires_in`` from the token endpoint, else ``default_expires_in``), or until
       half its lifetime for a token shorter-lived than twice the margin; one fetch
-      serves every caller waiting for it (single flight).
+      serves every caller waiting for it (single flight). If that early renewal fails,
+      calls go on with the token held until it expires.
     * A call answered 401 is sent once more with a fresh token (the rejected token is
       dropped, once, however many calls saw it rejected).
     * The token request goes through ``layers`` (default: 3 attempts, 10 s each) on
@@ -228,6 +231,18 @@ class ClientCredentialsLayer:
             flight.add_done_callback(_retrieve)
             self._flights[loop] = flight
         # shield: a caller cancelled (or out of time) does not cancel the others' fetch
+        try:
+            return await self._wait(flight, request)
+        except LaminaError as exc:
+            # An early renewal failed: the token held has not expired yet, keep using it
+            # (the next call tries again). Not one a 401 dropped: that one is not held.
+            if token is None or self._token is not token or self.clock.now() >= token.expires_at:
+                raise
+            if request is not None:
+                emit(request, REFRESH_FAILED, error=type(exc).__name__)
+            return token
+
+    async def _wait(self, flight: asyncio.Task[Token], request: Request | None) -> Token:
         deadline = request.deadline if request is not None else None
         if deadline is None:
             return await asyncio.shield(flight)
