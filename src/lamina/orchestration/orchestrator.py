@@ -301,6 +301,9 @@ class APIOrchestrator(AsyncCloseable):
     async def _release_loop(self) -> None:
         """Close the owned transport if it is bound to the running loop (or to none);
         one bound to another loop is closed by that loop's shutdown (see the keeper)."""
+        cache = self._shared.cache
+        if cache is not None:  # background refreshes (stale-while-revalidate) end first
+            await cache.drain()
         owned, keeper, bound = self._owned, self._keeper, self._transport_loop
         self._owned = self._keeper = self._transport_loop = None
         self._transport = None  # the next run builds a new one
