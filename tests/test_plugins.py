@@ -287,3 +287,14 @@ def test_a_plugin_taking_a_builtin_name_is_warned_about_and_listed(
 
 def test_lamina_own_registration_is_not_a_clash() -> None:
     assert clashing_plugins() == []  # lamina's metadata declares every built-in
+
+
+def test_an_unknown_layer_name_suggests_only_a_close_one() -> None:
+    from lamina import ConfigError
+    from lamina.plugins import get_layer
+
+    with pytest.raises(ConfigError, match="did you mean 'retry'"):
+        get_layer("retyr")
+    with pytest.raises(ConfigError) as caught:
+        get_layer("ghost")
+    assert "did you mean" not in str(caught.value)  # 'chaos' is not what was meant

@@ -195,7 +195,7 @@ def get_layer(name: str) -> LayerPlugin:
         return layers[name]
     from difflib import get_close_matches
 
-    close = get_close_matches(name, list(layers), n=1)
+    close = get_close_matches(name, list(layers), n=1, cutoff=0.7)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     raise ConfigError(f"unknown layer {name!r}{hint} (known: {', '.join(layers)})", field="layers")
 
