@@ -171,3 +171,29 @@ async def test_a_failed_early_refresh_keeps_using_the_unexpired_token(
     assert oauth.issued == 2
     await layer.aclose()
     await transport.aclose()
+
+
+@pytest.mark.parametrize("kind", ["HttpxTransport", "AiohttpTransport", "PyreqwestTransport"])
+async def test_a_401_is_refreshed_also_when_the_layer_sits_outside_the_parse_layer(
+    oauth: OAuthUpstream, kind: str
+) -> None:
+    # layers=[auth, *defaults] is the natural way to add it: the parse layer inside it
+    # turns the 401 into an HTTPStatusError, which must get the same one refresh.
+    from lamina.layers import ParseLayer
+
+    layer = ClientCredentialsLayer(oauth.token_url, "review", SECRET)
+    transport = getattr(lamina.transports, kind)()
+    service = ServiceBuilder([layer, ParseLayer()]).service(transport)
+    assert (await service(Request("GET", oauth.api_url("a")))).value["ok"] is True
+    oauth.revoke_all()
+    response = await service(Request("GET", oauth.api_url("b")))
+    assert response.value["ok"] is True
+    assert oauth.issued == 2
+    refusing = f"/refuses-{uuid.uuid4().hex[:8]}"  # refuses every token: one retry, no loop
+    oauth.server.route(refusing, lambda req: (401, {"error": "invalid_token"}, {}))
+    with pytest.raises(lamina.HTTPStatusError) as caught:
+        await service(Request("GET", oauth.server.url_for(refusing)))
+    assert caught.value.status_code == 401
+    assert oauth.issued == 3
+    await layer.aclose()
+    await transport.aclose()

@@ -29,7 +29,7 @@ from urllib.parse import quote, urlencode, urlsplit
 from .. import _validate as check
 from .._clock import Clock, default_clock
 from .._core import Layer, Request, Response, Service, ServiceBuilder
-from .._errors import ConfigError, LaminaError, TimeoutError
+from .._errors import ConfigError, HTTPStatusError, LaminaError, TimeoutError
 from .._events import emit
 from .._redact import scrub
 from .retry import RetryLayer, RetryOutcome, StatusRetryPolicy
@@ -502,9 +502,15 @@ class ClientCredentialsService:
         token = layer._token  # fast path: a held token needs no await
         if token is None or layer.clock.now() >= token.renew_at:
             token = await layer.token(request)
-        response = await self.inner(_authorized(request, token))
-        if response.status_code != 401:
-            return response
+        try:
+            response = await self.inner(_authorized(request, token))
+        except HTTPStatusError as exc:
+            if exc.status_code != 401:
+                raise
+            # a parse layer inside this one refused the 401: same single refresh
+        else:
+            if response.status_code != 401:
+                return response
         layer.invalidate(token)
         emit(request, REFRESHED_AFTER_401)
         fresh = await layer.token(request)
