@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
@@ -14,6 +15,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
+import lamina
 import lamina.transports
 from lamina import ConfigError, Request, Response, ServiceBuilder, TransportError
 from lamina._events import listen
@@ -412,3 +414,84 @@ async def test_real_server_a_post_is_sent_once(
         )
     assert response.json()["arrival"] == 1
     assert lamina_server.hits(key) == 1
+
+
+# -- review: cancellation during the losers' cleanup, and the call's deadline -----------
+
+
+async def test_a_second_cancellation_still_waits_for_the_losers_and_collects_their_errors() -> None:
+    clock = ManualClock()
+    finished: list[int] = []
+    unretrieved: list[dict[str, Any]] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _loop, context: unretrieved.append(context))
+
+    async def upstream(request: Request) -> Response:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            # a transport closing its connection takes a few turns of the loop, and
+            # may end in an error of its own
+            for _ in range(5):
+                await asyncio.sleep(0)
+            raise TransportError("reset while closing") from None
+        finally:
+            finished.append(request.extensions.get(HEDGE_KEY, 0))
+        raise AssertionError("unreachable")
+
+    service = HedgeLayer(0.1, clock=clock).wrap(upstream)
+    try:
+        call = asyncio.create_task(service(Request("GET", URL)))
+        await settle()
+        clock.advance(0.1)
+        await settle()
+        call.cancel()
+        await asyncio.sleep(0)
+        call.cancel()  # e.g. an outer timeout, then the task group around it
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        assert sorted(finished) == [0, 1]  # the call ended after its attempts did
+        del call
+        await settle()
+        gc.collect()
+        assert unretrieved == []  # no "Task exception was never retrieved"
+    finally:
+        loop.set_exception_handler(None)
+
+
+async def test_no_hedge_is_sent_once_the_calls_deadline_has_passed() -> None:
+    clock = ManualClock()
+    upstream = Upstream()
+    service = HedgeLayer(0.1, max_hedges=2, clock=clock).wrap(upstream)
+    events: list[tuple[str, dict[str, Any]]] = []
+    request = recorded(Request("GET", URL, deadline=clock.now() + 0.05), events)
+    call = asyncio.create_task(service(request))
+    await settle()
+    for _ in range(3):
+        clock.advance(0.1)
+        await settle()
+    assert len(upstream.attempts) == 1  # past the deadline: a new attempt is pointless
+    assert events == []
+    upstream.answer(0)
+    assert (await call).content == b"0"
+
+
+async def test_a_failure_at_the_deadline_is_the_outcome_not_a_hedge_that_cannot_start() -> None:
+    clock = ManualClock()
+    upstream = Upstream()
+    service = (
+        ServiceBuilder()
+        .layer(HedgeLayer(0.5, clock=clock))
+        .layer(TimeoutLayer(None, clock=clock))  # refuses an attempt after the deadline
+        .service(upstream)
+    )
+    events: list[tuple[str, dict[str, Any]]] = []
+    request = recorded(Request("GET", URL, deadline=clock.now() + 0.1), events)
+    call = asyncio.create_task(service(request))
+    await settle()
+    clock.advance(0.1)
+    upstream.fail(0, lamina.TimeoutError("timed out after 0.1s (deadline)"))
+    with pytest.raises(lamina.TimeoutError, match=r"timed out after 0\.1s"):
+        await call
+    assert len(upstream.attempts) == 1
+    assert [name for name, _ in events] == []  # no phantom hedge counted

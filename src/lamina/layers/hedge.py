@@ -79,12 +79,12 @@ class HedgeLayer:
     To hedge a slow tail of x% of the calls, pick a percentile below 100 - x.
 
     At most ``max_hedges`` extra attempts per call (default 1), each ``delay`` after the
-    previous one. An attempt that fails (an exception, or a status in ``hedge_on``,
-    by default 429 and 5xx gateway errors) does not win: the next hedge is sent at
-    once and the other attempts go on; when all have failed, the last failure is the
-    call's outcome. Only idempotent methods are hedged (GET, HEAD, OPTIONS, PUT,
-    DELETE, TRACE) and a POST or PATCH carrying an ``Idempotency-Key`` header; any
-    other call passes through untouched.
+    previous one, and none once ``request.deadline`` has passed. An attempt that fails
+    (an exception, or a status in ``hedge_on``, by default 429 and 5xx gateway errors)
+    does not win: the next hedge is sent at once and the other attempts go on; when
+    all have failed, the last failure is the call's outcome. Only idempotent methods
+    are hedged (GET, HEAD, OPTIONS, PUT, DELETE, TRACE) and a POST or PATCH carrying an
+    ``Idempotency-Key`` header; any other call passes through untouched.
 
     Place it below the retry layer and the circuit breaker (one call to them) and above
     the timeout and tracing layers, so that every attempt has its own timeout and its
@@ -180,6 +180,12 @@ class HedgeService:
             started[task] = (number, clock.now())
             return task
 
+        deadline = request.deadline
+
+        def may_hedge() -> bool:
+            # a hedge sent once the call's deadline has passed could not answer in time
+            return sent <= config.max_hedges and (deadline is None or clock.now() < deadline)
+
         first = send(0)
         running: set[_Attempt] = {first}
         sent = 1  # attempts sent so far
@@ -187,7 +193,7 @@ class HedgeService:
         failure: _Attempt | None = None
         try:
             while True:
-                if timer is None and sent <= config.max_hedges:
+                if timer is None and may_hedge():
                     timer = asyncio.ensure_future(clock.sleep(delay))
                 waiting: set[asyncio.Future[Any]] = set(running)
                 if timer is not None:
@@ -208,7 +214,7 @@ class HedgeService:
                             emit(request, "hedge.won", hedge=number)
                         return task.result()
                     failure, failed = task, True
-                if failed and sent <= config.max_hedges:
+                if failed and may_hedge():
                     if timer is not None:
                         timer.cancel()
                         timer = None
@@ -217,9 +223,10 @@ class HedgeService:
                     sent += 1
                 elif timer is not None and timer.done():
                     timer = None
-                    emit(request, "hedge.sent", hedge=sent, delay=delay, reason="delay")
-                    running.add(send(sent))
-                    sent += 1
+                    if may_hedge():
+                        emit(request, "hedge.sent", hedge=sent, delay=delay, reason="delay")
+                        running.add(send(sent))
+                        sent += 1
                 if not running:
                     assert failure is not None
                     return failure.result()  # the last failure: its response or its error
@@ -236,14 +243,25 @@ class HedgeService:
 
 
 async def _cancel_all(running: set[_Attempt], timer: asyncio.Task[None] | None) -> None:
-    """Cancel the losing attempts and wait until they have let go of their connections."""
-    pending: list[asyncio.Future[Any]] = [*running]
+    """Cancel the losing attempts and wait until they have let go of their connections.
+
+    Cancelled again meanwhile (an outer timeout, then a task group), it passes the
+    cancellation on and still waits for them, as a task group does, then raises it."""
+    attempts = [*running]
+    pending: list[asyncio.Future[Any]] = [*attempts]
     if timer is not None:
         pending.append(timer)
-    for future in pending:
-        future.cancel()
-    if pending:
-        await asyncio.wait(pending)
-        for task in running:  # collect what they raised (CancelledError, or a late error)
-            if not task.cancelled():
-                task.exception()
+    interrupted = False
+    while pending:
+        for future in pending:
+            future.cancel()
+        try:
+            await asyncio.wait(pending)
+        except asyncio.CancelledError:
+            interrupted = True
+        pending = [future for future in pending if not future.done()]
+    for task in attempts:  # collect what they raised (CancelledError, or a late error)
+        if not task.cancelled():
+            task.exception()
+    if interrupted:
+        raise asyncio.CancelledError
