@@ -197,3 +197,60 @@ async def test_a_401_is_refreshed_also_when_the_layer_sits_outside_the_parse_lay
     assert oauth.issued == 3
     await layer.aclose()
     await transport.aclose()
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ({"token_timeout": -1}, "token_timeout"),
+        ({"layers": "retry"}, "layers"),  # a string is not a list of layers
+        ({"layers": [1, 2]}, "layers"),
+        ({"scope": ["read", "wr ite"]}, "scope"),  # RFC 6749 3.3: no space in a scope
+        ({"scope": ["read", ""]}, "scope"),
+        ({"scope": "read\x00"}, "scope"),
+        ({"transport": "httpx"}, "transport"),
+        ({"clock": 3}, "clock"),
+    ],
+)
+def test_bad_options_fail_at_construction_naming_the_field(
+    options: dict[str, Any], field: str
+) -> None:
+    from lamina import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        ClientCredentialsLayer("http://127.0.0.1:1/token", "review", SECRET, **options)
+    assert caught.value.field == field
+    assert SECRET not in str(caught.value)
+
+
+def test_a_backend_that_cannot_share_a_token_is_refused() -> None:
+    # A backend of one's own (neither Redis nor memory) holds no token: refused, not
+    # silently turned into a per-process token.
+    from lamina import ConfigError
+    from lamina.backends.base import Backend
+    from lamina.backends.memory import InMemoryBackend
+
+    class Custom:
+        kind = "custom"
+
+        def __init__(self) -> None:
+            self.memory = InMemoryBackend()
+
+        def limiter(self, *args: Any, **kwargs: Any) -> Any:
+            return self.memory.limiter(*args, **kwargs)
+
+        def rate_limiter(self, *args: Any, **kwargs: Any) -> Any:
+            return self.memory.rate_limiter(*args, **kwargs)
+
+        def breaker_backend(self) -> Any:
+            return self.memory.breaker_backend()
+
+        def cache_store(self, *args: Any, **kwargs: Any) -> Any:
+            return self.memory.cache_store(*args, **kwargs)
+
+    assert isinstance(Custom(), Backend)
+    url = "http://127.0.0.1:1/token"
+    assert ClientCredentialsLayer(url, "review", SECRET, backend=InMemoryBackend())._shared is None
+    with pytest.raises(ConfigError) as caught:
+        ClientCredentialsLayer(url, "review", SECRET, backend=Custom())
+    assert caught.value.field == "backend"

@@ -177,12 +177,7 @@ class ClientCredentialsLayer:
         self.token_url = _check_url(token_url)
         self.client_id = _check_text(client_id, "client_id")
         self._secret = _check_text(client_secret, "client_secret")
-        if isinstance(scope, str) or scope is None:
-            self.scope = scope or None
-        elif isinstance(scope, Sequence) and all(isinstance(s, str) for s in scope):
-            self.scope = " ".join(scope) or None
-        else:
-            raise ConfigError("must be a string or a list of strings", field="scope")
+        self.scope = _check_scope(scope)
         if audience is not None:
             audience = _check_text(audience, "audience")
         self.audience = audience
@@ -199,8 +194,15 @@ class ClientCredentialsLayer:
         self.auth_method = check.choice(auth_method, "auth_method", AUTH_METHODS)
         self.refresh_margin = check.seconds(refresh_margin, "refresh_margin", allow_zero=True)
         self.default_expires_in = check.seconds(default_expires_in, "default_expires_in")
+        if clock is not None and not callable(getattr(clock, "now", None)):
+            raise ConfigError(f"must be a lamina Clock, got {type(clock).__name__}", field="clock")
         self.clock = clock or default_clock
-        token_layers = default_token_layers(token_timeout) if layers is None else list(layers)
+        timeout = check.seconds(token_timeout, "token_timeout")
+        token_layers = default_token_layers(timeout) if layers is None else _check_layers(layers)
+        if transport is not None and not (callable(transport) and hasattr(transport, "aclose")):
+            raise ConfigError(
+                f"must be a lamina transport, got {type(transport).__name__}", field="transport"
+            )
         self._owns_transport = transport is None
         self._transport = transport
         self._token_layers = token_layers
@@ -535,10 +537,48 @@ def _shared_connection(backend: object) -> RedisConnection | None:
     if backend is None or backend == "memory":
         return None
     from ..backends.base import resolve_backend
+    from ..backends.memory import InMemoryBackend
     from ..backends.redis_connection import RedisConnection
 
     resolved = resolve_backend(backend)
-    return resolved if isinstance(resolved, RedisConnection) else None
+    if isinstance(resolved, RedisConnection):
+        return resolved
+    if isinstance(resolved, InMemoryBackend):
+        return None  # in-process: the layer's own token is that
+    raise ConfigError(
+        f"a {type(resolved).__name__} cannot share a token: give a Redis backend or 'memory'",
+        field="backend",
+    )
+
+
+def _check_scope(scope: object) -> str | None:
+    if scope is None:
+        return None
+    if isinstance(scope, str):
+        items = scope.split()
+    elif isinstance(scope, Sequence) and all(isinstance(item, str) for item in scope):
+        items = list(scope)
+    else:
+        raise ConfigError("must be a string or a list of strings", field="scope")
+    # RFC 6749, 3.3: scope tokens are printable ASCII without space, '"' or '\\'
+    for item in items:
+        if not item or not all("!" <= ch <= "~" and ch not in '"\\' for ch in item):
+            raise ConfigError(
+                f"{item!r} is not a scope (printable ASCII, no spaces or quotes)", field="scope"
+            )
+    return " ".join(items) or None
+
+
+def _check_layers(layers: object) -> list[Layer]:
+    if isinstance(layers, str | bytes) or not isinstance(layers, Sequence):
+        raise ConfigError("must be a list of layers", field="layers")
+    for layer in layers:
+        if not callable(getattr(layer, "wrap", None)):
+            raise ConfigError(
+                f"must be a list of layers (objects with wrap()), got {type(layer).__name__}",
+                field="layers",
+            )
+    return list(layers)
 
 
 def _check_url(value: object) -> str:
