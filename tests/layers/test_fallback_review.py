@@ -108,3 +108,27 @@ async def test_runs_of_a_flow_do_not_share_the_fallback_value(lamina_server: Loc
         second = await orchestrator.run()
     assert first.endpoints["prices"].outcome == "fallback"
     assert second.endpoints["prices"].result == {"price": None, "tags": []}
+
+
+@pytest.mark.parametrize("kind", ["HttpxTransport", "AiohttpTransport", "PyreqwestTransport"])
+@pytest.mark.parametrize("value", [{"price": None, "tags": ["a"]}, "n/a", [1, 2], None])
+async def test_below_the_parse_layer_the_value_survives_parsing(
+    lamina_server: LocalServer, kind: str, value: Any
+) -> None:
+    # The docs allow the layer below the parse layer (statuses then match responses);
+    # the parse layer above must not turn its value into None.
+    import lamina.transports
+    from lamina import ServiceBuilder
+    from lamina.layers import ParseLayer
+
+    transport = getattr(lamina.transports, kind)()
+    layer = FallbackLayer(value, statuses=[503], errors=[ConnectError])
+    service = ServiceBuilder([ParseLayer(), layer]).service(transport)
+    try:
+        response = await service(Request("GET", lamina_server.url_for("/status/503")))
+        assert response.value == value
+        assert getattr(response, "error", None) is not None
+        refused = await service(Request("GET", "http://127.0.0.1:9/nothing"))
+        assert refused.value == value
+    finally:
+        await transport.aclose()

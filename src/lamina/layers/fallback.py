@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import json
 from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
@@ -109,6 +110,19 @@ class FallbackLayer:
         errors = ", ".join(cls.__name__ for cls in self.errors)
         statuses = f", statuses={sorted(self.statuses)}" if self.statuses else ""
         return f"FallbackLayer({what}, errors=({errors}){statuses})"
+
+
+def _body(value: object) -> tuple[bytes, dict[str, str] | None]:
+    """The value as a body, so that a parse layer above reads the same value back: JSON
+    (text for a string, empty for None); empty for a value that is not JSON data."""
+    if value is None:
+        return b"", None
+    if isinstance(value, str):
+        return value.encode(), {"Content-Type": "text/plain; charset=utf-8"}
+    try:
+        return json.dumps(value, allow_nan=False).encode(), {"Content-Type": "application/json"}
+    except (TypeError, ValueError):
+        return b"", None
 
 
 _IMMUTABLE = (type(None), bool, int, float, complex, str, bytes, frozenset)
@@ -222,7 +236,10 @@ class FallbackService:
         if isinstance(value, Response):
             return FallbackResponse.of(value, error)
         attempts = getattr(error, "attempts", None) or request.attempt
-        answer = FallbackResponse(200, request=request, value=value, attempts=attempts)
+        content, headers = _body(value)
+        answer = FallbackResponse(
+            200, headers=headers, content=content, request=request, value=value, attempts=attempts
+        )
         answer.error = error
         return answer
 
