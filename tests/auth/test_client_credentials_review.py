@@ -254,3 +254,39 @@ def test_a_backend_that_cannot_share_a_token_is_refused() -> None:
     with pytest.raises(ConfigError) as caught:
         ClientCredentialsLayer(url, "review", SECRET, backend=Custom())
     assert caught.value.field == "backend"
+
+
+def test_a_token_stack_that_would_log_bodies_is_refused() -> None:
+    # The token request's form (auth_method="post") holds the client secret and its
+    # answer holds the token: a logging layer with log_bodies would write both out.
+    from lamina import ConfigError
+    from lamina.layers import LoggingLayer
+
+    with pytest.raises(ConfigError) as caught:
+        ClientCredentialsLayer(
+            "http://127.0.0.1:1/token",
+            "review",
+            SECRET,
+            auth_method="post",
+            layers=[LoggingLayer(log_bodies=True)],
+        )
+    assert caught.value.field == "layers"
+    assert "log_bodies" in str(caught.value)
+
+
+async def test_a_logged_token_stack_shows_neither_secret_nor_token(
+    oauth: OAuthUpstream, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from lamina.layers import LoggingLayer
+
+    caplog.set_level(logging.DEBUG)
+    layer = ClientCredentialsLayer(
+        oauth.token_url, "review", SECRET, auth_method="post", layers=[LoggingLayer()]
+    )
+    token = await layer.token()
+    assert "oauth" in caplog.text  # the token request was logged
+    assert SECRET not in caplog.text
+    assert token.access_token not in caplog.text
+    await layer.aclose()

@@ -578,6 +578,12 @@ def _check_layers(layers: object) -> list[Layer]:
                 f"must be a list of layers (objects with wrap()), got {type(layer).__name__}",
                 field="layers",
             )
+        if getattr(layer, "log_bodies", False) is True:
+            raise ConfigError(
+                f"{type(layer).__name__} with log_bodies=True would log the token (and, with "
+                "auth_method='post', the client secret): leave log_bodies off here",
+                field="layers",
+            )
     return list(layers)
 
 
