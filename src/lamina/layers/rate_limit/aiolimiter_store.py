@@ -70,11 +70,13 @@ class AiolimiterStore:
         give_up = math.inf if max_wait is None else start + max_wait
         if deadline is not None:
             give_up = min(give_up, deadline)
+        waited = False  # an AsyncLimiter with capacity admits without yielding: no wait
         # aiolimiter cannot wait for several limits at once: each is taken in turn
         for index, store in enumerate(group):
             short = store.shortfall(weight)
             if clock.now() + short > give_up + EPSILON:
                 raise Refused(index, short)
+            waited = waited or short > 0
             if give_up == math.inf:
                 await store.async_limiter.acquire(weight)
                 continue
@@ -83,7 +85,9 @@ class AiolimiterStore:
                     await store.async_limiter.acquire(weight)
             except TimeoutError:
                 raise Refused(index, max(store.shortfall(weight), EPSILON)) from None
-        return max(0.0, clock.now() - start)
+        # the clock runs while the call is admitted at once (loop.time() is not cached):
+        # that is no wait, and must not be reported as a ratelimit.wait
+        return max(0.0, clock.now() - start) if waited else 0.0
 
     async def status(self) -> LimitStatus:
         lim, limiter = self.async_limiter, self.limiter
