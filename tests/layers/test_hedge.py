@@ -495,3 +495,36 @@ async def test_a_failure_at_the_deadline_is_the_outcome_not_a_hedge_that_cannot_
         await call
     assert len(upstream.attempts) == 1
     assert [name for name, _ in events] == []  # no phantom hedge counted
+
+
+async def test_a_learned_delay_is_learned_per_endpoint() -> None:
+    # a flow builds one HedgeLayer for all its endpoints: a fast endpoint's latency
+    # must not become a slow endpoint's delay (every slow call would be sent twice)
+    clock = ManualClock()
+    layer = HedgeLayer("p50", min_samples=4, window=8, clock=clock)
+    sent: list[str | None] = []
+
+    async def upstream(request: Request) -> Response:
+        sent.append(request.endpoint)
+        await clock.sleep({"fast": 0.01, "slow": 0.5}[request.endpoint or ""])
+        return Response(200, request=request)
+
+    service = layer.wrap(upstream)
+
+    async def timed(endpoint: str) -> None:
+        call = asyncio.create_task(service(Request("GET", URL, endpoint=endpoint)))
+        while not call.done():
+            await settle()
+            clock.advance(0.01)
+        await call
+
+    for _ in range(6):
+        await timed("fast")
+    for _ in range(4):
+        await timed("slow")
+    sent.clear()
+    await timed("slow")
+    assert sent == ["slow"]  # not hedged after the fast endpoint's 10 ms
+    assert layer.current_delay("fast") == pytest.approx(0.01)
+    assert layer.current_delay("slow") == pytest.approx(0.5, abs=0.02)
+    assert layer.current_delay() is None  # calls without an endpoint: nothing learned yet

@@ -23,6 +23,8 @@ __all__ = ["HEDGE_KEY", "HedgeLayer", "HedgeService", "LatencyPercentile"]
 HEDGE_KEY = "lamina.hedge"
 #: The most hedges one call may send.
 MAX_HEDGES = 10
+#: The most endpoints whose latencies one layer learns apart (the oldest is dropped).
+MAX_ENDPOINTS = 1000
 
 _PERCENTILE = re.compile(r"p(\d{1,2}(?:\.\d+)?)")
 
@@ -72,8 +74,9 @@ class HedgeLayer:
     pyreqwest request ends by its own timeout, so keep a TimeoutLayer below this one).
 
     ``delay`` is a number of seconds, or a percentile of the upstream's latency that the
-    layer learns (``"p95"``, the default, ``"p90"``, ``"p99.9"``): it keeps the latest
-    ``window`` samples and, until it has ``min_samples``, does not hedge (warm-up). A
+    layer learns (``"p95"``, the default, ``"p90"``, ``"p99.9"``), apart for each
+    ``request.endpoint`` (a flow shares one layer between its endpoints): it keeps the
+    latest ``window`` samples and, until it has ``min_samples``, does not hedge (warm-up). A
     sample is the latency of an attempt that answered well or, for a first attempt
     cancelled because a hedge won, the time it had run (it would have taken longer).
     To hedge a slow tail of x% of the calls, pick a percentile below 100 - x.
@@ -93,7 +96,16 @@ class HedgeLayer:
     ``"failure"``) and ``hedge.won`` (``hedge``).
     """
 
-    __slots__ = ("clock", "delay", "hedge_on", "latency", "max_hedges")
+    __slots__ = (
+        "_latencies",
+        "clock",
+        "delay",
+        "hedge_on",
+        "max_hedges",
+        "min_samples",
+        "quantile",
+        "window",
+    )
 
     def __init__(
         self,
@@ -106,9 +118,11 @@ class HedgeLayer:
         clock: Clock | None = None,
     ) -> None:
         self.max_hedges = check.count(max_hedges, "max_hedges", high=MAX_HEDGES)
-        min_samples = check.count(min_samples, "min_samples", high=100_000)
-        window = check.count(window, "window", low=min_samples, high=100_000)
-        self.latency: LatencyPercentile | None = None
+        self.min_samples = check.count(min_samples, "min_samples", high=100_000)
+        self.window = check.count(window, "window", low=self.min_samples, high=100_000)
+        #: the percentile learned (a fraction), None with a fixed delay
+        self.quantile: float | None = None
+        self._latencies: dict[str | None, LatencyPercentile] = {}
         if isinstance(delay, str):
             match = _PERCENTILE.fullmatch(delay.strip().lower())
             quantile = float(match.group(1)) if match else 0.0
@@ -117,7 +131,7 @@ class HedgeLayer:
                     f"must be seconds or a percentile such as 'p95' (0 < p < 100), got {delay!r}",
                     field="delay",
                 )
-            self.latency = LatencyPercentile(quantile / 100, window=window, min_samples=min_samples)
+            self.quantile = quantile / 100
             self.delay: float | str = delay.strip().lower()
         else:
             self.delay = check.seconds(delay, "delay")
@@ -126,12 +140,28 @@ class HedgeLayer:
         )
         self.clock = clock or default_clock
 
-    def current_delay(self) -> float | None:
-        """The delay before a hedge now (``None`` while a learned delay warms up)."""
-        if self.latency is None:
+    def current_delay(self, endpoint: str | None = None) -> float | None:
+        """The delay before a hedge of ``endpoint``'s calls now (``None`` while a learned
+        delay warms up)."""
+        if self.quantile is None:
             assert isinstance(self.delay, float)
             return self.delay
-        return self.latency.value()
+        latency = self._latencies.get(endpoint)
+        return None if latency is None else latency.value()
+
+    def latency_for(self, endpoint: str | None) -> LatencyPercentile | None:
+        """The latencies learned for ``endpoint`` (``None`` with a fixed delay)."""
+        if self.quantile is None:
+            return None
+        latencies = self._latencies
+        latency = latencies.get(endpoint)
+        if latency is None:
+            if len(latencies) >= MAX_ENDPOINTS:
+                del latencies[next(iter(latencies))]
+            latency = latencies[endpoint] = LatencyPercentile(
+                self.quantile, window=self.window, min_samples=self.min_samples
+            )
+        return latency
 
     def wrap(self, inner: Service) -> Service:
         return HedgeService(inner, self)
@@ -146,7 +176,7 @@ def hedgeable(request: Request) -> bool:
 
 
 class HedgeService:
-    """Service made by :class:`HedgeLayer`; shares the layer's learned latency."""
+    """Service made by :class:`HedgeLayer`; shares the layer's learned latencies."""
 
     __slots__ = ("config", "inner")
 
@@ -156,18 +186,24 @@ class HedgeService:
 
     async def __call__(self, request: Request) -> Response:
         config = self.config
-        delay = config.current_delay() if hedgeable(request) else None
+        if not hedgeable(request):
+            return await self.inner(request)
+        latency = config.latency_for(request.endpoint)
+        if latency is None:
+            assert isinstance(config.delay, float)
+            return await self._hedged(request, config.delay, None)
+        delay = latency.value()
         if delay is None:
-            if not hedgeable(request) or config.latency is None:
-                return await self.inner(request)
             started = config.clock.now()  # warming up: one attempt, timed
             response = await self.inner(request)
             if response.status_code not in config.hedge_on:
-                config.latency.add(config.clock.now() - started)
+                latency.add(config.clock.now() - started)
             return response
-        return await self._hedged(request, delay)
+        return await self._hedged(request, delay, latency)
 
-    async def _hedged(self, request: Request, delay: float) -> Response:
+    async def _hedged(
+        self, request: Request, delay: float, latency: LatencyPercentile | None
+    ) -> Response:
         config = self.config
         clock = config.clock
         started: dict[_Attempt, tuple[int, float]] = {}  # attempt -> (hedge number, start)
@@ -204,7 +240,6 @@ class HedgeService:
                     running.discard(task)
                     if self._good(task):
                         number, start = started[task]
-                        latency = config.latency
                         if latency is not None:
                             now = clock.now()
                             latency.add(now - start)
