@@ -11,6 +11,7 @@ from ..._core import Request, Response, Service
 from ..._errors import BackendUnavailable, ConfigError, HTTPStatusError, LaminaError
 from ..._events import ATTEMPTS_KEY, EVENTS_KEY, emit
 from ..._headers import Headers
+from ..._redact import is_secret_header
 from ...backends.base import Backend
 from .entry import CacheEntry
 from .keys import KeyFunction, KeyScheme
@@ -293,6 +294,8 @@ class CacheService:
         on, and the caller did not make the request conditional itself."""
         if not self.config.revalidate or not entry.revalidatable:
             return None
+        if request.method not in _CONDITIONAL_METHODS:
+            return None  # RFC 9110 §13.1.2: on other methods a validator is a precondition
         headers = request.headers
         if "if-none-match" in headers or "if-modified-since" in headers:
             return None  # the caller's own conditional request: its 304 is the caller's
@@ -437,19 +440,22 @@ class CacheService:
             response.headers = headers
             return Fetched(response, None, cached=True)
         if (vary_names(merged) or ()) != stored.vary:  # Vary changed: a variant of its own
+            merged.content = stored.content  # the 304 has no body: the stored one stands
             entry = self._entry(request, merged, stored.value, decision, scheme)
             if entry is None:
                 return Fetched(stored.to_response(request, attempts=answer.attempts), None)
         else:
             entry = stored.renewed(
-                headers=headers,
+                headers=_kept(headers),
                 stored_at=now,
                 fresh_for=decision.ttl,
                 stale_for=self._stale_for(decision),
                 swr_for=decision.stale_while_revalidate,
             )
         await self._store(request, key, entry, generation, scheme)
-        return Fetched(entry.to_response(request, attempts=answer.attempts), entry, cached=True)
+        response = entry.to_response(request, attempts=answer.attempts)
+        response.headers = headers  # this caller's own 304 fields (Set-Cookie) included
+        return Fetched(response, entry, cached=True)
 
     def _stale_for(self, decision: Storable) -> float:
         """How long past its lifetime an entry may stand in for a failure."""
@@ -470,7 +476,7 @@ class CacheService:
         try:
             return CacheEntry(
                 status_code=response.status_code,
-                headers=response.headers,
+                headers=_kept(response.headers),
                 content=response.content,
                 value=value,
                 namespace=request.endpoint,
@@ -528,6 +534,18 @@ _NOT_UPDATED = frozenset(
         "transfer-encoding",
     }
 )
+
+
+#: Methods whose cached responses are revalidated with If-None-Match/If-Modified-Since.
+_CONDITIONAL_METHODS = frozenset({"GET", "HEAD"})
+
+
+def _kept(headers: Headers) -> Headers:
+    """``headers`` as an entry keeps them: without ``Set-Cookie`` and other secret
+    fields, which were meant for the one caller that got the response."""
+    if not any(is_secret_header(name) for name in headers):
+        return headers
+    return Headers([(k, v) for k, v in headers.multi_items() if not is_secret_header(k)])
 
 
 def _updated(stored: Headers, fresh: Headers) -> Headers:

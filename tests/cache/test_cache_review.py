@@ -1,0 +1,124 @@
+"""Review of the cache's caller isolation and revalidation (hostile tenants, hishel users):
+each test pins a defect found in review, against the real loopback server on every
+transport, in virtual time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from lamina import Request
+from lamina.layers.cache import CacheLayer
+from lamina.layers.parse import ParseLayer
+from lamina.testing import LocalServer, ManualClock, RecordedRequest
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def get(server: LocalServer, path: str, **headers: str) -> Request:
+    return Request("GET", server.url_for(path), headers=headers, endpoint="rv")
+
+
+async def test_set_cookie_issued_to_one_anonymous_caller_is_never_served_to_another(
+    lamina_server: LocalServer, transport_factory: Any
+) -> None:
+    sessions = iter(range(1, 100))
+
+    def login(req: RecordedRequest) -> tuple[int, Any, dict[str, str]]:
+        return 200, {"hello": "guest"}, {"Set-Cookie": f"session=s{next(sessions)}; HttpOnly"}
+
+    lamina_server.route("/review/cookie", login)
+    svc = CacheLayer(ttl=60, clock=ManualClock()).wrap(ParseLayer().wrap(transport_factory()))
+    first = await svc(get(lamina_server, "/review/cookie"))
+    assert first.headers["set-cookie"].startswith("session=s1")
+    second = await svc(get(lamina_server, "/review/cookie"))  # another anonymous caller
+    assert "set-cookie" not in second.headers
+
+
+class VaryingOrigin:
+    """ETag "v1"; answers 304 to If-None-Match "v1" with ``not_modified`` headers."""
+
+    def __init__(self, not_modified: dict[str, str]) -> None:
+        self.not_modified = not_modified
+        self.answers: list[int] = []
+
+    def __call__(self, req: RecordedRequest) -> tuple[int, Any, dict[str, str]]:
+        if req.headers.get("if-none-match") == '"v1"':
+            self.answers.append(304)
+            return 304, b"", {"ETag": '"v1"', "Cache-Control": "max-age=10", **self.not_modified}
+        self.answers.append(200)
+        return 200, {"version": 1}, {"ETag": '"v1"', "Cache-Control": "max-age=10"}
+
+
+@pytest.mark.parametrize("parse", [True, False], ids=["parse", "bare"])
+async def test_a_304_that_adds_vary_keeps_the_stored_body(
+    lamina_server: LocalServer, transport_factory: Any, parse: bool
+) -> None:
+    origin = VaryingOrigin({"Vary": "Accept-Language"})
+    lamina_server.route("/review/vary304", origin)
+    clock = ManualClock()
+    inner = transport_factory()
+    svc = CacheLayer(ttl=60, clock=clock).wrap(ParseLayer().wrap(inner) if parse else inner)
+    first = await svc(get(lamina_server, "/review/vary304"))
+    clock.advance(11)
+    again = await svc(get(lamina_server, "/review/vary304"))
+    assert origin.answers == [200, 304]
+    assert again.content == first.content
+    third = await svc(get(lamina_server, "/review/vary304"))  # the entry the 304 stored
+    assert origin.answers == [200, 304]
+    assert third.from_cache
+    assert third.content == first.content
+    if parse:
+        assert third.value == {"version": 1}
+
+
+async def test_a_cached_post_is_never_made_conditional(
+    lamina_server: LocalServer, transport_factory: Any
+) -> None:
+    """RFC 9110 §13.1.2: If-None-Match on a POST is a precondition (412 when it matches),
+    not a revalidation, so a stale POST entry is fetched again plainly."""
+    seen: list[dict[str, str]] = []
+
+    def search(req: RecordedRequest) -> tuple[int, Any, dict[str, str]]:
+        seen.append(req.headers)
+        headers = {"ETag": '"r1"', "Cache-Control": "max-age=10"}
+        if req.method != "GET" and req.headers.get("if-none-match") == '"r1"':
+            return 412, {"error": "precondition failed"}, {}
+        return 200, {"hits": [1, 2]}, headers
+
+    lamina_server.route("/review/search", search)
+    clock = ManualClock()
+    svc = CacheLayer(ttl=60, clock=clock, methods=("GET", "POST")).wrap(
+        ParseLayer().wrap(transport_factory())
+    )
+
+    def post() -> Request:
+        return Request(
+            "POST", lamina_server.url_for("/review/search"), json={"q": "x"}, endpoint="rv"
+        )
+
+    await svc(post())
+    clock.advance(11)
+    again = await svc(post())
+    assert again.status_code == 200
+    assert again.value == {"hits": [1, 2]}
+    assert all("if-none-match" not in h and "if-modified-since" not in h for h in seen)
+
+
+async def test_a_set_cookie_on_a_304_reaches_its_caller_only(
+    lamina_server: LocalServer, transport_factory: Any
+) -> None:
+    origin = VaryingOrigin({"Set-Cookie": "session=for-the-revalidating-caller"})
+    lamina_server.route("/review/cookie304", origin)
+    clock = ManualClock()
+    svc = CacheLayer(ttl=60, clock=clock).wrap(ParseLayer().wrap(transport_factory()))
+    await svc(get(lamina_server, "/review/cookie304"))
+    clock.advance(11)
+    revalidated = await svc(get(lamina_server, "/review/cookie304"))
+    assert origin.answers == [200, 304]
+    assert "set-cookie" in revalidated.headers  # its own 304's field
+    other = await svc(get(lamina_server, "/review/cookie304"))
+    assert other.from_cache
+    assert origin.answers == [200, 304]
+    assert "set-cookie" not in other.headers
