@@ -12,7 +12,7 @@ import pytest
 from lamina import ConfigError, LaminaError, Request, Response, service_fn
 from lamina._events import listen
 from lamina.layers.chaos import ENV_VAR, ChaosLayer, chaos_from_env
-from lamina.testing import ManualClock
+from lamina.testing import LocalServer, ManualClock
 
 MIXED: dict[str, Any] = {
     "fault_rate": 0.25,
@@ -93,3 +93,34 @@ async def test_a_lamina_error_of_ones_own_without_request_is_injected() -> None:
     service = ChaosLayer(fault_rate=1.0, fault=OwnError).wrap(service_fn(upstream))
     with pytest.raises(OwnError, match="chaos: injected OwnError"):
         await service(Request("GET", "http://u.test/x", endpoint="users"))
+
+
+@pytest.mark.parametrize("kind", ["HttpxTransport", "AiohttpTransport", "PyreqwestTransport"])
+async def test_on_every_transport_the_upstream_sees_only_the_calls_chaos_let_through(
+    lamina_server: LocalServer, kind: str
+) -> None:
+    import uuid
+
+    import lamina.transports
+    from lamina import ServiceBuilder
+    from lamina.layers import ParseLayer, RetryLayer
+
+    path = f"/chaos-{uuid.uuid4().hex[:8]}"
+    lamina_server.route(path, lambda req: (200, {"ok": True}, {}))
+    chaos = ChaosLayer(fault_rate=0.3, status=503, status_rate=0.3, seed=5)
+    retry = RetryLayer(attempts=6, backoff=0.001, jitter=False)
+    transport = getattr(lamina.transports, kind)()
+    service = ServiceBuilder([ParseLayer(), retry, chaos]).service(transport)
+    seen: list[str] = []
+    try:
+        for _ in range(20):
+            request = listen(
+                Request("GET", lamina_server.url_for(path), endpoint="items"),
+                lambda name, attrs: seen.append(name) if name == "chaos.injected" else None,
+            )
+            response = await service(request)
+            assert response.value == {"ok": True}
+    finally:
+        await transport.aclose()
+    assert seen  # some attempts were injected
+    assert lamina_server.hits(path) == 20  # every injected attempt stayed off the wire
