@@ -139,3 +139,25 @@ def test_an_async_limiter_lamina_cannot_honour_is_a_config_error_on_limiters(
     assert info.value.field == "limiters"  # the argument the user wrote, not rate/period
     assert "AsyncLimiter" in str(info.value)
     assert f"max_rate={max_rate!r}" in str(info.value)
+
+
+@pytest.mark.looptime(end=60)
+async def test_a_refusal_after_waiting_says_how_long_it_waited_and_what_was_left() -> None:
+    async def ok(request: Request) -> Response:
+        return Response(200, request=request)
+
+    layer = RateLimitLayer(limiters=[AsyncLimiter(1, 1)], max_wait=1.5)
+    service = ServiceBuilder().layer(layer).service(ok)
+    await service(Request("GET", "http://x/"))  # the bucket is full for 1 s
+    second, third = await asyncio.gather(
+        service(Request("GET", "http://x/")),
+        service(Request("GET", "http://x/")),
+        return_exceptions=True,
+    )
+    assert isinstance(second, Response)  # after 1 s
+    assert isinstance(third, RateLimitExceeded)  # its slot (2 s) was past max_wait
+    assert third.retry_after == pytest.approx(0.5)
+    message = str(third)
+    # not "would delay the call 0.5s, more than max_wait=1.5s": 0.5 is less than 1.5
+    assert "would delay the call 2s in all (1.5s waited, 0.5s to go)" in message
+    assert "more than max_wait=1.5s" in message

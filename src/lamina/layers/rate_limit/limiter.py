@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from ... import _validate as check
 from ..._clock import Clock, LoopClock, default_clock
 from ..._errors import ConfigError, RateLimitExceeded
-from .bucket import describe, limit_spec, resolve_rate
+from .bucket import EPSILON, describe, limit_spec, resolve_rate
 from .memory_store import MemoryLimitStore, take_now
 from .store import LimitStatus, LimitStore, Refused
 
@@ -238,7 +238,13 @@ async def reserve(
     except Refused as refused:
         by_deadline = deadline is not None and (max_wait is None or deadline < start + max_wait)
         why = "past the call's deadline" if by_deadline else f"more than max_wait={max_wait}s"
-        reason = refused.reason or f"would delay the call {refused.retry_after:.3g}s, {why}"
+        left = refused.retry_after
+        waited = max(0.0, limiters[0].clock.now() - start)
+        if waited > EPSILON:  # refused once waiting ran out: the delay is what it waited too
+            delay = f"{waited + left:.3g}s in all ({waited:.3g}s waited, {left:.3g}s to go)"
+        else:
+            delay = f"{left:.3g}s"
+        reason = refused.reason or f"would delay the call {delay}, {why}"
         raise RateLimitExceeded(
             f"rate limit {limiters[refused.index]} {reason}",
             retry_after=refused.retry_after,
