@@ -132,3 +132,12 @@ async def test_below_the_parse_layer_the_value_survives_parsing(
         assert refused.value == value
     finally:
         await transport.aclose()
+
+
+@pytest.mark.parametrize("statuses", [[], ()])
+def test_an_empty_statuses_list_is_refused_not_a_layer_that_never_falls_back(
+    statuses: Any,
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        FallbackLayer("x", statuses=statuses)
+    assert caught.value.field == "statuses"

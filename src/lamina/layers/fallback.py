@@ -83,6 +83,10 @@ class FallbackLayer:
         self.statuses: frozenset[int] = frozenset(
             () if statuses is None else check.status_codes(statuses, "statuses")
         )
+        if statuses is not None and not self.statuses:
+            raise ConfigError(
+                "names no status (leave it out for any lamina error)", field="statuses"
+            )
         if errors is None:
             self.errors: tuple[type[BaseException], ...] = DEFAULT_ON if statuses is None else ()
         else:
