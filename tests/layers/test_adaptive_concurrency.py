@@ -54,6 +54,7 @@ def run_rounds(layer: AdaptiveConcurrencyLayer, clock: ManualClock, rounds: int)
         ({"min_rtt_interval": "60"}, "min_rtt_interval"),
         ({"min_rtt_samples": 0}, "min_rtt_samples"),
         ({"max_wait": -1}, "max_wait"),
+        ({"random": 42}, "random"),  # a seed where a Random is due: it failed at run time
     ],
 )
 def test_bad_options_fail_at_construction(options: dict[str, Any], field: str) -> None:
@@ -297,3 +298,36 @@ async def test_real_server_the_limit_converges_into_range(
     assert layer.min_rtt is not None
     assert 4 <= statistics.median(limits[50:]) <= 16
     assert layer.in_flight == 0
+
+
+# -- review: one layer for several endpoints (a flow builds one for all of them) ---------
+
+
+async def test_per_endpoint_gives_each_endpoint_its_own_limit() -> None:
+    gate = Gate()
+    shared = AdaptiveConcurrencyLayer(clock=ManualClock())
+    apart = AdaptiveConcurrencyLayer(clock=ManualClock(), per_endpoint=True)
+    calls = [
+        asyncio.create_task(layer.wrap(gate)(Request("GET", URL, endpoint="busy")))
+        for layer in (shared, apart)
+        for _ in range(3)
+    ]
+    await settle()
+    with pytest.raises(ConcurrencyLimitExceeded):
+        await shared.wrap(gate)(Request("GET", URL, endpoint="other"))
+    other = asyncio.create_task(apart.wrap(gate)(Request("GET", URL, endpoint="other")))
+    await settle()
+    assert apart.for_endpoint("busy").in_flight == 3
+    assert apart.for_endpoint("other").in_flight == 1
+    assert shared.for_endpoint("other") is shared
+    for future in gate.waiting:
+        future.set_result(None)
+    await asyncio.gather(*calls, other)
+    assert apart.for_endpoint("busy").in_flight == 0
+    assert "busy" in repr(apart)
+
+
+def test_per_endpoint_must_be_a_flag() -> None:
+    with pytest.raises(ConfigError) as info:
+        AdaptiveConcurrencyLayer(per_endpoint="yes")
+    assert info.value.field == "per_endpoint"

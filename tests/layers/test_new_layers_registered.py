@@ -201,3 +201,28 @@ async def test_shed_calls_are_counted_by_the_metrics_layer() -> None:
     for future in gate.waiting:
         future.set_result(None)
     await asyncio.gather(*calls)
+
+
+@pytest.mark.parametrize("options", ["{}", "{per_endpoint: true}"])
+async def test_a_flow_shares_one_adaptive_limit_unless_per_endpoint(
+    lamina_server: LocalServer, tmp_path: Path, options: str
+) -> None:
+    # four endpoints called at once, each answering in 300 ms; the limit starts at 3
+    key = f"apart-{len(options)}"
+    endpoints = "".join(
+        f"\n  - name: e{i}\n    url: {lamina_server.url}/capacity/{key}-{i}?service_ms=300"
+        for i in range(4)
+    )
+    path = tmp_path / "flow.yaml"
+    path.write_text(
+        f"name: apart\nmode: parallel\nlayers:\n  - adaptive_concurrency: {options}\n"
+        f"  - timeout\nendpoints:{endpoints}\n",
+        encoding="utf-8",
+    )
+    async with APIOrchestrator(load_flow(path)) as orch:
+        report = await orch.run()
+    outcomes = sorted(r.outcome for r in report.endpoints.values())
+    if options == "{}":  # one limiter for the flow: the fourth call is shed
+        assert outcomes == ["failed", "ok", "ok", "ok"]
+    else:
+        assert outcomes == ["ok"] * 4

@@ -19,10 +19,13 @@ from random import Random
 from .. import _validate as check
 from .._clock import Clock, default_clock
 from .._core import Request, Response, Service
-from .._errors import ConcurrencyLimitExceeded
+from .._errors import ConcurrencyLimitExceeded, ConfigError
 from .._events import emit
 
 __all__ = ["AdaptiveConcurrencyLayer", "AdaptiveConcurrencyService"]
+
+#: The most endpoints a ``per_endpoint`` layer keeps a limiter for (an idle one is dropped).
+MAX_ENDPOINTS = 1000
 
 #: Which of the probe's latencies is ``min_rtt``: the low end (a scheduling hiccup or a
 #: new connection only ever adds latency), not the very lowest (one lucky answer).
@@ -54,12 +57,16 @@ class AdaptiveConcurrencyLayer:
     ``BlockingLimiter``); ``request.deadline`` bounds the wait too.
 
     The layer instance is the limiter: wrap several stacks with it to share one limit.
+    ``per_endpoint=True`` keeps one limiter (same options) per ``request.endpoint``
+    instead, :meth:`for_endpoint` returns it: what a flow needs, which builds one layer
+    for all its endpoints. One event loop at a time: it is not thread-safe.
     Events: ``adaptive.rejected`` (``limit``, ``in_flight``) when a call is shed, and
     ``adaptive.limit`` (``old``, ``new``, ``sample_rtt``, ``min_rtt``) on the call
     whose answer changed the limit.
     """
 
     __slots__ = (
+        "_endpoints",
         "_interval_end",
         "_min_rtt_due",
         "_next_limit",
@@ -79,6 +86,7 @@ class AdaptiveConcurrencyLayer:
         "min_rtt",
         "min_rtt_interval",
         "min_rtt_samples",
+        "per_endpoint",
         "percentile",
         "random",
     )
@@ -94,6 +102,7 @@ class AdaptiveConcurrencyLayer:
         min_rtt_interval: float = 60.0,
         min_rtt_samples: int = 25,
         max_wait: float | None = None,
+        per_endpoint: bool = False,
         clock: Clock | None = None,
         random: Random | None = None,
     ) -> None:
@@ -109,7 +118,13 @@ class AdaptiveConcurrencyLayer:
         self.max_wait = (
             None if max_wait is None else check.seconds(max_wait, "max_wait", allow_zero=True)
         )
+        self.per_endpoint = check.flag(per_endpoint, "per_endpoint")
+        self._endpoints: dict[str | None, AdaptiveConcurrencyLayer] = {}
         self.clock = clock or default_clock
+        if random is not None and not callable(getattr(random, "uniform", None)):
+            raise ConfigError(
+                f"must be a random.Random (for the jitter), got {random!r}", field="random"
+            )
         self.random = random or Random()
         self.limit = float(self.min_limit)  # the limit in force (its floor is what's used)
         self.min_rtt: float | None = None
@@ -132,6 +147,31 @@ class AdaptiveConcurrencyLayer:
     def waiting(self) -> int:
         """Calls queued for a slot (only with ``max_wait``)."""
         return len(self._waiters)
+
+    def for_endpoint(self, endpoint: str | None) -> AdaptiveConcurrencyLayer:
+        """The limiter of ``endpoint``'s calls: this layer, or with ``per_endpoint`` one
+        of its own (made on first use)."""
+        if not self.per_endpoint:
+            return self
+        limiters = self._endpoints
+        limiter = limiters.get(endpoint)
+        if limiter is None:
+            if len(limiters) >= MAX_ENDPOINTS:
+                idle = [k for k, v in limiters.items() if not v.in_flight and not v._waiters]
+                del limiters[idle[0] if idle else next(iter(limiters))]
+            limiter = limiters[endpoint] = AdaptiveConcurrencyLayer(
+                min_limit=self.min_limit,
+                max_limit=self.max_limit,
+                interval=self.interval,
+                percentile=self.percentile,
+                buffer=self.buffer,
+                min_rtt_interval=self.min_rtt_interval,
+                min_rtt_samples=self.min_rtt_samples,
+                max_wait=self.max_wait,
+                clock=self.clock,
+                random=self.random,
+            )
+        return limiter
 
     # -- admission ---------------------------------------------------------
     def try_acquire(self) -> bool:
@@ -250,6 +290,9 @@ class AdaptiveConcurrencyLayer:
         return AdaptiveConcurrencyService(inner, self)
 
     def __repr__(self) -> str:
+        if self.per_endpoint:
+            limits = {name: limiter.current_limit for name, limiter in self._endpoints.items()}
+            return f"AdaptiveConcurrencyLayer(per_endpoint=True, limits={limits})"
         return (
             f"AdaptiveConcurrencyLayer(limit={self.current_limit}, min_rtt={self.min_rtt}, "
             f"in_flight={self.in_flight}, waiting={len(self._waiters)})"
@@ -272,6 +315,8 @@ class AdaptiveConcurrencyService:
 
     async def __call__(self, request: Request) -> Response:
         limiter = self.limiter
+        if limiter.per_endpoint:
+            limiter = limiter.for_endpoint(request.endpoint)
         if not limiter.try_acquire():
             await limiter.acquire(request)
         started = limiter.clock.now()
