@@ -127,7 +127,7 @@ class RetryLayer:
         elif total_timeout is not None:
             total_timeout = check.seconds(total_timeout, "total_timeout")
         self.total_timeout = total_timeout
-        self.idempotency_key = bool(idempotency_key)
+        self.idempotency_key = check.flag(idempotency_key, "idempotency_key")
         self.clock = clock or default_clock
 
     def wrap(self, inner: Service) -> Service:

@@ -127,7 +127,7 @@ class StatusRetryPolicy:
         codes = frozenset(check.status_codes(retry_on, "retry_on"))
         self.retry_on = DEFAULT_RETRY_ON if codes == DEFAULT_RETRY_ON else codes  # shared
         self.backoff = check.seconds(backoff, "backoff", allow_zero=True)
-        self.jitter = bool(jitter)
+        self.jitter = check.flag(jitter, "jitter")
         self.max_delay = check.seconds(max_delay, "max_delay", allow_zero=True)
         self.random = random if random is not None else _SHARED_RANDOM
         self.wall_clock = wall_clock

@@ -1,0 +1,30 @@
+"""Review of RetryLayer's options: a flag that is not a bool fails at construction."""
+
+from __future__ import annotations
+
+import pytest
+
+from lamina import ConfigError
+from lamina.layers.retry import RetryLayer, StatusRetryPolicy
+
+
+@pytest.mark.parametrize("value", ["no", "false", 0, 1])
+def test_jitter_must_be_a_bool(value: object) -> None:
+    with pytest.raises(ConfigError) as info:
+        RetryLayer(jitter=value)  # type: ignore[arg-type]
+    assert info.value.field == "jitter"
+    with pytest.raises(ConfigError) as info:
+        StatusRetryPolicy(jitter=value)  # type: ignore[arg-type]
+    assert info.value.field == "jitter"
+
+
+@pytest.mark.parametrize("value", ["no", 0, 1])
+def test_idempotency_key_must_be_a_bool(value: object) -> None:
+    with pytest.raises(ConfigError) as info:
+        RetryLayer(idempotency_key=value)  # type: ignore[arg-type]
+    assert info.value.field == "idempotency_key"
+
+
+def test_bools_are_still_accepted() -> None:
+    assert RetryLayer(jitter=False, idempotency_key=True).idempotency_key is True
+    assert StatusRetryPolicy(jitter=False).jitter is False
