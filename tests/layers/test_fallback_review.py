@@ -141,3 +141,22 @@ def test_an_empty_statuses_list_is_refused_not_a_layer_that_never_falls_back(
     with pytest.raises(ConfigError) as caught:
         FallbackLayer("x", statuses=statuses)
     assert caught.value.field == "statuses"
+
+
+async def test_a_fallback_function_that_fails_is_not_counted_as_a_fallback() -> None:
+    from lamina._events import listen
+
+    events: list[str] = []
+    request = listen(REQ, lambda name, attrs: events.append(name))
+
+    def broken(exc: Exception) -> Any:
+        raise RuntimeError("no fallback either")
+
+    with pytest.raises(RuntimeError):
+        await FallbackLayer(broken).wrap(failing(ConnectError("refused", request=REQ)))(request)
+    assert "fallback.used" not in events
+    answered = await FallbackLayer(lambda exc: 1).wrap(failing(ConnectError("x", request=REQ)))(
+        request
+    )
+    assert answered.value == 1
+    assert events.count("fallback.used") == 1

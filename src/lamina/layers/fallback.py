@@ -220,11 +220,6 @@ class FallbackService:
 
     async def _fall_back(self, request: Request, error: Exception) -> Response:
         config = self.config
-        status = error.status_code if isinstance(error, _errors.HTTPStatusError) else None
-        emit(request, FALLBACK_EVENT, error=type(error).__name__, status=status)
-        span = trace.get_current_span()
-        if span.is_recording():
-            span.set_attribute("lamina.fallback", True)
         value = config.fallback
         if config.copies:
             value = copy.deepcopy(value)
@@ -237,6 +232,12 @@ class FallbackService:
                 if exc.__context__ is None and exc is not error:
                     exc.__context__ = error  # also when no except block was running
                 raise
+        # reported once there is an answer: a function that failed is no fallback
+        status = error.status_code if isinstance(error, _errors.HTTPStatusError) else None
+        emit(request, FALLBACK_EVENT, error=type(error).__name__, status=status)
+        span = trace.get_current_span()
+        if span.is_recording():
+            span.set_attribute("lamina.fallback", True)
         if isinstance(value, Response):
             return FallbackResponse.of(value, error)
         attempts = getattr(error, "attempts", None) or request.attempt
