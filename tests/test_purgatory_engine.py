@@ -127,3 +127,27 @@ async def test_a_factory_whose_redis_is_down_fails_as_backend_unavailable() -> N
     with pytest.raises(BackendUnavailable, match="purgatory could not load circuit breaker"):
         await service(Request("GET", "http://x/", endpoint="quotes"))
     await uow.contexts.redis.aclose()
+
+
+class UpstreamError(Exception):
+    status = 404
+
+
+async def test_the_factorys_exclude_list_never_sees_lamina_s_verdict(
+    lamina_server: LocalServer,
+) -> None:
+    """purgatory users write ``exclude=[(HTTPError, lambda exc: exc.status < 500)]``;
+    lamina judges failures itself, so neither that predicate nor a broad type may get
+    lamina's verdict (a predicate raised AttributeError at the caller, instead of the
+    503 response; ``exclude=[Exception]`` turned every failure into a success)."""
+    url = lamina_server.url_for("/status/503")
+    for exclude in ([(Exception, lambda exc: exc.status < 500)], [Exception]):
+        factory = purgatory.AsyncCircuitBreakerFactory(default_threshold=1, exclude=exclude)
+        layer = CircuitBreakerLayer(backend=factory, name="billing")
+        async with HttpxTransport() as transport:
+            service = ServiceBuilder().layer(layer).service(transport)
+            response = await service(Request("GET", url))
+        assert response.status_code == 503
+        assert layer.breaker("billing").state is CircuitState.OPEN
+        context = (await factory.get_breaker("billing")).context
+        assert len(context.exclude_list) == 1  # the factory's own list is left as it was

@@ -133,7 +133,15 @@ class PurgatoryBreakerStore:
             outcome is Outcome.WEAK_FAILURE
             and (old != "closed" or (context.failure_count or 0) > 0)
         ):
-            context.handle_exception(CountedFailure(f"lamina counted a call to {name!r} failed"))
+            # lamina judged it failed: purgatory's exclude list (types and predicates written
+            # for the caller's own exceptions) must not see the verdict, so it is set aside
+            # for this synchronous step only (no other task can run in between)
+            verdict = CountedFailure(f"lamina counted a call to {name!r} failed")
+            excluded, context.exclude_list = context.exclude_list, []
+            try:
+                context.handle_exception(verdict)
+            finally:
+                context.exclude_list = excluded
         # neutral (cancelled, not the upstream's fault): purgatory is not told
         await self._flush(breaker)
         self._remember(name, context, now)
