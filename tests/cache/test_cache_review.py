@@ -122,3 +122,30 @@ async def test_a_set_cookie_on_a_304_reaches_its_caller_only(
     assert other.from_cache
     assert origin.answers == [200, 304]
     assert "set-cookie" not in other.headers
+
+
+async def test_a_failed_call_the_cache_let_through_keeps_its_error_as_the_note(
+    lamina_server: LocalServer, transport_factory: Any
+) -> None:
+    """A CacheLayer in layers= sees every endpoint: a POST it never caches, when it fails,
+    is reported by its error (the CLI's note is ``reason or error``), not 'not cached'."""
+    from lamina import APIEndpoint, APIOrchestrationConfig, APIOrchestrator
+    from lamina.cli.render import error_note
+
+    lamina_server.route("/review/boom", lambda req: (500, {"error": "kaput"}, {}))
+    endpoints = [
+        APIEndpoint(
+            name="create", url=lamina_server.url_for("/review/boom"), method="POST", retry_count=0
+        )
+    ]
+    config = APIOrchestrationConfig(endpoints=endpoints)
+
+    def layers(endpoint: APIEndpoint, config: APIOrchestrationConfig) -> list[Any]:
+        return [CacheLayer(ttl=60), *APIOrchestrator.default_layers(endpoint, config)]
+
+    async with APIOrchestrator(config, layers=layers, transport=transport_factory()) as orch:
+        report = await orch.run()
+    create = report.endpoints["create"]
+    assert create.outcome == "failed"
+    assert create.reason is None
+    assert (create.reason or error_note(create)).startswith("HTTPStatusError: HTTP 500")

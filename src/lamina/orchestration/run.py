@@ -248,7 +248,11 @@ class Run:
 
 class _CacheNote:
     """Listener that writes why the cache did not store a call's response (its
-    ``cache.skip`` event) into the report's note: ``not cached: <reason>``."""
+    ``cache.skip`` event) into the report's note: ``not cached: <reason>``.
+
+    Skips decided before the call (a method the layer does not cache, ``bypass``) say
+    nothing about the response and are left out: the call may still fail, and a
+    failed call's note is its error."""
 
     __slots__ = ("report",)
 
@@ -257,4 +261,10 @@ class _CacheNote:
 
     def __call__(self, name: str, attributes: Mapping[str, Any]) -> None:
         if name == "cache.skip":
-            self.report.reason = f"not cached: {attributes.get('reason')}"
+            reason = str(attributes.get("reason"))
+            if not reason.startswith(_BEFORE_THE_CALL):
+                self.report.reason = f"not cached: {reason}"
+
+
+#: ``cache.skip`` reasons given before the call is made (lamina.layers.cache.layer).
+_BEFORE_THE_CALL = ("method ", "bypass")
