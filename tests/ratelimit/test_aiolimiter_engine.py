@@ -13,7 +13,13 @@ import pytest
 
 from lamina import ConfigError, RateLimitExceeded, Request, Response, ServiceBuilder
 from lamina._events import listen
-from lamina.layers.rate_limit import AiolimiterLimiter, Limiter, RateLimitLayer
+from lamina.layers.rate_limit import (
+    AiolimiterLimiter,
+    Limiter,
+    RateLimitLayer,
+    acquire_all,
+    try_acquire_all,
+)
 from lamina.testing import LocalServer, ManualClock
 from lamina.transports import HttpxTransport
 
@@ -161,3 +167,23 @@ async def test_a_refusal_after_waiting_says_how_long_it_waited_and_what_was_left
     # not "would delay the call 0.5s, more than max_wait=1.5s": 0.5 is less than 1.5
     assert "would delay the call 2s in all (1.5s waited, 0.5s to go)" in message
     assert "more than max_wait=1.5s" in message
+
+
+@pytest.mark.looptime(end=60)
+async def test_acquire_all_takes_an_async_limiter_too() -> None:
+    shared = AsyncLimiter(1, 1)
+    assert await acquire_all([shared]) == 0
+    assert await acquire_all([shared]) == pytest.approx(1)  # waited in the AsyncLimiter
+    with pytest.raises(ConfigError, match="in-memory") as info:
+        try_acquire_all([shared])  # type: ignore[list-item]
+    assert info.value.field == "limiters"
+
+
+async def test_acquire_all_refuses_what_is_not_a_limiter_with_a_config_error() -> None:
+    for call in (lambda: acquire_all(["limit"]), lambda: acquire_all([object(), Limiter(1)])):
+        with pytest.raises(ConfigError) as info:
+            await call()  # type: ignore[arg-type]
+        assert info.value.field == "limiters"  # not AttributeError: no attribute 'store'
+    with pytest.raises(ConfigError) as info:
+        try_acquire_all(["limit"])  # type: ignore[list-item]
+    assert info.value.field == "limiters"

@@ -9,7 +9,14 @@ import pytest
 
 import lamina.ratelimit
 from lamina import ConfigError, RateLimitExceeded, Request, Response, ServiceBuilder
-from lamina.layers.rate_limit import Limiter, RateLimiter, RateLimitLayer
+from lamina.layers.rate_limit import (
+    Limiter,
+    RateLimiter,
+    RateLimitLayer,
+    acquire_all,
+    try_acquire_all,
+)
+from lamina.testing import ManualClock
 
 
 @pytest.mark.looptime(end=60)
@@ -90,3 +97,14 @@ async def test_a_stack_shares_its_limit() -> None:
 
 def test_found_where_a_user_looks() -> None:
     assert lamina.ratelimit.RateLimiter is RateLimiter
+
+
+async def test_acquire_all_and_try_acquire_all_take_a_rate_limiter(
+    manual_clock: ManualClock,
+) -> None:
+    limiter = RateLimiter(rate_limit=2, window=1, clock=manual_clock)
+    other = Limiter(5, 1, clock=manual_clock)
+    assert try_acquire_all([limiter, other])
+    assert await acquire_all([limiter]) == 0
+    assert limiter.status().available == 0
+    assert not try_acquire_all([limiter])

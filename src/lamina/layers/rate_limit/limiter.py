@@ -75,7 +75,7 @@ class BaseLimiter:
 
     async def acquire(self, weight: int = 1, *, max_wait: float | None = None) -> float:
         """Wait for ``weight`` units; return the seconds waited (see :func:`acquire_all`)."""
-        return await acquire_all((self,), weight, max_wait=max_wait)
+        return await _acquire_all((self,), weight, max_wait, None, None)
 
     def check_group(self, limiters: Sequence[object]) -> None:
         """Raise ``ConfigError`` unless ``limiters`` can be acquired together with this
@@ -182,10 +182,32 @@ def _check(limiters: Sequence[BaseLimiter], weight: int) -> None:
             )
 
 
+def _limiters(limiters: Sequence[object]) -> Sequence[BaseLimiter]:
+    """``limiters`` as lamina limiters: a :class:`RateLimiter` or an
+    ``aiolimiter.AsyncLimiter`` goes through ``RateLimitLayer(limiters=...)``'s
+    conversion, anything else that is no limiter is ``ConfigError(field="limiters")``."""
+    for item in limiters:
+        if not isinstance(item, BaseLimiter):
+            from .adapt import as_limiters  # adapt imports this module
+
+            return as_limiters(list(limiters))
+    return limiters  # type: ignore[return-value]  # all checked above
+
+
 def try_acquire_all(limiters: Sequence[Limiter], weight: int = 1) -> bool:
-    """Take ``weight`` from every limiter now if all admit it and none has waiters."""
-    _check(limiters, weight)
-    return take_now([limiter.store for limiter in limiters], weight)
+    """Take ``weight`` from every limiter now if all admit it and none has waiters.
+
+    Only in-memory limiters (:class:`Limiter`, :class:`RateLimiter`) answer at once."""
+    found = _limiters(limiters)
+    _check(found, weight)
+    local = in_memory(found)
+    if local is None:
+        raise ConfigError(
+            "try_acquire_all answers at once only for in-memory limiters (Limiter, "
+            "RateLimiter); await acquire_all(..., max_wait=0) for the others",
+            field="limiters",
+        )
+    return take_now(local, weight)
 
 
 async def acquire_all(
@@ -198,11 +220,23 @@ async def acquire_all(
 ) -> float:
     """Wait until every limiter admits ``weight``, take it from all at once; return seconds waited.
 
+    ``limiters`` may hold lamina limiters, a :class:`RateLimiter` or an
+    ``aiolimiter.AsyncLimiter`` (as ``RateLimitLayer(limiters=...)`` takes them).
     Raises :class:`lamina.RateLimitExceeded` (with ``retry_after``) as soon as
     the wait is known to pass ``max_wait`` seconds or the ``deadline`` (a time
     on the limiters' clock), and at the latest when that moment comes. A
     cancelled waiter leaves the queue at once, and the ones behind move up.
     """
+    return await _acquire_all(_limiters(limiters), weight, max_wait, deadline, request)
+
+
+async def _acquire_all(
+    limiters: Sequence[BaseLimiter],
+    weight: int,
+    max_wait: float | None,
+    deadline: float | None,
+    request: Request | None,
+) -> float:
     _check(limiters, weight)
     local = in_memory(limiters)
     if local is not None and take_now(local, weight):
