@@ -528,3 +528,69 @@ async def test_a_learned_delay_is_learned_per_endpoint() -> None:
     assert layer.current_delay("fast") == pytest.approx(0.01)
     assert layer.current_delay("slow") == pytest.approx(0.5, abs=0.02)
     assert layer.current_delay() is None  # calls without an endpoint: nothing learned yet
+
+
+async def test_real_server_cancelling_the_caller_mid_hedge_frees_both_connections(
+    lamina_server: LocalServer, transports: Transports
+) -> None:
+    pool = transports.pooled(2)
+    # pyreqwest ends a cancelled request by its own timeout: give the attempts one
+    service = (
+        stack(pool, HedgeLayer(0.03))
+        if transports.kind == "pyreqwest"
+        else HedgeLayer(0.03).wrap(pool)
+    )
+    key = f"/slow-some/caller-{transports.kind}"
+    async with asyncio.timeout(10):  # a hang detector, not a measure
+        call = asyncio.create_task(
+            service(Request("GET", lamina_server.url_for(f"{key}?first=2&slow_ms=30000")))
+        )
+        # the first attempt and its hedge both hang
+        while lamina_server.hits(key) < 2:  # noqa: ASYNC110 - polls the server thread
+            await asyncio.sleep(0.01)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        # both connections of the pool of two are free again
+        responses = await asyncio.gather(
+            *(service(Request("GET", lamina_server.url_for("/json"))) for _ in range(2))
+        )
+    assert [r.status_code for r in responses] == [200, 200]
+
+
+async def test_a_hedges_409_for_an_idempotency_key_in_use_does_not_win() -> None:
+    # draft-ietf-httpapi-idempotency-key-header (and Stripe): a request whose key is
+    # still being processed is answered 409: that is the first attempt, not an answer
+    clock = ManualClock()
+    upstream = Upstream()
+    service = HedgeLayer(0.1, clock=clock).wrap(upstream)
+    call = asyncio.create_task(
+        service(Request("POST", URL, headers={"Idempotency-Key": "k"}, json={}))
+    )
+    await settle()
+    clock.advance(0.1)
+    await settle()
+    upstream.answer(1, status=409)
+    await settle()
+    assert not call.done()
+    upstream.answer(0)
+    assert (await call).content == b"0"
+
+
+async def test_real_server_a_keyed_post_is_answered_by_its_first_attempt_not_a_409(
+    lamina_server: LocalServer, transports: Transports
+) -> None:
+    key = f"/slow-some/idem-{transports.kind}"
+    service = stack(transports.pooled(2), HedgeLayer(0.03))
+    async with asyncio.timeout(5):
+        response = await service(
+            Request(
+                "POST",
+                lamina_server.url_for(f"{key}?first=1&slow_ms=200"),
+                headers={"Idempotency-Key": f"order-{transports.kind}"},
+                json={"amount": 1},
+            )
+        )
+    assert lamina_server.hits(key) == 2  # hedged: the hedge was told 409
+    assert response.status_code == 200
+    assert response.json() == {"arrival": 1, "slow": True}

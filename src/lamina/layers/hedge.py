@@ -87,7 +87,8 @@ class HedgeLayer:
     does not win: the next hedge is sent at once and the other attempts go on; when
     all have failed, the last failure is the call's outcome. Only idempotent methods
     are hedged (GET, HEAD, OPTIONS, PUT, DELETE, TRACE) and a POST or PATCH carrying an
-    ``Idempotency-Key`` header; any other call passes through untouched.
+    ``Idempotency-Key`` header (a hedge's 409, the key in use by the first attempt,
+    does not win); any other call passes through untouched.
 
     Place it below the retry layer and the circuit breaker (one call to them) and above
     the timeout and tracing layers, so that every attempt has its own timeout and its
@@ -217,6 +218,7 @@ class HedgeService:
             return task
 
         deadline = request.deadline
+        keyed = IDEMPOTENCY_KEY_HEADER in request.headers
 
         def may_hedge() -> bool:
             # a hedge sent once the call's deadline has passed could not answer in time
@@ -238,8 +240,8 @@ class HedgeService:
                 failed = False
                 for task in [t for t in running if t in done]:
                     running.discard(task)
-                    if self._good(task):
-                        number, start = started[task]
+                    number, start = started[task]
+                    if self._good(task, number, keyed):
                         if latency is not None:
                             now = clock.now()
                             latency.add(now - start)
@@ -268,10 +270,15 @@ class HedgeService:
         finally:
             await _cancel_all(running, timer)
 
-    def _good(self, task: _Attempt) -> bool:
+    def _good(self, task: _Attempt, number: int, keyed: bool) -> bool:
         if task.cancelled() or task.exception() is not None:
             return False
-        return task.result().status_code not in self.config.hedge_on
+        status = task.result().status_code
+        if status == 409 and number and keyed:
+            # the key is in use: by the first attempt, still running (the IETF
+            # Idempotency-Key draft's answer to a concurrent duplicate), not an answer
+            return False
+        return status not in self.config.hedge_on
 
     def __repr__(self) -> str:
         return f"<HedgeService {self.config!r} -> {self.inner!r}>"

@@ -25,7 +25,8 @@ Routes (every route also takes ``?ms=N`` to wait N milliseconds first):
 ``/__stats``               hits and arrival offsets per route, as JSON
 ``/slow-some/{key}``       the first ``first`` arrivals per key, and a seeded
                            ``rate`` of the later ones (``seed``), wait
-                           ``slow_ms`` (1000); the others ``fast_ms`` (0)
+                           ``slow_ms`` (1000); the others ``fast_ms`` (0);
+                           an ``Idempotency-Key`` still in progress is a 409
 ``/capacity/{key}``        at most ``limit`` (8) requests per key served at
                            once, each for ``service_ms`` (10); the rest queue
 =========================  =====================================================
@@ -120,6 +121,7 @@ class LocalServer:
         self._stopping: asyncio.Event | None = None
         self._bombs: dict[tuple[int, int], bytes] = {}
         self._capacity: dict[str, asyncio.Semaphore] = {}  # /capacity/{key}, server loop only
+        self._in_progress: set[tuple[str, str]] = set()  # /slow-some/ (path, idempotency key)
         self.started_at = time.monotonic()
 
     # -- lifecycle ---------------------------------------------------------
@@ -373,8 +375,26 @@ class LocalServer:
     async def _slow_some(self, req: RecordedRequest, writer: asyncio.StreamWriter) -> None:
         """An upstream with a slow tail: which arrivals are slow depends only on their
         rank per key and the seed, so a run can be repeated exactly."""
-        q = req.query
         n = self._count(req.path)
+        key = req.headers.get("idempotency-key")
+        if key is not None:
+            # as draft-ietf-httpapi-idempotency-key-header: a duplicate of a request
+            # still being processed is a conflict
+            if (req.path, key) in self._in_progress:
+                _write(writer, 409, {"arrival": n, "error": "idempotency key in use"}, {})
+                await writer.drain()
+                return
+            self._in_progress.add((req.path, key))
+        try:
+            await self._slow_some_answer(req, writer, n)
+        finally:
+            if key is not None:
+                self._in_progress.discard((req.path, key))
+
+    async def _slow_some_answer(
+        self, req: RecordedRequest, writer: asyncio.StreamWriter, n: int
+    ) -> None:
+        q = req.query
         rate = float(q.get("rate", 0))
         slow = n <= int(q.get("first", 0)) or (
             rate > 0 and random.Random(f"{q.get('seed', 0)}:{n}").random() < rate
