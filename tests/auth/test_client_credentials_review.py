@@ -290,3 +290,41 @@ async def test_a_logged_token_stack_shows_neither_secret_nor_token(
     assert SECRET not in caplog.text
     assert token.access_token not in caplog.text
     await layer.aclose()
+
+
+async def test_a_secret_in_the_token_urls_query_is_never_shown(
+    lamina_server: LocalServer,
+) -> None:
+    # Some providers want a key in the token URL's query: reprs and errors redact it.
+    from lamina.layers.client_credentials import TokenError
+
+    key = "subkey-8f7e6d5c"
+    path = f"/refuse-{uuid.uuid4().hex[:8]}"
+    lamina_server.route(path, lambda req: (401, {"error": "invalid_client"}, {}))
+    url = lamina_server.url_for(path) + f"?subscription-key={key}&tenant=t1"
+    layer = ClientCredentialsLayer(url, "review", SECRET)
+    transport = lamina.transports.HttpxTransport()
+    service = ServiceBuilder([layer]).service(transport)
+    with pytest.raises(TokenError) as caught:
+        await service(Request("GET", lamina_server.url_for("/json")))
+    assert lamina_server.requests(path)[0].query.get("subscription-key") in (key, [key])
+    for text in (str(caught.value), repr(caught.value), repr(layer), repr(service)):
+        assert key not in text
+        assert "tenant=t1" in text or "ClientCredentials" in text
+    assert key not in caught.value.token_url
+    await layer.aclose()
+    await transport.aclose()
+
+
+async def test_an_unreachable_token_url_with_a_key_in_its_query_is_not_shown() -> None:
+    from lamina.layers.client_credentials import TokenError
+
+    key = "subkey-0a1b2c3d"
+    url = f"http://127.0.0.1:9/token?subscription-key={key}"
+    layer = ClientCredentialsLayer(url, "review", SECRET, layers=[])
+    with pytest.raises(TokenError) as caught:
+        await layer.token()
+    assert "token request failed" in str(caught.value)
+    assert key not in str(caught.value)
+    assert key not in repr(caught.value)
+    await layer.aclose()

@@ -31,7 +31,7 @@ from .._clock import Clock, default_clock
 from .._core import Layer, Request, Response, Service, ServiceBuilder
 from .._errors import ConfigError, HTTPStatusError, LaminaError, TimeoutError
 from .._events import emit
-from .._redact import scrub
+from .._redact import redact_url, scrub
 from .retry import RetryLayer, RetryOutcome, StatusRetryPolicy
 from .timeout import TimeoutLayer
 
@@ -75,7 +75,7 @@ class TokenError(LaminaError):
         error: str | None = None,
         endpoint: str | None = None,
     ) -> None:
-        self.token_url = token_url
+        self.token_url = token_url = redact_url(token_url)  # a key in its query stays out
         self.status_code = status_code
         self.error = error
         super().__init__(f"{message} (token endpoint {token_url})", endpoint=endpoint)
@@ -484,7 +484,7 @@ class ClientCredentialsLayer:
     def __repr__(self) -> str:
         shared = f", backend={self._shared!r}" if self._shared is not None else ""
         return (
-            f"ClientCredentialsLayer(token_url={self.token_url!r}, "
+            f"ClientCredentialsLayer(token_url={redact_url(self.token_url)!r}, "
             f"client_id={self.client_id!r}, client_secret=[REDACTED], scope={self.scope!r}, "
             f"auth_method={self.auth_method!r}, refresh_margin={self.refresh_margin:g}s{shared})"
         )
@@ -519,7 +519,7 @@ class ClientCredentialsService:
         return await self.inner(_authorized(request, fresh))
 
     def __repr__(self) -> str:
-        return f"<ClientCredentialsService {self.layer.token_url} -> {self.inner!r}>"
+        return f"<ClientCredentialsService {redact_url(self.layer.token_url)} -> {self.inner!r}>"
 
 
 def _retrieve(task: asyncio.Task[Token]) -> None:
