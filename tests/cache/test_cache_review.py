@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from lamina import Request
+from lamina import HTTPStatusError, Request
 from lamina.layers.cache import CacheLayer
 from lamina.layers.parse import ParseLayer
 from lamina.testing import LocalServer, ManualClock, RecordedRequest
@@ -149,3 +149,44 @@ async def test_a_failed_call_the_cache_let_through_keeps_its_error_as_the_note(
     assert create.outcome == "failed"
     assert create.reason is None
     assert (create.reason or error_note(create)).startswith("HTTPStatusError: HTTP 500")
+
+
+class NoCacheOrigin:
+    """``no-cache`` with RFC 5861 windows and an ETag; ``down`` answers 503."""
+
+    def __init__(self) -> None:
+        self.down = False
+        self.answers: list[int] = []
+
+    def __call__(self, req: RecordedRequest) -> tuple[int, Any, dict[str, str]]:
+        if self.down:
+            self.answers.append(503)
+            return 503, {"error": "down"}, {}
+        cc = "no-cache, stale-while-revalidate=60, stale-if-error=60"
+        if req.headers.get("if-none-match") == '"n1"':
+            self.answers.append(304)
+            return 304, b"", {"ETag": '"n1"', "Cache-Control": cc}
+        self.answers.append(200)
+        return 200, {"n": 1}, {"ETag": '"n1"', "Cache-Control": cc}
+
+
+async def test_no_cache_is_never_served_without_validation(
+    lamina_server: LocalServer, transport_factory: Any
+) -> None:
+    """RFC 9111 §4.2.4 and §5.2.2.4: ``no-cache`` forbids serving a stored response without
+    validating it, so stale-while-revalidate and stale-if-error do not apply to it."""
+    origin = NoCacheOrigin()
+    lamina_server.route("/review/nocache", origin)
+    clock = ManualClock()
+    layer = CacheLayer(ttl=60, clock=clock, stale_if_error=60)
+    svc = layer.wrap(ParseLayer().wrap(transport_factory()))
+    await svc(get(lamina_server, "/review/nocache"))
+    clock.advance(1)
+    again = await svc(get(lamina_server, "/review/nocache"))
+    await layer.drain()
+    assert origin.answers == [200, 304]  # validated before use, in the caller's call
+    assert not again.stale
+    origin.down = True
+    clock.advance(1)
+    with pytest.raises(HTTPStatusError):
+        await svc(get(lamina_server, "/review/nocache"))

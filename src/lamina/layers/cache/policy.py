@@ -166,7 +166,7 @@ def store_decision(
     ``s-maxage``/``max-age``/``Expires`` (minus ``Age``); ``no-cache`` makes it 0. A
     lifetime of 0 is stored only when the response has a validator (``ETag`` or
     ``Last-Modified``), to be revalidated before every use. ``must-revalidate``,
-    ``proxy-revalidate`` and ``s-maxage`` forbid serving the entry stale.
+    ``proxy-revalidate``, ``s-maxage`` and ``no-cache`` forbid serving the entry stale.
     """
     status = response.status_code
     if not 200 <= status < 300 or status == 206:
@@ -194,7 +194,8 @@ def store_decision(
     fresh = ttl if lifetime is None else max(0.0, min(ttl, lifetime))
     if fresh <= 0 and not validated:
         return "no-cache without a validator" if "no-cache" in cc else "lifetime 0"
-    stale_ok = not ("must-revalidate" in cc or "proxy-revalidate" in cc or "s-maxage" in cc)
+    # RFC 9111 §4.2.4: these forbid serving the response stale (no-cache: never unvalidated)
+    stale_ok = not any(name in cc for name in _NEVER_STALE)
     return Storable(
         ttl=fresh,
         stale_ok=stale_ok,
@@ -204,6 +205,9 @@ def store_decision(
         ),
         validated=validated,
     )
+
+
+_NEVER_STALE = ("must-revalidate", "proxy-revalidate", "s-maxage", "no-cache")
 
 
 def _identified(request: Request, identified: bool | None) -> bool:
