@@ -594,3 +594,19 @@ async def test_real_server_a_keyed_post_is_answered_by_its_first_attempt_not_a_4
     assert lamina_server.hits(key) == 2  # hedged: the hedge was told 409
     assert response.status_code == 200
     assert response.json() == {"arrival": 1, "slow": True}
+
+
+async def test_no_hedge_is_sent_in_the_last_millisecond_before_the_deadline() -> None:
+    # an event loop runs a timer up to its clock resolution early: a deadline timeout
+    # may end the first attempt a hair before the deadline
+    clock = ManualClock()
+    upstream = Upstream()
+    service = HedgeLayer(0.5, clock=clock).wrap(upstream)
+    call = asyncio.create_task(service(Request("GET", URL, deadline=clock.now() + 0.1)))
+    await settle()
+    clock.advance(0.0995)
+    upstream.fail(0, lamina.TimeoutError("timed out after 0.1s (deadline)"))
+    await settle()
+    assert len(upstream.attempts) == 1
+    with pytest.raises(lamina.TimeoutError, match="deadline"):
+        await call

@@ -82,7 +82,7 @@ class HedgeLayer:
     To hedge a slow tail of x% of the calls, pick a percentile below 100 - x.
 
     At most ``max_hedges`` extra attempts per call (default 1), each ``delay`` after the
-    previous one, and none once ``request.deadline`` has passed. An attempt that fails
+    previous one, and none within 1 ms of ``request.deadline``. An attempt that fails
     (an exception, or a status in ``hedge_on``, by default 429 and 5xx gateway errors)
     does not win: the next hedge is sent at once and the other attempts go on; when
     all have failed, the last failure is the call's outcome. Only idempotent methods
@@ -221,8 +221,11 @@ class HedgeService:
         keyed = IDEMPOTENCY_KEY_HEADER in request.headers
 
         def may_hedge() -> bool:
-            # a hedge sent once the call's deadline has passed could not answer in time
-            return sent <= config.max_hedges and (deadline is None or clock.now() < deadline)
+            # a hedge sent once the call's deadline has passed (or but a millisecond
+            # before: a loop runs a timer up to its resolution early) could not answer
+            return sent <= config.max_hedges and (
+                deadline is None or clock.now() + check.MIN_SECONDS < deadline
+            )
 
         first = send(0)
         running: set[_Attempt] = {first}
