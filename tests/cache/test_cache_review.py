@@ -190,3 +190,36 @@ async def test_no_cache_is_never_served_without_validation(
     clock.advance(1)
     with pytest.raises(HTTPStatusError):
         await svc(get(lamina_server, "/review/nocache"))
+
+
+@pytest.mark.parametrize("parse", [True, False], ids=["parse", "bare"])
+async def test_a_304_naming_another_representation_does_not_renew_the_entry(
+    lamina_server: LocalServer, transport_factory: Any, parse: bool
+) -> None:
+    """RFC 9111 §4.3.4: a 304 whose strong validator matches no stored response must not
+    update it: the cache asks again without validators and stores what it gets."""
+    state = {"version": 1}
+
+    def origin(req: RecordedRequest) -> tuple[int, Any, dict[str, str]]:
+        version = state["version"]
+        headers = {"ETag": f'"v{version}"', "Cache-Control": "max-age=10"}
+        if "if-none-match" in req.headers:  # a careless server: 304 to any conditional
+            return 304, b"", headers
+        return 200, {"version": version}, headers
+
+    lamina_server.route("/review/etag", origin)
+    clock = ManualClock()
+    inner = transport_factory()
+    svc = CacheLayer(ttl=60, clock=clock).wrap(ParseLayer().wrap(inner) if parse else inner)
+    await svc(get(lamina_server, "/review/etag"))
+    state["version"] = 2
+    clock.advance(11)
+    again = await svc(get(lamina_server, "/review/etag"))
+    assert again.content == b'{"version": 2}'
+    assert again.headers["etag"] == '"v2"'
+    sent = lamina_server.requests("/review/etag")
+    assert [r.headers.get("if-none-match") for r in sent] == [None, '"v1"', None]
+    clock.advance(5)
+    hit = await svc(get(lamina_server, "/review/etag"))
+    assert hit.from_cache
+    assert hit.content == b'{"version": 2}'

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from email.utils import parsedate_to_datetime
 
 from ... import _validate as check
 from ..._clock import Clock
@@ -368,6 +369,8 @@ class CacheService:
             ):
                 answer = exc.response or Response(304, request=sent)
                 answer.attempts = exc.attempts or answer.attempts
+                if not _selects(revalidate, answer.headers):
+                    return await self._refetch(request, key, fallback, scheme)
                 return await self._revalidated(request, key, revalidate, answer, scheme, generation)
             if not serves_stale(exc) or not self._stale_ok(fallback):
                 raise
@@ -377,6 +380,8 @@ class CacheService:
             return Fetched(fallback.to_response(request, stale=True), fallback, stale=True)
         status = response.status_code
         if revalidate is not None and status == 304:
+            if not _selects(revalidate, response.headers):
+                return await self._refetch(request, key, fallback, scheme)
             return await self._revalidated(request, key, revalidate, response, scheme, generation)
         if serves_stale_status(status) and self._stale_ok(fallback):
             assert fallback is not None
@@ -398,6 +403,13 @@ class CacheService:
             return Fetched(response, None)
         await self._store(request, key, entry, generation, scheme)
         return Fetched(response, entry)
+
+    async def _refetch(
+        self, request: Request, key: str, fallback: CacheEntry | None, scheme: KeyScheme
+    ) -> Fetched:
+        """A 304 named another representation than the stored one: ask without validators."""
+        emit(request, "cache.miss", reason="the 304 names another representation")
+        return await self._fetch(request, key, fallback, scheme)
 
     def _stale_ok(self, fallback: CacheEntry | None) -> bool:
         """True when ``fallback`` may stand in for a failed call now (stale-if-error)."""
@@ -538,6 +550,27 @@ _NOT_UPDATED = frozenset(
 
 #: Methods whose cached responses are revalidated with If-None-Match/If-Modified-Since.
 _CONDITIONAL_METHODS = frozenset({"GET", "HEAD"})
+
+
+def _opaque_tag(etag: str) -> str:
+    etag = etag.strip()
+    return etag[2:] if etag.startswith("W/") else etag
+
+
+def _selects(stored: CacheEntry, fresh: Headers) -> bool:
+    """True when a 304's validators select ``stored`` for update (RFC 9111 §4.3.4): its
+    ``ETag`` (compared weakly), or without ETags its ``Last-Modified``, names the stored
+    representation. A 304 without validators selects it."""
+    etag, stored_etag = fresh.get("etag"), stored.etag
+    if etag is not None and stored_etag is not None:
+        return _opaque_tag(etag) == _opaque_tag(stored_etag)
+    modified, stored_modified = fresh.get("last-modified"), stored.last_modified
+    if etag is None and stored_etag is None and modified and stored_modified:
+        try:
+            return parsedate_to_datetime(modified) == parsedate_to_datetime(stored_modified)
+        except (TypeError, ValueError, IndexError):
+            return modified.strip() == stored_modified.strip()
+    return True
 
 
 def _kept(headers: Headers) -> Headers:
