@@ -28,3 +28,17 @@ def test_idempotency_key_must_be_a_bool(value: object) -> None:
 def test_bools_are_still_accepted() -> None:
     assert RetryLayer(jitter=False, idempotency_key=True).idempotency_key is True
     assert StatusRetryPolicy(jitter=False).jitter is False
+
+
+def test_jitter_at_the_cap_stays_within_half_to_all_of_max_delay() -> None:
+    import random
+
+    layer = RetryLayer(backoff=1.0, max_delay=3.0, random=random.Random(7))
+    policy = layer.policy
+    assert isinstance(policy, StatusRetryPolicy)
+    bounds = {1: (0.5, 1.0), 2: (1.0, 2.0), 3: (1.5, 3.0), 9: (1.5, 3.0)}
+    for attempt, (low, high) in bounds.items():
+        waits = [policy.backoff_delay(attempt) for _ in range(500)]
+        assert low <= min(waits)
+        assert max(waits) <= high
+        assert max(waits) - min(waits) > (high - low) / 2  # spread, not a fixed value
