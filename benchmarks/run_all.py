@@ -948,6 +948,7 @@ def main() -> None:
     parser.add_argument("--svg", type=Path, default=ROOT / "docs" / "performance.svg")
     parser.add_argument("--results", type=Path, default=RESULTS, help="where samples go")
     parser.add_argument("--render", type=Path, nargs="+", help="saved runs: page only")
+    parser.add_argument("--cycles", type=int, help="turns of every child (full: 3)")
     args = parser.parse_args()
     if args.render:
         runs = [json.loads(p.read_text()) for p in args.render]
@@ -959,6 +960,8 @@ def main() -> None:
             os.environ["LAMINA_BENCH_COMMIT"] = commit
             log(f"measuring {args.at} ({commit}) from {src}")
         plan = QUICK if args.quick else FULL
+        if args.cycles:
+            plan = dataclasses.replace(plan, cycles=args.cycles)
         runs = []
         for i in range(args.runs):
             log(f"run {i + 1}/{args.runs}")
