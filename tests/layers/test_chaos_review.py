@@ -124,3 +124,25 @@ async def test_on_every_transport_the_upstream_sees_only_the_calls_chaos_let_thr
         await transport.aclose()
     assert seen  # some attempts were injected
     assert lamina_server.hits(path) == 20  # every injected attempt stayed off the wire
+
+
+async def test_an_attempt_with_latency_and_a_fault_keeps_both_marks_on_its_span() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    layer = ChaosLayer(
+        latency=0.01, latency_rate=1.0, fault_rate=1.0, clock=ManualClock(autojump=True)
+    )
+    service = layer.wrap(service_fn(upstream))
+    tracer = provider.get_tracer("test")
+    with tracer.start_as_current_span("attempt"), pytest.raises(LaminaError):
+        await service(Request("GET", "http://u.test/x", endpoint="users"))
+    provider.shutdown()
+    (span,) = exporter.get_finished_spans()
+    mark = str((span.attributes or {}).get("lamina.chaos.injected"))
+    assert "latency" in mark
+    assert "ConnectError" in mark

@@ -301,6 +301,7 @@ class ChaosService:
         # injected latency awaits before the call goes on).
         stream = config.random_for(request.endpoint)
         delay: float | None = None
+        marked = ""
         if config.latency_rate:
             hit = stream.random() < config.latency_rate
             low, high = config.latency
@@ -310,16 +311,17 @@ class ChaosService:
         made_up = bool(config.status_rate) and stream.random() < config.status_rate
         if delay is not None:
             self._injected(request, note, span if recording else None, f"latency {delay:.3g}s")
+            marked = f"latency {delay:.3g}s"  # what the span shows with a fault or status
             emit(request, CHAOS_EVENT, kind="latency", seconds=delay)
             await config.clock.sleep(delay)
         if fault:
             error = config.make_fault(request)
-            self._injected(request, note, span if recording else None, type(error).__name__)
+            self._injected(request, note, span if recording else None, type(error).__name__, marked)
             emit(request, CHAOS_EVENT, kind="fault", error=type(error).__name__)
             raise error
         if made_up:
             status = config.status
-            self._injected(request, note, span if recording else None, f"status {status}")
+            self._injected(request, note, span if recording else None, f"status {status}", marked)
             emit(request, CHAOS_EVENT, kind="status", status=status)
             content, content_type = config.body
             headers = {"Content-Type": content_type, **config.headers, MARK_HEADER: "injected"}
@@ -328,11 +330,13 @@ class ChaosService:
             )
         return await self.inner(request)
 
-    def _injected(self, request: Request, note: Any, span: trace.Span | None, what: str) -> None:
+    def _injected(
+        self, request: Request, note: Any, span: trace.Span | None, what: str, before: str = ""
+    ) -> None:
         if note is not None:
             note(self.settings, f"attempt {request.attempt}: {what}")
-        if span is not None:
-            span.set_attribute("lamina.chaos.injected", what)
+        if span is not None:  # both marks when the attempt was delayed, then failed
+            span.set_attribute("lamina.chaos.injected", f"{before}; {what}" if before else what)
 
     def __repr__(self) -> str:
         return f"<ChaosService {self.config!r} -> {self.inner!r}>"
