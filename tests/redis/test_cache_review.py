@@ -69,3 +69,48 @@ async def test_a_304_adding_vary_keeps_the_body_for_the_next_worker(
     assert other.from_cache
     assert other.content == first.content
     assert "set-cookie" not in other.headers
+
+
+DAMAGED = [
+    b"not json",
+    b"[1, 2]",
+    b'{"v": 2}',
+    b'{"v": 1, "status": 200}',
+    b'{"v": 1, "status": 200, "headers": "etag", "content": "", "value": null, "ns": "rvd",'
+    b' "fresh_for": 60, "stale_for": 0, "vary": [], "vary_digest": ""}',
+    b'{"v": 1, "status": 200, "headers": [], "content": "!!", "value": null, "ns": "rvd",'
+    b' "fresh_for": 60, "stale_for": 0, "vary": [], "vary_digest": ""}',
+    b'{"v": 1, "status": 200, "headers": [], "content": "", "value": null, "ns": "rvd",'
+    b' "fresh_for": 60, "stale_for": 0, "swr_for": "soon", "vary": [], "vary_digest": ""}',
+    b'{"v": 1, "status": 200, "headers": [], "content": "", "value": null, "ns": "rvd",'
+    b' "fresh_for": null, "stale_for": 0, "vary": [], "vary_digest": ""}',
+]
+
+
+@pytest.mark.parametrize("damaged", DAMAGED, ids=range(len(DAMAGED)))
+async def test_a_damaged_entry_is_a_miss_that_the_next_answer_replaces(
+    backend: RedisBackend,
+    sync_redis: Any,
+    lamina_server: LocalServer,
+    damaged: bytes,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    lamina_server.route("/rvd/", lambda req: (200, {"ok": 1}, {"Cache-Control": "max-age=60"}))
+    store = RedisCacheStore(backend)
+    layer = CacheLayer(ttl=60, store=store, key_secret=SECRET)
+    from lamina.layers.parse import ParseLayer
+    from lamina.transports import HttpxTransport
+
+    transport = HttpxTransport()
+    svc = layer.wrap(ParseLayer().wrap(transport))
+    request = Request("GET", lamina_server.url_for("/rvd/item"), endpoint="rvd")
+    await svc(request)
+    [rkey] = [k for k in sync_redis.scan_iter(match=f"{backend.key('cache', 'rvd')}:*")]
+    sync_redis.hset(rkey, "d", damaged)
+    answer = await svc(request)  # a miss: fetched again, not an exception
+    assert not answer.from_cache
+    assert answer.value == {"ok": 1}
+    assert "unreadable cache entry" in caplog.text
+    assert (await svc(request)).from_cache  # the good answer replaced the damaged one
+    assert lamina_server.hits("/rvd/item") == 2
+    await transport.aclose()

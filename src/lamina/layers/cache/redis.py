@@ -110,7 +110,7 @@ def _decode(data: dict[str, Any], stored_at: float) -> CacheEntry:
     return CacheEntry(
         status_code=int(data["status"]),
         headers=Headers([(str(k), str(v)) for k, v in data["headers"]]),
-        content=base64.b64decode(data["content"]),
+        content=base64.b64decode(data["content"], validate=True),
         value=data["value"],
         namespace=data["ns"],
         stored_at=stored_at,
