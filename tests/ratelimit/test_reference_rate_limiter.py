@@ -108,3 +108,20 @@ async def test_acquire_all_and_try_acquire_all_take_a_rate_limiter(
     assert await acquire_all([limiter]) == 0
     assert limiter.status().available == 0
     assert not try_acquire_all([limiter])
+
+
+@pytest.mark.timeout(5)  # a NaN max_wait used to wait forever
+@pytest.mark.parametrize("max_wait", [float("nan"), -1, True, "1", float("inf")])
+async def test_a_bad_max_wait_is_a_config_error_naming_it(
+    manual_clock: ManualClock, max_wait: object
+) -> None:
+    limiter = RateLimiter(rate_limit=1, window=1, clock=manual_clock)
+    await limiter.acquire()
+    for call in (
+        lambda: limiter.acquire(max_wait=max_wait),  # type: ignore[arg-type]
+        lambda: acquire_all([limiter], max_wait=max_wait),  # type: ignore[arg-type]
+    ):
+        with pytest.raises(ConfigError, match="duration in seconds") as info:
+            await call()
+        assert info.value.field == "max_wait"
+    assert limiter.status().waiters == 0

@@ -238,6 +238,8 @@ async def _acquire_all(
     request: Request | None,
 ) -> float:
     _check(limiters, weight)
+    if max_wait is not None:  # as RateLimitLayer(max_wait=) checks it
+        max_wait = check.seconds(max_wait, "max_wait", allow_zero=True)
     local = in_memory(limiters)
     if local is not None and take_now(local, weight):
         return 0.0
