@@ -223,3 +223,38 @@ async def test_a_304_naming_another_representation_does_not_renew_the_entry(
     hit = await svc(get(lamina_server, "/review/etag"))
     assert hit.from_cache
     assert hit.content == b'{"version": 2}'
+
+
+async def test_stale_while_revalidate_refreshes_every_variant(
+    lamina_server: LocalServer, transport_factory: Any
+) -> None:
+    """Two variants (Vary: Accept-Language) stale at once: each gets its background refresh,
+    one does not stand in for the other's."""
+    versions = {"en": 1, "fr": 1}
+
+    def origin(req: RecordedRequest) -> tuple[int, Any, dict[str, str]]:
+        lang = req.headers.get("accept-language", "en")
+        headers = {
+            "Cache-Control": "max-age=10, stale-while-revalidate=60",
+            "Vary": "Accept-Language",
+        }
+        return 200, {"lang": lang, "version": versions[lang]}, headers
+
+    lamina_server.route("/review/swr-vary", origin)
+    clock = ManualClock()
+    layer = CacheLayer(ttl=60, clock=clock)
+    svc = layer.wrap(ParseLayer().wrap(transport_factory()))
+
+    def call(lang: str) -> Any:
+        return svc(get(lamina_server, "/review/swr-vary", **{"Accept-Language": lang}))
+
+    await call("en")
+    await call("fr")
+    versions.update(en=2, fr=2)
+    clock.advance(11)
+    assert (await call("en")).stale
+    assert (await call("fr")).stale
+    await layer.drain()
+    en, fr = await call("en"), await call("fr")
+    assert (en.stale, en.value) == (False, {"lang": "en", "version": 2})
+    assert (fr.stale, fr.value) == (False, {"lang": "fr", "version": 2})

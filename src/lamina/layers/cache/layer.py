@@ -306,8 +306,10 @@ class CacheService:
         self, request: Request, key: str, entry: CacheEntry, scheme: KeyScheme, now: float
     ) -> Response:
         """stale-while-revalidate: answer with the stale entry now, refresh it once."""
+        # one refresh per variant (Vary): a refresh of another variant does not renew this one
+        task_key = _variant(key, entry.vary_digest) if entry.vary else key
         started = self.cache.refresh_in_background(
-            key, lambda: self._refresh(_detached(request), key, entry, scheme)
+            task_key, lambda: self._refresh(_detached(request), key, entry, scheme)
         )
         emit(
             request,
@@ -324,9 +326,12 @@ class CacheService:
         """The background call of stale-while-revalidate (joins a call in flight)."""
         revalidate = self._validator(request, entry)
         try:
-            await self.cache.flights.do(
+            outcome, shared = await self.cache.flights.do(
                 key, lambda: self._fetch(request, key, entry, scheme, revalidate)
             )
+            if shared and outcome.entry is not None and not outcome.entry.matches(request, scheme):
+                # joined the call of another variant (Vary): refresh this one
+                await self._fetch(request, key, entry, scheme, revalidate)
         except Exception as exc:
             logger.warning(
                 "background cache refresh of %s failed (%s); the stale entry stays until "
