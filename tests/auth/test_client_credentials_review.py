@@ -328,3 +328,58 @@ async def test_an_unreachable_token_url_with_a_key_in_its_query_is_not_shown() -
     assert key not in str(caught.value)
     assert key not in repr(caught.value)
     await layer.aclose()
+
+
+async def test_a_waiting_process_outlasts_the_fetching_process_lock(
+    oauth: OAuthUpstream, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another process holds the fetch lock (its lease: 30 s, more with a slow token
+    # endpoint) and stores the token late. A waiting process must wait as long as that
+    # lock can live, not give up earlier. Time is scaled: polls every 2 s (patched), each
+    # lasting 5 ms here, so the 11 polls that used to bound the wait take ~0.06 s.
+    import asyncio
+    import types
+
+    import redis.asyncio as aioredis
+
+    import lamina.layers.client_credentials as cc
+    from lamina.backends import RedisBackend
+
+    real_sleep = asyncio.sleep
+
+    async def scaled_sleep(delay: float, result: Any = None) -> Any:
+        return await real_sleep(delay / 400, result)
+
+    proxy = types.SimpleNamespace(**vars(asyncio))
+    proxy.sleep = scaled_sleep
+    monkeypatch.setattr(cc, "asyncio", proxy)
+    monkeypatch.setattr(cc, "_POLL", 2.0)
+
+    prefix = f"w{uuid.uuid4().hex[:10]}"
+    holder = ClientCredentialsLayer(
+        oauth.token_url, "review", SECRET, backend=RedisBackend(redis_url, prefix=prefix)
+    )
+    waiter = ClientCredentialsLayer(
+        oauth.token_url, "review", SECRET, backend=RedisBackend(redis_url, prefix=prefix)
+    )
+    assert holder._shared is not None
+    key = holder._shared.key("oauth", holder._name)
+    client = aioredis.Redis.from_url(redis_url)
+    await client.set(key + ":lock", "another-process", px=30_000)  # key(..., "lock")
+    assert await client.get(holder._shared.key("oauth", holder._name, "lock"))
+
+    async def fetch_late() -> None:
+        await real_sleep(0.2)
+        token = await holder._fetch(None)
+        await holder._write_shared(key, token)
+
+    late = asyncio.ensure_future(fetch_late())
+    token = await waiter.token()
+    await late
+    assert waiter.fetches == 0  # it read the other process's token
+    assert holder.fetches == 1
+    assert token.access_token.startswith("tok-")
+    await client.delete(key, key + ":lock")
+    await client.aclose()
+    for layer in (holder, waiter):
+        await layer.aclose()

@@ -199,6 +199,8 @@ class ClientCredentialsLayer:
         self.clock = clock or default_clock
         timeout = check.seconds(token_timeout, "token_timeout")
         token_layers = default_token_layers(timeout) if layers is None else _check_layers(layers)
+        # the shared fetch lock outlives the default token request (3 attempts, backoff)
+        self._lease_ms = _LOCK_MS if layers is not None else max(_LOCK_MS, int(3e3 * timeout + 5e3))
         if transport is not None and not (callable(transport) and hasattr(transport, "aclose")):
             raise ConfigError(
                 f"must be a lamina transport, got {type(transport).__name__}", field="transport"
@@ -402,18 +404,21 @@ class ClientCredentialsLayer:
             token = await self._read_shared(key, stale)
             if token is not None:
                 return token
-            for _ in range(int(20 / _POLL) + 1):  # bounded: ~20 s at most
-                if await shared.run(lambda r: r.set(lock, owner, nx=True, px=_LOCK_MS)):
-                    break
+            # Wait while another process fetches, as long as its lock can live: then the
+            # lock is free (fetched, failed, or its holder died) and this one takes it.
+            loop = asyncio.get_running_loop()
+            give_up = loop.time() + self._lease_ms / 1000 + 2 * _POLL
+            lease = self._lease_ms
+            while not await shared.run(lambda r: r.set(lock, owner, nx=True, px=lease)):
+                if loop.time() >= give_up:
+                    raise TokenError(
+                        "timed out waiting for another process to fetch the token",
+                        token_url=self.token_url,
+                    )
                 await asyncio.sleep(_POLL)  # another process is fetching it
                 token = await self._read_shared(key, stale)
                 if token is not None:
                     return token
-            else:
-                raise TokenError(
-                    "timed out waiting for another process to fetch the token",
-                    token_url=self.token_url,
-                )
         except RedisUnavailable:
             shared.unavailable("token", request)  # raises under on_error="closed"
             return await self._fetch(request)
