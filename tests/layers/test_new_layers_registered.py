@@ -203,12 +203,13 @@ async def test_shed_calls_are_counted_by_the_metrics_layer() -> None:
     await asyncio.gather(*calls)
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
 @pytest.mark.parametrize("options", ["{}", "{per_endpoint: true}"])
 async def test_a_flow_shares_one_adaptive_limit_unless_per_endpoint(
-    lamina_server: LocalServer, tmp_path: Path, options: str
+    lamina_server: LocalServer, tmp_path: Path, options: str, transport: str
 ) -> None:
     # four endpoints called at once, each answering in 300 ms; the limit starts at 3
-    key = f"apart-{len(options)}"
+    key = f"apart-{len(options)}-{transport}"
     endpoints = "".join(
         f"\n  - name: e{i}\n    url: {lamina_server.url}/capacity/{key}-{i}?service_ms=300"
         for i in range(4)
@@ -219,7 +220,7 @@ async def test_a_flow_shares_one_adaptive_limit_unless_per_endpoint(
         f"  - timeout\nendpoints:{endpoints}\n",
         encoding="utf-8",
     )
-    async with APIOrchestrator(load_flow(path)) as orch:
+    async with APIOrchestrator(load_flow(path), transport=transport) as orch:
         report = await orch.run()
     outcomes = sorted(r.outcome for r in report.endpoints.values())
     if options == "{}":  # one limiter for the flow: the fourth call is shed
