@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import importlib
 import zlib
-from collections.abc import AsyncIterable, Callable
+from collections.abc import AsyncIterable, Callable, Iterable
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -40,6 +40,7 @@ __all__ = [
     "STEP",
     "SUPPORTED_CODINGS",
     "BodyDecoder",
+    "codings_of",
     "content_codings",
 ]
 
@@ -99,9 +100,11 @@ def content_codings(headers: Headers, request: Request, status: int) -> list[str
     Raises :class:`lamina.UnsupportedContentEncoding` for a coding not decoded here
     or a chain longer than :data:`MAX_CODINGS`.
     """
-    values = headers.get_list("content-encoding")
-    if not values:
-        return []
+    return codings_of(headers.get_list("content-encoding"), request, status)
+
+
+def codings_of(values: Iterable[str], request: Request, status: int) -> list[str]:
+    """:func:`content_codings` from the ``Content-Encoding`` values themselves."""
     codings: list[str] = []
     for value in values:
         for token in value.split(","):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from urllib.parse import urljoin, urlsplit
 
 from .._clock import running_loop
@@ -30,7 +30,7 @@ from .._errors import (
 )
 from .._headers import Headers
 from .._redact import is_secret_header, scrub, secret_values
-from ._decoding import ACCEPT_ENCODING, BodyDecoder, content_codings
+from ._decoding import ACCEPT_ENCODING, BodyDecoder, codings_of
 
 __all__ = [
     "DEFAULT_MAX_RESPONSE_BYTES",
@@ -42,6 +42,7 @@ __all__ = [
     "has_body",
     "map_error",
     "open_body",
+    "open_body_of",
     "origin",
     "request_headers",
     "send",
@@ -166,18 +167,26 @@ def open_body(headers: Headers, request: Request, status: int, limit: int) -> Bo
     ``limit``."""
     if not has_body(request, status):
         return True
+    encodings = headers.get_list("content-encoding")
+    return open_body_of(encodings, headers.get("content-length", ""), request, status, limit)
+
+
+def open_body_of(
+    encodings: Iterable[str], declared: str, request: Request, status: int, limit: int
+) -> BodyDecoder | bool:
+    """:func:`open_body` of a response that has a body, from its ``Content-Encoding``
+    values and its ``Content-Length`` (``""`` if none), for a client whose own headers
+    look them up faster."""
     try:
-        codings = content_codings(headers, request, status)
+        codings = codings_of(encodings, request, status)
     except UnsupportedContentEncoding:
         if 200 <= status < 300:
             raise
         return False
-    if not codings:
-        declared = headers.get("content-length", "")
-        if declared.isdigit():
-            if int(declared) > limit:
-                raise ResponseTooLarge(limit=limit, request=request, status_code=status)
-            return True
+    if not codings and declared.isdigit():
+        if int(declared) > limit:
+            raise ResponseTooLarge(limit=limit, request=request, status_code=status)
+        return True
     return BodyDecoder(codings, limit, request, status)
 
 

@@ -30,8 +30,9 @@ from ._shared import (
     DEFAULT_MAX_RESPONSE_BYTES,
     REDIRECT_STATUSES,
     SentMarker,
+    has_body,
     map_error,
-    open_body,
+    open_body_of,
     request_headers,
 )
 from .base import BaseTransport
@@ -190,11 +191,7 @@ class AiohttpTransport(BaseTransport):
         try:
             status = http_response.status
             skip_body = self.follow_redirects and status in REDIRECT_STATUSES
-            body = (
-                b""
-                if skip_body
-                else await _read_body(http_response, response_headers, request, limit)
-            )
+            body = b"" if skip_body else await _read_body(http_response, request, limit)
         except _CLIENT_ERRORS as exc:
             http_response.close()
             raise map_error(exc, request) from exc
@@ -298,11 +295,16 @@ def _parse_url(url: str) -> URL:
     return URL(str(httpx.URL(url)), encoded=True)
 
 
-async def _read_body(
-    http_response: aiohttp.ClientResponse, headers: Headers, request: Request, limit: int
-) -> bytes:
-    """Read the raw body, decoding it here so that the limit applies to decoded bytes."""
-    decoder = open_body(headers, request, http_response.status, limit)
+async def _read_body(http_response: aiohttp.ClientResponse, request: Request, limit: int) -> bytes:
+    """Read the raw body, decoding it here so that the limit applies to decoded bytes.
+    The head is checked on aiohttp's own headers (their lookups cost less)."""
+    status = http_response.status
+    if not has_body(request, status):
+        return await http_response.read()
+    raw = http_response.headers
+    decoder = open_body_of(
+        raw.getall("Content-Encoding", ()), raw.get("Content-Length", ""), request, status, limit
+    )
     if decoder is False:  # left unread: the connection cannot be reused
         http_response.close()
         return b""
