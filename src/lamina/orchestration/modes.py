@@ -56,6 +56,10 @@ async def as_graph(run: Run) -> None:
     endpoint, so a run of 10,000 endpoints holds ~100 coroutines, not 10,000.
     """
     endpoints = run.config.endpoints
+    workers = min(run.config.max_concurrent, len(endpoints))
+    if not any(e.dependencies for e in endpoints):
+        await _unordered(run, endpoints, workers)
+        return
     waiting = {e.name: len(e.dependencies) for e in endpoints}
     dependents: dict[str, list[APIEndpoint]] = {}
     for endpoint in endpoints:
@@ -65,7 +69,6 @@ async def as_graph(run: Run) -> None:
     for endpoint in endpoints:
         if not endpoint.dependencies:
             ready.put_nowait(endpoint)
-    workers = min(run.config.max_concurrent, len(endpoints))
     left = len(endpoints)
 
     async def work() -> None:
@@ -84,6 +87,24 @@ async def as_graph(run: Run) -> None:
     async with asyncio.TaskGroup() as group:
         for index in range(workers):
             group.create_task(work(), name=f"lamina:worker-{index}")
+
+
+async def _unordered(run: Run, endpoints: list[APIEndpoint], workers: int) -> None:
+    """No dependencies: ``workers`` workers take the endpoints in config order from one
+    iterator (no queue); the calling task is one of them."""
+    pending = iter(endpoints)
+
+    async def work() -> None:
+        for endpoint in pending:  # the workers share it: each endpoint is taken once
+            await run.call(endpoint)  # raises only to stop the run: the group cancels the rest
+
+    if workers <= 1:
+        await work()
+        return
+    async with asyncio.TaskGroup() as group:
+        for index in range(workers - 1):
+            group.create_task(work(), name=f"lamina:worker-{index}")
+        await work()
 
 
 SCHEDULERS: dict[OrchestrationMode, Scheduler] = {
