@@ -3,6 +3,7 @@ storage seam (the bucket arithmetic, the store protocol, the in-memory and Redis
 the reference's per-category ``InMemoryRateLimiter`` and sliding-window ``RateLimiter``,
 and ``aiolimiter.AsyncLimiter`` plugged in as a limit (``AiolimiterLimiter``)."""
 
+from .adapt import acquire_all, try_acquire_all
 from .aiolimiter_store import AiolimiterLimiter
 from .bucket import Bucket
 from .categories import (
@@ -13,7 +14,7 @@ from .categories import (
     RateLimitStatus,
 )
 from .layer import RateLimitLayer, RateLimitService
-from .limiter import BaseLimiter, Limiter, acquire_all, try_acquire_all
+from .limiter import BaseLimiter, Limiter
 from .memory_store import MemoryLimitStore
 from .redis import RedisLimiter, RedisLimitStore, RedisRateLimiter
 from .reference import RateLimiter

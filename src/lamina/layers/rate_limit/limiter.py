@@ -183,14 +183,14 @@ def _check(limiters: Sequence[BaseLimiter], weight: int) -> None:
 
 
 def _limiters(limiters: Sequence[object]) -> Sequence[BaseLimiter]:
-    """``limiters`` as lamina limiters: a :class:`RateLimiter` or an
-    ``aiolimiter.AsyncLimiter`` goes through ``RateLimitLayer(limiters=...)``'s
-    conversion, anything else that is no limiter is ``ConfigError(field="limiters")``."""
+    """``limiters`` if all are lamina limiters, else ``ConfigError(field="limiters")``."""
     for item in limiters:
         if not isinstance(item, BaseLimiter):
-            from .adapt import as_limiters  # adapt imports this module
-
-            return as_limiters(list(limiters))
+            raise ConfigError(
+                f"{type(item).__name__} is not a Limiter (lamina.layers.rate_limit."
+                "acquire_all also takes a RateLimiter or an aiolimiter.AsyncLimiter)",
+                field="limiters",
+            )
     return limiters  # type: ignore[return-value]  # all checked above
 
 
@@ -220,8 +220,9 @@ async def acquire_all(
 ) -> float:
     """Wait until every limiter admits ``weight``, take it from all at once; return seconds waited.
 
-    ``limiters`` may hold lamina limiters, a :class:`RateLimiter` or an
-    ``aiolimiter.AsyncLimiter`` (as ``RateLimitLayer(limiters=...)`` takes them).
+    ``limiters`` are lamina limiters; ``lamina.layers.rate_limit.acquire_all`` (see
+    :mod:`~lamina.layers.rate_limit.adapt`) also takes a ``RateLimiter`` or an
+    ``aiolimiter.AsyncLimiter``, as ``RateLimitLayer(limiters=...)`` does.
     Raises :class:`lamina.RateLimitExceeded` (with ``retry_after``) as soon as
     the wait is known to pass ``max_wait`` seconds or the ``deadline`` (a time
     on the limiters' clock), and at the latest when that moment comes. A
