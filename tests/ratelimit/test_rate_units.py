@@ -7,7 +7,7 @@ import pytest
 
 from lamina import ConfigError, RateLimitExceeded, Request, Response, ServiceBuilder
 from lamina.layers.circuit_breaker import BreakerPool, CircuitBreakerLayer
-from lamina.layers.rate_limit import Limiter, RateLimit, RateLimitLayer
+from lamina.layers.rate_limit import Limiter, RateLimit, RateLimiter, RateLimitLayer
 from lamina.orchestration.config import APIEndpoint, APIOrchestrationConfig
 from lamina.orchestration.stack import default_layers, new_shared_state
 from lamina.testing import ManualClock
@@ -158,3 +158,14 @@ def test_a_flows_layers_list_takes_the_per_unit_forms() -> None:
 def test_a_rate_above_the_largest_burst_needs_no_burst_argument() -> None:
     limiter = Limiter(per_second=100_000_000)  # the default burst used to fail as "burst"
     assert (limiter.rate, limiter.burst, limiter.window) == (1e8, 1_000_000, 100_000_000)
+
+
+def test_a_limits_status_names_its_units(manual_clock: ManualClock) -> None:
+    limiter = Limiter(per_minute=2, clock=manual_clock)
+    assert limiter.try_acquire(2)
+    shown = repr(limiter.status())
+    # was LimitStatus(rate=2.0, period=60.0, burst=2, available=0, retry_after=30.0, ...)
+    assert shown == "LimitStatus(2/min burst=2, available=0, retry_after=60s, waiters=0)"
+    assert repr(RateLimiter(3, window=0.5).status()) == (
+        "LimitStatus(3 per 0.5 s burst=3, available=3, retry_after=0s, waiters=0)"
+    )

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, Self
 
+from .bucket import describe
+
 if TYPE_CHECKING:
     from ..._core import Request
 
@@ -31,6 +33,13 @@ class LimitStatus:
     available: int
     retry_after: float
     waiters: int
+
+    def __repr__(self) -> str:
+        return (
+            f"LimitStatus({describe(self.rate, self.period, self.burst)}, "
+            f"available={self.available}, retry_after={self.retry_after:.3g}s, "
+            f"waiters={self.waiters})"
+        )
 
 
 class Refused(Exception):
