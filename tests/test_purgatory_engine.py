@@ -151,3 +151,23 @@ async def test_the_factorys_exclude_list_never_sees_lamina_s_verdict(
         assert layer.breaker("billing").state is CircuitState.OPEN
         context = (await factory.get_breaker("billing")).context
         assert len(context.exclude_list) == 1  # the factory's own list is left as it was
+
+
+@pytest.mark.parametrize(
+    ("options", "shown"),
+    [
+        ({"default_threshold": 0}, "default_threshold=0"),
+        ({"default_ttl": 0}, "default_ttl=0"),
+        ({"default_ttl": float("nan")}, "default_ttl=nan"),
+        ({"default_threshold": 2.5}, "default_threshold=2.5"),
+    ],
+)
+def test_a_factory_default_lamina_cannot_use_is_a_config_error_on_backend(
+    options: dict[str, Any], shown: str
+) -> None:
+    factory = purgatory.AsyncCircuitBreakerFactory(**options)
+    with pytest.raises(ConfigError) as info:
+        CircuitBreakerLayer(backend=factory)  # the user gave no threshold nor timeout
+    assert info.value.field == "backend"
+    assert shown in str(info.value)
+    CircuitBreakerLayer(5, 30, backend=factory)  # the layer's own settings are used instead

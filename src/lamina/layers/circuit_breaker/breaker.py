@@ -320,11 +320,22 @@ def _machine(
     default_timeout: float,
 ) -> BreakerMachine:
     """The rules, with the store's own defaults (a purgatory factory's) where it has them."""
-    if threshold is None:
-        threshold = getattr(store, "default_threshold", default_threshold)
-    if timeout is None:
-        timeout = getattr(store, "default_timeout", default_timeout)
-    return BreakerMachine(threshold, timeout)
+    borrowed = []
+    if threshold is None and hasattr(store, "default_threshold"):
+        threshold = store.default_threshold
+        borrowed.append("threshold")
+    if timeout is None and hasattr(store, "default_timeout"):
+        timeout = store.default_timeout
+        borrowed.append("timeout")
+    try:
+        return BreakerMachine(
+            default_threshold if threshold is None else threshold,
+            default_timeout if timeout is None else timeout,
+        )
+    except ConfigError as exc:
+        if exc.field not in borrowed:
+            raise
+        raise ConfigError(f"{store!r}'s default {exc.message}", field="backend") from None
 
 
 def _emit_state(request: Request, name: str, old: CircuitState, new: CircuitState) -> None:

@@ -79,12 +79,14 @@ class PurgatoryBreakerStore:
         self._seen: dict[str, BreakerRecord] = {}
 
     @property
-    def default_threshold(self) -> int:
-        return int(self.factory.default_threshold)
+    def default_threshold(self) -> object:
+        """The factory's ``default_threshold``, as given (lamina checks it)."""
+        return self.factory.default_threshold
 
     @property
-    def default_timeout(self) -> float:
-        return float(self.factory.default_ttl)
+    def default_timeout(self) -> object:
+        """The factory's ``default_ttl``, as given (lamina checks it)."""
+        return self.factory.default_ttl
 
     def peek(self, name: str) -> BreakerRecord:
         """The record as this process last saw it (``opened_at`` on the caller's clock)."""
@@ -208,8 +210,12 @@ class PurgatoryBreakerStore:
         rec.opened_at = None if opened is None else now - (time.time() - opened)
 
     def __repr__(self) -> str:
-        factory = type(self.factory).__name__
-        return f"PurgatoryBreakerStore({factory}, breakers_seen={len(self._seen)})"
+        factory = self.factory
+        return (
+            f"PurgatoryBreakerStore({type(factory).__name__}(default_threshold="
+            f"{factory.default_threshold!r}, default_ttl={factory.default_ttl!r}), "
+            f"breakers_seen={len(self._seen)})"
+        )
 
 
 def _transition(old: str, new: str) -> Transition | None:
