@@ -10,6 +10,7 @@ import contextlib
 import functools
 import inspect
 import json as jsonlib
+import re
 from collections.abc import AsyncGenerator
 from contextvars import ContextVar
 from typing import Any, Literal
@@ -292,7 +293,35 @@ def _url(request: Request) -> URL:
 
 @functools.lru_cache(maxsize=2048)
 def _parse_url(url: str) -> URL:
+    if _is_plain(url):  # httpx would send it unchanged: skip its parser (~20x the cost)
+        return URL(url, encoded=True)
     return URL(str(httpx.URL(url)), encoded=True)
+
+
+# A URL that httpx leaves exactly as it is: http(s), a lower-case host name or a valid
+# IPv4 address, a port that is not the scheme's default, a path and query of characters
+# that need no encoding, no percent sign and no dot segment (checked against httpx on
+# random URLs of these characters). Anything else goes through httpx.URL.
+_PLAIN_URL = re.compile(
+    r"(?P<scheme>https?)://(?P<host>[a-z0-9-]+(?:\.[a-z0-9-]+)*)(?::(?P<port>[0-9]{1,5}))?"
+    r"(?:/[A-Za-z0-9\-_~!$&'()*+,;=:@.]*)+(?:\?[A-Za-z0-9\-._~!$&'()*+,;=:@/?]*)?"
+)
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _is_plain(url: str) -> bool:
+    match = _PLAIN_URL.fullmatch(url)
+    if match is None or "/." in url:
+        return False
+    host = match.group("host")
+    if host[-1].isdigit() and _IPV4.fullmatch(host) is None:
+        return False
+    port = match.group("port")
+    return port is None or (
+        port[0] != "0" and int(port) <= 65535 and int(port) != _DEFAULT_PORTS[match.group("scheme")]
+    )
 
 
 async def _read_body(http_response: aiohttp.ClientResponse, request: Request, limit: int) -> bytes:
