@@ -125,3 +125,17 @@ async def test_a_bad_max_wait_is_a_config_error_naming_it(
             await call()
         assert info.value.field == "max_wait"
     assert limiter.status().waiters == 0
+
+
+@pytest.mark.looptime(end=60)
+@pytest.mark.timeout(10)
+async def test_a_fractional_rate_limit_lets_as_many_at_once_as_the_reference() -> None:
+    """The reference admits while fewer than ``rate_limit`` calls are in the window, so
+    ``rate_limit=2.5`` lets 3 go at once and the 4th waits for the window."""
+    loop = asyncio.get_running_loop()
+    limiter = RateLimiter(rate_limit=2.5, window=1)
+    start = loop.time()
+    for _ in range(3):
+        await limiter.acquire()
+    assert loop.time() - start == 0  # was 0.4: only 2 at once, the 3rd paced
+    assert await limiter.acquire() == pytest.approx(1, abs=1e-3)

@@ -8,6 +8,7 @@ is that class, a thin front to a :class:`~lamina.layers.rate_limit.Limiter` of
 
 from __future__ import annotations
 
+import math
 from types import TracebackType
 
 from ... import _validate as check
@@ -22,8 +23,8 @@ __all__ = ["RateLimiter"]
 class RateLimiter:
     """At most ``rate_limit`` calls in any ``window`` seconds (default 60: per minute).
 
-    As in the reference, the first ``rate_limit`` calls go at once and the next one
-    waits until the window lets it: with ``RateLimiter(rate_limit=10, window=0.1)``
+    As in the reference, the first ``rate_limit`` calls (rounded up) go at once and
+    the next one waits until the window lets it: with ``RateLimiter(rate_limit=10, window=0.1)``
     ten ``await limiter.acquire()`` return at once and the eleventh returns 0.1 s
     after the first. Waiters are served first come, first served. ``acquire``
     returns the seconds waited (the reference returned None).
@@ -44,7 +45,10 @@ class RateLimiter:
     ) -> None:
         window = check.seconds(window, "window")
         rate_limit = check.rate(rate_limit, "rate_limit", period=window, unit=unit_of(window))
-        self.limiter = Limiter(rate_limit, window, clock=clock, name=name)
+        # the reference admits while fewer than rate_limit calls are in the window: a
+        # fractional 2.5 lets 3 go at once (Limiter's default burst, int(rate), lets 2)
+        burst = min(max(1, math.ceil(rate_limit)), check.MAX_COUNT)
+        self.limiter = Limiter(rate_limit, window, burst=burst, clock=clock, name=name)
         """The lamina limiter this class fronts."""
 
     @property
