@@ -42,3 +42,20 @@ def test_jitter_at_the_cap_stays_within_half_to_all_of_max_delay() -> None:
         assert low <= min(waits)
         assert max(waits) <= high
         assert max(waits) - min(waits) > (high - low) / 2  # spread, not a fixed value
+
+
+@pytest.mark.parametrize("value", [42, "seed", object()])
+def test_random_without_uniform_fails_at_construction(value: object) -> None:
+    """It failed on the first retry with an AttributeError instead."""
+    with pytest.raises(ConfigError) as info:
+        RetryLayer(random=value)  # type: ignore[arg-type]
+    assert info.value.field == "random"
+    with pytest.raises(ConfigError):
+        StatusRetryPolicy(random=value)  # type: ignore[arg-type]
+
+
+def test_a_seeded_random_or_the_module_is_accepted() -> None:
+    import random
+
+    assert 0.25 <= RetryLayer(random=random.Random(3)).policy.backoff_delay(1) <= 0.5  # type: ignore[attr-defined]
+    assert 0.25 <= StatusRetryPolicy(random=random).backoff_delay(1) <= 0.5  # type: ignore[arg-type]

@@ -16,6 +16,7 @@ from typing import Protocol, runtime_checkable
 from ... import _validate as check
 from ..._core import Request, Response
 from ..._errors import (
+    ConfigError,
     ConnectError,
     HTTPStatusError,
     TimeoutError,
@@ -129,6 +130,10 @@ class StatusRetryPolicy:
         self.backoff = check.seconds(backoff, "backoff", allow_zero=True)
         self.jitter = check.flag(jitter, "jitter")
         self.max_delay = check.seconds(max_delay, "max_delay", allow_zero=True)
+        if random is not None and not callable(getattr(random, "uniform", None)):
+            raise ConfigError(
+                "must be a random.Random (with uniform(a, b)) or None", field="random"
+            )
         self.random = random if random is not None else _SHARED_RANDOM
         self.wall_clock = wall_clock
 
