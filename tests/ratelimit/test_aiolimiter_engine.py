@@ -187,3 +187,22 @@ async def test_acquire_all_refuses_what_is_not_a_limiter_with_a_config_error() -
     with pytest.raises(ConfigError) as info:
         try_acquire_all(["limit"])  # type: ignore[list-item]
     assert info.value.field == "limiters"
+
+
+def test_an_async_limiter_of_another_open_event_loop_fails_plainly_when_it_must_wait() -> None:
+    """aiolimiter binds an AsyncLimiter to the first loop that uses it; waiting on it from
+    another loop raised 'got Future attached to a different loop' (a RuntimeError)."""
+    shared = AsyncLimiter(1, 60)
+
+    async def ok(request: Request) -> Response:
+        return Response(200, request=request)
+
+    service = ServiceBuilder().layer(RateLimitLayer(limiters=[shared])).service(ok)
+    first = asyncio.new_event_loop()
+    try:
+        first.run_until_complete(service(Request("GET", "http://x/")))  # binds it to `first`
+        with pytest.raises(ConfigError, match="another event loop") as info:
+            asyncio.run(service(Request("GET", "http://x/")))  # would wait 60 s
+        assert info.value.field == "limiters"
+    finally:
+        first.close()

@@ -34,6 +34,20 @@ def is_async_limiter(value: object) -> bool:
     return type(value).__module__.partition(".")[0] == "aiolimiter" and hasattr(value, "acquire")
 
 
+def _check_loop(async_limiter: Any) -> None:
+    """``ConfigError`` if ``async_limiter`` belongs to another event loop that is still
+    open: aiolimiter binds a limiter to the first loop that uses it, and a wait from
+    another loop fails with "Future attached to a different loop" (or never wakes)."""
+    bound = getattr(async_limiter, "_event_loop", None)
+    if bound is not None and not bound.is_closed() and bound is not asyncio.get_running_loop():
+        raise ConfigError(
+            "this AsyncLimiter belongs to another event loop, still open, and aiolimiter "
+            "cannot wait across loops: give each event loop its own AsyncLimiter, or share "
+            "a lamina Limiter (one loop) or RedisLimiter (any loop, any process)",
+            field="limiters",
+        )
+
+
 class AiolimiterStore:
     """The :class:`~lamina.layers.rate_limit.LimitStore` of an :class:`AiolimiterLimiter`:
     its AsyncLimiter holds the state and the queue."""
@@ -76,7 +90,9 @@ class AiolimiterStore:
             short = store.shortfall(weight)
             if clock.now() + short > give_up + EPSILON:
                 raise Refused(index, short)
-            waited = waited or short > 0
+            if short > 0:
+                waited = True
+                _check_loop(store.async_limiter)
             if give_up == math.inf:
                 await store.async_limiter.acquire(weight)
                 continue
