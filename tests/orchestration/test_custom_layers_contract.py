@@ -115,3 +115,51 @@ async def test_the_parse_layer_goes_where_the_default_stack_has_it(
     assert report.endpoints["missing"].outcome == "fallback"
     assert report.value["missing"] == {"n": 1}
     assert report.value["json"] == {"k": "v"}
+
+
+async def test_a_breaker_outside_the_added_parse_layer_still_opens_on_5xx(
+    lamina_server: LocalServer,
+) -> None:
+    """A metrics (or cache, fallback, call tracing) layer inside the breaker puts the
+    added parse layer inside it too: the breaker then sees a 500 as an HTTPStatusError,
+    and must count it as it counts the 500 response (it never opened)."""
+    from lamina.layers import CircuitBreakerLayer
+
+    config = APIOrchestrationConfig(
+        endpoints=[APIEndpoint(name="e", url=f"{lamina_server.url}/status/500", retry_count=0)]
+    )
+    for layers in (
+        lambda endpoint, cfg: [CircuitBreakerLayer(threshold=2), MetricsLayer()],
+        lambda endpoint, cfg: [CircuitBreakerLayer(threshold=2), ParseLayer()],
+    ):
+        async with APIOrchestrator(config, layers=layers) as orchestrator:
+            errors = [type((await orchestrator.run()).endpoints["e"].error).__name__ for _ in "123"]
+        assert errors == ["HTTPStatusError", "HTTPStatusError", "CircuitOpenError"]
+
+
+async def test_a_4xx_answer_seen_as_an_error_closes_a_half_open_breaker(
+    lamina_server: LocalServer,
+) -> None:
+    """The upstream answered (404): a success for the breaker, as the 404 response is."""
+    from lamina.layers import CircuitBreakerLayer
+    from lamina.layers.circuit_breaker import CircuitState
+    from lamina.testing.clock import ManualClock
+
+    clock = ManualClock()
+    breaker = CircuitBreakerLayer(threshold=1, timeout=5, clock=clock)
+    config = APIOrchestrationConfig(
+        endpoints=[
+            APIEndpoint(name="down", url=f"{lamina_server.url}/status/500", retry_count=0),
+        ]
+    )
+    async with APIOrchestrator(config, layers=[breaker, ParseLayer()]) as orchestrator:
+        await orchestrator.run()
+    assert breaker.breaker("down").state == CircuitState.OPEN
+    clock.advance(6)
+    gone = APIOrchestrationConfig(
+        endpoints=[APIEndpoint(name="down", url=f"{lamina_server.url}/status/404", retry_count=0)]
+    )
+    async with APIOrchestrator(gone, layers=[breaker, ParseLayer()]) as orchestrator:
+        report = await orchestrator.run()
+    assert report.endpoints["down"].status_code == 404
+    assert breaker.breaker("down").state == CircuitState.CLOSED

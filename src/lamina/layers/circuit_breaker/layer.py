@@ -8,7 +8,7 @@ from collections.abc import Callable, Collection, Mapping
 from ... import _validate as check
 from ..._clock import Clock
 from ..._core import Request, Response, Service
-from ..._errors import ConfigError, TimeoutError, TransportError
+from ..._errors import ConfigError, HTTPStatusError, TimeoutError, TransportError
 from ...backends.base import Backend
 from .breaker import BreakerPool, CircuitBreaker
 from .machine import PASS, Outcome, StateChangeHook, exception_outcome
@@ -167,7 +167,12 @@ class CircuitBreakerService:
         try:
             response = await self.inner(request)
         except Exception as exc:
-            outcome = exception_outcome(exc, _judge(config.is_failure, exc))
+            answer = exc.response if isinstance(exc, HTTPStatusError) else None
+            if answer is not None:  # a parse layer inside this one refused the answer:
+                failed = _judge(config.is_failure, answer)  # judged as the answer is
+                outcome = Outcome.FAILURE if failed else Outcome.SUCCESS
+            else:
+                outcome = exception_outcome(exc, _judge(config.is_failure, exc))
             await brk.release(permit, outcome, request)
             raise
         except BaseException:  # cancelled: neither success nor failure
