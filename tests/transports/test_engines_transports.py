@@ -76,7 +76,10 @@ async def test_a_purgatory_factory_judges_what_lamina_judges(
 ) -> None:
     factory = purgatory.AsyncCircuitBreakerFactory(default_threshold=2, default_ttl=30)
     layer = CircuitBreakerLayer(backend=factory, name=f"{path}-{transport_factory.kind}")
-    service = ServiceBuilder().layer(layer).layer(TimeoutLayer(0.05)).service(transport_factory())
+    builder = ServiceBuilder().layer(layer)
+    if "ms=" in path:  # only the slow path gets a timeout: a busy machine never trips the others
+        builder = builder.layer(TimeoutLayer(0.05))
+    service = builder.service(transport_factory())
     url = lamina_server.url_for(path)
     for _ in range(2):
         with contextlib.suppress(LaminaTimeout):
