@@ -59,3 +59,15 @@ def test_a_seeded_random_or_the_module_is_accepted() -> None:
 
     assert 0.25 <= RetryLayer(random=random.Random(3)).policy.backoff_delay(1) <= 0.5  # type: ignore[attr-defined]
     assert 0.25 <= StatusRetryPolicy(random=random).backoff_delay(1) <= 0.5  # type: ignore[arg-type]
+
+
+def test_a_clock_without_now_and_sleep_fails_at_construction() -> None:
+    with pytest.raises(ConfigError) as info:
+        RetryLayer(clock=5)  # type: ignore[arg-type]
+    assert info.value.field == "clock"
+
+
+def test_a_wall_clock_that_is_not_callable_fails_at_construction() -> None:
+    with pytest.raises(ConfigError) as info:
+        StatusRetryPolicy(wall_clock=1.7e9)  # type: ignore[arg-type]
+    assert info.value.field == "wall_clock"

@@ -128,6 +128,8 @@ class RetryLayer:
             total_timeout = check.seconds(total_timeout, "total_timeout")
         self.total_timeout = total_timeout
         self.idempotency_key = check.flag(idempotency_key, "idempotency_key")
+        if clock is not None and not isinstance(clock, Clock):
+            raise ConfigError("must have now() and sleep()", field="clock")
         self.clock = clock or default_clock
 
     def wrap(self, inner: Service) -> Service:

@@ -135,6 +135,8 @@ class StatusRetryPolicy:
                 "must be a random.Random (with uniform(a, b)) or None", field="random"
             )
         self.random = random if random is not None else _SHARED_RANDOM
+        if not callable(wall_clock):
+            raise ConfigError("must be a function returning Unix time", field="wall_clock")
         self.wall_clock = wall_clock
 
     def decide(self, outcome: RetryOutcome) -> float | None:
