@@ -75,3 +75,73 @@ def test_a_secret_named_variable_stays_hidden_even_as_a_url(write_flow: WriteFlo
     flow = write_flow("endpoints:\n  - name: a\n    url: ${WEBHOOK_SECRET}\n")
     config = load_flow(flow, env={"WEBHOOK_SECRET": "https://hooks.example.com/T0/B1/xyz"})
     assert hidden_values(flow_info(config).substitutions) == {"https://hooks.example.com/T0/B1/xyz"}
+
+
+def test_a_body_or_params_key_called_url_or_backend_is_no_url_field(
+    cli: Cli, write_flow: WriteFlow, lamina_server: LocalServer
+) -> None:
+    """Only an endpoint's ``url`` and the flow's ``backend`` show their value: a body or
+    params key that happens to be called ``url`` or ``backend`` holds data, hidden."""
+    from lamina.flows import flow_info
+    from lamina.flows.secrets import hidden_values
+
+    flow = write_flow(
+        f"""
+endpoints:
+  - name: post
+    url: {lamina_server.url}/echo
+    method: POST
+    body:
+      url: ${{CALLBACK}}
+    params:
+      backend: ${{THING}}
+"""
+    )
+    env = {"CALLBACK": "private-callback-value", "THING": "thing-value-42"}
+    hidden = hidden_values(flow_info(load_flow(flow, env=env)).substitutions)
+    assert {"private-callback-value", "thing-value-42"} <= hidden
+    validate = cli("validate", str(flow), env=env)
+    run = cli("run", str(flow), env=env)
+    assert validate.returncode == 0, validate.stderr
+    assert run.returncode == 0, run.stderr
+    for text in (validate.stdout, validate.stderr, run.stdout, run.stderr):
+        assert "private-callback-value" not in text
+        assert "thing-value-42" not in text
+
+
+def test_userinfo_stays_hidden_decoded_and_as_the_basic_credential_it_becomes(
+    cli: Cli, write_flow: WriteFlow, lamina_server: LocalServer
+) -> None:
+    """The client turns the URL's user info into ``Authorization: Basic base64(user:pw)``
+    (percent-decoded): an upstream echoing it must not print it after the table."""
+    import base64
+
+    flow = write_flow("endpoints:\n  - name: a\n    url: ${BASE}/echo\n")
+    host = lamina_server.url.removeprefix("http://")
+    env = {"BASE": f"http://robot%40ci:pa%2Fss%3Aword99@{host}"}
+    credential = base64.b64encode(b"robot@ci:pa/ss:word99").decode()
+    run = cli("run", str(flow), env=env)
+    assert run.returncode == 0, run.stderr
+    sent = lamina_server.requests("/echo")[-1]
+    assert sent.headers["authorization"] == f"Basic {credential}"  # the client did send it
+    assert "value:" in run.stdout
+    for text in (run.stdout, run.stderr):
+        for secret in (credential, "pa/ss:word99", "robot@ci", "pa%2Fss%3Aword99"):
+            assert secret not in text
+
+
+def test_a_password_variable_in_user_info_is_hidden_as_a_basic_credential_too(
+    write_flow: WriteFlow,
+) -> None:
+    import base64
+
+    from lamina.flows import flow_info
+    from lamina.flows.secrets import hidden_values
+
+    flow = write_flow("endpoints:\n  - name: a\n    url: https://bot:${BOT_PASSWORD}@h.example/x\n")
+    config = load_flow(flow, env={"BOT_PASSWORD": "s3cr%40t-pw"})
+    hidden = hidden_values(flow_info(config).substitutions)
+    assert {"s3cr%40t-pw", "s3cr@t-pw", base64.b64encode(b"bot:s3cr@t-pw").decode()} <= hidden
+    plain = write_flow("endpoints:\n  - name: a\n    url: ${BASE}/x\n", name="plain.yaml")
+    config = load_flow(plain, env={"BASE": "https://h.example"})
+    assert hidden_values(flow_info(config).substitutions) == set()  # no user info: all shown

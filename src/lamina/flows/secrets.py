@@ -12,19 +12,50 @@ tells a secret from a setting.
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+import base64
+from urllib.parse import unquote, urlsplit
 
 from .._redact import is_secret, url_secret_values
 from .env import Substitutions
 
 __all__ = ["hidden_values"]
 
-#: Fields that hold a URL (their user info and secret query values are hidden).
+#: Fields that hold a URL (their user info and secret query values are hidden): an
+#: endpoint's ``url`` and the flow's ``backend``, not a body or params key of that name.
 URL_FIELDS = frozenset({"url", "backend"})
 
 
 def _url_field(path: tuple[str | int, ...]) -> bool:
-    return bool(path) and isinstance(path[-1], str) and path[-1] in URL_FIELDS
+    if path == ("backend",):
+        return True
+    return (
+        len(path) == 3 and path[0] == "endpoints" and isinstance(path[1], int) and path[2] == "url"
+    )
+
+
+def _userinfo_forms(url: str, value: str) -> list[str]:
+    """When ``value`` is (or holds) part of ``url``'s user info, the forms that user info
+    takes on the way out: percent-decoded, and the ``Basic`` credential
+    (``base64(user:password)``) the HTTP client sends for it."""
+    try:
+        netloc = urlsplit(url).netloc
+    except ValueError:
+        return []
+    userinfo = netloc.rpartition("@")[0]
+    if not userinfo or not any(
+        piece and (piece in value or value in piece)
+        for piece in (userinfo, *userinfo.split(":", 1))
+    ):
+        return []
+    user, _, password = userinfo.partition(":")
+    plain = f"{unquote(user)}:{unquote(password)}"
+    forms = [unquote(user), unquote(password), plain]
+    for encoding in ("utf-8", "latin-1"):
+        try:
+            forms.append(base64.b64encode(plain.encode(encoding)).decode("ascii"))
+        except UnicodeEncodeError:
+            continue
+    return [form for form in forms if form]
 
 
 def hidden_values(found: Substitutions) -> set[str]:
@@ -33,6 +64,8 @@ def hidden_values(found: Substitutions) -> set[str]:
     hidden: set[str] = set()
     for name, value in found.variables.items():
         paths = found.uses.get(name, [])
+        for path in filter(_url_field, paths):  # user info the value helped build
+            hidden.update(_userinfo_forms(found.results.get(path, value), value))
         if is_secret(name) or not paths or not all(_url_field(path) for path in paths):
             hidden.add(value)
             continue
