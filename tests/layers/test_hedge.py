@@ -369,15 +369,20 @@ async def test_real_server_a_cancelled_hedge_leaves_a_pool_of_one_usable(
     lamina_server: LocalServer, transports: Transports
 ) -> None:
     key = f"/slow-some/one-{transports.kind}"
-    service = stack(transports.pooled(1), HedgeLayer(0.03))
-    async with asyncio.timeout(5):
+    pool = transports.pooled(1)
+    service = stack(pool, HedgeLayer(0.03))
+    # a cancelled pyreqwest hedge may still take the connection when the first attempt
+    # gives it back, and keep it until its own timeout (1 s and a grace): the next calls
+    # must be able to wait that long (with 1 s of their own they failed now and then)
+    after = ServiceBuilder().layer(TimeoutLayer(3.0)).service(pool)
+    async with asyncio.timeout(8):
         # the first attempt holds the only connection; the hedge waits for it, then loses
         response = await service(
             Request("GET", lamina_server.url_for(f"{key}?first=1&slow_ms=150"))
         )
         assert response.json()["arrival"] == 1
         for _ in range(3):
-            again = await service(Request("GET", lamina_server.url_for("/json")))
+            again = await after(Request("GET", lamina_server.url_for("/json")))
             assert again.status_code == 200
 
 
@@ -551,9 +556,11 @@ async def test_real_server_cancelling_the_caller_mid_hedge_frees_both_connection
         call.cancel()
         with pytest.raises(asyncio.CancelledError):
             await call
-        # both connections of the pool of two are free again
+        # both connections of the pool of two are free again (pyreqwest's once the
+        # attempts' own timeouts, 1 s and a grace, have ended them: wait that long)
+        after = ServiceBuilder().layer(TimeoutLayer(3.0)).service(pool)
         responses = await asyncio.gather(
-            *(service(Request("GET", lamina_server.url_for("/json"))) for _ in range(2))
+            *(after(Request("GET", lamina_server.url_for("/json"))) for _ in range(2))
         )
     assert [r.status_code for r in responses] == [200, 200]
 
