@@ -129,7 +129,7 @@ class ChaosLayer:
         ):
             raise ConfigError("must be a mapping of header names to strings", field="headers")
         self.headers = dict(headers or {})
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | str)):
+        if seed is not None and type(seed) not in (int, str):  # not a bool, not a float
             raise ConfigError(f"must be an int or a string, got {seed!r}", field="seed")
         self.seed = seed
         self.enabled = check.flag(enabled, "enabled")

@@ -357,7 +357,7 @@ class ClientCredentialsLayer:
                 expires_in = float(expires_in.strip())
             except ValueError:
                 raise self._unusable("expires_in is not a number", status, endpoint) from None
-        if isinstance(expires_in, bool) or not isinstance(expires_in, int | float):
+        if type(expires_in) not in (int, float):  # JSON true is no lifetime
             raise self._unusable("expires_in is not a number", status, endpoint)
         if not 0 < expires_in < math.inf:  # NaN, 0, negative, infinite
             raise self._unusable("expires_in is out of range", status, endpoint)
@@ -457,7 +457,7 @@ class ClientCredentialsLayer:
         # the key expires when the token is due for renewal; "m" is the margin after that
         refresh_at = self.clock.now() + int(ttl_ms) / 1000
         margin = data.get("m", 0.0)
-        if isinstance(margin, bool) or not isinstance(margin, int | float) or margin < 0:
+        if type(margin) not in (int, float) or margin < 0:
             return None
         return Token(access, "Bearer", refresh_at + margin, scope, refresh_at)
 
