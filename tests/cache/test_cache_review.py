@@ -258,3 +258,34 @@ async def test_stale_while_revalidate_refreshes_every_variant(
     en, fr = await call("en"), await call("fr")
     assert (en.stale, en.value) == (False, {"lang": "en", "version": 2})
     assert (fr.stale, fr.value) == (False, {"lang": "fr", "version": 2})
+
+
+async def test_a_background_refresh_is_not_bound_by_the_callers_timeout(
+    lamina_server: LocalServer, transport_factory: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The refresh runs in a context of its own: a TimeoutLayer around the cache gave the
+    caller's attempt expiry to the refresh's request (pyreqwest cut it short)."""
+    import time
+
+    from lamina.layers.timeout import TimeoutLayer
+
+    state = {"version": 1, "delay": 0.0}
+
+    def origin(req: RecordedRequest) -> tuple[int, Any, dict[str, str]]:
+        time.sleep(state["delay"])
+        cc = "max-age=10, stale-while-revalidate=60"
+        return 200, {"version": state["version"]}, {"Cache-Control": cc}
+
+    lamina_server.route("/review/slow-refresh", origin)
+    clock = ManualClock()
+    cache = CacheLayer(ttl=60, clock=clock)
+    svc = TimeoutLayer(0.05).wrap(cache.wrap(ParseLayer().wrap(transport_factory())))
+    await svc(get(lamina_server, "/review/slow-refresh"))
+    state.update(version=2, delay=0.15)  # slower than the caller's timeout: not its business
+    clock.advance(11)
+    assert (await svc(get(lamina_server, "/review/slow-refresh"))).stale  # at once
+    await cache.drain()
+    assert "background cache refresh" not in caplog.text
+    state["delay"] = 0.0
+    fresh = await svc(get(lamina_server, "/review/slow-refresh"))
+    assert (fresh.stale, fresh.value) == (False, {"version": 2})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import secrets
 import weakref
@@ -138,11 +139,16 @@ class SharedCache:
         self, key: str, refresh: Callable[[], Coroutine[Any, Any, object]]
     ) -> bool:
         """Start ``refresh()`` in a task unless one for ``key`` is already running on this
-        event loop; True if this call started it. The task is forgotten when it ends."""
+        event loop; True if this call started it. The task runs in an empty context (none
+        of the caller's context variables) and is forgotten when it ends."""
         tasks = self._refreshes()
         if key in tasks:
             return False
-        task = asyncio.get_running_loop().create_task(refresh(), name="lamina.cache.refresh")
+        # A context of its own: nothing of the caller's call (a TimeoutLayer's attempt expiry,
+        # the current span) reaches a call that outlives it.
+        task = asyncio.get_running_loop().create_task(
+            refresh(), name="lamina.cache.refresh", context=contextvars.Context()
+        )
         tasks[key] = task
 
         def done(finished: asyncio.Task[Any]) -> None:
