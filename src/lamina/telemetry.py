@@ -167,9 +167,18 @@ class ScrubbingSpanExporter:
 
 
 def _signal_url(base: str, signal: str) -> str:
-    base = base.rstrip("/")
+    """``base`` with ``/v1/<signal>`` added to its path (a query stays after it)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(base)
+    except ValueError:  # the exporter will say what is wrong with it
+        parts = urlsplit("")._replace(path=base)
+    path = parts.path.rstrip("/")
     suffix = f"/v1/{signal}"
-    return base if base.endswith(suffix) else base + suffix
+    if not path.endswith(suffix):
+        path += suffix
+    return urlunsplit(parts._replace(path=path))
 
 
 def configure(

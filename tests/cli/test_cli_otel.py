@@ -114,3 +114,33 @@ def test_the_cli_bounds_the_export_time(monkeypatch: pytest.MonkeyPatch) -> None
     assert export_timeout() == EXPORT_TIMEOUT <= 3  # not the SDK's 10 s of retries
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "7")
     assert export_timeout() is None  # the user's setting: the exporter reads it
+
+
+def test_the_warning_line_hides_the_collectors_credentials(
+    cli: Cli, write_flow: WriteFlow, lamina_server: LocalServer
+) -> None:
+    """A collector URL with user info or a key in its query (vendors take one) is
+    printed redacted, like every other URL lamina prints."""
+    port = _dead_port()
+    done = cli(
+        "run",
+        str(_flow(write_flow, lamina_server)),
+        "-q",
+        "--otlp-endpoint",
+        f"http://bot:hunter2pw@127.0.0.1:{port}/otlp?api_key=KEY-0042-XYZ",
+        env=CLEAN,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    (line,) = done.stderr.splitlines()
+    assert f"127.0.0.1:{port}/otlp/v1/traces?api_key=[REDACTED]" in line
+    assert "hunter2pw" not in line
+    assert "KEY-0042-XYZ" not in line
+
+
+def test_the_signal_path_goes_on_the_path_not_into_the_query() -> None:
+    from lamina.telemetry import _signal_url
+
+    assert _signal_url("http://h:4318/base/?k=v", "traces") == "http://h:4318/base/v1/traces?k=v"
+    assert _signal_url("http://h:4318", "traces") == "http://h:4318/v1/traces"
+    assert _signal_url("http://h:4318/v1/traces", "traces") == "http://h:4318/v1/traces"

@@ -9,7 +9,7 @@ import os
 import re
 from collections.abc import Iterable
 
-from .._redact import redact_text, scrub_clip
+from .._redact import redact_text, redact_url, scrub_clip
 
 __all__ = ["DEFAULT_SERVICE_NAME", "EXPORT_TIMEOUT", "CliTelemetry", "export_timeout"]
 
@@ -95,7 +95,7 @@ class CliTelemetry:
         if watched is None or not watched.failures:
             return None
         reason = self._reason()
-        where = telemetry.traces_endpoint
+        where = redact_url(telemetry.traces_endpoint or "")  # a collector may take a key
         return (
             f"warning: {lost} span(s) not exported to {where}: {reason} "
             "(is a collector listening there? see docs/jaeger.md)"
