@@ -59,7 +59,9 @@ async def test_an_async_limiter_paces_real_calls_and_reports_the_waits(
         *(service(listen(Request("GET", url), record)) for _ in range(3))
     )
     assert [r.status_code for r in responses] == [200, 200, 200]
-    assert len(waits) == 2  # the first went at once, the others waited for the bucket
+    # the first went at once (no event: it reported one before), the others waited for
+    # the bucket - or one, if the machine stalled past the 50 ms refill before it started
+    assert 1 <= len(waits) <= 2
     assert all(w > 0 for w in waits)
 
 
