@@ -21,15 +21,28 @@ class MissingExtra(ConfigError, ImportError):
 
 def require(modules: tuple[str, ...], extra: str, what: str, *, field: str | None = None) -> None:
     """Import ``modules`` or raise :class:`MissingExtra`: ``"<what> needs the <extra> extra:
-    pip install 'lamina[<extra>]' (no module named ...)"``."""
+    pip install 'lamina[<extra>]' (no module named ...)"`` when a module is not there, or,
+    when it is there but fails to import, the real error (chained): a broken install is
+    not reported as a missing one."""
     for module in modules:
         try:
             importlib.import_module(module)
         except ImportError as exc:
-            missing = exc.name or module
+            missing = exc.name or ""
+            absent = isinstance(exc, ModuleNotFoundError) and (
+                module == missing or module.startswith(f"{missing}.")
+            )
+            if absent:
+                raise MissingExtra(
+                    f"{what} needs the {extra!r} extra: pip install 'lamina[{extra}]' "
+                    f"(no module named {missing!r})",
+                    extra=extra,
+                    field=field,
+                ) from None
             raise MissingExtra(
-                f"{what} needs the {extra!r} extra: pip install 'lamina[{extra}]' "
-                f"(no module named {missing!r})",
+                f"{what} needs the {extra!r} extra, which is installed but fails to import: "
+                f"{module} raised {type(exc).__name__}: {exc} "
+                f"(reinstall it: pip install --force-reinstall 'lamina[{extra}]')",
                 extra=extra,
                 field=field,
-            ) from None
+            ) from exc

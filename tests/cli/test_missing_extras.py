@@ -8,6 +8,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 BLOCK = """
@@ -111,3 +113,33 @@ def test_telemetry_configure_without_otel_is_a_config_error() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "lamina[otel]" in done.stdout
+
+
+def test_an_installed_extra_that_fails_to_import_shows_the_real_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An extra that is there but broken (an ImportError inside it, a dependency of its
+    own missing) is not called missing: the message quotes the real error, chained."""
+    from lamina import MissingExtra
+    from lamina._extras import require
+
+    (tmp_path / "broken_extra_pkg").mkdir()
+    (tmp_path / "broken_extra_pkg" / "__init__.py").write_text("from os import no_such_name\n")
+    (tmp_path / "needs_dep_pkg").mkdir()
+    (tmp_path / "needs_dep_pkg" / "__init__.py").write_text("import no_such_dependency_xyz\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(MissingExtra) as caught:
+        require(("broken_extra_pkg",), "redis", "a Redis backend", field="backend")
+    message = str(caught.value)
+    assert "cannot import name 'no_such_name'" in message
+    assert "no module named 'os'" not in message.lower()
+    assert "broken_extra_pkg" in message
+    assert isinstance(caught.value.__cause__, ImportError)
+    with pytest.raises(MissingExtra) as caught:
+        require(("needs_dep_pkg",), "redis", "a Redis backend", field="backend")
+    assert "no_such_dependency_xyz" in str(caught.value)
+    assert "needs_dep_pkg" in str(caught.value)
+    with pytest.raises(MissingExtra) as caught:  # really missing: as before
+        require(("not_installed_pkg_xyz.sub",), "redis", "a Redis backend")
+    assert "pip install 'lamina[redis]'" in str(caught.value)
+    assert "no module named 'not_installed_pkg_xyz" in str(caught.value)
