@@ -196,13 +196,15 @@ async def test_without_max_wait_a_call_with_a_deadline_is_shed_too() -> None:
 
 async def test_a_queued_call_waits_no_longer_than_its_deadline() -> None:
     gate = Gate()
-    layer = AdaptiveConcurrencyLayer(max_wait=30.0)
+    # the deadline on a clock that stands still: the wait it leaves is exactly 0.05 s
+    # (on the loop's clock, a loaded machine could use up 10 ms before the call)
+    clock = ManualClock()
+    layer = AdaptiveConcurrencyLayer(max_wait=30.0, clock=clock)
     service = layer.wrap(gate)
     calls = [asyncio.create_task(service(Request("GET", URL))) for _ in range(3)]
     await settle()
-    deadline = asyncio.get_running_loop().time() + 0.01
-    with pytest.raises(ConcurrencyLimitExceeded, match="after waiting"):
-        await service(Request("GET", URL, deadline=deadline))
+    with pytest.raises(ConcurrencyLimitExceeded, match=r"after waiting 0\.05s"):
+        await service(Request("GET", URL, deadline=clock.now() + 0.05))
     assert layer.waiting == 0
     for future in gate.waiting:
         future.set_result(None)
