@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from lamina import HTTPStatusError, Request
-from lamina.layers.cache import CacheLayer
+from lamina.layers.cache import CacheLayer, MemoryCacheStore
 from lamina.layers.parse import ParseLayer
 from lamina.testing import LocalServer, ManualClock, RecordedRequest
 
@@ -289,3 +289,30 @@ async def test_a_background_refresh_is_not_bound_by_the_callers_timeout(
     state["delay"] = 0.0
     fresh = await svc(get(lamina_server, "/review/slow-refresh"))
     assert (fresh.stale, fresh.value) == (False, {"version": 2})
+
+
+async def test_a_304_for_an_entry_evicted_meanwhile_serves_and_stores_it_again(
+    lamina_server: LocalServer, transport_factory: Any
+) -> None:
+    clock = ManualClock()
+    layer = CacheLayer(ttl=60, clock=clock)
+    store = layer.store
+    assert isinstance(store, MemoryCacheStore)
+
+    def origin(req: RecordedRequest) -> tuple[int, Any, dict[str, str]]:
+        headers = {"ETag": '"e1"', "Cache-Control": "max-age=10"}
+        if req.headers.get("if-none-match") == '"e1"':
+            store.clear_nowait()  # evicted while the conditional request is out
+            return 304, b"", headers
+        return 200, {"e": 1}, headers
+
+    lamina_server.route("/review/evict", origin)
+    svc = layer.wrap(ParseLayer().wrap(transport_factory()))
+    await svc(get(lamina_server, "/review/evict"))
+    clock.advance(11)
+    revalidated = await svc(get(lamina_server, "/review/evict"))
+    assert (revalidated.from_cache, revalidated.value) == (True, {"e": 1})
+    assert len(store) == 1  # stored again from the 304
+    again = await svc(get(lamina_server, "/review/evict"))
+    assert (again.from_cache, again.value) == (True, {"e": 1})
+    assert len(lamina_server.requests("/review/evict")) == 2  # the 200 and the 304
