@@ -617,3 +617,35 @@ async def test_no_hedge_is_sent_in_the_last_millisecond_before_the_deadline() ->
     assert len(upstream.attempts) == 1
     with pytest.raises(lamina.TimeoutError, match="deadline"):
         await call
+
+
+async def test_a_first_attempts_409_does_not_win_once_a_hedge_holds_the_key() -> None:
+    # the first attempt can reach the server after its hedge (a slow connection): then
+    # it is the one told the key is in use, and the hedge's answer is the call's
+    clock = ManualClock()
+    upstream = Upstream()
+    service = HedgeLayer(0.1, clock=clock).wrap(upstream)
+    call = asyncio.create_task(
+        service(Request("POST", URL, headers={"Idempotency-Key": "k"}, json={}))
+    )
+    await settle()
+    clock.advance(0.1)
+    await settle()
+    upstream.answer(0, status=409)
+    await settle()
+    assert not call.done()
+    upstream.answer(1)
+    assert (await call).content == b"1"
+
+
+async def test_a_409_before_any_hedge_is_the_answer() -> None:
+    clock = ManualClock()
+    upstream = Upstream()
+    service = HedgeLayer(0.1, clock=clock).wrap(upstream)
+    call = asyncio.create_task(
+        service(Request("POST", URL, headers={"Idempotency-Key": "k"}, json={}))
+    )
+    await settle()
+    upstream.answer(0, status=409)  # another call of the caller's holds the key
+    assert (await call).status_code == 409
+    assert len(upstream.attempts) == 1

@@ -87,8 +87,8 @@ class HedgeLayer:
     does not win: the next hedge is sent at once and the other attempts go on; when
     all have failed, the last failure is the call's outcome. Only idempotent methods
     are hedged (GET, HEAD, OPTIONS, PUT, DELETE, TRACE) and a POST or PATCH carrying an
-    ``Idempotency-Key`` header (a hedge's 409, the key in use by the first attempt,
-    does not win); any other call passes through untouched.
+    ``Idempotency-Key`` header (once a hedge is out, a 409, the key in use by another
+    attempt, does not win); any other call passes through untouched.
 
     Place it below the retry layer and the circuit breaker (one call to them) and above
     the timeout and tracing layers, so that every attempt has its own timeout and its
@@ -244,7 +244,7 @@ class HedgeService:
                 for task in [t for t in running if t in done]:
                     running.discard(task)
                     number, start = started[task]
-                    if self._good(task, number, keyed):
+                    if self._good(task, keyed and sent > 1):
                         if latency is not None:
                             now = clock.now()
                             latency.add(now - start)
@@ -273,13 +273,13 @@ class HedgeService:
         finally:
             await _cancel_all(running, timer)
 
-    def _good(self, task: _Attempt, number: int, keyed: bool) -> bool:
+    def _good(self, task: _Attempt, key_shared: bool) -> bool:
         if task.cancelled() or task.exception() is not None:
             return False
         status = task.result().status_code
-        if status == 409 and number and keyed:
-            # the key is in use: by the first attempt, still running (the IETF
-            # Idempotency-Key draft's answer to a concurrent duplicate), not an answer
+        if status == 409 and key_shared:
+            # the key is in use, by another attempt of this call that reached the server
+            # first (the IETF Idempotency-Key draft's answer to a concurrent duplicate)
             return False
         return status not in self.config.hedge_on
 
