@@ -103,3 +103,43 @@ def test_validate_prints_every_error(tmp_path: Path) -> None:
     assert any(line.startswith("error: endpoints[0].timout:") for line in lines)
     assert any("amount > `100`" in line for line in lines)
     assert any(LONG in line for line in lines)
+
+
+def test_every_bad_layer_and_a_duplicate_names_own_errors_are_reported() -> None:
+    """A bad first layer hid the others; a duplicate name hid its endpoint's unknown
+    dependency (its depends_on was dropped with the rename): a second pass found them."""
+    data = {
+        "layers": [{"retry": {"attempts": 0}}, "nosuchlayer", {"timeout": {"seconds": -1}}],
+        "endpoints": [
+            {"name": "a", "url": "https://x/a"},
+            {"name": "a", "url": "https://x/b", "depends_on": ["zzz"]},
+        ],
+    }
+    with pytest.raises(ConfigError) as caught:
+        config_from_dict(data)
+    found = _errors(caught.value)
+    for index in range(3):
+        assert any(f.startswith(f"layers[{index}]") for f in found), found
+    assert "endpoints[1].name" in found
+    assert "'zzz'" in found.get("endpoints[1].depends_on", ""), found
+
+
+def test_more_errors_than_shown_are_counted_not_dropped_silently(tmp_path: Path) -> None:
+    """A flow with hundreds of mistakes shows the first 50 and says how many it left out."""
+    endpoints = "".join(
+        f"  - name: e{i}\n    url: http://x/{i}\n    timeout: -1\n    bogus: 1\n" for i in range(60)
+    )
+    path = tmp_path / "flow.yaml"
+    path.write_text(f"endpoints:\n{endpoints}", encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_flow(path, env={})
+    assert len(caught.value.errors) == 50  # type: ignore[attr-defined]
+    assert caught.value.omitted == 70  # type: ignore[attr-defined]
+    done = subprocess.run(
+        [sys.executable, "-m", "lamina.cli", "validate", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1] == "120 errors (the first 50 shown)"

@@ -145,7 +145,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         errors = getattr(exc, "errors", None) or [exc]  # a flow's mistakes, every one
         for error in errors:
             print(_error_line(error), file=sys.stderr)
-        if len(errors) > 1:
+        omitted = getattr(exc, "omitted", 0)
+        if omitted:
+            print(
+                f"{len(errors) + omitted} errors (the first {len(errors)} shown)", file=sys.stderr
+            )
+        elif len(errors) > 1:
             print(f"{len(errors)} errors", file=sys.stderr)
         return 2
     except UsageError as exc:

@@ -140,7 +140,9 @@ def config_from_dict(
             raise
         hidden = hidden_values(found)
         scrubbed = [_scrubbed(e, hidden) for e in errors_of(exc)]
-        raise (scrubbed[0] if len(scrubbed) == 1 else FlowErrors(scrubbed)) from None
+        if len(scrubbed) == 1:
+            raise scrubbed[0] from None
+        raise FlowErrors(scrubbed, omitted=getattr(exc, "omitted", 0)) from None
 
 
 def _scrubbed(exc: ConfigError, values: set[str]) -> ConfigError:
@@ -187,7 +189,7 @@ def _build(
     else:
         info.transport = transport
     if data.get("layers") is not None:
-        info.layers = problems.attempt(lambda: parse_layers(data["layers"], allow_imports=importer))
+        info.layers = _layers(data["layers"], importer, problems)
     if not endpoints:
         return None
     config = narrowing(
@@ -204,6 +206,25 @@ def _build(
     return config
 
 
+def _layers(raw: Any, importer: Importer, problems: Problems) -> list[Any] | None:
+    """The ``layers:`` specs, each entry checked on its own so every bad one is reported."""
+    if isinstance(raw, str) or not isinstance(raw, list):
+        return problems.attempt(parse_layers, raw, allow_imports=importer)
+    specs: list[Any] = []
+    failed = False
+    for index, entry in enumerate(raw):
+        try:
+            specs += parse_layers([entry], allow_imports=importer)
+        except ConfigError as exc:
+            failed = True
+            for error in errors_of(exc):
+                field = error.field or "layers[0]"
+                message = error.message.removeprefix(f"{field}: ")
+                where = f"layers[{index}]" + field.removeprefix("layers[0]")
+                problems.add(ConfigError(message, field=where))
+    return None if failed else specs
+
+
 def _drop_config_field(kwargs: dict[str, Any], exc: ConfigError) -> bool:
     """Take the field ``exc`` names out of the config's arguments (an endpoint's
     ``depends_on`` or a duplicate ``name``: that endpoint's)."""
@@ -214,12 +235,11 @@ def _drop_config_field(kwargs: dict[str, Any], exc: ConfigError) -> bool:
         endpoints = list(kwargs["endpoints"])
         if not 0 <= index < len(endpoints) or not isinstance(endpoints[index], APIEndpoint):
             return False
-        rename = field.endswith(".name")
-        endpoints[index] = dataclasses.replace(
-            endpoints[index],
-            depends_on=None,
-            **({"name": f"endpoints[{index}]"} if rename else {}),
-        )
+        if field.endswith(".name"):  # a duplicate: renamed, its dependencies still checked
+            changes: dict[str, Any] = {"name": f"endpoints[{index}]"}
+        else:
+            changes = {"depends_on": None}
+        endpoints[index] = dataclasses.replace(endpoints[index], **changes)
         kwargs["endpoints"] = endpoints
         return True
     if top is not None and top in kwargs and top != "endpoints":

@@ -146,7 +146,8 @@ def load_flow(
                 raise
             raise located[0][1] from None
         located.sort(key=lambda pair: pair[0])  # in file order
-        raise FlowErrors(error for _, error in located) from None
+        omitted = getattr(exc, "omitted", 0)
+        raise FlowErrors((error for _, error in located), omitted=omitted) from None
 
 
 def _located(exc: ConfigError, node: yaml.Node, name: str) -> tuple[int, ConfigError]:

@@ -23,14 +23,17 @@ MAX_ERRORS = 50
 class FlowErrors(ConfigError):
     """More than one thing is wrong with a flow: :attr:`errors` holds each, in file order,
     every one a :class:`lamina.ConfigError` with its ``field`` (and, from a YAML file,
-    its line). ``field`` and the first line of the message are the first error's."""
+    its line). ``field`` and the first line of the message are the first error's.
+    At most :data:`MAX_ERRORS` are kept; :attr:`omitted` counts the ones left out."""
 
-    def __init__(self, errors: Iterable[ConfigError]) -> None:
+    def __init__(self, errors: Iterable[ConfigError], *, omitted: int = 0) -> None:
         self.errors = list(errors)
+        self.omitted = omitted
         first = self.errors[0]
         head = _bare(first)
         rest = [str(e) for e in self.errors[1:]]
-        super().__init__("\n".join([head, *rest]), field=first.field)
+        more = [f"... and {omitted} more error(s) not shown"] if omitted else []
+        super().__init__("\n".join([head, *rest, *more]), field=first.field)
 
 
 def _bare(exc: ConfigError) -> str:
@@ -53,6 +56,7 @@ class Problems:
 
     def __init__(self) -> None:
         self.errors: list[ConfigError] = []
+        self.omitted = 0  # errors past MAX_ERRORS, counted only
         self.blocked: list[str] = []  # fields whose ${VAR} failed: their later errors are noise
 
     def add(self, exc: ConfigError) -> None:
@@ -66,6 +70,8 @@ class Problems:
                 continue
             if len(self.errors) < MAX_ERRORS:
                 self.errors.append(error)
+            else:
+                self.omitted += 1
 
     def block(self, field: str) -> None:
         """Report nothing more under ``field`` (its value is not what the author meant)."""
@@ -84,7 +90,7 @@ class Problems:
         if len(self.errors) == 1:
             raise self.errors[0]
         if self.errors:
-            raise FlowErrors(self.errors)
+            raise FlowErrors(self.errors, omitted=self.omitted)
 
     def __bool__(self) -> bool:
         return bool(self.errors)
