@@ -55,6 +55,7 @@ def run_rounds(layer: AdaptiveConcurrencyLayer, clock: ManualClock, rounds: int)
         ({"min_rtt_samples": 0}, "min_rtt_samples"),
         ({"max_wait": -1}, "max_wait"),
         ({"random": 42}, "random"),  # a seed where a Random is due: it failed at run time
+        ({"clock": 5}, "clock"),  # accepted, then failed mid-call
     ],
 )
 def test_bad_options_fail_at_construction(options: dict[str, Any], field: str) -> None:

@@ -79,6 +79,7 @@ def recorded(request: Request, events: list[tuple[str, dict[str, Any]]]) -> Requ
         ({"min_samples": 50, "window": 10}, "window"),
         ({"hedge_on": "503"}, "hedge_on"),
         ({"hedge_on": [700]}, "hedge_on"),
+        ({"clock": 5}, "clock"),  # accepted, then failed mid-call
     ],
 )
 def test_bad_options_fail_at_construction(options: dict[str, Any], field: str) -> None:

@@ -120,6 +120,8 @@ class AdaptiveConcurrencyLayer:
         )
         self.per_endpoint = check.flag(per_endpoint, "per_endpoint")
         self._endpoints: dict[str | None, AdaptiveConcurrencyLayer] = {}
+        if clock is not None and not isinstance(clock, Clock):
+            raise ConfigError("must have now() and sleep()", field="clock")
         self.clock = clock or default_clock
         if random is not None and not callable(getattr(random, "uniform", None)):
             raise ConfigError(

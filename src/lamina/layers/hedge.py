@@ -139,6 +139,8 @@ class HedgeLayer:
         self.hedge_on = frozenset(
             DEFAULT_RETRY_ON if hedge_on is None else check.status_codes(hedge_on, "hedge_on")
         )
+        if clock is not None and not isinstance(clock, Clock):
+            raise ConfigError("must have now() and sleep()", field="clock")
         self.clock = clock or default_clock
 
     def current_delay(self, endpoint: str | None = None) -> float | None:
