@@ -169,3 +169,10 @@ def test_a_limits_status_names_its_units(manual_clock: ManualClock) -> None:
     assert repr(RateLimiter(3, window=0.5).status()) == (
         "LimitStatus(3 per 0.5 s burst=3, available=3, retry_after=0s, waiters=0)"
     )
+
+
+def test_a_name_with_limiters_is_refused_not_dropped() -> None:
+    """``name`` names the limit a rate builds; with ``limiters=`` it named nothing."""
+    with pytest.raises(ConfigError, match="name") as info:
+        RateLimitLayer(limiters=[Limiter(1)], name="users")
+    assert info.value.field == "limiters"

@@ -75,13 +75,14 @@ class RateLimitLayer:
             "per_hour": per_hour,
             "burst": burst,
             "backend": backend,
+            "name": name,
         }
         if limiters is not None:
             given = [field for field, value in spec.items() if value is not None]
             if given:
                 raise ConfigError(
                     f"give either limiters= or a rate, not both ({', '.join(given)} "
-                    "would build another limit)",
+                    "configure the limit built from a rate; limiters= bring their own)",
                     field="limiters",
                 )
             found = as_limiters(limiters)
