@@ -43,14 +43,8 @@ EVENT_KINDS: Mapping[str, str] = {
     "cache.hit": "cache_hits",
     "cache.stale": "cache_stale",
     "cache.miss": "cache_misses",
-    "cache.revalidated": "cache_revalidations",
-    "cache.skip": "cache_skips",
     "breaker.rejected": "breaker_rejections",
     "ratelimit.wait": "ratelimit_waits",
-    "hedge.sent": "hedges",
-    "adaptive.rejected": "adaptive_rejections",
-    "fallback.used": "fallbacks",
-    "chaos.injected": "chaos_injections",
 }
 
 
@@ -192,10 +186,19 @@ class IOMetrics(EndpointMetrics):
 
     def record_request(self, name: str, latency: float = 0.0, *, success: bool = True) -> None:
         """Record one finished request to ``name`` taking ``latency`` ms."""
-        error = None if success else "error"
-        with self._lock:
-            self._add(latency, error)
-            self._for(name)._add(latency, error)
+        if not success:
+            self.record_error(name, "error", latency=latency)
+            return
+        with self._lock:  # EndpointMetrics._add's success path, inlined for both
+            stats = self._endpoints.get(name) or self._for(name)
+            self.requests += 1
+            self.latency_total += latency
+            self.latency_count += 1
+            self.samples.append(latency)
+            stats.requests += 1
+            stats.latency_total += latency
+            stats.latency_count += 1
+            stats.samples.append(latency)
 
     def record_error(
         self, name: str, error_type: str = "error", *, latency: float | None = None
@@ -253,7 +256,7 @@ class OtelInstruments:
       semantic-convention attributes;
     * ``lamina.call.duration`` (histogram, s) per logical call, with
       ``lamina.endpoint``, ``lamina.outcome`` and ``error.type``;
-    * counters ``lamina.retries``, ``lamina.cache.hits``, ``lamina.cache.revalidations``,
+    * counters ``lamina.retries``, ``lamina.cache.hits``,
       ``lamina.breaker.rejections`` and ``lamina.ratelimit.waits``.
     """
 
@@ -312,11 +315,6 @@ class OtelInstruments:
             "cache_hits": meter.create_counter(
                 "lamina.cache.hits", unit="{hit}", description="Calls answered from the cache."
             ),
-            "cache_revalidations": meter.create_counter(
-                "lamina.cache.revalidations",
-                unit="{call}",
-                description="Stale cache entries confirmed by a 304 Not Modified.",
-            ),
             "breaker_rejections": meter.create_counter(
                 "lamina.breaker.rejections",
                 unit="{call}",
@@ -326,14 +324,6 @@ class OtelInstruments:
                 "lamina.ratelimit.waits",
                 unit="{wait}",
                 description="Calls that waited for a rate limiter.",
-            ),
-            "fallbacks": meter.create_counter(
-                "lamina.fallbacks", unit="{call}", description="Calls a fallback answered."
-            ),
-            "chaos_injections": meter.create_counter(
-                "lamina.chaos.injections",
-                unit="{injection}",
-                description="Faults, statuses and delays a chaos layer injected.",
             ),
         }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections import deque
 
 from .. import _validate as check
@@ -18,6 +19,11 @@ from .._errors import (
 from .._expiry import ATTEMPT_EXPIRY
 
 __all__ = ["TimeoutLayer", "TimeoutService"]
+
+if sys.version_info >= (3, 12):
+    _current_task = asyncio.current_task
+else:  # asyncio.current_task(loop) is a Python function on 3.11: its dict, directly
+    _current_task = asyncio.tasks._current_tasks.get  # type: ignore[attr-defined]
 
 
 class TimeoutLayer:
@@ -77,13 +83,21 @@ class TimeoutService:
         # What asyncio.timeout does, without its general machinery (about half the cost):
         # one loop timer that cancels this task; our own cancellation becomes TimeoutError.
         loop = running_loop()  # RuntimeError outside a running loop
-        task = asyncio.current_task(loop)
+        task = _current_task(loop)
         if task is None:
             raise RuntimeError("TimeoutLayer needs to run inside an asyncio task")
         when = loop.time() + limit
         expiry = _Expiry(task, when)
         handle = None
-        if cause == "deadline" or not self._queue(expiry, loop):
+        pending = self._pending
+        if (
+            cause != "deadline"
+            and loop is self._loop
+            and self._timer is not None
+            and len(pending) < _MAX_PENDING
+        ):
+            pending.append(expiry)  # the shared timer is armed on this loop: join it
+        elif cause == "deadline" or not self._queue(expiry, loop):
             handle = loop.call_at(when, expiry.fire)
         token = ATTEMPT_EXPIRY.set(when)
         try:
@@ -114,7 +128,9 @@ class TimeoutService:
         finally:
             ATTEMPT_EXPIRY.reset(token)
             if handle is None:
-                self._finished(expiry)
+                expiry.task = None  # done: drop the finished attempts at the head
+                while pending and pending[0].task is None:
+                    pending.popleft()
             else:
                 handle.cancel()
             if expiry.fired:  # fired, but the inner call finished or failed anyway
@@ -136,12 +152,6 @@ class TimeoutService:
         if self._timer is None:
             self._timer = loop.call_at(expiry.when, self._expire, loop)
         return True
-
-    def _finished(self, expiry: _Expiry) -> None:
-        expiry.task = None
-        pending = self._pending
-        while pending and pending[0].task is None:
-            pending.popleft()
 
     def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
         """The shared timer: cancel the attempts due by now, then wait for the next one."""
