@@ -1,6 +1,6 @@
 """lamina: composable middleware stacks and orchestration for async HTTP API calls."""
 
-from . import telemetry
+from . import events, telemetry
 from ._clock import Clock, LoopClock
 from ._core import Layer, Request, Response, Service, ServiceBuilder, layer_fn, service_fn
 from ._errors import (
@@ -36,6 +36,7 @@ from .backends import (
     RedisRateLimiter,
     resolve_backend,
 )
+from .client import Client
 from .flows import load_flow
 from .layers.cache import CacheEntry, CacheStore, MemoryCacheStore, MemoryStore
 from .layers.circuit_breaker import CircuitBreaker, CircuitState, StateChange
@@ -74,6 +75,7 @@ __all__ = [
     "CircuitBreaker",
     "CircuitOpenError",
     "CircuitState",
+    "Client",
     "Clock",
     "ConcurrencyLimitExceeded",
     "ConfigError",
@@ -126,6 +128,7 @@ __all__ = [
     "create_parallel_aggregator",
     "create_rest_api_orchestrator",
     "create_sequential_api_chain",
+    "events",
     "layer_fn",
     "load_flow",
     "resolve_backend",
