@@ -272,7 +272,7 @@ class LocalServer:
                 raise
             return
         status, body, headers = self._dispatch(req)
-        _write(writer, status, body, headers)
+        _write(writer, status, body, headers, head=req.method == "HEAD")
         await writer.drain()
 
     def _dispatch(self, req: RecordedRequest) -> Reply:
@@ -493,7 +493,15 @@ async def _read_request(reader: asyncio.StreamReader) -> RecordedRequest | None:
     )
 
 
-def _write(writer: asyncio.StreamWriter, status: int, body: Any, headers: dict[str, str]) -> None:
+def _write(
+    writer: asyncio.StreamWriter,
+    status: int,
+    body: Any,
+    headers: dict[str, str],
+    *,
+    head: bool = False,
+) -> None:
+    """One response; to a HEAD request, the headers a GET would get and no body."""
     if isinstance(body, bytes):
         data = body
         headers.setdefault("Content-Type", "application/octet-stream")
@@ -503,7 +511,7 @@ def _write(writer: asyncio.StreamWriter, status: int, body: Any, headers: dict[s
     else:
         data = json.dumps(body).encode()
         headers.setdefault("Content-Type", "application/json")
-    head = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}"]
-    head += [f"{k}: {v}" for k, v in headers.items()]
-    head.append(f"Content-Length: {len(data)}")
-    writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + data)
+    lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}"]
+    lines += [f"{k}: {v}" for k, v in headers.items()]
+    lines.append(f"Content-Length: {len(data)}")
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (b"" if head else data))
