@@ -59,3 +59,26 @@ def test_quiet_drops_the_value(cli: Cli, write_flow: WriteFlow, lamina_server: L
     assert done.returncode == 0, done.stderr
     assert "value:" not in done.stdout
     assert "good      ok" in done.stdout or "good  ok" in done.stdout
+
+
+def test_the_value_hides_what_the_requests_sent_as_secrets(
+    cli: Cli, write_flow: WriteFlow, lamina_server: LocalServer
+) -> None:
+    """A secret header or query value written in the flow itself (no ${ENV}) that the
+    upstream answers back (an echo, an API quoting the key) is not printed with the value,
+    neither after the table nor in --json: the run's requests name them secret."""
+    flow = write_flow(
+        f"""
+endpoints:
+  - name: a
+    url: {lamina_server.url}/echo?api_key=literal-qk-123&page=7
+    headers:
+      X-Api-Key: literal-key-123456
+"""
+    )
+    for args in ((), ("--json",)):
+        done = cli("run", str(flow), *args)
+        assert done.returncode == 0, done.stderr
+        assert '"page": "7"' in done.stdout  # the rest of the value is there
+        for secret in ("literal-key-123456", "literal-qk-123"):
+            assert secret not in done.stdout + done.stderr

@@ -270,6 +270,10 @@ def _show(args: argparse.Namespace, flow: Flow, outcome: Outcome) -> int:
         _write(sys.stderr, f"error: run stopped: {outcome.error}", flow.secrets)
     if report is None:
         return 1
+    # what the requests sent as secrets (headers, query values, user info), which an
+    # upstream may answer back into the value, besides the flow's ${ENV} values
+    sent = {s for r in report.endpoints.values() for s in r.secrets if len(s) >= MIN_SECRET}
+    secrets = sorted({*flow.secrets, *sent}, key=len, reverse=True)
     if args.report:
         from .report_html import write_html
 
@@ -293,9 +297,9 @@ def _show(args: argparse.Namespace, flow: Flow, outcome: Outcome) -> int:
             data_out["error"] = f"{type(outcome.error).__name__}: {outcome.error}"
         # Scrub the strings, then serialize: scrubbing the JSON text would hit its own
         # tokens (an ${ENV} value "true", "null" or "1234") and leave invalid JSON.
-        print(json.dumps(scrub_data(data_out, flow.secrets), indent=2, default=str), flush=True)
+        print(json.dumps(scrub_data(data_out, secrets), indent=2, default=str), flush=True)
     else:
-        value = [] if args.quiet else [_value_text(report.value, flow.secrets)]
+        value = [] if args.quiet else [_value_text(report.value, secrets)]
         text = "\n\n".join(
             [
                 *([report.chaos_banner()] if report.chaos else []),  # fault injection was on
@@ -307,7 +311,7 @@ def _show(args: argparse.Namespace, flow: Flow, outcome: Outcome) -> int:
                 f"{'ok' if report.ok and outcome.error is None else 'FAILED'}",
             ]
         )
-        _write(sys.stdout, text, flow.secrets)
+        _write(sys.stdout, text, secrets)
     return 0 if report.ok and outcome.error is None else 1
 
 
