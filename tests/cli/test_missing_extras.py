@@ -143,3 +143,44 @@ def test_an_installed_extra_that_fails_to_import_shows_the_real_error(
         require(("not_installed_pkg_xyz.sub",), "redis", "a Redis backend")
     assert "pip install 'lamina[redis]'" in str(caught.value)
     assert "no module named 'not_installed_pkg_xyz" in str(caught.value)
+
+
+def test_a_broken_transport_extra_shows_the_real_error() -> None:
+    """transport='aiohttp' with aiohttp installed but failing to import: the real error,
+    not 'needs: pip install' (and a missing one is a MissingExtra naming the extra)."""
+    script = """
+import sys
+
+class _Broken:
+    def find_spec(self, name, path=None, target=None):
+        if name == "aiohttp" or name.startswith("aiohttp."):
+            raise ImportError("cannot import name 'helpers' from partially initialized module")
+        return None
+
+sys.meta_path.insert(0, _Broken())
+from lamina import APIEndpoint, APIOrchestrationConfig, APIOrchestrator, MissingExtra
+config = APIOrchestrationConfig(endpoints=[APIEndpoint(name="a", url="http://127.0.0.1:9/")])
+try:
+    APIOrchestrator(config, transport="aiohttp")
+except MissingExtra as exc:
+    print(exc.field, exc)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("transport "), done.stdout
+    assert "cannot import name 'helpers'" in done.stdout
+    missing = _python(
+        """
+        from lamina import APIEndpoint, APIOrchestrationConfig, APIOrchestrator, MissingExtra
+        config = APIOrchestrationConfig(endpoints=[APIEndpoint(name="a", url="http://127.0.0.1:9/")])
+        try:
+            APIOrchestrator(config, transport="aiohttp")
+        except MissingExtra as exc:
+            print(exc.field, exc)
+        """,
+        "aiohttp",
+    )
+    assert missing.returncode == 0, missing.stderr
+    assert "pip install 'lamina[aiohttp]'" in missing.stdout

@@ -15,6 +15,7 @@ from .._clock import Clock
 from .._closeable import AsyncCloseable
 from .._core import Layer, Service, ServiceBuilder
 from .._errors import ConfigError, LaminaError, OrchestrationTimeout
+from .._extras import require
 from .._otel import TracerSource
 from ..layers.cache import CacheLayer
 from ..layers.call_tracing import CallTracingLayer
@@ -163,13 +164,9 @@ class APIOrchestrator(AsyncCloseable):
             option = self.default_transport
         if isinstance(option, str) and option != "httpx":
             module, name = _OPTIONAL_TRANSPORTS[option]
-            try:
-                cls = getattr(importlib.import_module(module, __package__), name)
-            except ImportError as exc:
-                raise ConfigError(
-                    f"transport={option!r} needs: pip install 'lamina[{option}]'",
-                    field="transport",
-                ) from exc
+            # a missing client is a MissingExtra naming the extra; a broken one, its error
+            require((option,), option, f"transport={option!r}", field="transport")
+            cls = getattr(importlib.import_module(module, __package__), name)
             owned: Service = cls(max_response_bytes=self.config.max_response_bytes)
             self._owned = owned
             return owned
