@@ -43,8 +43,14 @@ EVENT_KINDS: Mapping[str, str] = {
     "cache.hit": "cache_hits",
     "cache.stale": "cache_stale",
     "cache.miss": "cache_misses",
+    "cache.revalidated": "cache_revalidations",
+    "cache.skip": "cache_skips",
     "breaker.rejected": "breaker_rejections",
     "ratelimit.wait": "ratelimit_waits",
+    "hedge.sent": "hedges",
+    "adaptive.rejected": "adaptive_rejections",
+    "fallback.used": "fallbacks",
+    "chaos.injected": "chaos_injections",
 }
 
 
@@ -256,7 +262,7 @@ class OtelInstruments:
       semantic-convention attributes;
     * ``lamina.call.duration`` (histogram, s) per logical call, with
       ``lamina.endpoint``, ``lamina.outcome`` and ``error.type``;
-    * counters ``lamina.retries``, ``lamina.cache.hits``,
+    * counters ``lamina.retries``, ``lamina.cache.hits``, ``lamina.cache.revalidations``,
       ``lamina.breaker.rejections`` and ``lamina.ratelimit.waits``.
     """
 
@@ -315,6 +321,11 @@ class OtelInstruments:
             "cache_hits": meter.create_counter(
                 "lamina.cache.hits", unit="{hit}", description="Calls answered from the cache."
             ),
+            "cache_revalidations": meter.create_counter(
+                "lamina.cache.revalidations",
+                unit="{call}",
+                description="Stale cache entries confirmed by a 304 Not Modified.",
+            ),
             "breaker_rejections": meter.create_counter(
                 "lamina.breaker.rejections",
                 unit="{call}",
@@ -324,6 +335,14 @@ class OtelInstruments:
                 "lamina.ratelimit.waits",
                 unit="{wait}",
                 description="Calls that waited for a rate limiter.",
+            ),
+            "fallbacks": meter.create_counter(
+                "lamina.fallbacks", unit="{call}", description="Calls a fallback answered."
+            ),
+            "chaos_injections": meter.create_counter(
+                "lamina.chaos.injections",
+                unit="{injection}",
+                description="Faults, statuses and delays a chaos layer injected.",
             ),
         }
 
