@@ -65,6 +65,8 @@ def resolve_backend(value: object, *, field: str = "backend") -> Backend:
         return InMemoryBackend()
     if isinstance(value, str):
         if value.startswith(("redis://", "rediss://", "unix://")):
+            if not value.startswith("unix://"):
+                _check_host_port(value, field)
             require(REDIS_MODULES, "redis", "a Redis backend", field=field)
             from .redis import RedisBackend
 
@@ -78,3 +80,17 @@ def resolve_backend(value: object, *, field: str = "backend") -> Backend:
         f"must be 'memory', a redis:// URL or a backend object, got {type(value).__name__}",
         field=field,
     )
+
+
+def _check_host_port(url: str, field: str) -> None:
+    """A Redis URL whose host or port cannot be read is a ConfigError now, not a
+    ``ValueError`` on every call (the URL is not shown: it may hold a password)."""
+    from urllib.parse import urlsplit
+
+    try:
+        urlsplit(url).port  # noqa: B018 - reading it checks it
+    except ValueError as exc:
+        reason = "its port is not a number from 0 to 65535" if "ort" in str(exc) else str(exc)
+        raise ConfigError(
+            f"a Redis URL whose host or port is wrong: {reason} (URL not shown)", field=field
+        ) from None
