@@ -511,7 +511,12 @@ def _write(
     else:
         data = json.dumps(body).encode()
         headers.setdefault("Content-Type", "application/json")
-    lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}"]
-    lines += [f"{k}: {v}" for k, v in headers.items()]
-    lines.append(f"Content-Length: {len(data)}")
+    if status in (204, 304) or status < 200:  # no content by definition (RFC 9110)
+        data, head = b"", True
+        lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}"]
+        lines += [f"{k}: {v}" for k, v in headers.items() if k.lower() != "content-type"]
+    else:
+        lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}"]
+        lines += [f"{k}: {v}" for k, v in headers.items()]
+        lines.append(f"Content-Length: {len(data)}")
     writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (b"" if head else data))
