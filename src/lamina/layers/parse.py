@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import _validate as check
-from .._core import Request, Response, Service
+from .._core import Request, Response, Service, stack_repr
 from .._errors import ConfigError, HTTPStatusError, ParseError
 from .._redact import scrub_clip, secret_values
 from ..transports._shared import DEFAULT_MAX_RESPONSE_BYTES
@@ -57,6 +57,9 @@ class ParseService:
     """Service made by :class:`ParseLayer`."""
 
     __slots__ = ("config", "inner")
+
+    def __repr__(self) -> str:
+        return stack_repr(self)
 
     def __init__(self, inner: Service, config: ParseLayer) -> None:
         self.inner = inner

@@ -8,7 +8,7 @@ from collections import deque
 
 from .. import _validate as check
 from .._clock import Clock, default_clock, running_loop
-from .._core import Request, Response, Service
+from .._core import Request, Response, Service, stack_repr
 from .._errors import (
     ConnectTimeout,
     TimeoutError,
@@ -55,6 +55,9 @@ class TimeoutService:
     """
 
     __slots__ = ("_loop", "_pending", "_timer", "clock", "inner", "seconds")
+
+    def __repr__(self) -> str:
+        return stack_repr(self)
 
     def __init__(self, inner: Service, seconds: float | None, clock: Clock) -> None:
         self.inner = inner
