@@ -82,3 +82,20 @@ endpoints:
         assert '"page": "7"' in done.stdout  # the rest of the value is there
         for secret in ("literal-key-123456", "literal-qk-123"):
             assert secret not in done.stdout + done.stderr
+
+
+def test_a_note_cut_short_never_keeps_the_start_of_a_hidden_value(
+    cli: Cli, write_flow: WriteFlow, lamina_server: LocalServer
+) -> None:
+    """The note was cut to its cell before the flow's ${ENV} values were scrubbed from
+    the output: a hidden value straddling the cut lost its end, and its start (no longer
+    the whole value) was printed."""
+    token = "tokABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcdef"
+    flow = write_flow(
+        f"endpoints:\n  - name: a\n    url: {lamina_server.url}/status/500?q=${{API_TOKEN}}\n"
+        "    retry_count: 0\n"
+    )
+    done = cli("run", str(flow), "-q", env={"API_TOKEN": token})
+    assert done.returncode == 1
+    assert "HTTPStatusError: HTTP 500" in done.stdout
+    assert token[:8] not in done.stdout + done.stderr

@@ -303,7 +303,7 @@ def _show(args: argparse.Namespace, flow: Flow, outcome: Outcome) -> int:
         text = "\n\n".join(
             [
                 *([report.chaos_banner()] if report.chaos else []),  # fault injection was on
-                results_table(report, timelines),
+                results_table(report, timelines, secrets),
                 *value,
                 waterfall(report, timelines),
                 f"{report.mode} run: {report.duration * 1000:.0f} ms, "

@@ -55,24 +55,30 @@ def attempts(report: RunReport, name: str, timelines: Mapping[str, Timeline]) ->
 NOTE_CHARS = 100
 
 
-def error_note(report: EndpointReport, limit: int = NOTE_CHARS) -> str:
+def error_note(report: EndpointReport, limit: int = NOTE_CHARS, secrets: Iterable[str] = ()) -> str:
     """``Type: message`` of the endpoint's error on one line, scrubbed of its request's
-    secrets, without the ``[endpoint]`` prefix the row already shows, cut to ``limit``."""
+    secrets and of ``secrets`` (the flow's hidden values) before it is cut to ``limit``
+    (a value cut in two would no longer be found), without the ``[endpoint]`` prefix."""
     error = report.error
     if error is None:
         return ""
-    message = " ".join(scrub_clip(str(error), report.secrets, limit + 64).split())
+    hidden = report.secrets | frozenset(secrets) if secrets else report.secrets
+    message = " ".join(scrub_clip(str(error), hidden, limit + 64).split())
     prefix = f"[{report.name}] "
     message = message.removeprefix(prefix).removeprefix(f"{type(error).__name__}: ")
     note = f"{type(error).__name__}: {message}" if message else type(error).__name__
     return note if len(note) <= limit else note[: limit - 1].rstrip() + "…"
 
 
-def results_table(report: RunReport, timelines: Mapping[str, Timeline]) -> str:
-    """Endpoint, outcome, status, attempts, latency, cached and a note, one row each."""
+def results_table(
+    report: RunReport, timelines: Mapping[str, Timeline], secrets: Iterable[str] = ()
+) -> str:
+    """Endpoint, outcome, status, attempts, latency, cached and a note, one row each
+    (``secrets`` scrubbed from the notes before they are cut)."""
     rows = [["endpoint", "outcome", "status", "attempts", "latency", "cached", "note"]]
+    hidden = frozenset(secrets)
     for name, r in report.endpoints.items():
-        note = r.reason or error_note(r)
+        note = r.reason or error_note(r, secrets=hidden)
         rows.append(
             [
                 name,
