@@ -87,7 +87,5 @@ def test_a_layer_the_registry_does_not_know_is_shown_by_class() -> None:
         def wrap(self, inner: Any) -> Any:
             return Tag(inner)
 
-    stack = ServiceBuilder([CallTracingLayer(), TagLayer(), RetryLayer(attempts=2)]).service(
-        answer
-    )
+    stack = ServiceBuilder([CallTracingLayer(), TagLayer(), RetryLayer(attempts=2)]).service(answer)
     assert repr(stack) == "Stack(call_tracing -> Tag -> retry -> answer)"
