@@ -163,3 +163,35 @@ async def test_a_4xx_answer_seen_as_an_error_closes_a_half_open_breaker(
         report = await orchestrator.run()
     assert report.endpoints["down"].status_code == 404
     assert breaker.breaker("down").state == CircuitState.CLOSED
+
+
+async def test_an_answer_made_outside_the_added_parse_layer_is_still_judged(
+    lamina_server: LocalServer,
+) -> None:
+    """A layer that answers on its own (chaos injecting a 503, a user's short-circuit)
+    placed before a metrics or cache layer sat outside the added parse layer: its 503 was
+    recorded as ok with the value None. The status is still judged."""
+    from lamina.layers import ChaosLayer
+
+    class NotHere:
+        def wrap(self, inner: Service) -> Service:
+            async def call(request: Request) -> Response:
+                return Response(404, request=request)
+
+            return call  # type: ignore[return-value]
+
+    config = APIOrchestrationConfig(
+        endpoints=[APIEndpoint(name="e", url=f"{lamina_server.url}/json", retry_count=0)]
+    )
+    for layers, status in (
+        (lambda ep, cfg: [ChaosLayer(status=503, status_rate=1.0, seed=1), MetricsLayer()], 503),
+        (lambda ep, cfg: [NotHere(), MetricsLayer()], 404),
+    ):
+        async with APIOrchestrator(config, layers=layers) as orchestrator:
+            report = await orchestrator.run()
+        assert report.endpoints["e"].outcome == "failed"
+        assert report.endpoints["e"].status_code == status
+        assert type(report.endpoints["e"].error).__name__ == "HTTPStatusError"
+    # the usual lists are unchanged: one parse layer where the default stack has it
+    async with APIOrchestrator(config, layers=[MetricsLayer(), RetryLayer()]) as orchestrator:
+        assert (await orchestrator.run()).value["e"]["path"] == "/json"

@@ -13,14 +13,14 @@ from opentelemetry import trace
 
 from .._clock import Clock
 from .._closeable import AsyncCloseable
-from .._core import Layer, Service, ServiceBuilder
-from .._errors import ConfigError, LaminaError, OrchestrationTimeout
+from .._core import Layer, Request, Response, Service, ServiceBuilder
+from .._errors import ConfigError, HTTPStatusError, LaminaError, OrchestrationTimeout
 from .._extras import require
 from .._otel import TracerSource
 from ..layers.cache import CacheLayer
 from ..layers.call_tracing import CallTracingLayer
 from ..layers.chaos import with_env_chaos
-from ..layers.fallback import FallbackLayer
+from ..layers.fallback import FallbackLayer, FallbackResponse
 from ..layers.metrics import MetricsLayer
 from ..layers.parse import ParseLayer
 from ..metrics import IOMetrics
@@ -354,7 +354,42 @@ def with_parse(
         max_response_bytes=config.max_response_bytes,
     )
     at = 1 + max((i for i, lay in enumerate(layers) if isinstance(lay, OUTSIDE_PARSE)), default=-1)
-    return [*layers[:at], parse, *layers[at:]]
+    stack = [*layers[:at], parse, *layers[at:]]
+    if any(not isinstance(layer, OUTSIDE_PARSE) for layer in layers[:at]):
+        # a layer outside the parse layer may answer on its own (chaos injecting a 503):
+        # that answer's status is judged too, as the parse layer would
+        stack.insert(0, StatusCheckLayer())
+    return stack
+
+
+class StatusCheckLayer:
+    """Refuses a non-2xx answer that reached it unparsed with :class:`lamina.HTTPStatusError`
+    (what :class:`~lamina.layers.ParseLayer` does): :func:`with_parse` puts it outermost
+    when a layer of the list sits outside the parse layer it added."""
+
+    __slots__ = ()
+
+    def wrap(self, inner: Service) -> Service:
+        return _StatusCheckService(inner)
+
+    def __repr__(self) -> str:
+        return "StatusCheckLayer()"
+
+
+class _StatusCheckService:
+    __slots__ = ("inner",)
+
+    def __init__(self, inner: Service) -> None:
+        self.inner = inner
+
+    async def __call__(self, request: Request) -> Response:
+        response = await self.inner(request)
+        if not response.is_success and not isinstance(response, FallbackResponse):
+            raise HTTPStatusError.from_response(response)
+        return response
+
+    def __repr__(self) -> str:
+        return f"<StatusCheck -> {self.inner!r}>"
 
 
 async def _close_at_shutdown(owned: Any) -> AsyncGenerator[None, None]:
