@@ -64,7 +64,9 @@ class Leaks:
 
 @contextmanager
 def watch_leaks() -> Iterator[Leaks]:
-    """Record ResourceWarnings and unraisable exceptions (a collection runs at the end)."""
+    """Record ResourceWarnings and unraisable exceptions (a collection runs at the end);
+    earlier tests' garbage is collected first, so it is not counted here."""
+    gc.collect()
     leaks = Leaks()
     hook = sys.unraisablehook
 

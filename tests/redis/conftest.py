@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
 import signal
 import socket
@@ -311,8 +312,14 @@ class Worker:
             bufsize=1,
         )
 
-    def wait_ready(self) -> None:
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        """Bounded on its own: the tests using ``workers`` time their calls only (a loaded
+        machine may take tens of seconds to start ten interpreters)."""
         assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        if not ready:
+            self.proc.kill()
+            raise RuntimeError(f"worker not ready within {timeout:g}s")
         line = self.proc.stdout.readline()
         if not line.startswith('{"ready"'):
             raise RuntimeError(f"worker did not start: {line!r}")

@@ -6,13 +6,16 @@ server's clock, so virtual time cannot reach them.
 
 from __future__ import annotations
 
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
 
 import pytest
 
 import redis
-from lamina.testing import LocalServer
+from lamina.testing import LocalServer, RecordedRequest
+from lamina.testing.server import Reply
 
 from .conftest import Workers
 
@@ -22,7 +25,7 @@ def command(redis_url: str, prefix: str, stack: dict[str, Any], url: str, **extr
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(40)
+@pytest.mark.timeout(40, func_only=True)
 def test_four_processes_share_one_rate_limit(
     workers: Workers, redis_url: str, prefix: str, lamina_server: LocalServer
 ) -> None:
@@ -48,7 +51,7 @@ def test_four_processes_share_one_rate_limit(
     assert span >= 0.8 * seconds  # the run lasted about as long as asked (loose: shared machines)
 
 
-@pytest.mark.timeout(30)
+@pytest.mark.timeout(30, func_only=True)
 def test_ten_processes_failing_at_once_open_at_exactly_threshold(
     workers: Workers,
     redis_url: str,
@@ -71,7 +74,8 @@ def test_ten_processes_failing_at_once_open_at_exactly_threshold(
     assert sync_redis.pttl(f"{prefix}:v1:breaker:{{payments}}") > 0
 
 
-@pytest.mark.timeout(30)
+# func_only (every test here): the 10 workers start once per session, not on its clock
+@pytest.mark.timeout(30, func_only=True)
 def test_breaker_opened_in_one_process_rejects_in_others_then_one_probe(
     workers: Workers,
     redis_url: str,
@@ -79,35 +83,65 @@ def test_breaker_opened_in_one_process_rejects_in_others_then_one_probe(
     sync_redis: redis.Redis,
     lamina_server: LocalServer,
 ) -> None:
-    stack = {"breaker": {"threshold": 3, "timeout": 1.0, "name": "search"}}
+    # A long timeout: the breaker cannot half-open while the others are asked (with 1 s it
+    # did, on a loaded machine); the test then moves the open period into the past.
+    timeout = 30.0
+    stack = {"breaker": {"threshold": 3, "timeout": timeout, "name": "search"}}
+    key = f"{prefix}:v1:breaker:{{search}}"
     fail = lamina_server.url_for("/status/500")
     # process A: three failures open the breaker
     (a,) = workers.run([0], command(redis_url, prefix, stack, fail, n=3))
     assert a["results"] == ["ok:500:0"] * 3
-    assert sync_redis.hget(f"{prefix}:v1:breaker:{{search}}", "state") == b"open"
+    assert sync_redis.hget(key, "state") == b"open"
 
     # processes B..: rejected without touching the upstream
-    slow_ok = lamina_server.url_for("/json?ms=300")
-    others = workers.run([1, 2, 3, 4], command(redis_url, prefix, stack, slow_ok, n=2))
+    probe_path = "/multiprocess-held-probe"
+    held = lamina_server.url_for(probe_path)
+    others = workers.run([1, 2, 3, 4], command(redis_url, prefix, stack, held, n=2))
     assert all(r["results"] == ["CircuitOpenError"] * 2 for r in others)
-    assert lamina_server.hits("/json") == 0
+    assert lamina_server.hits(probe_path) == 0
 
-    # after the timeout: 5 processes x 2 calls at the same instant -> exactly one probe
-    opened_at = time.time()
-    cmd = command(redis_url, prefix, stack, slow_ok, n=2, at=opened_at + 1.2)
-    replies = workers.run([0, 1, 2, 3, 4], cmd)
+    # the timeout passes (on the Redis server's clock, which the breaker uses)
+    seconds, micros = sync_redis.time()
+    sync_redis.hset(key, "opened", str(seconds * 1_000_000 + micros - int(timeout * 1e6) - 1))
+
+    # 5 processes x 2 calls at the same instant -> exactly one probe. The upstream holds
+    # the probe until the other processes have answered, so every other call is made
+    # while it is in flight, however late a loaded machine runs a process.
+    release = threading.Event()
+
+    def hold(req: RecordedRequest) -> Reply:
+        release.wait(20)
+        return 200, {"probe": True}, {}
+
+    lamina_server.route(probe_path, hold)
+    team = [workers.all[i] for i in range(5)]
+    cmd = command(redis_url, prefix, stack, held, n=2, at=time.time() + 0.3)
+    for worker in team:
+        worker.send(cmd)
+    with ThreadPoolExecutor(len(team)) as pool:
+        pending = [pool.submit(worker.receive) for worker in team]
+        try:
+            for answered, _ in enumerate(as_completed(pending, timeout=20), 1):
+                if answered == len(team) - 1:  # all but the probe's process
+                    break
+        except TimeoutError:
+            pass  # fewer answered (a second probe held too): the counts below fail
+        finally:
+            release.set()
+        replies = [future.result(timeout=20) for future in pending]
     results = [x for r in replies for x in r["results"]]
     assert results.count("ok:200:0") == 1
     assert results.count("CircuitOpenError") == 9
-    assert lamina_server.hits("/json") == 1
-    assert sync_redis.hget(f"{prefix}:v1:breaker:{{search}}", "state") == b"closed"
+    assert lamina_server.hits(probe_path) == 1
+    assert sync_redis.hget(key, "state") == b"closed"
 
     # closed again everywhere
-    (again,) = workers.run([5], command(redis_url, prefix, stack, slow_ok, n=2))
+    (again,) = workers.run([5], command(redis_url, prefix, stack, held, n=2))
     assert again["results"] == ["ok:200:0"] * 2
 
 
-@pytest.mark.timeout(30)
+@pytest.mark.timeout(30, func_only=True)
 def test_cache_entry_from_one_process_is_a_hit_in_another_and_invalidation_is_shared(
     workers: Workers,
     redis_url: str,

@@ -137,7 +137,12 @@ async def test_every_fallback_is_counted_and_each_outage_logged_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="lamina")
-    backend = RedisBackend(secret_url(locked_redis), prefix="lamina-test-out", retry_interval=0.1)
+    # The outages here are a stopped server (refused at once); a generous timeout keeps a
+    # loaded machine, where redis-server may wait longer than 0.25 s for a CPU, from
+    # counting a spurious outage of its own (seen: 3 episodes instead of 2).
+    backend = RedisBackend(
+        secret_url(locked_redis), prefix="lamina-test-out", retry_interval=0.1, timeout=2.0
+    )
     spans = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(spans))
@@ -214,19 +219,31 @@ async def test_redis_frozen_or_killed_mid_run_never_fails_or_hangs_a_call(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING, logger="lamina")
-    backend = RedisBackend(spare_redis.url, prefix="lamina-test-mid", max_connections=4)
+    # timeout=1.0, not 0.25: no spurious outage while a loaded machine keeps redis-server
+    # waiting for a CPU before the strike (outages == 1 below).
+    backend = RedisBackend(
+        spare_redis.url, prefix="lamina-test-mid", max_connections=4, timeout=1.0
+    )
+    # The deadline tells a hang (a call waiting on the frozen Redis until the deadline
+    # fails its run) from a slow machine. It was 3 s: below what a Redis call may take by
+    # design on a busy loop (PATIENCE x timeout), and failing on a loaded 2-core machine
+    # where the 240 runs' 1 s of CPU took 15 s. What an outage costs is pinned below by
+    # counts, which no load changes.
     config = APIOrchestrationConfig(
         endpoints=[APIEndpoint(name="e", url=lamina_server.url_for("/json?ms=20&i={i}"))],
         global_rate_limit=100_000,
         cache_ttl=30,
-        total_timeout=3.0,  # every run must finish within its deadline, on the fallback
+        total_timeout=25.0,
         max_concurrent=1,
         backend=backend,
     )
-    runs, at_once = 240, 60
+    runs, at_once, strike_after = 240, 60, 60
     slots = asyncio.Semaphore(at_once)
     loop = asyncio.get_running_loop()
     durations: list[float] = []
+
+    def strike() -> None:
+        spare_redis.freeze() if outage == "frozen" else spare_redis.stop()
 
     async with APIOrchestrator(config, transport=transport) as orch:
 
@@ -235,18 +252,18 @@ async def test_redis_frozen_or_killed_mid_run_never_fails_or_hangs_a_call(
                 started = loop.time()
                 report = await orch.run({"i": i})
                 durations.append(loop.time() - started)
+                if len(durations) == strike_after:  # Redis has answered; calls are in flight
+                    strike()
                 return report
 
-        def strike() -> None:
-            spare_redis.freeze() if outage == "frozen" else spare_redis.stop()
-
-        loop.call_later(0.15, strike)  # Redis calls are in flight at that moment
+        started = loop.time()
         try:
-            async with asyncio.timeout(20):
+            async with asyncio.timeout(45):
                 reports = await asyncio.gather(*(one(i) for i in range(runs)))
         finally:
             if outage == "frozen":
                 spare_redis.thaw()
+        elapsed = loop.time() - started
 
     outcomes = [r.endpoints["e"].outcome for r in reports]
     assert outcomes == ["ok"] * runs  # none failed, none hit total_timeout
@@ -254,6 +271,9 @@ async def test_redis_frozen_or_killed_mid_run_never_fails_or_hangs_a_call(
     assert lamina_server.hits("/json") == runs
     assert backend.outages == 1
     assert backend.fallbacks > 0
+    # An outage costs nothing per call: only the calls in flight at the strike (one per
+    # pooled connection) and one probe per retry_interval afterwards asked the dead Redis.
+    assert 1 <= backend.errors <= backend.max_connections + 1 + elapsed / backend.retry_interval
     warnings = [r for r in caplog.records if "unavailable" in r.getMessage()]
     assert len(warnings) == 1
 
