@@ -46,6 +46,18 @@ _OPTIONAL_TRANSPORTS = {
 }
 
 TransportOption = Service | httpx.AsyncBaseTransport | str | None
+#: ``params`` as httpx takes them: a mapping, ``(name, value)`` pairs or a query string.
+ParamsOption = Mapping[str, Any] | Sequence[tuple[str, Any]] | str | None
+
+
+class _UseClientDefault:
+    """A call's ``timeout`` when omitted: the client's (``None`` means no timeout)."""
+
+    def __repr__(self) -> str:
+        return "USE_CLIENT_DEFAULT"
+
+
+USE_CLIENT_DEFAULT = _UseClientDefault()
 
 
 def default_layers(*, clock: Clock | None = None, metrics: IOMetrics | None = None) -> list[Layer]:
@@ -85,16 +97,14 @@ class Client(AsyncCloseable):
         transport: TransportOption = None,
         base_url: str = "",
         headers: HeaderSource = None,
-        params: Mapping[str, Any] | None = None,
+        params: ParamsOption = None,
         timeout: float | None = None,
         clock: Clock | None = None,
     ) -> None:
         self.clock = clock or default_clock
         self.base_url = _base_url(base_url)
         self.headers = Headers(headers)
-        if params is not None and not isinstance(params, Mapping):
-            raise ConfigError("must be a mapping of query parameters", field="params")
-        self.params: dict[str, Any] = dict(params or {})
+        self.params: dict[str, Any] = _params(params)
         self.timeout = _timeout(timeout)
         self.metrics = IOMetrics()
         if layers is None:
@@ -121,11 +131,11 @@ class Client(AsyncCloseable):
         method: str,
         url: str,
         *,
-        params: Mapping[str, Any] | None = None,
+        params: ParamsOption = None,
         headers: HeaderSource = None,
         json: Any = None,
         content: bytes | str | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109 (httpx's per-call timeout)
+        timeout: float | _UseClientDefault | None = USE_CLIENT_DEFAULT,  # noqa: ASYNC109
         endpoint: str | None = None,
         extensions: dict[str, Any] | None = None,
     ) -> Response:
@@ -133,7 +143,8 @@ class Client(AsyncCloseable):
 
         ``endpoint`` names the call for the breaker, metrics and spans (default: the
         URL's origin, so each upstream host has its own breaker). ``timeout`` bounds
-        the whole call in seconds; ``extensions`` reach every layer.
+        the whole call in seconds (omitted: the client's; ``None``: no bound);
+        ``extensions`` reach every layer.
         """
         if self._closed:
             raise RuntimeError("the client is closed: open a new one")
@@ -142,10 +153,12 @@ class Client(AsyncCloseable):
         full_url = self._url(url)
         merged_headers = self.headers
         if headers:
-            extra = headers if isinstance(headers, Headers) else Headers(headers)
-            merged_headers = merged_headers.copy_with(dict(extra.multi_items()))
-        merged_params = {**self.params, **params} if params else self.params
-        seconds = self.timeout if timeout is None else _timeout(timeout, "timeout")
+            # As httpx: a name the call gives replaces the client's, every value kept.
+            items = (headers if isinstance(headers, Headers) else Headers(headers)).multi_items()
+            kept = merged_headers.copy_with(remove=[name for name, _ in items])
+            merged_headers = Headers([*kept.multi_items(), *items])
+        merged_params = {**self.params, **_params(params)} if params else self.params
+        seconds = self.timeout if isinstance(timeout, _UseClientDefault) else _timeout(timeout)
         request = Request(
             method,
             full_url,
@@ -229,9 +242,37 @@ def _base_url(value: object) -> str:
         raise ConfigError(
             f"must be an absolute http(s) URL, got {redact_url(value)!r}", field="base_url"
         )
+    try:
+        parts.port  # noqa: B018 (raises ValueError for a port out of range or not a number)
+    except ValueError:
+        raise ConfigError("has a port that is not a number in 0-65535", field="base_url") from None
     if parts.query or parts.fragment:
         raise ConfigError("must not have a query or fragment (use params=)", field="base_url")
     return value if value.endswith("/") else value + "/"  # as httpx: paths join under it
+
+
+def _params(value: object) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if isinstance(value, Mapping) and not isinstance(value, httpx.QueryParams):
+        return dict(value)
+    is_pairs = isinstance(value, Sequence) and all(
+        isinstance(pair, (tuple, list)) and len(pair) == 2 and isinstance(pair[0], str)
+        for pair in value
+    )
+    if isinstance(value, (str, httpx.QueryParams)) or is_pairs:
+        try:
+            pairs = httpx.QueryParams(value).multi_items()  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            pass
+        else:
+            grouped: dict[str, list[str]] = {}
+            for name, item in pairs:
+                grouped.setdefault(name, []).append(item)
+            return {name: vals[0] if len(vals) == 1 else vals for name, vals in grouped.items()}
+    raise ConfigError(
+        "must be a mapping, a list of (name, value) pairs or a query string", field="params"
+    )
 
 
 def _timeout(value: object, field: str = "timeout") -> float | None:

@@ -3,6 +3,7 @@ against the real local server."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from typing import Any
@@ -214,3 +215,113 @@ async def test_a_transport_by_name(name: str, lamina_server: LocalServer) -> Non
     async with Client(transport=name, base_url=lamina_server.url, layers=[]) as client:
         assert type(client.transport).__name__.lower().startswith(name)
         assert (await client.get("/json")).json()["ok"] is True
+
+
+class RawServer:
+    """A loopback HTTP/1.1 server that keeps every request's raw head, so a test sees
+    repeated headers and query parameters exactly as they went on the wire (LocalServer's
+    record folds them into dicts)."""
+
+    def __init__(self) -> None:
+        self.heads: list[str] = []
+        self.url = ""
+
+    async def __aenter__(self) -> RawServer:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while head := await reader.readuntil(b"\r\n\r\n"):
+                text = head.decode("latin-1")
+                self.heads.append(text)
+                length = next(
+                    (
+                        int(line.split(":", 1)[1])
+                        for line in text.split("\r\n")
+                        if line.lower().startswith("content-length:")
+                    ),
+                    0,
+                )
+                await reader.readexactly(length)
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    def values(self, name: str) -> list[str]:
+        lines = self.heads[-1].split("\r\n")[1:]
+        return [
+            line.split(":", 1)[1].strip()
+            for line in lines
+            if line.lower().startswith(name.lower() + ":")
+        ]
+
+    def target(self) -> str:
+        return self.heads[-1].split(" ", 2)[1]
+
+
+async def test_a_calls_repeated_headers_all_reach_the_wire(transport_factory: Factory) -> None:
+    # httpx merges a call's headers by name and keeps every value it gives.
+    async with (
+        RawServer() as server,
+        Client(
+            transport=transport_factory(), base_url=server.url, layers=[], headers={"X-A": "client"}
+        ) as client,
+    ):
+        await client.get("/", headers=[("X-A", "1"), ("X-A", "2")])
+        assert server.values("x-a") == ["1", "2"]
+        await client.get("/", headers={"x-a": "call"})
+        assert server.values("x-a") == ["call"]
+
+
+async def test_params_as_pairs_or_a_string_as_httpx_takes_them(
+    transport_factory: Factory,
+) -> None:
+    async with (
+        RawServer() as server,
+        Client(
+            transport=transport_factory(), base_url=server.url, layers=[], params={"page": "1"}
+        ) as client,
+    ):
+        await client.get("/", params=[("tag", "a"), ("tag", "b")])
+        assert server.target() == "/?page=1&tag=a&tag=b"
+        await client.get("/", params="tag=c&tag=d&page=2")
+        assert server.target() == "/?page=2&tag=c&tag=d"
+        await client.get("/", params={"tag": ["e", "f"], "on": True, "none": None})
+        assert server.target() == "/?page=1&tag=e&tag=f&on=true&none="
+    paired = Client(base_url=server.url, params=[("k", "1"), ("k", "2")], layers=[])
+    assert paired.params == {"k": ["1", "2"]}
+    for bad in (5, ["ab"], [("k", "1", "2")]):
+        with pytest.raises(ConfigError) as caught:
+            await paired.get("/", params=bad)
+        assert caught.value.field == "params"
+    await paired.aclose()
+
+
+async def test_a_calls_timeout_none_lifts_the_clients_timeout(
+    transport_factory: Factory, lamina_server: LocalServer
+) -> None:
+    # As in httpx: timeout=None on a call means no timeout, not "the client's".
+    async with Client(
+        transport=transport_factory(), base_url=lamina_server.url, layers=[], timeout=0.05
+    ) as client:
+        with pytest.raises(lamina.TimeoutError):
+            await client.get("/json", params={"ms": 150})
+        response = await client.get("/json", params={"ms": 150}, timeout=None)
+        assert response.status_code == 200
+
+
+def test_a_base_url_with_a_bad_port_fails_at_construction() -> None:
+    for url in ("https://h:99999", "http://h:port/", f"http://u:{SECRET}@h:70000/"):
+        with pytest.raises(ConfigError) as caught:
+            Client(base_url=url)
+        assert caught.value.field == "base_url"
+        assert SECRET not in str(caught.value)
