@@ -105,3 +105,21 @@ def test_nothing_is_evaluated_as_python(tmp_path: Any) -> None:
 def test_import_reference_must_look_like_one() -> None:
     with pytest.raises(ConfigError, match="not an import reference"):
         import_reference("os.system('x')", "f")
+
+
+def test_a_jmespath_error_never_quotes_a_piece_of_a_hidden_value() -> None:
+    """The parser's message names the token it stopped at: with a hidden ${ENV} value
+    holding quotes, that token is a piece of the value, which scrubbing the whole value
+    missed ("unexpected 'cdefghij'")."""
+    from lamina import ConfigError
+    from lamina.flows import config_from_dict
+
+    for token, piece in (("ab' cdefghij 'x", "cdefghij"), ("ab' > 12345678 'x", "12345678")):
+        flow = {
+            "endpoints": [{"name": "a", "url": "http://x", "condition": "token == '${API_TOKEN}'"}]
+        }
+        with pytest.raises(ConfigError) as caught:
+            config_from_dict(flow, env={"API_TOKEN": token})
+        assert caught.value.field == "endpoints[0].condition"
+        assert "invalid JMESPath expression" in str(caught.value)
+        assert piece not in str(caught.value)

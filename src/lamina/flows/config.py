@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from difflib import get_close_matches
@@ -12,7 +13,7 @@ from weakref import WeakKeyDictionary
 from .._errors import ConfigError
 from .._redact import scrub
 from ..orchestration.config import TRANSPORT_NAMES, APIEndpoint, APIOrchestrationConfig
-from .env import Substitutions, substitute
+from .env import Substitutions, render_path, substitute
 from .expressions import HOOK_FIELDS, hook_from_spec, hook_to_spec
 from .imports import FlowImport, Importer
 from .layers import FlowLayers, LayerSpec, parse_layers
@@ -139,10 +140,27 @@ def config_from_dict(
         if not found.values:
             raise
         hidden = hidden_values(found)
-        scrubbed = [_scrubbed(e, hidden) for e in errors_of(exc)]
+        pieces = _pieces_by_field(found, hidden)
+        scrubbed = [_scrubbed(e, hidden | pieces.get(e.field or "", set())) for e in errors_of(exc)]
         if len(scrubbed) == 1:
             raise scrubbed[0] from None
         raise FlowErrors(scrubbed, omitted=getattr(exc, "omitted", 0)) from None
+
+
+_WORDS = re.compile(r"[A-Za-z0-9_.\-]{4,}")
+
+
+def _pieces_by_field(found: Substitutions, hidden: set[str]) -> dict[str, set[str]]:
+    """By field, the words of the hidden values it holds: an error about that field (a
+    JMESPath parser naming the token it stopped at) may quote a piece of one."""
+    out: dict[str, set[str]] = {}
+    for name, value in found.variables.items():
+        if value not in hidden:
+            continue
+        words = set(_WORDS.findall(value))
+        for path in found.uses.get(name, []):
+            out.setdefault(render_path(path), set()).update(words)
+    return out
 
 
 def _scrubbed(exc: ConfigError, values: set[str]) -> ConfigError:
