@@ -31,3 +31,17 @@ def test_a_bad_port_is_a_usage_error() -> None:
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
     assert "PORT" in done.stderr
+
+
+def test_a_port_in_use_is_one_line_not_a_traceback() -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        done = _run(str(port))
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr

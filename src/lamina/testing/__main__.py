@@ -26,7 +26,12 @@ parser.add_argument(
 args = parser.parse_args()
 if not 0 <= args.port <= 65535:
     parser.error(f"argument PORT: {args.port} is not a port number (0-65535)")
-server = install(LocalServer(port=args.port)).start()
+try:
+    server = install(LocalServer(port=args.port)).start()
+except OSError as exc:  # the port is taken, or not ours to use: one line, not a traceback
+    parser.exit(
+        2, f"{parser.prog}: error: cannot listen on 127.0.0.1:{args.port}: {exc.strerror or exc}\n"
+    )
 print(f"LISTENING {server.url}", flush=True)
 try:
     while True:
