@@ -103,7 +103,7 @@ class Client(AsyncCloseable):
     ) -> None:
         self.clock = clock or default_clock
         self.base_url = _base_url(base_url)
-        self.headers = Headers(headers)
+        self.headers = _headers(headers)
         self.params: dict[str, Any] = _params(params)
         self.timeout = _timeout(timeout)
         self.metrics = IOMetrics()
@@ -114,6 +114,11 @@ class Client(AsyncCloseable):
                 raise ConfigError("must be a list of layers", field="layers")
             chosen = list(layers)
             for index, layer in enumerate(chosen):
+                if isinstance(layer, type):
+                    raise ConfigError(
+                        f"{layer.__name__} is a class: give a layer, {layer.__name__}(...)",
+                        field=f"layers[{index}]",
+                    )
                 if not callable(getattr(layer, "wrap", None)):
                     raise ConfigError(
                         f"{type(layer).__name__} is not a Layer (no wrap method)",
@@ -154,7 +159,7 @@ class Client(AsyncCloseable):
         merged_headers = self.headers
         if headers:
             # As httpx: a name the call gives replaces the client's, every value kept.
-            items = (headers if isinstance(headers, Headers) else Headers(headers)).multi_items()
+            items = _headers(headers).multi_items()
             kept = merged_headers.copy_with(remove=[name for name, _ in items])
             merged_headers = Headers([*kept.multi_items(), *items])
         merged_params = {**self.params, **_params(params)} if params else self.params
@@ -251,6 +256,22 @@ def _base_url(value: object) -> str:
     return value if value.endswith("/") else value + "/"  # as httpx: paths join under it
 
 
+def _headers(value: HeaderSource) -> Headers:
+    if value is None or isinstance(value, Headers):
+        return Headers(value)
+    try:
+        pairs = list(value.items() if isinstance(value, Mapping) else value)
+        made = Headers(pairs)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            "must be a mapping or a list of (name, value) pairs", field="headers"
+        ) from None
+    for name, item in pairs:
+        if item is None:  # would go out as the text "None"
+            raise ConfigError(f"{name!r} has no value (None)", field="headers")
+    return made
+
+
 def _params(value: object) -> dict[str, Any]:
     if value is None:
         return {}
@@ -303,6 +324,11 @@ def _make_transport(option: TransportOption) -> Service:
         return made
     if isinstance(option, httpx.AsyncBaseTransport):
         return HttpxTransport(transport=option)
+    if isinstance(option, type):
+        raise ConfigError(
+            f"{option.__name__} is a class: give a transport, {option.__name__}(...)",
+            field="transport",
+        )
     if not callable(option):
         raise ConfigError(
             f"{type(option).__name__} is not a transport (a service, an httpx transport "

@@ -189,6 +189,11 @@ async def test_the_endpoint_names_the_call_for_the_breaker(
         ({"transport": "curl"}, "transport"),
         ({"transport": 42}, "transport"),
         ({"params": ["a"]}, "params"),
+        ({"layers": [RetryLayer]}, "layers[0]"),  # the class, not a layer
+        ({"transport": lamina.HttpxTransport}, "transport"),
+        ({"headers": 5}, "headers"),
+        ({"headers": {"X-Token": None}}, "headers"),
+        ({"base_url": "http://h:99999"}, "base_url"),
     ],
 )
 def test_bad_options_fail_at_construction(options: dict[str, Any], field: str) -> None:
@@ -325,3 +330,12 @@ def test_a_base_url_with_a_bad_port_fails_at_construction() -> None:
             Client(base_url=url)
         assert caught.value.field == "base_url"
         assert SECRET not in str(caught.value)
+
+
+async def test_a_calls_bad_headers_fail_before_anything_is_sent(lamina_server: LocalServer) -> None:
+    async with Client(base_url=lamina_server.url, layers=[]) as client:
+        for bad in (5, {"X-Token": None}, [("X-Token", None)], ["ab", "cde"]):
+            with pytest.raises(ConfigError) as caught:
+                await client.get("/echo", headers=bad)
+            assert caught.value.field == "headers"
+        assert lamina_server.hits("/echo") == 0
