@@ -18,7 +18,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 
@@ -140,6 +140,7 @@ class Client(AsyncCloseable):
         headers: HeaderSource = None,
         json: Any = None,
         content: bytes | str | None = None,
+        data: Mapping[str, Any] | None = None,
         timeout: float | _UseClientDefault | None = USE_CLIENT_DEFAULT,  # noqa: ASYNC109
         endpoint: str | None = None,
         extensions: dict[str, Any] | None = None,
@@ -147,7 +148,8 @@ class Client(AsyncCloseable):
         """Send one request through the stack and return its :class:`lamina.Response`.
 
         ``endpoint`` names the call for the breaker, metrics and spans (default: the
-        URL's origin, so each upstream host has its own breaker). ``timeout`` bounds
+        URL's origin, so each upstream host has its own breaker). ``data`` is a form,
+        sent URL-encoded as httpx sends it. ``timeout`` bounds
         the whole call in seconds (omitted: the client's; ``None``: no bound);
         ``extensions`` reach every layer.
         """
@@ -155,6 +157,18 @@ class Client(AsyncCloseable):
             raise RuntimeError("the client is closed: open a new one")
         if json is not None and content is not None:
             raise ConfigError("give json or content, not both", field="content")
+        if data is not None:
+            if not isinstance(data, Mapping):
+                raise ConfigError(
+                    "must be a mapping (a form); send raw bytes with content=", field="data"
+                )
+            if json is not None or content is not None:
+                raise ConfigError("give data, json or content, not two of them", field="data")
+            content = urlencode([(str(k), _form_value(v)) for k, v in data.items()], doseq=True)
+            if "content-type" not in self.headers and not (
+                headers and "content-type" in _headers(headers)
+            ):
+                headers = [*_headers(headers).multi_items(), ("Content-Type", _FORM)]
         full_url = self._url(url)
         merged_headers = self.headers
         if headers:
@@ -254,6 +268,19 @@ def _base_url(value: object) -> str:
     if parts.query or parts.fragment:
         raise ConfigError("must not have a query or fragment (use params=)", field="base_url")
     return value if value.endswith("/") else value + "/"  # as httpx: paths join under it
+
+
+_FORM = "application/x-www-form-urlencoded"
+
+
+def _form_value(value: Any) -> Any:
+    """A form value as httpx encodes it: lists repeat the name, bools are lower case,
+    ``None`` is empty."""
+    if isinstance(value, (list, tuple)):
+        return [_form_value(item) for item in value]
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
 
 
 def _headers(value: HeaderSource) -> Headers:

@@ -339,3 +339,27 @@ async def test_a_calls_bad_headers_fail_before_anything_is_sent(lamina_server: L
                 await client.get("/echo", headers=bad)
             assert caught.value.field == "headers"
         assert lamina_server.hits("/echo") == 0
+
+
+async def test_data_sends_a_form_as_httpx_does(
+    transport_factory: Factory, lamina_server: LocalServer
+) -> None:
+    async with Client(
+        transport=transport_factory(), base_url=lamina_server.url, layers=[]
+    ) as client:
+        echo = (await client.post("/echo", data={"name": "Ada L", "tag": ["a", "b"]})).json()
+        assert echo["body"] == "name=Ada+L&tag=a&tag=b"
+        assert echo["headers"]["content-type"] == "application/x-www-form-urlencoded"
+        typed = await client.post(
+            "/echo",
+            data={"a": "1"},
+            headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"},
+        )
+        assert typed.json()["headers"]["content-type"].endswith("charset=utf-8")
+        for options in ({"data": {"a": 1}, "json": {}}, {"data": {"a": 1}, "content": b"x"}):
+            with pytest.raises(ConfigError) as caught:
+                await client.post("/echo", **options)
+            assert caught.value.field == "data"
+        with pytest.raises(ConfigError, match="content=") as raw:
+            await client.post("/echo", data=b"raw")
+        assert raw.value.field == "data"
