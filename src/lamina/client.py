@@ -26,7 +26,7 @@ from . import _validate as check
 from ._clock import Clock, default_clock
 from ._closeable import AsyncCloseable
 from ._core import Layer, Request, Response, Service, ServiceBuilder, stack_repr
-from ._errors import ConfigError
+from ._errors import ConfigError, TransportError
 from ._headers import Headers, HeaderSource
 from ._redact import redact_url
 from .layers.parse import ParseLayer
@@ -36,6 +36,7 @@ from .orchestration.config import TRANSPORT_NAMES, APIEndpoint, APIOrchestration
 from .orchestration.stack import default_layers as endpoint_layers
 from .orchestration.stack import new_shared_state
 from .transports import HttpxTransport
+from .transports._shared import REDIRECT_STATUSES, _redirected
 
 __all__ = ["Client", "default_layers"]
 
@@ -58,6 +59,8 @@ class _UseClientDefault:
 
 
 USE_CLIENT_DEFAULT = _UseClientDefault()
+#: Redirects a call follows at most with ``follow_redirects`` (httpx's default).
+MAX_REDIRECTS = 20
 
 
 def default_layers(*, clock: Clock | None = None, metrics: IOMetrics | None = None) -> list[Layer]:
@@ -99,6 +102,7 @@ class Client(AsyncCloseable):
         headers: HeaderSource = None,
         params: ParamsOption = None,
         timeout: float | None = None,
+        follow_redirects: bool = False,
         clock: Clock | None = None,
     ) -> None:
         self.clock = clock or default_clock
@@ -106,6 +110,7 @@ class Client(AsyncCloseable):
         self.headers = _headers(headers)
         self.params: dict[str, Any] = _params(params)
         self.timeout = _timeout(timeout)
+        self.follow_redirects = _flag(follow_redirects, "follow_redirects")
         self.metrics = IOMetrics()
         if layers is None:
             chosen = default_layers(clock=self.clock, metrics=self.metrics)
@@ -142,6 +147,7 @@ class Client(AsyncCloseable):
         content: bytes | str | None = None,
         data: Mapping[str, Any] | None = None,
         timeout: float | _UseClientDefault | None = USE_CLIENT_DEFAULT,  # noqa: ASYNC109
+        follow_redirects: bool | _UseClientDefault = USE_CLIENT_DEFAULT,
         endpoint: str | None = None,
         extensions: dict[str, Any] | None = None,
     ) -> Response:
@@ -189,7 +195,24 @@ class Client(AsyncCloseable):
             deadline=None if seconds is None else self.clock.now() + seconds,
             extensions=dict(extensions) if extensions else None,
         )
-        return await self._stack(request)
+        follow = (
+            self.follow_redirects
+            if isinstance(follow_redirects, _UseClientDefault)
+            else _flag(follow_redirects, "follow_redirects")
+        )
+        for _ in range(MAX_REDIRECTS + 1):
+            response = await self._stack(request)
+            location = response.headers.get("location") if follow else None
+            if response.status_code not in REDIRECT_STATUSES or not location:
+                return response
+            # Each hop goes down the whole stack, within the call's deadline; credentials
+            # are dropped when the origin changes, the query is the new location's.
+            request = _redirected(request, response.status_code, location)
+            if endpoint is None:
+                request = request.replace(endpoint=_origin(request.url))
+        raise TransportError(
+            f"more than {MAX_REDIRECTS} redirects (follow_redirects)", request=request
+        )
 
     async def get(self, url: str, **options: Any) -> Response:
         """``request("GET", url, ...)``."""
@@ -321,6 +344,12 @@ def _params(value: object) -> dict[str, Any]:
     raise ConfigError(
         "must be a mapping, a list of (name, value) pairs or a query string", field="params"
     )
+
+
+def _flag(value: object, field: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"must be True or False, got {type(value).__name__}", field=field)
+    return value
 
 
 def _timeout(value: object, field: str = "timeout") -> float | None:

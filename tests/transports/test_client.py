@@ -363,3 +363,43 @@ async def test_data_sends_a_form_as_httpx_does(
         with pytest.raises(ConfigError, match="content=") as raw:
             await client.post("/echo", data=b"raw")
         assert raw.value.field == "data"
+
+
+async def test_follow_redirects_per_client_and_per_call_as_in_httpx(
+    transport_factory: Factory, lamina_server: LocalServer
+) -> None:
+    async with Client(
+        transport=transport_factory(),
+        base_url=lamina_server.url,
+        layers=[],
+        headers={"Authorization": f"Bearer {SECRET}"},
+    ) as client:
+        assert (await client.get("/redirect", params={"to": "/json"})).status_code == 302
+        followed = await client.get("/redirect", params={"to": "/json"}, follow_redirects=True)
+        assert followed.status_code == 200
+        assert followed.json()["path"] == "/json"
+        seen = await client.post(
+            "/redirect",
+            params={"to": "/echo", "status": 303},
+            json={"a": 1},
+            follow_redirects=True,
+        )
+        assert seen.json()["method"] == "GET"
+        assert seen.json()["headers"]["authorization"] == f"Bearer {SECRET}"  # same origin
+        with LocalServer() as other:
+            away = await client.get(
+                "/redirect", params={"to": other.url_for("/echo")}, follow_redirects=True
+            )
+            assert "authorization" not in away.json()["headers"]  # another origin
+        lamina_server.route("/client-loop", lambda req: (302, b"", {"Location": "/client-loop"}))
+        with pytest.raises(lamina.TransportError, match="redirects"):
+            await client.get("/client-loop", follow_redirects=True)
+    async with Client(
+        transport=transport_factory(), base_url=lamina_server.url, layers=[], follow_redirects=True
+    ) as following:
+        assert (await following.get("/redirect", params={"to": "/json"})).status_code == 200
+        kept = await following.get("/redirect", params={"to": "/json"}, follow_redirects=False)
+        assert kept.status_code == 302
+    with pytest.raises(ConfigError) as caught:
+        Client(follow_redirects="yes")  # type: ignore[arg-type]
+    assert caught.value.field == "follow_redirects"
