@@ -143,3 +143,27 @@ def test_more_errors_than_shown_are_counted_not_dropped_silently(tmp_path: Path)
     )
     assert done.returncode == 2
     assert done.stderr.splitlines()[-1] == "120 errors (the first 50 shown)"
+
+
+def test_a_key_written_twice_is_an_error_on_the_line_of_the_one_kept(tmp_path: Path) -> None:
+    """YAML keeps the last of two equal keys without a word: a flow whose second
+    ``timeout`` was fine was valid with the first one ignored, and an error about the
+    kept one pointed at the line of the other."""
+    path = tmp_path / "flow.yaml"
+    path.write_text(
+        "endpoints:\n  - name: a\n    url: http://x/a\n    timeout: -1\n    timeout: 5\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_flow(path, env={})
+    assert caught.value.field == "endpoints[0].timeout"
+    assert "written twice" in str(caught.value)
+    assert "lines 4 and 5" in str(caught.value)
+    path.write_text(
+        "endpoints:\n  - name: a\n    url: http://x/a\n    timeout: 5\n    timeout: -1\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_flow(path, env={})
+    found = _errors(caught.value)
+    assert "line 5" in found["endpoints[0].timeout"], found

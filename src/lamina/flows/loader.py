@@ -129,8 +129,9 @@ def load_flow(
     data, node = _parse(text, fmt, source=file.name)
     if data is None:
         raise ConfigError(f"{file.name}: the flow file is empty", field=None)
+    twice = _written_twice(node, file.name) if node is not None else []
     try:
-        return config_from_dict(
+        config = config_from_dict(
             data,
             env=env,
             source=str(file),
@@ -141,13 +142,56 @@ def load_flow(
         if node is None:
             raise
         located = [_located(error, node, file.name) for error in errors_of(exc)]
-        if len(located) == 1:
+        if len(located) == 1 and not twice:
             if located[0][1] is exc:
                 raise
             raise located[0][1] from None
+        located += twice
         located.sort(key=lambda pair: pair[0])  # in file order
         omitted = getattr(exc, "omitted", 0)
         raise FlowErrors((error for _, error in located), omitted=omitted) from None
+    if twice:
+        twice.sort(key=lambda pair: pair[0])
+        if len(twice) == 1:
+            raise twice[0][1]
+        raise FlowErrors(error for _, error in twice)
+    return config
+
+
+def _written_twice(root: yaml.Node, name: str) -> list[tuple[int, ConfigError]]:
+    """A ConfigError, with its line, for each key a YAML mapping holds twice (YAML keeps
+    the last one without a word, so the first is silently ignored)."""
+    from .env import render_path
+
+    found: list[tuple[int, ConfigError]] = []
+    seen_nodes: set[int] = set()  # an alias is the same node: walked once
+    pending: list[tuple[yaml.Node, tuple[str | int, ...]]] = [(root, ())]
+    while pending:
+        node, path = pending.pop()
+        if id(node) in seen_nodes:
+            continue
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            lines: dict[str, int] = {}
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.value != "<<":
+                    line = key.start_mark.line + 1
+                    if key.value in lines:
+                        found.append(
+                            (
+                                line,
+                                ConfigError(
+                                    f"written twice (lines {lines[key.value]} and {line}; "
+                                    f"YAML keeps the last one) ({name}, line {line})",
+                                    field=render_path((*path, key.value)),
+                                ),
+                            )
+                        )
+                    lines[key.value] = line
+                    pending.append((value, (*path, key.value)))
+        elif isinstance(node, yaml.SequenceNode):
+            pending.extend((item, (*path, i)) for i, item in enumerate(node.value))
+    return found
 
 
 def _located(exc: ConfigError, node: yaml.Node, name: str) -> tuple[int, ConfigError]:
@@ -190,7 +234,8 @@ def _line_of(node: Any, field: str) -> int | None:
     line = None
     for part in _split(field):
         if isinstance(node, yaml.MappingNode) and isinstance(part, str):
-            match = next((kv for kv in node.value if kv[0].value == part), None)
+            # the last one: YAML keeps the last of two equal keys
+            match = next((kv for kv in reversed(node.value) if kv[0].value == part), None)
             if match is None:
                 break
             line = match[0].start_mark.line + 1
