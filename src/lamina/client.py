@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Self
 from urllib.parse import urlencode, urlsplit
 
 import httpx
@@ -139,7 +139,7 @@ class Client(AsyncCloseable):
     async def request(
         self,
         method: str,
-        url: str,
+        url: str | httpx.URL,
         *,
         params: ParamsOption = None,
         headers: HeaderSource = None,
@@ -214,33 +214,38 @@ class Client(AsyncCloseable):
             f"more than {MAX_REDIRECTS} redirects (follow_redirects)", request=request
         )
 
-    async def get(self, url: str, **options: Any) -> Response:
+    async def get(self, url: str | httpx.URL, **options: Any) -> Response:
         """``request("GET", url, ...)``."""
         return await self.request("GET", url, **options)
 
-    async def head(self, url: str, **options: Any) -> Response:
+    async def head(self, url: str | httpx.URL, **options: Any) -> Response:
         """``request("HEAD", url, ...)``."""
         return await self.request("HEAD", url, **options)
 
-    async def options(self, url: str, **options: Any) -> Response:
+    async def options(self, url: str | httpx.URL, **options: Any) -> Response:
         """``request("OPTIONS", url, ...)``."""
         return await self.request("OPTIONS", url, **options)
 
-    async def post(self, url: str, **options: Any) -> Response:
+    async def post(self, url: str | httpx.URL, **options: Any) -> Response:
         """``request("POST", url, ...)``."""
         return await self.request("POST", url, **options)
 
-    async def put(self, url: str, **options: Any) -> Response:
+    async def put(self, url: str | httpx.URL, **options: Any) -> Response:
         """``request("PUT", url, ...)``."""
         return await self.request("PUT", url, **options)
 
-    async def patch(self, url: str, **options: Any) -> Response:
+    async def patch(self, url: str | httpx.URL, **options: Any) -> Response:
         """``request("PATCH", url, ...)``."""
         return await self.request("PATCH", url, **options)
 
-    async def delete(self, url: str, **options: Any) -> Response:
+    async def delete(self, url: str | httpx.URL, **options: Any) -> Response:
         """``request("DELETE", url, ...)``."""
         return await self.request("DELETE", url, **options)
+
+    async def __aenter__(self) -> Self:
+        if self._closed:
+            raise RuntimeError("the client is closed: open a new one")
+        return self
 
     @property
     def is_closed(self) -> bool:
@@ -256,7 +261,9 @@ class Client(AsyncCloseable):
         if close is not None:
             await close()
 
-    def _url(self, url: str) -> str:
+    def _url(self, url: str | httpx.URL) -> str:
+        if isinstance(url, httpx.URL):
+            url = str(url)
         if not isinstance(url, str):
             raise ConfigError("must be a string", field="url")
         if urlsplit(url).scheme:

@@ -403,3 +403,30 @@ async def test_follow_redirects_per_client_and_per_call_as_in_httpx(
     with pytest.raises(ConfigError) as caught:
         Client(follow_redirects="yes")  # type: ignore[arg-type]
     assert caught.value.field == "follow_redirects"
+
+
+async def test_a_closed_client_cannot_be_entered_again(lamina_server: LocalServer) -> None:
+    client = Client(base_url=lamina_server.url, layers=[])
+    async with client:
+        assert (await client.get(httpx.URL(lamina_server.url_for("/json")))).status_code == 200
+    with pytest.raises(RuntimeError, match="closed"):
+        async with client:
+            pass
+
+
+async def test_the_default_breaker_counts_attempts_as_the_docs_say(
+    transport_factory: Factory, lamina_server: LocalServer
+) -> None:
+    # docs/client.md: with the default layers a 5xx is returned until the breaker opens;
+    # each attempt counts, so the second call to a host answering 500 meets an open breaker.
+    clock = ManualClock(autojump=True)
+    async with Client(
+        transport=transport_factory(), base_url=lamina_server.url, clock=clock
+    ) as client:
+        first = await client.get("/status/500")
+        assert (first.status_code, first.attempts) == (500, 4)
+        with pytest.raises(lamina.CircuitOpenError):
+            await client.get("/status/500")
+        with pytest.raises(lamina.CircuitOpenError):
+            await client.get("/json")  # the same host
+        assert (await client.get("/json", endpoint="elsewhere")).status_code == 200
