@@ -38,7 +38,7 @@ from .report import RunReport
 from .run import Plan, Run
 from .stack import building, current_state, default_layers, new_shared_state
 
-__all__ = ["APIOrchestrator", "LayersOption", "parses", "with_parse"]
+__all__ = ["APIOrchestrator", "LayersOption", "StatusCheckLayer", "parses", "with_parse"]
 #: name -> (module, class) of the transports whose client is an optional extra.
 _OPTIONAL_TRANSPORTS = {
     "aiohttp": ("..transports.aiohttp", "AiohttpTransport"),
