@@ -88,7 +88,8 @@ class Client(AsyncCloseable):
     :func:`default_layers`; ``layers=[]`` sends straight to the transport.
     ``base_url``, ``headers`` and ``params`` are merged into every call, as httpx
     merges them; ``timeout`` (seconds, default none) bounds each whole call, retries
-    included, and a call's own ``timeout=`` replaces it. Closing the client (``aclose``
+    included, and a call's own ``timeout=`` replaces it (``None``: no bound);
+    ``follow_redirects`` is the default of a call's own. Closing the client (``aclose``
     or leaving ``async with``) closes the transport, whether the client made it or it
     was given one (as httpx does).
     """
@@ -133,7 +134,10 @@ class Client(AsyncCloseable):
         self.transport: Service = _make_transport(transport)
         # The outermost layer enforces a call's deadline over its retries and waits too.
         deadline = TimeoutLayer(None, clock=self.clock)
-        self._stack = ServiceBuilder([deadline, *self.layers]).service(self.transport)
+        # Redirects are followed under the layers, as httpx follows them under its auth:
+        # a parse layer or a breaker sees the final answer.
+        redirects = RedirectsService(self.transport)
+        self._stack = ServiceBuilder([deadline, *self.layers]).service(redirects)
         self._closed = False
 
     async def request(
@@ -200,19 +204,9 @@ class Client(AsyncCloseable):
             if isinstance(follow_redirects, _UseClientDefault)
             else _flag(follow_redirects, "follow_redirects")
         )
-        for _ in range(MAX_REDIRECTS + 1):
-            response = await self._stack(request)
-            location = response.headers.get("location") if follow else None
-            if response.status_code not in REDIRECT_STATUSES or not location:
-                return response
-            # Each hop goes down the whole stack, within the call's deadline; credentials
-            # are dropped when the origin changes, the query is the new location's.
-            request = _redirected(request, response.status_code, location)
-            if endpoint is None:
-                request = request.replace(endpoint=_origin(request.url))
-        raise TransportError(
-            f"more than {MAX_REDIRECTS} redirects (follow_redirects)", request=request
-        )
+        if follow:
+            request.extensions[_FOLLOW] = True
+        return await self._stack(request)
 
     async def get(self, url: str | httpx.URL, **options: Any) -> Response:
         """``request("GET", url, ...)``."""
@@ -351,6 +345,32 @@ def _params(value: object) -> dict[str, Any]:
     raise ConfigError(
         "must be a mapping, a list of (name, value) pairs or a query string", field="params"
     )
+
+
+_FOLLOW = "lamina.client.follow_redirects"
+
+
+class RedirectsService:
+    """Follows a redirect answer when the call asked to (``follow_redirects``), up to
+    :data:`MAX_REDIRECTS`: credential headers are dropped when the origin changes, a 303
+    (or a 301/302 to a POST) becomes a GET, the query is the new location's."""
+
+    def __init__(self, inner: Service) -> None:
+        self.inner = inner
+
+    async def __call__(self, request: Request) -> Response:
+        if not request.extensions.get(_FOLLOW):
+            return await self.inner(request)
+        current = request
+        for _ in range(MAX_REDIRECTS + 1):
+            response = await self.inner(current)
+            location = response.headers.get("location")
+            if response.status_code not in REDIRECT_STATUSES or not location:
+                return response
+            current = _redirected(current, response.status_code, location)
+        raise TransportError(
+            f"more than {MAX_REDIRECTS} redirects (follow_redirects)", request=request
+        )
 
 
 def _flag(value: object, field: str) -> bool:

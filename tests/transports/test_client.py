@@ -400,6 +400,11 @@ async def test_follow_redirects_per_client_and_per_call_as_in_httpx(
         assert (await following.get("/redirect", params={"to": "/json"})).status_code == 200
         kept = await following.get("/redirect", params={"to": "/json"}, follow_redirects=False)
         assert kept.status_code == 302
+    async with Client(
+        transport=transport_factory(), base_url=lamina_server.url, layers=[ParseLayer()]
+    ) as parsing:  # the parse layer sees the answer at the end of the redirects
+        parsed = await parsing.get("/redirect", params={"to": "/json"}, follow_redirects=True)
+        assert parsed.value["path"] == "/json"
     with pytest.raises(ConfigError) as caught:
         Client(follow_redirects="yes")  # type: ignore[arg-type]
     assert caught.value.field == "follow_redirects"
