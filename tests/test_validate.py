@@ -260,3 +260,12 @@ def test_numbers_are_checked_only_in_validate() -> None:
         if INLINE_CHECK.search(line)
     )
     assert not found, "use lamina._validate instead of:\n" + "\n".join(found)
+
+
+@pytest.mark.parametrize("name", ["a\nWARNING: forged", "tab\there", "bell\x07", "nul\x00"])
+def test_an_endpoint_name_with_control_characters_is_refused(name: str) -> None:
+    from lamina import APIEndpoint, ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        APIEndpoint(name=name, url="http://127.0.0.1:9/a")
+    assert caught.value.field == "name"

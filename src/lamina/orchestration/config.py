@@ -95,6 +95,10 @@ class APIEndpoint:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
             raise ConfigError(f"must be a non-empty string, got {self.name!r}", field="name")
+        if not self.name.isprintable():  # a line feed would forge log lines and table rows
+            raise ConfigError(
+                f"must not contain control characters, got {self.name!r}", field="name"
+            )
         name = self.name
         if not isinstance(self.method, str) or self.method.upper() not in METHODS:
             raise ConfigError(
