@@ -311,7 +311,10 @@ def _headers(value: HeaderSource) -> Headers:
     if value is None or isinstance(value, Headers):
         return Headers(value)
     try:
-        pairs = list(value.items() if isinstance(value, Mapping) else value)
+        pairs = [
+            (_text(name), _text(item))
+            for name, item in (value.items() if isinstance(value, Mapping) else value)
+        ]
         made = Headers(pairs)
     except (TypeError, ValueError):
         raise ConfigError(
@@ -321,6 +324,12 @@ def _headers(value: HeaderSource) -> Headers:
         if item is None:  # would go out as the text "None"
             raise ConfigError(f"{name!r} has no value (None)", field="headers")
     return made
+
+
+def _text(value: Any) -> Any:
+    """A header name or value given as bytes (httpx takes them), as text; checked for
+    control and non-ASCII characters by the transport before anything is sent."""
+    return value.decode("latin-1") if isinstance(value, bytes) else value
 
 
 def _params(value: object) -> dict[str, Any]:

@@ -435,3 +435,18 @@ async def test_the_default_breaker_counts_attempts_as_the_docs_say(
         with pytest.raises(lamina.CircuitOpenError):
             await client.get("/json")  # the same host
         assert (await client.get("/json", endpoint="elsewhere")).status_code == 200
+
+
+async def test_bytes_header_names_and_values_go_out_as_text(
+    transport_factory: Factory, lamina_server: LocalServer
+) -> None:
+    # httpx takes bytes headers; str(b"v") would send the text "b'v'".
+    async with Client(
+        transport=transport_factory(),
+        base_url=lamina_server.url,
+        layers=[],
+        headers={b"X-Client": b"one"},
+    ) as client:
+        echo = (await client.get("/echo", headers=[(b"X-Call", b"two")])).json()
+        assert echo["headers"]["x-client"] == "one"
+        assert echo["headers"]["x-call"] == "two"
