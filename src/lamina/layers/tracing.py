@@ -140,6 +140,9 @@ class TracingService:
             attrs["url.template"] = str(template)
         if request.attempt > 1:
             attrs["http.request.resend_count"] = request.attempt - 1
+        hedge = request.extensions.get("lamina.hedge")
+        if hedge:  # a HedgeLayer's extra attempt (1, 2, ...): its own CLIENT span
+            attrs["lamina.hedge"] = hedge
         if request.endpoint:
             attrs["lamina.endpoint"] = request.endpoint
         if self.config.record_headers:

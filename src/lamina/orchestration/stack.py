@@ -167,7 +167,7 @@ def default_layers(
             RetryLayer(
                 retries=endpoint.retry_count,
                 backoff=endpoint.retry_delay,
-                retry_on=endpoint.retry_on or DEFAULT_RETRY_ON,
+                retry_on=DEFAULT_RETRY_ON if endpoint.retry_on is None else endpoint.retry_on,
                 clock=shared.clock,
                 budget=_retry_budget(endpoint, config, shared),
             )
