@@ -37,6 +37,8 @@ from ._events import Listener, emit, listen, wants_attempts
 from ._redact import scrub, secret_values
 
 __all__ = [
+    "AdaptiveLimitChanged",
+    "AdaptiveRejected",
     "BackendFallback",
     "BreakerRejected",
     "BreakerStateChanged",
@@ -45,7 +47,11 @@ __all__ = [
     "CacheRevalidated",
     "CacheSkip",
     "CacheStale",
+    "ChaosInjected",
     "Event",
+    "FallbackUsed",
+    "HedgeSent",
+    "HedgeWon",
     "HttpAttempt",
     "Listener",
     "RateLimitWait",
@@ -53,6 +59,9 @@ __all__ = [
     "RetryBudgetExhausted",
     "RetryScheduled",
     "Subscription",
+    "TokenFetched",
+    "TokenRefreshFailed",
+    "TokenRejected",
     "emit",
     "event_types",
     "listen",
@@ -203,6 +212,93 @@ class HttpAttempt(Event):
     duration: float = 0.0
 
 
+@dataclass(frozen=True, kw_only=True)
+class HedgeSent(Event):
+    """The hedge layer sent extra attempt number ``hedge`` after ``delay`` seconds, because
+    the earlier attempts were slow (``reason="delay"``) or one failed (``"failure"``)."""
+
+    NAME: ClassVar[str] = "hedge.sent"
+    hedge: int = 0
+    delay: float = 0.0
+    reason: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class HedgeWon(Event):
+    """Attempt number ``hedge`` (0: the first one) gave the answer; the others were cancelled."""
+
+    NAME: ClassVar[str] = "hedge.won"
+    hedge: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class FallbackUsed(Event):
+    """The fallback answered in place of a failure of class ``error`` (``status`` when the
+    failure was an HTTP status)."""
+
+    NAME: ClassVar[str] = "fallback.used"
+    error: str = ""
+    status: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChaosInjected(Event):
+    """A chaos layer injected ``kind`` (``"latency"`` of ``seconds``, a ``"fault"`` of class
+    ``error``, or a made-up ``"status"``)."""
+
+    NAME: ClassVar[str] = "chaos.injected"
+    kind: str = ""
+    seconds: float | None = None
+    error: str | None = None
+    status: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class AdaptiveRejected(Event):
+    """The adaptive concurrency limit (``limit``, with ``in_flight`` calls running) shed
+    the call."""
+
+    NAME: ClassVar[str] = "adaptive.rejected"
+    limit: int = 0
+    in_flight: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class AdaptiveLimitChanged(Event):
+    """The adaptive concurrency limit moved from ``old`` to ``new`` (latency ``sample_rtt``
+    against the unloaded ``min_rtt``, in seconds)."""
+
+    NAME: ClassVar[str] = "adaptive.limit"
+    old: int = 0
+    new: int = 0
+    sample_rtt: float | None = None
+    min_rtt: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class TokenFetched(Event):
+    """A client-credentials token was fetched, valid for ``expires_in`` seconds."""
+
+    NAME: ClassVar[str] = "auth.token_fetched"
+    expires_in: float = 0.0
+    source: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class TokenRejected(Event):
+    """The upstream answered 401: the token was dropped and the call sent once more."""
+
+    NAME: ClassVar[str] = "auth.token_rejected"
+
+
+@dataclass(frozen=True, kw_only=True)
+class TokenRefreshFailed(Event):
+    """An early token renewal failed with ``error``; the still-valid token was used."""
+
+    NAME: ClassVar[str] = "auth.token_refresh_failed"
+    error: str = ""
+
+
 _TYPED: tuple[type[Event], ...] = (
     RetryScheduled,
     RetryBudgetExhausted,
@@ -217,6 +313,15 @@ _TYPED: tuple[type[Event], ...] = (
     CacheStale,
     BackendFallback,
     HttpAttempt,
+    HedgeSent,
+    HedgeWon,
+    FallbackUsed,
+    ChaosInjected,
+    AdaptiveRejected,
+    AdaptiveLimitChanged,
+    TokenFetched,
+    TokenRejected,
+    TokenRefreshFailed,
 )
 _BY_NAME: dict[str, type[Event]] = {cls.NAME: cls for cls in _TYPED}
 #: attribute name -> field name, where they differ ("name" is the event's own name).
