@@ -48,6 +48,7 @@ __all__ = [
     "is_secret_header",
     "is_secret_param",
     "log_warnings_scrubbed",
+    "redact_body",
     "redact_headers",
     "redact_params",
     "redact_text",
@@ -411,6 +412,26 @@ def _redact_pairs(text: str, classifier: SecretClassifier, *, path: bool = False
             tokens[i] = f"{name}={REDACTED}"
             changed = True
     return "".join(tokens) if changed else text
+
+
+_JSON_STRING_PAIR = re.compile(r'"((?:[^"\\]|\\.){1,200})"(\s*:\s*)"((?:[^"\\]|\\.)*)"')
+
+
+def redact_body(text: str) -> str:
+    """A logged body with the values of secret-named fields masked: ``"access_token":
+    "..."`` in JSON and ``client_secret=...`` in a form body (the classifier decides,
+    :func:`is_secret`). Values the request itself carried are scrubbed separately."""
+    if '":' in text or '" :' in text:
+        text = _JSON_STRING_PAIR.sub(_mask_json_pair, text)
+    if "=" in text and " " not in text.strip() and "\n" not in text:
+        text = _redact_pairs(text, _default)
+    return text
+
+
+def _mask_json_pair(match: re.Match[str]) -> str:
+    if not _default.is_secret(match.group(1)):
+        return match.group(0)
+    return f'"{match.group(1)}"{match.group(2)}"{REDACTED}"'
 
 
 def redact_params(params: Mapping[str, object]) -> dict[str, object]:

@@ -12,7 +12,7 @@ from .. import _validate as check
 from .._core import Request, Response, Service, stack_repr
 from .._errors import ConfigError
 from .._otel import error_type, full_url
-from .._redact import scrub, scrub_clip, secret_values
+from .._redact import redact_body, scrub, scrub_clip, secret_values
 
 __all__ = ["LoggingLayer", "LoggingService"]
 
@@ -110,7 +110,7 @@ class LoggingService:
     def _body(self, request: Request, text: str) -> str:
         # scrubbed before the cut, so a secret straddling it leaves no prefix behind
         limit = self.config.max_body_chars
-        clipped = scrub_clip(text, secret_values(request), limit)
+        clipped = scrub_clip(redact_body(text), secret_values(request), limit)
         return clipped + ("…" if len(text) > limit else "")
 
     def _log_response(
