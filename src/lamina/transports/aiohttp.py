@@ -214,6 +214,8 @@ class AiohttpTransport(BaseTransport):
             session, self._session = self._session, None
             keeper, self._keeper = self._keeper, None
             if self._loop is asyncio.get_running_loop() and keeper is not None:
+                if keeper.ag_running:  # the loop's shutdown_asyncgens() is closing it now
+                    return
                 await keeper.aclose()  # closes the session
             elif not session.closed:
                 _drop(session)

@@ -176,6 +176,8 @@ class HttpxTransport(BaseTransport):
             if not client.is_closed:  # its loop ended without closing it
                 _drop(client, keeper)
         elif keeper is not None:
+            if keeper.ag_running:  # the loop's shutdown_asyncgens() is closing it right now
+                return
             await keeper.aclose()  # closes the client
         else:
             await client.aclose()
