@@ -381,7 +381,10 @@ async def test_real_server_a_cancelled_hedge_leaves_a_pool_of_one_usable(
         response = await service(
             Request("GET", lamina_server.url_for(f"{key}?first=1&slow_ms=150"))
         )
-        assert response.json()["arrival"] == 1
+        # the first attempt wins, unless a loaded machine made it outlive its 1 s timeout
+        # (then the hedge, sent when the connection came back, answers): either way one
+        # answer, and the pool must be usable after
+        assert response.json()["arrival"] in (1, 2)
         for _ in range(3):
             again = await after(Request("GET", lamina_server.url_for("/json")))
             assert again.status_code == 200
