@@ -56,15 +56,33 @@ class Headers(Mapping[str, str]):
     def get(self, name: str, default: object = None) -> object:  # fast path: no exception
         """The value of ``name`` (repeated fields joined by ", "), or ``default``."""
         lowered = name.lower()
-        values = [v for k, v in self._items if k.lower() == lowered]
-        if not values:
-            return default
-        return values[0] if len(values) == 1 else ", ".join(values)
+        if not lowered.isascii():
+            values = self.get_list(name)
+            return default if not values else ", ".join(values)
+        size = len(lowered)
+        found: str | None = None
+        more: list[str] | None = None
+        for k, v in self._items:
+            # most names differ in length: skip lowering them (an ASCII name's length
+            # is its lowered length; only "İ" lowers longer, never into ASCII)
+            if len(k) == size and k.lower() == lowered:
+                if found is None:
+                    found = v
+                elif more is None:
+                    more = [found, v]
+                else:
+                    more.append(v)
+        if more is not None:
+            return ", ".join(more)
+        return default if found is None else found
 
     def get_list(self, name: str) -> list[str]:
         """Every value of ``name``, in order."""
         lowered = name.lower()
-        return [v for k, v in self._items if k.lower() == lowered]
+        if not lowered.isascii():
+            return [v for k, v in self._items if k.lower() == lowered]
+        size = len(lowered)
+        return [v for k, v in self._items if len(k) == size and k.lower() == lowered]
 
     def __iter__(self) -> Iterator[str]:
         seen: set[str] = set()
@@ -81,7 +99,10 @@ class Headers(Mapping[str, str]):
         if not isinstance(name, str):
             return False
         lowered = name.lower()
-        return any(k.lower() == lowered for k, _ in self._items)
+        if not lowered.isascii():
+            return any(k.lower() == lowered for k, _ in self._items)
+        size = len(lowered)
+        return any(len(k) == size and k.lower() == lowered for k, _ in self._items)
 
     def multi_items(self) -> list[tuple[str, str]]:
         """All ``(name, value)`` pairs, repeated names included."""
