@@ -30,6 +30,7 @@ NO_BODY_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})
 MIN_CALLS_FOR_THRESHOLD = 10
 NO_PAYLOAD: Any = object()  # "no previous result": the payload falls back to the input
 NO_SECRETS: frozenset[str] = frozenset()
+_NO_EXTENSIONS: Mapping[str, Any] = {}
 
 
 class Plan:
@@ -83,7 +84,13 @@ class Run:
             )
             for e in config.endpoints
         }
-        self.slots = asyncio.Semaphore(config.max_concurrent)
+        # each endpoint is called at most once a run: with no fewer slots than endpoints
+        # the semaphore could never make a call wait, so the run goes without one
+        self.slots: asyncio.Semaphore | None = (
+            asyncio.Semaphore(config.max_concurrent)
+            if config.max_concurrent < len(config.endpoints)
+            else None
+        )
         self.finished = 0
         self.failed = 0
         self.stopped = False
@@ -119,7 +126,10 @@ class Run:
             return self._fail(endpoint, report, exc)
         if request.url != endpoint.url:  # placeholders filled: the query may hold more
             report.secrets = report.secrets | frozenset(url_secret_values(request.url))
-        async with self.slots:
+        slots = self.slots
+        if slots is not None:
+            await slots.acquire()
+        try:
             if self.stopped:
                 report.outcome, report.reason = "cancelled", "the run stopped"
                 return None
@@ -138,6 +148,9 @@ class Run:
                 status = getattr(exc, "status_code", None)
                 report.status_code = status if isinstance(status, int) else None
                 return self._fail(endpoint, report, exc)
+        finally:
+            if slots is not None:
+                slots.release()
         report.end = self.clock.now() - self.started
         report.latency = report.end - report.start
         report.attempts = response.attempts
@@ -167,10 +180,14 @@ class Run:
                 content = payload
             else:
                 json_body = payload
-        extensions = dict(self.plan.extensions.get(endpoint.name, ()))  # per call: layers add
-        extensions[CHAOS_NOTE_KEY] = report.note_chaos  # a chaos layer tells the report
-        # the cache says why it did not store a response: the report shows it
-        extensions[EVENTS_KEY] = [*extensions.get(EVENTS_KEY, ()), _CacheNote(report)]
+        # a new dict per call (layers add to it): the plan's (which never holds
+        # listeners), a chaos layer's note to the report, and the cache's reason for
+        # not storing a response (the report shows it)
+        extensions = {
+            **self.plan.extensions.get(endpoint.name, _NO_EXTENSIONS),
+            CHAOS_NOTE_KEY: report.note_chaos,
+            EVENTS_KEY: [_CacheNote(report)],
+        }
         return Request(
             endpoint.method,
             url,
@@ -236,13 +253,14 @@ class Run:
 
     def merged_value(self) -> Any:
         """The run's value: result_merger over results in config order, else a dict."""
-        ordered = [self.results.get(e.name) for e in self.config.endpoints]
-        if self.config.result_merger is not None:
-            value = self.config.result_merger(ordered)
+        config = self.config
+        results = self.results
+        if config.result_merger is not None:
+            value = config.result_merger([results.get(e.name) for e in config.endpoints])
         else:
-            value = {e.name: self.results.get(e.name) for e in self.config.endpoints}
-        if self.config.result_transformer is not None:
-            value = self.config.result_transformer(value)
+            value = {e.name: results.get(e.name) for e in config.endpoints}
+        if config.result_transformer is not None:
+            value = config.result_transformer(value)
         return value
 
 
