@@ -529,6 +529,8 @@ def targets_table(runs: list[Json]) -> str:
             ok = m < row.limit if row.strict else m <= row.limit
             if not ok:
                 gap = "over by " + row.fmt.format(m - row.limit).lstrip("+")
+                if not any(c in "123456789" for c in gap):  # rounds to zero
+                    gap = f"just over (median {m:.3f})"
         cells = [r.text() for r in same]
         python = row.python if row.figure is not None else (row.note or "not measured")
         out.append([row.key, row.title, row.target, *cells, verdict(ok), gap, python])
