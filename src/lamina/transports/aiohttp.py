@@ -214,7 +214,7 @@ class AiohttpTransport(BaseTransport):
             session, self._session = self._session, None
             keeper, self._keeper = self._keeper, None
             if self._loop is asyncio.get_running_loop() and keeper is not None:
-                if keeper.ag_running:  # the loop's shutdown_asyncgens() is closing it now
+                if getattr(keeper, "ag_running", False):  # shutdown_asyncgens() is closing it
                     return
                 await keeper.aclose()  # closes the session
             elif not session.closed:

@@ -176,7 +176,7 @@ class HttpxTransport(BaseTransport):
             if not client.is_closed:  # its loop ended without closing it
                 _drop(client, keeper)
         elif keeper is not None:
-            if keeper.ag_running:  # the loop's shutdown_asyncgens() is closing it right now
+            if getattr(keeper, "ag_running", False):  # shutdown_asyncgens() is closing it now
                 return
             await keeper.aclose()  # closes the client
         else:
