@@ -111,7 +111,7 @@ class Client(AsyncCloseable):
         self.headers = _headers(headers)
         self.params: dict[str, Any] = _params(params)
         self.timeout = _timeout(timeout)
-        self.follow_redirects = _flag(follow_redirects, "follow_redirects")
+        self.follow_redirects = check.flag(follow_redirects, "follow_redirects")
         self.metrics = IOMetrics()
         if layers is None:
             chosen = default_layers(clock=self.clock, metrics=self.metrics)
@@ -202,7 +202,7 @@ class Client(AsyncCloseable):
         follow = (
             self.follow_redirects
             if isinstance(follow_redirects, _UseClientDefault)
-            else _flag(follow_redirects, "follow_redirects")
+            else check.flag(follow_redirects, "follow_redirects")
         )
         if follow:
             request.extensions[_FOLLOW] = True
@@ -302,7 +302,7 @@ def _form_value(value: Any) -> Any:
     ``None`` is empty."""
     if isinstance(value, (list, tuple)):
         return [_form_value(item) for item in value]
-    if isinstance(value, bool):
+    if value is True or value is False:
         return "true" if value else "false"
     return "" if value is None else str(value)
 
@@ -380,12 +380,6 @@ class RedirectsService:
         raise TransportError(
             f"more than {MAX_REDIRECTS} redirects (follow_redirects)", request=request
         )
-
-
-def _flag(value: object, field: str) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(f"must be True or False, got {type(value).__name__}", field=field)
-    return value
 
 
 def _timeout(value: object, field: str = "timeout") -> float | None:
