@@ -46,9 +46,9 @@ def soak_scale(request: pytest.FixtureRequest, transport_kind: str) -> SoakScale
     elif transport_kind == "aiohttp":
         # CI shape: the same checks on fewer runs (the suite must stay under 2 minutes);
         # the 1,000-run shape runs with LAMINA_SOAK=long (docs/reliability.md)
-        scale = SoakScale(runs=250, rounds=2, concurrent_runs=50, long=False)
+        scale = SoakScale(runs=120, rounds=2, concurrent_runs=50, long=False)
     else:
-        scale = SoakScale(runs=40, rounds=2, concurrent_runs=10, long=False)
+        scale = SoakScale(runs=20, rounds=2, concurrent_runs=10, long=False)
     env = os.environ.get
     return SoakScale(
         runs=int(env("LAMINA_SOAK_RUNS", scale.runs)),
