@@ -238,3 +238,34 @@ def test_one_layer_serves_several_event_loops() -> None:
 
     for _ in range(2):
         asyncio.run(one_loop())
+
+
+async def test_an_idle_timeout_service_holds_no_queue() -> None:
+    """10,000 endpoints each hold a TimeoutService: an idle one keeps no deque (issue 13,
+    FANOUT memory), and the next attempt still gets its timeout."""
+    import asyncio as _asyncio
+
+    from lamina import Request as _Request
+    from lamina import Response as _Response
+    from lamina import TimeoutError as _TimeoutError
+    from lamina.layers.timeout import TimeoutLayer as _TimeoutLayer
+    from lamina.layers.timeout import TimeoutService
+
+    async def quick(request: _Request) -> _Response:
+        return _Response(200, content=b"{}", request=request)
+
+    async def hang(request: _Request) -> _Response:
+        await _asyncio.sleep(10)
+        raise AssertionError("not cancelled")
+
+    service = _TimeoutLayer(0.05).wrap(quick)
+    assert isinstance(service, TimeoutService)
+    assert service._pending is None
+    await service(_Request("GET", "http://upstream.test/a"))
+    assert service._pending is None
+    slow = _TimeoutLayer(0.05).wrap(hang)
+    assert isinstance(slow, TimeoutService)
+    await service(_Request("GET", "http://upstream.test/b"))
+    with pytest.raises(_TimeoutError):
+        await slow(_Request("GET", "http://upstream.test/c"))
+    assert slow._pending is None

@@ -63,7 +63,9 @@ class TimeoutService:
         self.inner = inner
         self.seconds = seconds
         self.clock = clock
-        self._pending: deque[_Expiry] = deque()  # attempts under ``seconds``, oldest first
+        # attempts under ``seconds``, oldest first; made when one starts and dropped when
+        # none is left, so that 10,000 idle endpoints hold no deque (about 0.6 KB each)
+        self._pending: deque[_Expiry] | None = None
         self._timer: asyncio.TimerHandle | None = None  # the shared timer, when armed
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop it is armed on
 
@@ -97,6 +99,7 @@ class TimeoutService:
             cause != "deadline"
             and loop is self._loop
             and self._timer is not None
+            and pending is not None
             and len(pending) < _MAX_PENDING
         ):
             pending.append(expiry)  # the shared timer is armed on this loop: join it
@@ -132,8 +135,12 @@ class TimeoutService:
             ATTEMPT_EXPIRY.reset(token)
             if handle is None:
                 expiry.task = None  # done: drop the finished attempts at the head
-                while pending and pending[0].task is None:
-                    pending.popleft()
+                pending = self._pending
+                if pending is not None:
+                    while pending and pending[0].task is None:
+                        pending.popleft()
+                    if not pending:
+                        self._pending = None  # the timer, if armed, finds nothing to do
             else:
                 handle.cancel()
             if expiry.fired:  # fired, but the inner call finished or failed anyway
@@ -149,8 +156,10 @@ class TimeoutService:
                 self._timer.cancel()
                 self._timer = None
             self._loop = loop
-        elif len(pending) >= _MAX_PENDING:  # a hung attempt holds many finished ones back
-            return False
+        elif pending is not None and len(pending) >= _MAX_PENDING:
+            return False  # a hung attempt holds many finished ones back
+        if pending is None:
+            pending = self._pending = deque()
         pending.append(expiry)
         if self._timer is None:
             self._timer = loop.call_at(expiry.when, self._expire, loop)
@@ -162,6 +171,8 @@ class TimeoutService:
             return
         self._timer = None
         pending = self._pending
+        if pending is None:
+            return
         now = loop.time()
         while pending and (pending[0].task is None or pending[0].when <= now):
             expiry = pending.popleft()
@@ -169,6 +180,8 @@ class TimeoutService:
                 expiry.fire()
         if pending:
             self._timer = loop.call_at(pending[0].when, self._expire, loop)
+        else:
+            self._pending = None
 
 
 _MAX_PENDING = 10_000
