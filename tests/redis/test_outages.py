@@ -281,16 +281,17 @@ async def test_redis_frozen_or_killed_mid_run_never_fails_or_hangs_a_call(
 
 
 async def test_a_busy_event_loop_is_not_mistaken_for_an_outage(redis_url: str, prefix: str) -> None:
-    backend = RedisBackend(redis_url, prefix=prefix, timeout=0.1)
+    backend = RedisBackend(redis_url, prefix=prefix, timeout=0.05)
     limiter = backend.limiter(1000, 60, name="api")
-    # connected (all 20 connections: opening them while the loop is blocked left a loaded
-    # machine's Redis too little time to answer after it, and they were cut off), script loaded
-    assert all(await asyncio.gather(*(limiter.try_acquire() for _ in range(20))))
-    assert backend.errors == 0
+    # one connection only: the other 19 calls open theirs while the loop is blocked, so
+    # they are certainly in flight when it blocks (with all 20 opened first, a quiet
+    # machine's Redis answered before the block and no call was slow); on a heavily loaded
+    # machine a starved redis-server can still look like a real outage
+    assert await limiter.try_acquire()  # connected, script loaded
 
     async def hog() -> bool:
         await asyncio.sleep(0)  # let the Redis calls go out first
-        time.sleep(0.6)  # noqa: ASYNC251 - a burst's CPU work: no reply handled for 6 x timeout
+        time.sleep(0.3)  # noqa: ASYNC251 - a burst's CPU work: no reply handled for 6 x timeout
         return True
 
     results = await asyncio.gather(*(limiter.try_acquire() for _ in range(20)), hog())
