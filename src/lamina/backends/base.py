@@ -36,9 +36,12 @@ class Backend(Protocol):
 
     def limiter(
         self,
-        rate: float,
-        period: float = 1.0,
+        rate: float | None = None,
+        period: float | None = None,
         *,
+        per_second: float | None = None,
+        per_minute: float | None = None,
+        per_hour: float | None = None,
         burst: int | None = None,
         clock: Clock | None = None,
         name: str | None = None,

@@ -22,15 +22,27 @@ class InMemoryBackend:
 
     def limiter(
         self,
-        rate: float,
-        period: float = 1.0,
+        rate: float | None = None,
+        period: float | None = None,
         *,
+        per_second: float | None = None,
+        per_minute: float | None = None,
+        per_hour: float | None = None,
         burst: int | None = None,
         clock: Clock | None = None,
         name: str | None = None,
     ) -> Limiter:
         """A fresh in-process limiter."""
-        return Limiter(rate, period, burst=burst, clock=clock, name=name)
+        return Limiter(
+            rate,
+            period,
+            per_second=per_second,
+            per_minute=per_minute,
+            per_hour=per_hour,
+            burst=burst,
+            clock=clock,
+            name=name,
+        )
 
     def rate_limiter(
         self, config: RateLimiterConfig | None = None, *, clock: Clock | None = None

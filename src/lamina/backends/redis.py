@@ -27,15 +27,28 @@ class RedisBackend(RedisConnection):
 
     def limiter(
         self,
-        rate: float,
-        period: float = 1.0,
+        rate: float | None = None,
+        period: float | None = None,
         *,
+        per_second: float | None = None,
+        per_minute: float | None = None,
+        per_hour: float | None = None,
         burst: int | None = None,
         clock: Clock | None = None,
         name: str | None = None,
     ) -> RedisLimiter:
         """A limit shared by every process using the same ``name`` and rate."""
-        return RedisLimiter(self, rate, period, burst=burst, clock=clock, name=name)
+        return RedisLimiter(
+            self,
+            rate,
+            period,
+            per_second=per_second,
+            per_minute=per_minute,
+            per_hour=per_hour,
+            burst=burst,
+            clock=clock,
+            name=name,
+        )
 
     def rate_limiter(
         self, config: RateLimiterConfig | None = None, *, clock: Clock | None = None
