@@ -206,7 +206,7 @@ class Client(AsyncCloseable):
         )
         if follow:
             request.extensions[_FOLLOW] = True
-        return await self._stack(request)
+        return _as_sent(await self._stack(request))
 
     async def get(self, url: str | httpx.URL, **options: Any) -> Response:
         """``request("GET", url, ...)``."""
@@ -380,6 +380,17 @@ class RedirectsService:
         raise TransportError(
             f"more than {MAX_REDIRECTS} redirects (follow_redirects)", request=request
         )
+
+
+def _as_sent(response: Response) -> Response:
+    """``response`` whose ``request`` (so ``response.url``) is the URL as the transports
+    send it, its ``params`` merged into the query the way httpx merges them: what httpx's
+    ``response.url`` shows."""
+    sent = response.request
+    if sent is not None and sent.params:
+        url = str(httpx.URL(sent.url).copy_merge_params(sent.params))
+        response.request = sent.replace(url=url, params={})
+    return response
 
 
 def _timeout(value: object, field: str = "timeout") -> float | None:
