@@ -653,3 +653,88 @@ async def test_a_409_before_any_hedge_is_the_answer() -> None:
     upstream.answer(0, status=409)  # another call of the caller's holds the key
     assert (await call).status_code == 409
     assert len(upstream.attempts) == 1
+
+
+# -- when every attempt fails, the error says how many were made ------------------------
+
+
+async def test_every_attempt_failing_raises_the_last_error_naming_all_the_attempts() -> None:
+    clock = ManualClock()
+    upstream = Upstream()
+    service = HedgeLayer(0.1, max_hedges=2, clock=clock).wrap(upstream)
+    call = asyncio.create_task(service(Request("GET", URL, endpoint="u")))
+    await settle()
+    upstream.fail(0, lamina.ConnectError("refused"))
+    await settle()
+    upstream.answer(1, status=503)  # a failing status counts too
+    await settle()
+    upstream.fail(2, TransportError("reset"))
+    with pytest.raises(TransportError) as info:
+        await call
+    error = info.value
+    assert type(error) is TransportError  # the type users catch today
+    assert error.message == (
+        "reset; all 3 hedged attempts failed (ConnectError, HTTP 503, TransportError)"
+    )
+    assert str(error) == error.message  # built without a request: no endpoint, no URL
+    assert getattr(error, "hedge_attempts", None) == 3
+
+
+async def test_a_lone_attempt_that_fails_is_raised_unchanged() -> None:
+    clock = ManualClock()
+    upstream = Upstream()
+    service = HedgeLayer(0.1, clock=clock).wrap(upstream)
+    deadline = clock.now() + 0.0005  # too close for any hedge
+    call = asyncio.create_task(service(Request("GET", URL, deadline=deadline)))
+    await settle()
+    upstream.fail(0, TransportError("refused"))
+    with pytest.raises(TransportError) as info:
+        await call
+    assert info.value.message == "refused"
+    assert getattr(info.value, "hedge_attempts", None) is None
+
+
+class UpstreamDown(Exception):
+    """An error of the user's own, not a lamina error."""
+
+
+async def test_an_error_outside_lamina_gets_a_note_naming_the_attempts() -> None:
+    clock = ManualClock()
+    upstream = Upstream()
+    service = HedgeLayer(0.1, clock=clock).wrap(upstream)
+    call = asyncio.create_task(service(Request("GET", URL)))
+    await settle()
+    upstream.fail(0, UpstreamDown("one"))
+    await settle()
+    upstream.fail(1, UpstreamDown("two"))
+    with pytest.raises(UpstreamDown) as info:
+        await call
+    assert str(info.value) == "two"
+    assert info.value.__notes__ == ["all 2 hedged attempts failed (UpstreamDown, UpstreamDown)"]
+
+
+async def test_real_server_every_attempt_failing_raises_one_error_naming_the_attempts(
+    lamina_server: LocalServer, transports: Transports
+) -> None:
+    from lamina import HTTPStatusError
+    from lamina.layers.parse import ParseLayer
+
+    # each attempt raises (the parse layer refuses the 500), so each failure sends the
+    # next hedge at once: three attempts, one error
+    key = "/status/500"
+    service = (
+        ServiceBuilder()
+        .layer(HedgeLayer(10.0, max_hedges=2))
+        .layer(ParseLayer())
+        .layer(TimeoutLayer(2.0))
+        .service(transports.pooled(4))
+    )
+    before = lamina_server.hits(key)
+    async with asyncio.timeout(10):
+        with pytest.raises(HTTPStatusError) as info:
+            await service(Request("GET", lamina_server.url_for(key), endpoint="all-fail"))
+    assert lamina_server.hits(key) - before == 3
+    error = info.value
+    assert error.status_code == 500
+    assert "all 3 hedged attempts failed (HTTP 500, HTTP 500, HTTP 500)" in str(error)
+    assert getattr(error, "hedge_attempts", None) == 3

@@ -12,7 +12,7 @@ from typing import Any
 from .. import _validate as check
 from .._clock import Clock, default_clock
 from .._core import Request, Response, Service
-from .._errors import ConfigError
+from .._errors import ConfigError, HTTPStatusError, LaminaError
 from .._events import emit
 from .retry.layer import IDEMPOTENCY_KEY_HEADER
 from .retry.policy import DEFAULT_RETRY_ON, IDEMPOTENT_METHODS
@@ -234,6 +234,7 @@ class HedgeService:
         sent = 1  # attempts sent so far
         timer: asyncio.Task[None] | None = None
         failure: _Attempt | None = None
+        failures: list[tuple[int, _Attempt]] = []  # (hedge number, attempt), as they failed
         try:
             while True:
                 if timer is None and may_hedge():
@@ -256,6 +257,7 @@ class HedgeService:
                             emit(request, "hedge.won", hedge=number)
                         return task.result()
                     failure, failed = task, True
+                    failures.append((number, task))
                 if failed and may_hedge():
                     if timer is not None:
                         timer.cancel()
@@ -271,6 +273,10 @@ class HedgeService:
                         sent += 1
                 if not running:
                     assert failure is not None
+                    if sent > 1 and not failure.cancelled():
+                        error = failure.exception()
+                        if error is not None:
+                            _name_the_attempts(error, failures)
                     return failure.result()  # the last failure: its response or its error
         finally:
             await _cancel_all(running, timer)
@@ -287,6 +293,35 @@ class HedgeService:
 
     def __repr__(self) -> str:
         return f"<HedgeService {self.config!r} -> {self.inner!r}>"
+
+
+def _name_the_attempts(error: BaseException, failures: list[tuple[int, _Attempt]]) -> None:
+    """Say in ``error`` (the last failure, raised) that every attempt failed, and how:
+    a :class:`lamina.LaminaError` gets it in its message, any other error as a note; both
+    get ``hedge_attempts``."""
+    if getattr(error, "hedge_attempts", None) is not None:
+        return  # the same error object raised again: already named
+    count = len(failures)
+    how = ", ".join(_failure(task) for _, task in sorted(failures, key=lambda f: f[0]))
+    summary = f"all {count} hedged attempts failed ({how})"
+    error.hedge_attempts = count  # type: ignore[attr-defined]
+    if isinstance(error, LaminaError):
+        error.message = f"{error.message}; {summary}" if error.message else summary
+        error.args = (error._render(),)
+    else:
+        error.add_note(summary)
+
+
+def _failure(task: _Attempt) -> str:
+    """How one attempt failed, in a few words (no header or body text)."""
+    if task.cancelled():
+        return "cancelled"
+    error = task.exception()
+    if error is None:
+        return f"HTTP {task.result().status_code}"
+    if isinstance(error, HTTPStatusError):
+        return f"HTTP {error.status_code}"
+    return type(error).__name__
 
 
 async def _cancel_all(running: set[_Attempt], timer: asyncio.Task[None] | None) -> None:
