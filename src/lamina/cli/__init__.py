@@ -66,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="send with httpx (the default), aiohttp or pyreqwest (overrides the flow's "
         "transport:; aiohttp and pyreqwest are extras: pip install 'lamina[pyreqwest]')",
     )
+    _loop_option(run)
     run.add_argument("--report", metavar="FILE", help="write a self-contained HTML run report")
     run.add_argument("--json", action="store_true", help="print only JSON on stdout")
     run.add_argument(
@@ -110,8 +111,21 @@ def build_parser() -> argparse.ArgumentParser:
         "one, a down one) and run sample flows in every mode against them.",
     )
     demo.add_argument("--report", metavar="FILE", help="also write an HTML report of one run")
+    _loop_option(demo)
     demo.set_defaults(func=cmd_demo)
     return parser
+
+
+def _loop_option(parser: argparse.ArgumentParser) -> None:
+    from .._loop import LOOP_NAMES
+
+    parser.add_argument(
+        "--loop",
+        choices=LOOP_NAMES,
+        default="auto",
+        help="the event loop: uvloop when installed (pip install 'lamina[uvloop]'), else "
+        "asyncio's (default: auto)",
+    )
 
 
 def _import_options(parser: argparse.ArgumentParser) -> None:

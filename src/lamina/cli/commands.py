@@ -17,6 +17,7 @@ from typing import Any, TextIO, cast
 from .._closeable import AsyncCloseable
 from .._core import Layer
 from .._errors import ConfigError, LaminaError
+from .._loop import loop_factory
 from .._redact import redact_headers, redact_params, redact_url, scrub
 from ..orchestration.config import (
     APIEndpoint,
@@ -236,6 +237,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     flow = load(args.flow, allow_imports=import_setting(args))
     data = _read_input(args.input)
     check_output("--report", args.report)
+    new_loop = loop_factory(args.loop, field="--loop")  # uvloop missing: one line, exit 2
     telemetry = None
     if args.otlp_endpoint:
         from .._extras import MissingExtra
@@ -251,9 +253,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     display = None if args.quiet else LiveDisplay(flow.config.endpoint_names, sys.stderr)
     try:
         transport = args.transport or flow.transport
-        outcome = asyncio.run(
-            run_flow(flow.config, data, layers=flow.layers, transport=transport, display=display)
-        )
+        with asyncio.Runner(loop_factory=new_loop) as runner:
+            outcome = runner.run(
+                run_flow(
+                    flow.config, data, layers=flow.layers, transport=transport, display=display
+                )
+            )
     finally:
         warning = telemetry.finish() if telemetry is not None else None
     try:

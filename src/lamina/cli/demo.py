@@ -18,6 +18,7 @@ import time
 from typing import Any
 
 from .._errors import LaminaError
+from .._loop import loop_factory
 from ..orchestration import (
     APIEndpoint,
     APIOrchestrationConfig,
@@ -254,16 +255,19 @@ async def tour(server: LocalServer, report_path: str | None = None) -> None:
     print("next: write a flow file and run `lamina run flow.yaml --report run.html` (docs/cli.md)")
 
 
-def main(report: str | None = None) -> None:
-    """Start the local services and run the tour; ``report`` writes an HTML run report."""
+def main(report: str | None = None, loop: str = "auto") -> None:
+    """Start the local services and run the tour; ``report`` writes an HTML run report,
+    ``loop`` picks the event loop (see :func:`lamina._loop.loop_factory`)."""
+    factory = loop_factory(loop, field="--loop")  # before the servers start
     with upstreams.install(LocalServer()) as server:
         print(f"lamina demo: sample upstream APIs at {server.url}")
         sys.stdout.flush()
-        asyncio.run(tour(server, report))
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(tour(server, report))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """``lamina demo``: the tour on built-in local services."""
     check_output("--report", args.report)
-    main(report=args.report)
+    main(report=args.report, loop=args.loop)
     return 0
