@@ -390,3 +390,74 @@ async def test_a_flow_with_cache_ttl_revalidates_and_serves_stale(
     assert revalidated.value["rv"] == {"version": 1, "items": [1, 2, 3]}
     assert stale.endpoints["rv"].outcome == "stale"
     assert origin.answers == [200, 304, 304, 304]
+
+
+# -- a Last-Modified that is not an HTTP-date is no validator ---------------------------
+
+
+class JunkModified:
+    """Answers 200 with ``Last-Modified: <modified>`` (and an ETag if given); records the
+    conditional headers of each request."""
+
+    def __init__(self, modified: str, etag: str | None = None) -> None:
+        self.modified = modified
+        self.etag = etag
+        self.conditions: list[tuple[str | None, str | None]] = []
+
+    def __call__(self, req: RecordedRequest) -> tuple[int, Any, dict[str, str]]:
+        self.conditions.append(
+            (req.headers.get("if-none-match"), req.headers.get("if-modified-since"))
+        )
+        headers = {"Cache-Control": "max-age=10", "Last-Modified": self.modified}
+        if self.etag is not None:
+            headers["ETag"] = self.etag
+            if req.headers.get("if-none-match") == self.etag:
+                return 304, b"", headers
+        return 200, {"ok": True}, headers
+
+
+@pytest.mark.parametrize("junk", ["garbage", "yesterday at noon", "Mon, 99 Foo 2024 25:61:00 GMT"])
+async def test_an_unparseable_last_modified_is_never_sent_as_if_modified_since(
+    lamina_server: LocalServer, transport_factory: Any, junk: str
+) -> None:
+    handler = JunkModified(junk)
+    lamina_server.route("/junk-lm/", handler)
+    clock = ManualClock()
+    svc = stack(transport_factory(), clock)
+    events = Events()
+    await svc(get(lamina_server, path="/junk-lm/a"))
+    clock.advance(11)  # stale: with no validator it is fetched again in full
+    again = await svc(get(lamina_server, events, path="/junk-lm/a"))
+    assert handler.conditions == [(None, None), (None, None)]
+    assert not again.from_cache
+    assert events.named("cache.miss") == [{"reason": "absent"}]  # not kept to revalidate
+
+
+async def test_an_etag_still_revalidates_beside_a_junk_last_modified(
+    lamina_server: LocalServer, transport_factory: Any
+) -> None:
+    handler = JunkModified("garbage", etag='"e1"')
+    lamina_server.route("/junk-lm-etag/", handler)
+    clock = ManualClock()
+    svc = stack(transport_factory(), clock)
+    await svc(get(lamina_server, path="/junk-lm-etag/a"))
+    clock.advance(11)
+    again = await svc(get(lamina_server, path="/junk-lm-etag/a"))
+    assert handler.conditions == [(None, None), ('"e1"', None)]
+    assert again.from_cache
+    assert again.value == {"ok": True}
+
+
+async def test_a_valid_last_modified_in_an_obsolete_date_format_still_revalidates(
+    lamina_server: LocalServer, transport_factory: Any
+) -> None:
+    # RFC 9110 §5.6.7: recipients accept the RFC 850 and asctime forms too
+    modified = "Sunday, 06-Nov-94 08:49:37 GMT"
+    handler = JunkModified(modified)
+    lamina_server.route("/old-lm/", handler)
+    clock = ManualClock()
+    svc = stack(transport_factory(), clock)
+    await svc(get(lamina_server, path="/old-lm/a"))
+    clock.advance(11)
+    await svc(get(lamina_server, path="/old-lm/a"))
+    assert handler.conditions == [(None, None), (None, modified)]

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..._core import Request, Response
 from ..._headers import Headers
+from .policy import has_validator, is_http_date
 
 if TYPE_CHECKING:
     from .keys import KeyScheme
@@ -149,13 +150,16 @@ class CacheEntry:
 
     @property
     def last_modified(self) -> str | None:
-        """The stored response's ``Last-Modified``, if it had one."""
-        return self.headers.get("last-modified")
+        """The stored response's ``Last-Modified``, if it had one that is an HTTP-date
+        (one that is not is no validator: it is never sent as ``If-Modified-Since``)."""
+        value = self.headers.get("last-modified")
+        return value if is_http_date(value) else None
 
     @property
     def revalidatable(self) -> bool:
-        """True when the entry has a validator to revalidate it with."""
-        return "etag" in self.headers or "last-modified" in self.headers
+        """True when the entry has a validator to revalidate it with: an ``ETag``, or a
+        ``Last-Modified`` that is an HTTP-date."""
+        return has_validator(self.headers)
 
     def matches(self, request: Request, scheme: KeyScheme) -> bool:
         """True when ``request`` has the same values for the Vary headers."""

@@ -9,6 +9,7 @@ is only ever served to a request that identifies the same caller.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -28,6 +29,7 @@ from .keys import identity_digest
 __all__ = [
     "Storable",
     "has_validator",
+    "is_http_date",
     "parse_cache_control",
     "request_directives",
     "request_wants_fresh",
@@ -89,8 +91,23 @@ class Storable:
 
 
 def has_validator(headers: Headers) -> bool:
-    """True when a stored response can be revalidated (``ETag`` or ``Last-Modified``)."""
-    return "etag" in headers or "last-modified" in headers
+    """True when a stored response can be revalidated: it has an ``ETag``, or a
+    ``Last-Modified`` that is an HTTP-date (RFC 9110 §8.8.2: one that is not is no
+    validator, and must not go back as ``If-Modified-Since``)."""
+    return "etag" in headers or is_http_date(headers.get("last-modified"))
+
+
+@functools.lru_cache(maxsize=256)  # a service sees few distinct Last-Modified values at once
+def is_http_date(value: str | None) -> bool:
+    """True when ``value`` parses as an HTTP-date (IMF-fixdate, or the obsolete RFC 850 and
+    asctime forms, RFC 9110 §5.6.7)."""
+    if not value:
+        return False
+    try:
+        parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return False
+    return True
 
 
 def vary_names(response: Response) -> tuple[str, ...] | None:
