@@ -461,3 +461,75 @@ async def test_a_valid_last_modified_in_an_obsolete_date_format_still_revalidate
     clock.advance(11)
     await svc(get(lamina_server, path="/old-lm/a"))
     assert handler.conditions == [(None, None), (None, modified)]
+
+
+# -- Age (RFC 9111 §5.1, §4.2.3) ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("parse", [True, False], ids=["parse", "bare"])
+async def test_a_hit_carries_its_age_in_whole_seconds(
+    lamina_server: LocalServer, origin: Origin, transport_factory: Any, parse: bool
+) -> None:
+    clock = ManualClock()
+    svc = stack(transport_factory(), clock, parse=parse)
+    first = await svc(get(lamina_server))
+    assert "age" not in first.headers  # the origin's own answer
+    assert (await svc(get(lamina_server))).headers["age"] == "0"
+    clock.advance(7.9)
+    hit = await svc(get(lamina_server))
+    assert hit.from_cache
+    assert hit.headers.get_list("age") == ["7"]
+    assert origin.answers == [200]
+
+
+async def test_an_age_from_upstream_is_the_entrys_age_when_stored(
+    lamina_server: LocalServer, transport_factory: Any
+) -> None:
+    def aged(req: RecordedRequest) -> tuple[int, Any, dict[str, str]]:
+        return 200, {"ok": True}, {"Cache-Control": "max-age=300", "Age": "100"}
+
+    lamina_server.route("/aged/", aged)
+    clock = ManualClock()
+    svc = stack(transport_factory(), clock)
+    assert (await svc(get(lamina_server, path="/aged/a"))).headers["age"] == "100"
+    clock.advance(5)
+    hit = await svc(get(lamina_server, path="/aged/a"))
+    assert hit.from_cache
+    assert hit.headers.get_list("age") == ["105"]  # 100 s old when stored, 5 s since
+
+
+async def test_a_304_resets_the_age(
+    lamina_server: LocalServer, origin: Origin, transport_factory: Any
+) -> None:
+    clock = ManualClock()
+    svc = stack(transport_factory(), clock)
+    await svc(get(lamina_server))
+    clock.advance(25)  # max-age=10: stale
+    revalidated = await svc(get(lamina_server))
+    assert origin.answers == [200, 304]
+    assert revalidated.from_cache
+    # validated by the origin for this very call: no Age (RFC 9111 §5.1)
+    assert "age" not in revalidated.headers
+    clock.advance(4)
+    hit = await svc(get(lamina_server))
+    assert hit.headers.get_list("age") == ["4"]  # counted from the 304, not 29
+
+
+async def test_a_stale_answer_carries_its_age(
+    lamina_server: LocalServer, origin: Origin, transport_factory: Any
+) -> None:
+    origin.cc = "max-age=10, stale-if-error=60, stale-while-revalidate=20"
+    clock = ManualClock()
+    layer = CacheLayer(ttl=300, clock=clock)
+    svc = layer.wrap(ParseLayer().wrap(transport_factory()))
+    await svc(get(lamina_server))
+    clock.advance(15)  # stale-while-revalidate
+    swr = await svc(get(lamina_server))
+    assert swr.stale
+    assert swr.headers["age"] == "15"
+    await layer.drain()  # the refresh (a 304) stored it again at 15 s
+    origin.down = True
+    clock.advance(40)  # stale again, past the swr window: the 503 serves it stale
+    stale = await svc(get(lamina_server))
+    assert stale.stale
+    assert stale.headers["age"] == "40"

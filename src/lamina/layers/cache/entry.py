@@ -47,6 +47,12 @@ class _Snapshot:
         return copy.deepcopy(self._obj)
 
 
+def _delta_seconds(value: str) -> int:
+    """An ``Age`` value (delta-seconds); 0 if it is not a non-negative integer."""
+    value = value.strip()
+    return int(value) if value.isdigit() and value.isascii() else 0
+
+
 class CacheEntry:
     """One stored response; treat it as immutable.
 
@@ -64,6 +70,7 @@ class CacheEntry:
 
     __slots__ = (
         "_snapshot",
+        "_unaged",
         "content",
         "fresh_for",
         "headers",
@@ -95,6 +102,8 @@ class CacheEntry:
         self.headers = headers
         self.content = content
         self._snapshot = _Snapshot(value)
+        # (headers, their lines but Age, the Age when stored): aged_headers' work, once
+        self._unaged: tuple[Headers, list[tuple[str, str]], int] | None = None
         self.namespace = namespace
         self.stored_at = stored_at
         self.fresh_for = fresh_for
@@ -165,6 +174,23 @@ class CacheEntry:
         """True when ``request`` has the same values for the Vary headers."""
         return not self.vary or scheme.vary_digest(request, self.vary) == self.vary_digest
 
+    def aged_headers(self, now: float) -> Headers:
+        """The headers with ``Age`` set to the entry's current age in whole seconds
+        (RFC 9111 §4.2.3, §5.1): the ``Age`` the response had when stored, plus the time
+        since."""
+        unaged = self._unaged
+        if unaged is None or unaged[0] is not self.headers:  # worked out once per headers
+            initial, kept = 0, []
+            for name, value in self.headers.multi_items():
+                if name.lower() == "age":
+                    initial = max(initial, _delta_seconds(value))
+                else:
+                    kept.append((name, value))
+            unaged = self._unaged = (self.headers, kept, initial)
+        _, kept, initial = unaged
+        age = initial + int(now - self.stored_at) if now > self.stored_at else initial
+        return Headers.from_pairs([*kept, ("Age", str(age))])
+
     def to_response(
         self,
         request: Request,
@@ -172,11 +198,13 @@ class CacheEntry:
         from_cache: bool = True,
         stale: bool = False,
         attempts: int = 0,
+        now: float | None = None,
     ) -> Response:
-        """A new Response for ``request`` with its own copy of the value."""
+        """A new Response for ``request`` with its own copy of the value; served from the
+        cache (``from_cache``) with ``now`` given, its headers carry the entry's ``Age``."""
         return Response(
             self.status_code,
-            headers=self.headers,
+            headers=self.headers if now is None or not from_cache else self.aged_headers(now),
             content=self.content,
             request=request,
             value=self._snapshot.copy(),

@@ -267,7 +267,7 @@ class CacheService:
                 wants_fresh = request_wants_fresh(request)
                 if fresh and not wants_fresh:
                     emit(request, "cache.hit", age=entry.age(now))
-                    return entry.to_response(request)
+                    return entry.to_response(request, now=now)
                 if not fresh and not wants_fresh and entry.serves_while_revalidating(now):
                     return self._serve_while_revalidating(request, key, entry, scheme, now)
                 reason = "no-cache" if fresh else "expired"
@@ -284,10 +284,11 @@ class CacheService:
         if outcome.entry is None or not outcome.entry.matches(request, scheme):
             # Not shareable (no-store, private, Vary differs...): call upstream ourselves.
             return (await self._fetch(request, key, entry, scheme, revalidate)).response
+        now = cache.clock.now()
         if outcome.stale:
-            emit(request, "cache.stale", age=outcome.entry.age(cache.clock.now()), shared=True)
+            emit(request, "cache.stale", age=outcome.entry.age(now), shared=True)
         return outcome.entry.to_response(
-            request, from_cache=outcome.stale or outcome.cached, stale=outcome.stale
+            request, from_cache=outcome.stale or outcome.cached, stale=outcome.stale, now=now
         )
 
     def _validator(self, request: Request, entry: CacheEntry) -> CacheEntry | None:
@@ -318,7 +319,7 @@ class CacheService:
             reason="stale-while-revalidate",
             refreshing=started,
         )
-        return entry.to_response(request, stale=True)
+        return entry.to_response(request, stale=True, now=now)
 
     async def _refresh(
         self, request: Request, key: str, entry: CacheEntry, scheme: KeyScheme
@@ -382,7 +383,7 @@ class CacheService:
             assert fallback is not None
             now = cache.clock.now()
             emit(request, "cache.stale", age=fallback.age(now), error=type(exc).__name__)
-            return Fetched(fallback.to_response(request, stale=True), fallback, stale=True)
+            return Fetched(fallback.to_response(request, stale=True, now=now), fallback, stale=True)
         status = response.status_code
         if revalidate is not None and status == 304:
             if not _selects(revalidate, response.headers):
@@ -392,7 +393,7 @@ class CacheService:
             assert fallback is not None
             now = cache.clock.now()
             emit(request, "cache.stale", age=fallback.age(now), error=f"HTTP {status}")
-            return Fetched(fallback.to_response(request, stale=True), fallback, stale=True)
+            return Fetched(fallback.to_response(request, stale=True, now=now), fallback, stale=True)
         decision = store_decision(
             request,
             response,
@@ -587,8 +588,11 @@ def _kept(headers: Headers) -> Headers:
 
 
 def _updated(stored: Headers, fresh: Headers) -> Headers:
-    """The stored headers with every field the 304 carries replaced by its lines."""
+    """The stored headers with every field the 304 carries replaced by its lines. The
+    stored ``Age`` is dropped: the entry's age starts again from the 304's (RFC 9111
+    §4.2.3; none: the origin validated it now)."""
     names = {name.lower() for name, _ in fresh.multi_items()} - _NOT_UPDATED
+    names.add("age")
     kept = [(k, v) for k, v in stored.multi_items() if k.lower() not in names]
     return Headers(kept + [(k, v) for k, v in fresh.multi_items() if k.lower() in names])
 
