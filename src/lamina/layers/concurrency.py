@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import builtins
-import contextlib
-from collections import deque
 
 from .. import _validate as check
 from .._clock import Clock, default_clock
 from .._core import Request, Response, Service
 from .._errors import ConcurrencyLimitExceeded, TimeoutError
+from ._waiters import Waiters
 
 __all__ = ["ConcurrencyLimitLayer", "ConcurrencyLimitService"]
 
@@ -42,7 +40,7 @@ class ConcurrencyLimitLayer:
         )
         self.clock = clock or default_clock
         self._in_flight = 0
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._waiters = Waiters()
 
     @property
     def in_flight(self) -> int:
@@ -75,31 +73,15 @@ class ConcurrencyLimitLayer:
         timeout = None if deadline is None else deadline - self.clock.now()
         if timeout is not None and timeout <= 0:
             raise _deadline_error(request)
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(future)
         try:
-            async with asyncio.timeout(timeout):
-                await future
-        except BaseException as exc:
-            if future.done() and not future.cancelled():
-                self.release()  # handed a slot as we were interrupted: pass it on
-            else:
-                future.cancel()
-                with contextlib.suppress(ValueError):
-                    self._waiters.remove(future)
-            if isinstance(exc, builtins.TimeoutError):
-                raise _deadline_error(request) from exc
-            raise
+            await self._waiters.wait(timeout, self.release)
+        except builtins.TimeoutError as exc:
+            raise _deadline_error(request) from exc
 
     def release(self) -> None:
         """Give a slot back: to the first waiter still waiting, else to the pool."""
-        waiters = self._waiters
-        while waiters:
-            future = waiters.popleft()
-            if not future.done():
-                future.set_result(None)  # the slot changes hands; in_flight is unchanged
-                return
-        self._in_flight -= 1
+        if not self._waiters.wake_one():  # else the slot changes hands: in_flight unchanged
+            self._in_flight -= 1
 
     def wrap(self, inner: Service) -> Service:
         return ConcurrencyLimitService(inner, self)
