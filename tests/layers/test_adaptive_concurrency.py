@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
 import random
 import statistics
 from collections.abc import AsyncIterator, Mapping
@@ -39,6 +40,51 @@ def run_rounds(layer: AdaptiveConcurrencyLayer, clock: ManualClock, rounds: int)
             layer.release()
             layer.observe(started)
         limits.append(layer.current_limit)
+    return limits
+
+
+def run_pipelined(
+    layer: AdaptiveConcurrencyLayer,
+    clock: ManualClock,
+    *,
+    seconds: float,
+    overhead: float = 0.0,
+    jitter: float = 0.0,
+    service: float = 0.010,
+    capacity: int = 8,
+    seed: int = 0,
+) -> list[int]:
+    """More demand than the limit, each call admitted as soon as a slot frees: it spends
+    ``overhead`` outside the upstream (half on the way there, half back; a seeded
+    exponential ``jitter`` added on the way there) and ``service`` in an upstream that
+    serves ``capacity`` at once, FIFO. Returns the limit sampled every 50 ms."""
+    rng = random.Random(seed)
+    free = [0.0] * capacity  # when each of the upstream's slots is free next
+    finishing: list[tuple[float, int, float]] = []  # (finishes, order, admitted)
+    order = 0
+
+    def admit() -> None:
+        nonlocal order
+        while layer.try_acquire():
+            now = clock.now()
+            arrives = now + overhead / 2 + (rng.expovariate(1 / jitter) if jitter else 0.0)
+            slot = min(range(capacity), key=free.__getitem__)
+            free[slot] = max(arrives, free[slot]) + service
+            order += 1
+            heapq.heappush(finishing, (free[slot] + overhead / 2, order, now))
+
+    limits: list[int] = []
+    sample_at = 0.0
+    admit()
+    while finishing[0][0] <= seconds:
+        finishes, _, admitted = heapq.heappop(finishing)
+        while sample_at <= finishes:
+            limits.append(layer.current_limit)
+            sample_at += 0.05
+        clock.advance(finishes - clock.now())
+        layer.release()
+        layer.observe(admitted)
+        admit()
     return limits
 
 
@@ -85,6 +131,40 @@ def test_the_limit_settles_between_4_and_16_against_an_upstream_of_8() -> None:
     # the fixed point of L = 10 + sqrt(10): the upstream's 8 plus a small queue
     assert statistics.median(settled) == 13
     assert max(limits) <= 16  # it never overshot on the way up
+
+
+def test_latency_outside_the_upstream_keeps_the_limit_inside_16() -> None:
+    # 2 ms of the round trip outside the upstream (a client's own work, the network) and
+    # up to a few ms of jitter: what the real transports add to the local server's 10 ms.
+    # More calls fit in flight (Little's law: 8 x 12 / 10, plus the buffer and headroom),
+    # so the fixed point is higher than against the ideal upstream above: the limit must
+    # not creep past it (a fractional limit did, to 17) nor swing on stale samples.
+    settled = []
+    for seed in range(8):
+        clock = ManualClock()
+        layer = AdaptiveConcurrencyLayer(clock=clock, random=random.Random(seed))
+        limits = run_pipelined(layer, clock, seconds=10, overhead=0.002, jitter=0.002, seed=seed)
+        settled += limits[100:]  # the second half
+    assert statistics.median(settled) == 15
+    assert min(settled) >= 14
+    assert max(settled) == 16
+
+
+def test_a_slow_upstream_is_judged_on_calls_admitted_under_the_current_limit() -> None:
+    # An upstream of 8 answering in 100 ms, looked at every 100 ms: the calls that finish
+    # in a look's interval were mostly admitted under the limit before the last one.
+    # Sampled anyway, they lagged the feedback a look behind: the limit swung between 5
+    # and 35. A look now samples only calls admitted since the last one, and waits a round
+    # trip for them.
+    clock = ManualClock()
+    layer = AdaptiveConcurrencyLayer(clock=clock, min_rtt_interval=600, random=random.Random(1))
+    limits = run_pipelined(
+        layer, clock, seconds=50, overhead=0.002, jitter=0.002, service=0.100, seed=1
+    )
+    settled = limits[500:]  # the second half
+    assert min(settled) == 10
+    assert max(settled) == 22
+    assert statistics.median(settled) == 15
 
 
 def test_the_limit_grows_while_latency_stays_at_min_rtt() -> None:

@@ -2,18 +2,16 @@
 
 The gradient controller of Envoy's adaptive concurrency filter (itself after
 Netflix's concurrency-limits): the limit is multiplied by
-``gradient = min_rtt * (1 + buffer) / sample_rtt`` (clamped to [0.5, 2]) and given a
-headroom of its square root, once per ``interval``; ``min_rtt`` is measured at the
-start, and again every ``min_rtt_interval``, with the limit pinned low.
+``gradient = min_rtt * (1 + buffer) / sample_rtt`` (clamped to [0.5, 2]), given a
+headroom of its square root and kept a whole number, once per ``interval``; ``min_rtt``
+is measured at the start, and again every ``min_rtt_interval``, with the limit pinned low.
 """
 
 from __future__ import annotations
 
 import asyncio
 import builtins
-import contextlib
 import math
-from collections import deque
 from random import Random
 
 from .. import _validate as check
@@ -21,6 +19,7 @@ from .._clock import Clock, default_clock
 from .._core import Request, Response, Service
 from .._errors import ConcurrencyLimitExceeded, ConfigError
 from .._events import emit
+from ._waiters import Waiters
 
 __all__ = ["AdaptiveConcurrencyLayer", "AdaptiveConcurrencyService"]
 
@@ -43,9 +42,12 @@ class AdaptiveConcurrencyLayer:
       with 10% jitter);
     * then, every ``interval`` (0.1 s) with at least one answer, it takes
       ``sample_rtt``, the ``percentile`` (median) of the latencies seen in that interval,
-      and sets ``limit = limit * gradient + sqrt(limit * gradient)`` with
+      and sets ``limit = floor(limit * gradient + sqrt(limit * gradient))`` with
       ``gradient = min_rtt * (1 + buffer) / sample_rtt`` clamped to [0.5, 2]
       (``buffer`` 0.25), the whole kept between ``min_limit`` and ``max_limit`` (1000).
+      A look judges the limit it set: only calls admitted since the previous look are
+      sampled, and the next look comes an ``interval`` or one ``sample_rtt`` later,
+      whichever is longer.
 
     Latency here is the time a call spends inside the layer once admitted, errors
     included (a timeout is a long latency); cancelled calls are not measured.
@@ -68,6 +70,7 @@ class AdaptiveConcurrencyLayer:
     __slots__ = (
         "_endpoints",
         "_interval_end",
+        "_looked",
         "_min_rtt_due",
         "_next_limit",
         "_peak",
@@ -137,8 +140,9 @@ class AdaptiveConcurrencyLayer:
         self._peak = 0  # most calls in flight during the current interval
         self._samples: list[float] = []  # latencies of the current interval
         self._interval_end = 0.0
+        self._looked = -math.inf  # when the limit was last set: calls admitted before do not count
         self._min_rtt_due = math.inf
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._waiters = Waiters()
 
     @property
     def current_limit(self) -> int:
@@ -194,21 +198,10 @@ class AdaptiveConcurrencyLayer:
             wait = min(wait, request.deadline - self.clock.now())
         if not wait or wait <= 0:
             raise self._rejected(request)
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(future)
         try:
-            async with asyncio.timeout(wait):
-                await future
-        except BaseException as exc:
-            if future.done() and not future.cancelled():
-                self.release()  # handed a slot as we were interrupted: pass it on
-            else:
-                future.cancel()
-                with contextlib.suppress(ValueError):
-                    self._waiters.remove(future)
-            if isinstance(exc, builtins.TimeoutError):
-                raise self._rejected(request, waited=wait) from None
-            raise
+            await self._waiters.wait(wait, self.release)
+        except builtins.TimeoutError:
+            raise self._rejected(request, waited=wait) from None
 
     def _rejected(self, request: Request, waited: float = 0.0) -> ConcurrencyLimitExceeded:
         emit(request, "adaptive.rejected", limit=self.current_limit, in_flight=self.in_flight)
@@ -225,13 +218,9 @@ class AdaptiveConcurrencyLayer:
         self._wake()
 
     def _wake(self) -> None:
-        waiters = self._waiters
-        while waiters and self.in_flight < self.current_limit:
-            future = waiters.popleft()
-            if not future.done():
-                self.in_flight += 1
-                self._peak = max(self._peak, self.in_flight)
-                future.set_result(None)
+        while self.in_flight < self.current_limit and self._waiters.wake_one():
+            self.in_flight += 1
+            self._peak = max(self._peak, self.in_flight)
 
     # -- the controller ----------------------------------------------------
     def observe(self, started: float, request: Request | None = None) -> None:
@@ -249,21 +238,30 @@ class AdaptiveConcurrencyLayer:
                 self._probe = None
                 self._set_limit(self._next_limit, request, None)
                 self._samples.clear()
+                self._looked = now
                 self._interval_end = now + self.interval
                 jitter = 1.0 + self.random.uniform(-0.1, 0.1)
                 self._min_rtt_due = now + self.min_rtt_interval * jitter
             return
+        if started < self._looked:
+            return  # admitted under the limit before the last one: not this limit's latency
         self._samples.append(rtt)
         if now < self._interval_end:
             return
-        self._interval_end = now + self.interval
         sample_rtt = _quantile(self._samples, self.percentile)
         self._samples.clear()
+        self._looked = now
+        # the next look sees calls admitted under the limit set now: at least one
+        # round trip away, also when a call takes longer than an interval
+        self._interval_end = now + max(self.interval, sample_rtt)
         min_rtt = self.min_rtt
         assert min_rtt is not None
         gradient = min(2.0, max(0.5, min_rtt * (1.0 + self.buffer) / max(sample_rtt, 1e-9)))
         scaled = self.limit * gradient
-        new = min(float(self.max_limit), max(float(self.min_limit), scaled + math.sqrt(scaled)))
+        # whole calls, as Envoy's controller keeps them: a fraction carried from one look
+        # to the next let the limit creep a call past its fixed point
+        new = float(math.floor(scaled + math.sqrt(scaled)))
+        new = min(float(self.max_limit), max(float(self.min_limit), new))
         if new > self.limit and self._peak * 2 < self.current_limit:
             new = self.limit  # the callers did not use half the limit: no evidence to grow
         self._peak = self.in_flight
