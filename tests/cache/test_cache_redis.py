@@ -7,15 +7,17 @@ editing its stored time (``t``, microseconds) rather than sleeping."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
 import pytest
 
 import redis
-from lamina import Request, Service
+from lamina import Request, Response, Service
+from lamina._events import listen
 from lamina.backends.redis import RedisBackend
 from lamina.layers.cache import CacheLayer, RedisCacheStore
 from lamina.layers.parse import ParseLayer
@@ -75,6 +77,17 @@ class Origin:
         return 200, {"version": self.version}, headers
 
 
+class Events:
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, dict[str, Any]]] = []
+
+    def __call__(self, name: str, attrs: Mapping[str, Any]) -> None:
+        self.seen.append((name, dict(attrs)))
+
+    def named(self, name: str) -> list[dict[str, Any]]:
+        return [attrs for seen, attrs in self.seen if seen == name]
+
+
 def entries(sync_redis: redis.Redis, prefix: str) -> list[bytes]:
     return list(sync_redis.scan_iter(match=f"{prefix}:v1:cache:*", count=500))
 
@@ -121,3 +134,114 @@ async def test_a_hit_from_redis_carries_its_age_and_a_304_resets_it(
     assert again.from_cache
     assert again.headers.get_list("age") in (["0"], ["1"])  # from the 304, not 60
     assert origin.answers == [200, 304]
+
+
+# -- a late 304 does not overwrite a newer entry ----------------------------------------
+
+
+class HoldConditional:
+    """Between the parse layer and the transport: a conditional request's answer (the 304)
+    is held once it has arrived, until the test releases it."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.arrived = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def __call__(self, request: Request) -> Response:
+        response: Response = await self.inner(request)
+        if "if-none-match" in request.headers:
+            self.arrived.set()
+            await self.release.wait()
+        return response
+
+
+async def test_a_late_304_does_not_overwrite_an_entry_stored_meanwhile(
+    backend: RedisBackend,
+    sync_redis: redis.Redis,
+    prefix: str,
+    lamina_server: LocalServer,
+    transport_factory: Any,
+) -> None:
+    origin = Origin("max-age=30")
+    path = f"/redis-late-304/{transport_factory.kind}"
+    lamina_server.route(path, origin)
+
+    def layer() -> CacheLayer:  # each its own SharedCache: as in two processes
+        return CacheLayer(ttl=300, store=RedisCacheStore(backend), key_secret=SECRET)
+
+    held = HoldConditional(transport_factory())
+    slow = layer().wrap(ParseLayer().wrap(held))
+    other = layer().wrap(ParseLayer().wrap(transport_factory()))
+    assert (await slow(get(lamina_server, path))).json() == {"version": 1}
+    backdate(sync_redis, prefix, 60)  # stale: the next call revalidates with "v1"
+    events = Events()
+    late = asyncio.create_task(slow(listen(get(lamina_server, path), events)))
+    await held.arrived.wait()  # the origin said 304 for v1; the answer is held here
+    origin.version = 2
+    newer = await other(get(lamina_server, path))  # revalidates too: v2 comes back, stored
+    assert newer.json() == {"version": 2}
+    assert origin.answers == [200, 304, 200]
+    held.release.set()
+    revalidated = await late  # the 304 is served to its caller...
+    assert revalidated.json() == {"version": 1}
+    assert revalidated.from_cache
+    # ... but it does not replace the entry stored after the one it revalidated
+    assert events.named("cache.skip") == [{"reason": "a newer entry was stored meanwhile"}]
+    for svc in (slow, other, layer().wrap(ParseLayer().wrap(transport_factory()))):
+        answer = await svc(get(lamina_server, path))
+        assert answer.from_cache
+        assert answer.json() == {"version": 2}
+    assert origin.answers == [200, 304, 200]
+
+
+async def test_a_304_still_renews_the_entry_it_revalidated(
+    backend: RedisBackend,
+    sync_redis: redis.Redis,
+    prefix: str,
+    lamina_server: LocalServer,
+    transport_factory: Any,
+) -> None:
+    origin = Origin("max-age=30")
+    path = f"/redis-renew/{transport_factory.kind}"
+    lamina_server.route(path, origin)
+    svc = stack(backend, transport_factory())
+    await svc(get(lamina_server, path))
+    backdate(sync_redis, prefix, 60)
+    assert (await svc(get(lamina_server, path))).from_cache  # a 304
+    assert (await svc(get(lamina_server, path))).from_cache  # renewed: a plain hit
+    assert origin.answers == [200, 304]
+
+
+async def test_replace_is_a_compare_and_set_on_the_version_read(backend: RedisBackend) -> None:
+    from lamina._headers import Headers
+    from lamina.layers.cache import CacheEntry
+
+    def entry(body: bytes) -> CacheEntry:
+        return CacheEntry(
+            status_code=200,
+            headers=Headers({"ETag": '"e"'}),
+            content=body,
+            value=body.decode(),
+            namespace="cas",
+            stored_at=0.0,
+            fresh_for=30,
+        )
+
+    store = RedisCacheStore(backend)
+    await store.set("cas|k", entry(b"one"), 60)
+    read = await store.get("cas|k")
+    assert read is not None
+    assert read.stamp is not None
+    await store.set("cas|k", entry(b"two"), 60)  # another writer, meanwhile
+    assert not await store.replace("cas|k", entry(b"late"), 60, read)
+    again = await store.get("cas|k")
+    assert again is not None
+    assert again.content == b"two"
+    assert await store.replace("cas|k", entry(b"three"), 60, again)  # still the one read
+    last = await store.get("cas|k")
+    assert last is not None
+    assert last.content == b"three"
+    assert last.stamp not in (None, again.stamp)  # a new version
+    await store.delete("cas|k")
+    assert await store.replace("cas|k", entry(b"back"), 60, again)  # gone: stored again

@@ -33,7 +33,13 @@ from .policy import (
 )
 from .redis import RedisCacheStore
 from .shared import SharedCache
-from .store import CacheStore, MemoryCacheStore, SharedSecretStore, SyncCacheStore
+from .store import (
+    CacheStore,
+    MemoryCacheStore,
+    ReplacingCacheStore,
+    SharedSecretStore,
+    SyncCacheStore,
+)
 from .store import MemoryStore as MemoryStore  # deprecated name
 
 __all__ = [
@@ -52,6 +58,7 @@ __all__ = [
     "KeyScheme",
     "MemoryCacheStore",
     "RedisCacheStore",
+    "ReplacingCacheStore",
     "SharedCache",
     "SharedSecretStore",
     "SingleFlight",

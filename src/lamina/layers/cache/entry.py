@@ -76,6 +76,7 @@ class CacheEntry:
         "headers",
         "namespace",
         "stale_for",
+        "stamp",
         "status_code",
         "stored_at",
         "swr_for",
@@ -111,6 +112,9 @@ class CacheEntry:
         self.swr_for = swr_for
         self.vary = vary
         self.vary_digest = vary_digest
+        self.stamp: str | None = None
+        """A shared store's version id of this entry (set when stored or read; Redis: a
+        random id), for a compare-and-set; None until then."""
 
     def renewed(
         self,
@@ -129,6 +133,7 @@ class CacheEntry:
         entry.fresh_for = fresh_for
         entry.stale_for = stale_for
         entry.swr_for = swr_for
+        entry.stamp = None  # a new version: not the one read
         return entry
 
     @property

@@ -25,7 +25,7 @@ from .policy import (
     vary_names,
 )
 from .shared import SECRET_REFRESH, SECRET_RETRY, Fetched, SharedCache
-from .store import CacheStore, MemoryCacheStore, SyncCacheStore
+from .store import CacheStore, MemoryCacheStore, ReplacingCacheStore, SyncCacheStore
 
 __all__ = [
     "BYPASS",
@@ -222,7 +222,7 @@ def _variant(key: str, vary_digest: str) -> str:
 class CacheService:
     """Service made by :class:`CacheLayer`: the layer's settings, its :class:`SharedCache`."""
 
-    __slots__ = ("_get_nowait", "cache", "config", "inner")
+    __slots__ = ("_get_nowait", "_replace", "cache", "config", "inner")
 
     def __init__(self, inner: Service, config: CacheLayer) -> None:
         self.inner = inner
@@ -231,6 +231,8 @@ class CacheService:
         store = self.cache.store
         # An in-memory store answers without awaiting: saves a coroutine per hit.
         self._get_nowait = store.get_nowait if isinstance(store, SyncCacheStore) else None
+        # A shared store's compare-and-set: a late 304 does not overwrite a newer entry.
+        self._replace = store.replace if isinstance(store, ReplacingCacheStore) else None
 
     async def __call__(self, request: Request) -> Response:
         config = self.config
@@ -470,7 +472,7 @@ class CacheService:
                 stale_for=self._stale_for(decision),
                 swr_for=decision.stale_while_revalidate,
             )
-        await self._store(request, key, entry, generation, scheme)
+        await self._store(request, key, entry, generation, scheme, replaces=stored)
         response = entry.to_response(request, attempts=answer.attempts)
         response.headers = headers  # this caller's own 304 fields (Set-Cookie) included
         return Fetched(response, entry, cached=True)
@@ -517,7 +519,10 @@ class CacheService:
         entry: CacheEntry,
         generation: tuple[int, int],
         scheme: KeyScheme,
+        replaces: CacheEntry | None = None,
     ) -> None:
+        """Store ``entry`` under ``key``; ``replaces``: the entry it revalidated, which a
+        shared store replaces only if no newer one was stored meanwhile."""
         cache = self.cache
         if cache.generation(request.endpoint) != generation:
             emit(request, "cache.skip", reason="invalidated while the call was in flight")
@@ -526,12 +531,23 @@ class CacheService:
         if self.config.revalidate and entry.revalidatable:
             keep = max(keep, self.config.ttl)  # kept to be revalidated once stale
         ttl = entry.fresh_for + keep
+        keys = [key]
+        if any(name in scheme.ignored for name in entry.vary):
+            # Varies on a header the key leaves out: keep this variant under its
+            # own key too, so requests alternating between variants all hit.
+            keys.append(_variant(key, entry.vary_digest))
+        replace = self._replace if replaces is not None else None
         try:
-            await cache.store.set(key, entry, ttl)
-            if any(name in scheme.ignored for name in entry.vary):
-                # Varies on a header the key leaves out: keep this variant under its
-                # own key too, so requests alternating between variants all hit.
-                await cache.store.set(_variant(key, entry.vary_digest), entry, ttl)
+            if replace is None:
+                for where in keys:
+                    await cache.store.set(where, entry, ttl)
+                return
+            assert replaces is not None
+            stored = False
+            for where in keys:  # each key may hold another version (another variant)
+                stored = await replace(where, entry, ttl, replaces) or stored
+            if not stored:
+                emit(request, "cache.skip", reason="a newer entry was stored meanwhile")
         except Exception:
             logger.warning("cache store set failed; response not cached", exc_info=True)
             emit(request, "cache.skip", reason="the store failed")

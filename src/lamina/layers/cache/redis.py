@@ -1,9 +1,10 @@
 """A :class:`lamina.layers.cache.CacheStore` in Redis: JSON values with a TTL.
 
 Each entry is one hash, ``{prefix}:v1:cache:{namespace}:<sha256 of the cache key>``,
-holding ``d`` (the entry as JSON) and ``t`` (when it was stored, Redis server
-clock in microseconds); it expires with the entry's TTL. Values are JSON,
-never pickle, so whoever can write to Redis cannot run code in a reader. The
+holding ``d`` (the entry as JSON), ``t`` (when it was stored, Redis server
+clock in microseconds) and ``n`` (a random version id: a revalidation stores its renewed
+entry only if ``n`` is still the version it revalidated); it expires with the entry's
+TTL. Values are JSON, never pickle, so whoever can write to Redis cannot run code in a reader. The
 cache key is only stored as a digest, and :class:`lamina.layers.cache.CacheLayer`
 hands a network store only ``<endpoint>|#<HMAC-SHA256 of its key>``, so no
 header value, query value or body reaches a key name, even as a plain hash;
@@ -31,6 +32,7 @@ import base64
 import hashlib
 import json
 import logging
+import secrets
 from typing import Any
 
 from ... import _validate as check
@@ -49,22 +51,37 @@ logger = logging.getLogger("lamina.backends")
 
 FORMAT = 1
 
-# KEYS: entry. ARGV: json, age_us, ttl_ms.
+# KEYS: entry. ARGV: json, age_us, ttl_ms, version.
 SET = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-redis.call('HSET', KEYS[1], 'd', ARGV[1], 't', string.format('%.0f', now - tonumber(ARGV[2])))
+redis.call('HSET', KEYS[1], 'd', ARGV[1], 't', string.format('%.0f', now - tonumber(ARGV[2])),
+  'n', ARGV[4])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
 """
 
-# KEYS: entry. Returns {json or false, stored_us, now_us}.
+# KEYS: entry. ARGV: json, age_us, ttl_ms, version, read_version. SET unless the entry
+# stored now is another version than the one read (0 then). An entry gone meanwhile
+# (expired, deleted) is stored again, as SET would.
+REPLACE = """
+local stored = redis.call('HGET', KEYS[1], 'n')
+if stored and stored ~= ARGV[5] then return 0 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+redis.call('HSET', KEYS[1], 'd', ARGV[1], 't', string.format('%.0f', now - tonumber(ARGV[2])),
+  'n', ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+
+# KEYS: entry. Returns {json or '', stored_us, now_us, version or ''}.
 GET = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local h = redis.call('HMGET', KEYS[1], 'd', 't')
-if not h[1] then return {'', 0, now} end
-return {h[1], tonumber(h[2]) or now, now}
+local h = redis.call('HMGET', KEYS[1], 'd', 't', 'n')
+if not h[1] then return {'', 0, now, ''} end
+return {h[1], tonumber(h[2]) or now, now, h[3] or ''}
 """
 
 
@@ -193,7 +210,7 @@ class RedisCacheStore:
     async def get(self, key: str) -> CacheEntry | None:
         rkey = self.key(key, self._namespace(key))
         try:
-            data, stored_us, now_us = await self.backend.script(GET, [rkey], [])
+            data, stored_us, now_us, version = await self.backend.script(GET, [rkey], [])
         except RedisUnavailable:
             self.backend.unavailable("cache", None)  # raises under "closed"
             if self.backend.on_error == "local":
@@ -203,33 +220,55 @@ class RedisCacheStore:
             return None
         stored_at = self.clock.now() - (int(now_us) - int(stored_us)) / 1e6
         try:
-            return _decode(json.loads(data), stored_at)
+            entry = _decode(json.loads(data), stored_at)
         except Exception:
             logger.warning("unreadable cache entry in redis; treating it as a miss")
             return None
+        if version:
+            entry.stamp = version.decode() if isinstance(version, bytes) else str(version)
+        return entry
 
     async def set(self, key: str, entry: CacheEntry, ttl: float) -> None:
+        await self._write(key, entry, ttl, None)
+
+    async def replace(self, key: str, entry: CacheEntry, ttl: float, read: CacheEntry) -> bool:
+        """Store ``entry`` (a revalidated copy of ``read``, which :meth:`get` returned)
+        unless ``key`` now holds another version than ``read`` (another writer stored a
+        newer response meanwhile): a late 304 never overwrites it. True if stored (an
+        entry ``read`` without a version, from the fallback store or an older lamina, is
+        stored as by :meth:`set`)."""
+        return await self._write(key, entry, ttl, read.stamp)
+
+    async def _write(self, key: str, entry: CacheEntry, ttl: float, read: str | None) -> bool:
         if ttl <= 0:
             await self.delete(key)
-            return
+            return True
         try:
             blob = json.dumps(_encode(entry), separators=(",", ":")).encode()
         except (TypeError, ValueError):
             self.skipped += 1
             logger.debug("cache value is not plain JSON; not stored in redis")
-            return
+            return True  # not a newer entry: nothing for the caller to report
         if len(blob) > self.max_value_bytes:
             self.skipped += 1
             logger.debug("cache entry of %d bytes exceeds max_value_bytes", len(blob))
-            return
+            return True
         age_us = max(0, int((self.clock.now() - entry.stored_at) * 1e6))
         rkey = self.key(key, self._namespace(key))
+        ttl_ms = max(1, int(ttl * 1000))
+        if entry.stamp is None:  # a new version: every key it is stored under gets this one
+            entry.stamp = secrets.token_hex(8)
+        args: list[Any] = [blob, age_us, ttl_ms, entry.stamp]
         try:
-            await self.backend.script(SET, [rkey], [blob, age_us, max(1, int(ttl * 1000))])
+            if read is None:
+                await self.backend.script(SET, [rkey], args)
+                return True
+            return bool(await self.backend.script(REPLACE, [rkey], [*args, read]))
         except RedisUnavailable:
             self.backend.unavailable("cache", None, reject=False)
             if self.backend.on_error == "local":
                 self._fallback.set_nowait(key, entry, ttl)
+            return True
 
     async def delete(self, key: str) -> None:
         self._fallback.delete_nowait(key)

@@ -11,7 +11,14 @@ from ..._clock import Clock, default_clock
 from ..._core import Request
 from .entry import CacheEntry
 
-__all__ = ["CacheEntry", "CacheStore", "MemoryCacheStore", "SharedSecretStore", "SyncCacheStore"]
+__all__ = [
+    "CacheEntry",
+    "CacheStore",
+    "MemoryCacheStore",
+    "ReplacingCacheStore",
+    "SharedSecretStore",
+    "SyncCacheStore",
+]
 
 
 @runtime_checkable
@@ -37,6 +44,19 @@ class SyncCacheStore(CacheStore, Protocol):
     def get_nowait(self, key: str) -> CacheEntry | None: ...
 
     def clear_nowait(self, namespace: str | None = None) -> int: ...
+
+
+@runtime_checkable
+class ReplacingCacheStore(CacheStore, Protocol):
+    """A store shared by many processes that can store an entry unless a newer one has
+    been stored meanwhile (a compare-and-set).
+
+    ``replace(key, entry, ttl, read)`` stores ``entry`` (a revalidated copy of ``read``,
+    an entry this store returned) unless the key now holds an entry stored after
+    ``read`` was; True if it stored it.
+    """
+
+    async def replace(self, key: str, entry: CacheEntry, ttl: float, read: CacheEntry) -> bool: ...
 
 
 @runtime_checkable
