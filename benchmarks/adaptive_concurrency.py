@@ -10,10 +10,20 @@ for comparison, straight through the transport. A call the layer sheds
 ``--transport`` picks the transport (httpx).
 
 The latency columns are the time an admitted call took (the layer sheds instead of
-queueing, so that is the upstream's answer time, its queue included), over the whole run
-and over the calls started in its second half (settled: without the start, where 500
-callers arrive at once, connections open and the limit is still being found); the limit
-column is the median of the limit sampled every 50 ms over the second half.
+queueing, so that is the upstream's answer time, its queue included, plus the client's
+own time: its event loop runs all 500 callers), over the whole run and over the calls
+started in its second half (settled: without the start, where 500 callers arrive at
+once, connections open and the limit is still being found); the limit column is the
+median of the limit sampled every 50 ms over the second half.
+
+Three columns say where the latency came from: the upstream's own queueing (the server
+reports it, ``queued_ms``; second half), the share of the run the client's event loop
+spent on a CPU (its thread's CPU time / wall time), and the share it was ready to run
+but waited for a CPU taken by other processes (Linux ``schedstat``; a loaded machine).
+A loop on a CPU most of the run is saturated: calls then wait for the loop, not for the
+upstream, and no limit on in-flight calls removes that wait. That is httpx's case here:
+it spends several times the CPU per call of aiohttp or pyreqwest (most of it in
+httpcore's connection pool), so its loop is saturated below the upstream's 800 calls/s.
 
 Target (issue 16): the limit settles between 4 and 16 and p99 stays under 4x the
 unloaded latency, without configuration.
@@ -68,6 +78,7 @@ async def loaded(
 ) -> dict[str, float]:
     latencies: list[float] = []
     settled: list[float] = []  # of the calls started in the second half
+    queued: list[float] = []  # the upstream's own queueing (ms) of those calls
     shed = 0
     limits: list[tuple[float, int]] = []
     start = time.perf_counter()
@@ -79,7 +90,7 @@ async def loaded(
         while time.perf_counter() < end:
             started = time.perf_counter()
             try:
-                await service(Request("GET", url))
+                response = await service(Request("GET", url))
             except ConcurrencyLimitExceeded:
                 shed += 1
                 await asyncio.sleep(rng.uniform(0.1, 0.3))
@@ -88,6 +99,7 @@ async def loaded(
             latencies.append(latency)
             if started - start >= seconds / 2:
                 settled.append(latency)
+                queued.append(float(response.json()["queued_ms"]))
 
     async def sample() -> None:
         while time.perf_counter() < end:
@@ -95,9 +107,15 @@ async def loaded(
                 limits.append((time.perf_counter() - start, layer.current_limit))
             await asyncio.sleep(0.05)
 
+    sched = _schedstat()
+    cpu = time.thread_time()
     await asyncio.gather(sample(), *(caller() for _ in range(callers)))
+    wall = time.perf_counter() - start
+    cpu = time.thread_time() - cpu
+    waited = (_schedstat()[1] - sched[1]) / 1e9 if sched else math.nan
     latencies.sort()
     settled.sort()
+    queued.sort()
     late = [limit for at, limit in limits if at >= seconds / 2]
     return {
         "calls": len(latencies),
@@ -105,10 +123,23 @@ async def loaded(
         "p50": percentile(latencies, 0.5) * 1000,
         "p99": percentile(latencies, 0.99) * 1000,
         "settled_p99": percentile(settled, 0.99) * 1000,
+        "busy": cpu / wall,
+        "runqueue": waited / wall,
+        "queued_p50": percentile(queued, 0.5),
+        "queued_p99": percentile(queued, 0.99),
         "limit": statistics.median(late) if late else math.nan,
         "low": min(late) if late else math.nan,
         "high": max(late) if late else math.nan,
     }
+
+
+def _schedstat() -> list[int]:
+    """This thread's time on a CPU and waiting for one (ns), Linux only."""
+    try:
+        with open("/proc/thread-self/schedstat") as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
 
 
 async def main() -> None:
@@ -130,9 +161,11 @@ async def main() -> None:
             )
             print(
                 "| stack | admitted calls | shed | p50 ms | p99 ms | p99 2nd half ms "
-                "| 2nd-half p99 / unloaded p50 | limit (median, min-max, 2nd half) |"
+                "| 2nd-half p99 / unloaded p50 | limit (median, min-max, 2nd half) "
+                "| upstream queue p50 / p99 ms (2nd half) | client loop on CPU "
+                "| waiting for a CPU |"
             )
-            print("|---|---|---|---|---|---|---|---|")
+            print("|---|---|---|---|---|---|---|---|---|---|---|")
             layer = AdaptiveConcurrencyLayer()
             cases: list[tuple[str, Service, AdaptiveConcurrencyLayer | None, str]] = [
                 ("AdaptiveConcurrencyLayer()", layer.wrap(transport), layer, "adaptive"),
@@ -150,7 +183,9 @@ async def main() -> None:
                 print(
                     f"| {name} | {row['calls']:.0f} | {row['shed']:.0f} | {row['p50']:.1f} "
                     f"| {row['p99']:.1f} | {row['settled_p99']:.1f} "
-                    f"| {row['settled_p99'] / p50:.2f}x | {limit} |"
+                    f"| {row['settled_p99'] / p50:.2f}x | {limit} "
+                    f"| {row['queued_p50']:.1f} / {row['queued_p99']:.1f} "
+                    f"| {row['busy']:.0%} | {row['runqueue']:.0%} |"
                 )
             print(f"min_rtt measured by the layer: {(layer.min_rtt or 0) * 1000:.1f} ms")
 
