@@ -245,3 +245,26 @@ async def test_replace_is_a_compare_and_set_on_the_version_read(backend: RedisBa
     assert last.stamp not in (None, again.stamp)  # a new version
     await store.delete("cas|k")
     assert await store.replace("cas|k", entry(b"back"), 60, again)  # gone: stored again
+
+
+async def test_a_store_never_reads_an_entry_over_its_own_max_value_bytes(
+    backend: RedisBackend, lamina_server: LocalServer, transport_factory: Any
+) -> None:
+    def layer(max_value_bytes: int) -> CacheLayer:
+        store = RedisCacheStore(backend, max_value_bytes=max_value_bytes)
+        return CacheLayer(ttl=300, store=store, key_secret=SECRET)
+
+    roomy, tight = layer(1 << 20), layer(4000)
+    big = roomy.wrap(ParseLayer().wrap(transport_factory()))
+    small = tight.wrap(ParseLayer().wrap(transport_factory()))
+    path = f"/large?bytes=5000&k={transport_factory.kind}"
+    before = lamina_server.hits("/large")
+    assert not (await big(get(lamina_server, path))).from_cache  # stored (about 7 KB)
+    assert (await big(get(lamina_server, path))).from_cache
+    answer = await small(get(lamina_server, path))  # over 4000 bytes: not read, not stored
+    assert not answer.from_cache
+    assert len(answer.content) == 5000
+    assert lamina_server.hits("/large") - before == 2
+    assert isinstance(tight.store, RedisCacheStore)
+    assert tight.store.skipped == 2  # the read, then the write
+    assert (await big(get(lamina_server, path))).from_cache  # still there for the roomy one

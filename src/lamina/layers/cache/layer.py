@@ -215,6 +215,24 @@ class CacheLayer:
         )
 
 
+def _body_limits(inner: object) -> tuple[int | None, int | None]:
+    """The body limits of the stack under a cache layer: the innermost parse layer's
+    ``max_response_bytes`` (it sets the call's limit) and the transport's own."""
+    parse_limit = transport_limit = None
+    node: object = inner
+    for _ in range(64):  # a stack is a chain through ``inner``
+        config_limit = getattr(getattr(node, "config", None), "max_response_bytes", None)
+        if isinstance(config_limit, int):
+            parse_limit = config_limit
+        own = getattr(node, "max_response_bytes", None)
+        if isinstance(own, int):
+            transport_limit = own
+        node = getattr(node, "inner", None) or getattr(node, "_inner", None)
+        if node is None:
+            break
+    return parse_limit, transport_limit
+
+
 def _variant(key: str, vary_digest: str) -> str:
     return f"{key}|vary:{vary_digest}"
 
@@ -222,7 +240,15 @@ def _variant(key: str, vary_digest: str) -> str:
 class CacheService:
     """Service made by :class:`CacheLayer`: the layer's settings, its :class:`SharedCache`."""
 
-    __slots__ = ("_get_nowait", "_replace", "cache", "config", "inner")
+    __slots__ = (
+        "_get_nowait",
+        "_parse_limit",
+        "_replace",
+        "_transport_limit",
+        "cache",
+        "config",
+        "inner",
+    )
 
     def __init__(self, inner: Service, config: CacheLayer) -> None:
         self.inner = inner
@@ -233,6 +259,8 @@ class CacheService:
         self._get_nowait = store.get_nowait if isinstance(store, SyncCacheStore) else None
         # A shared store's compare-and-set: a late 304 does not overwrite a newer entry.
         self._replace = store.replace if isinstance(store, ReplacingCacheStore) else None
+        # The body limit of the stack below: an entry another stack stored may be larger.
+        self._parse_limit, self._transport_limit = _body_limits(inner)
 
     async def __call__(self, request: Request) -> Response:
         config = self.config
@@ -259,6 +287,10 @@ class CacheService:
             entry = await self._read(_variant(key, scheme.vary_digest(request, entry.vary)))
             if entry is None or not entry.matches(request, scheme):
                 entry, reason = None, "vary"
+        limit = self._limit(request)
+        if entry is not None and limit is not None and len(entry.content) > limit:
+            # stored by a stack with a larger limit: this stack's transport would refuse it
+            entry, reason = None, "larger than max_response_bytes"
         revalidate: CacheEntry | None = None
         if entry is not None:
             now = cache.clock.now()
@@ -283,8 +315,13 @@ class CacheService:
         )
         if not shared:
             return outcome.response
-        if outcome.entry is None or not outcome.entry.matches(request, scheme):
-            # Not shareable (no-store, private, Vary differs...): call upstream ourselves.
+        if (
+            outcome.entry is None
+            or not outcome.entry.matches(request, scheme)
+            or (limit is not None and len(outcome.entry.content) > limit)
+        ):
+            # Not shareable (no-store, private, Vary differs, over this stack's body
+            # limit...): call upstream ourselves.
             return (await self._fetch(request, key, entry, scheme, revalidate)).response
         now = cache.clock.now()
         if outcome.stale:
@@ -292,6 +329,15 @@ class CacheService:
         return outcome.entry.to_response(
             request, from_cache=outcome.stale or outcome.cached, stale=outcome.stale, now=now
         )
+
+    def _limit(self, request: Request) -> int | None:
+        """The most bytes of body this call's stack accepts (None: unknown): a parse
+        layer's ``max_response_bytes``, else the call's
+        ``extensions["max_response_bytes"]``, else the transport's."""
+        if self._parse_limit is not None:
+            return self._parse_limit
+        limit = request.extensions.get("max_response_bytes", self._transport_limit)
+        return limit if isinstance(limit, int) else None
 
     def _validator(self, request: Request, entry: CacheEntry) -> CacheEntry | None:
         """``entry`` if the call may revalidate it: it has a validator, revalidation is

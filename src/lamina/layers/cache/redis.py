@@ -22,8 +22,9 @@ caller's key. The layer logs one WARNING per process when it uses this key; set
 ``LAMINA_CACHE_KEY_SECRET`` in every worker to keep the key out of Redis.
 
 A response whose parsed value does not survive a JSON round trip unchanged,
-or whose entry is larger than ``max_value_bytes``, is not stored (counted in
-:attr:`RedisCacheStore.skipped`).
+or whose entry is larger than ``max_value_bytes``, is not stored; an entry larger than
+``max_value_bytes`` (stored by a store with a larger limit) is not read either, a miss
+(both counted in :attr:`RedisCacheStore.skipped`).
 """
 
 from __future__ import annotations
@@ -75,10 +76,12 @@ redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
 """
 
-# KEYS: entry. Returns {json or '', stored_us, now_us, version or ''}.
+# KEYS: entry. ARGV: max_bytes. Returns {json or '', stored_us, now_us, version or ''};
+# stored_us is -1 for an entry larger than max_bytes (not sent).
 GET = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+if redis.call('HSTRLEN', KEYS[1], 'd') > tonumber(ARGV[1]) then return {'', -1, now, ''} end
 local h = redis.call('HMGET', KEYS[1], 'd', 't', 'n')
 if not h[1] then return {'', 0, now, ''} end
 return {h[1], tonumber(h[2]) or now, now, h[3] or ''}
@@ -170,7 +173,8 @@ class RedisCacheStore:
         self.clock = clock or default_clock
         self._fallback = MemoryCacheStore(fallback_maxsize, clock=self.clock)
         self.skipped = 0
-        """Entries not stored: too large, or a value JSON cannot carry unchanged."""
+        """Entries not stored (too large, or a value JSON cannot carry unchanged) or not
+        read (larger than ``max_value_bytes``)."""
 
     async def key_secret(self, candidate: bytes, request: Request | None = None) -> bytes | None:
         """The HMAC key every process on this Redis and prefix uses for cache keys.
@@ -210,13 +214,18 @@ class RedisCacheStore:
     async def get(self, key: str) -> CacheEntry | None:
         rkey = self.key(key, self._namespace(key))
         try:
-            data, stored_us, now_us, version = await self.backend.script(GET, [rkey], [])
+            data, stored_us, now_us, version = await self.backend.script(
+                GET, [rkey], [self.max_value_bytes]
+            )
         except RedisUnavailable:
             self.backend.unavailable("cache", None)  # raises under "closed"
             if self.backend.on_error == "local":
                 return self._fallback.get_nowait(key)
             return None
         if not data:
+            if int(stored_us) < 0:  # stored by a store with a larger max_value_bytes
+                self.skipped += 1
+                logger.debug("cache entry in redis exceeds max_value_bytes; not read")
             return None
         stored_at = self.clock.now() - (int(now_us) - int(stored_us)) / 1e6
         try:
