@@ -126,7 +126,13 @@ def test_hedging_example() -> None:
     assert plain >= 300  # a slow call answered in its own time
     assert hedged < plain  # a hedge answered it sooner
     extra = int(lines["extra upstream requests"].split(": ")[1].split()[0])
-    assert 1 <= extra <= 20
+    # Which arrivals are slow is seeded: ranks 7, 47 and 55 of the first 60 (seed 7). The
+    # calls are sequential, so those three fall in three different calls, and each draws
+    # a hedge (the slow one as the first attempt) or is one: 3 at least, whatever the load.
+    # A quiet machine sends 5 (each hedge moves the later slow ranks onto first attempts);
+    # a loaded one also hedges fast calls that took over 30 ms, never more than
+    # max_hedges=2 per call.
+    assert 3 <= extra <= 2 * 60
 
 
 def test_adaptive_concurrency_example() -> None:
