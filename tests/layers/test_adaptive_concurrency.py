@@ -138,7 +138,7 @@ def test_latency_outside_the_upstream_keeps_the_limit_inside_16() -> None:
     # up to a few ms of jitter: what the real transports add to the local server's 10 ms.
     # More calls fit in flight (Little's law: 8 x 12 / 10, plus the buffer and headroom),
     # so the fixed point is higher than against the ideal upstream above: the limit must
-    # not creep past it (a fractional limit did, to 17) nor swing on stale samples.
+    # not creep past it (a fractional limit carried from look to look did, to 17).
     settled = []
     for seed in range(8):
         clock = ManualClock()
@@ -148,23 +148,6 @@ def test_latency_outside_the_upstream_keeps_the_limit_inside_16() -> None:
     assert statistics.median(settled) == 15
     assert min(settled) >= 14
     assert max(settled) == 16
-
-
-def test_a_slow_upstream_is_judged_on_calls_admitted_under_the_current_limit() -> None:
-    # An upstream of 8 answering in 100 ms, looked at every 100 ms: the calls that finish
-    # in a look's interval were mostly admitted under the limit before the last one.
-    # Sampled anyway, they lagged the feedback a look behind: the limit swung between 5
-    # and 35. A look now samples only calls admitted since the last one, and waits a round
-    # trip for them.
-    clock = ManualClock()
-    layer = AdaptiveConcurrencyLayer(clock=clock, min_rtt_interval=600, random=random.Random(1))
-    limits = run_pipelined(
-        layer, clock, seconds=50, overhead=0.002, jitter=0.002, service=0.100, seed=1
-    )
-    settled = limits[500:]  # the second half
-    assert min(settled) == 10
-    assert max(settled) == 22
-    assert statistics.median(settled) == 15
 
 
 def test_the_limit_grows_while_latency_stays_at_min_rtt() -> None:
@@ -185,15 +168,18 @@ def test_the_limit_grows_while_latency_stays_at_min_rtt() -> None:
 def test_the_limit_does_not_grow_when_the_callers_do_not_use_it() -> None:
     clock = ManualClock()
     layer = AdaptiveConcurrencyLayer(clock=clock)
-    run_rounds(layer, clock, 40)
+    # settled first: at 40 rounds the limit was still growing, and a look over the change
+    # to one call at a time still saw a round at the old limit among its samples
+    run_rounds(layer, clock, 200)
     before = layer.current_limit
+    assert before == 13
     for _ in range(100):  # one call at a time: no evidence that more would be fine
         assert layer.try_acquire()
         started = clock.now()
         clock.advance(0.010)
         layer.release()
         layer.observe(started)
-    assert layer.current_limit <= before
+    assert layer.current_limit == before
 
 
 def test_min_rtt_is_measured_again_with_the_limit_pinned_low() -> None:

@@ -45,9 +45,6 @@ class AdaptiveConcurrencyLayer:
       and sets ``limit = floor(limit * gradient + sqrt(limit * gradient))`` with
       ``gradient = min_rtt * (1 + buffer) / sample_rtt`` clamped to [0.5, 2]
       (``buffer`` 0.25), the whole kept between ``min_limit`` and ``max_limit`` (1000).
-      A look judges the limit it set: only calls admitted since the previous look are
-      sampled, and the next look comes an ``interval`` or one ``sample_rtt`` later,
-      whichever is longer.
 
     Latency here is the time a call spends inside the layer once admitted, errors
     included (a timeout is a long latency); cancelled calls are not measured.
@@ -70,7 +67,6 @@ class AdaptiveConcurrencyLayer:
     __slots__ = (
         "_endpoints",
         "_interval_end",
-        "_looked",
         "_min_rtt_due",
         "_next_limit",
         "_peak",
@@ -140,7 +136,6 @@ class AdaptiveConcurrencyLayer:
         self._peak = 0  # most calls in flight during the current interval
         self._samples: list[float] = []  # latencies of the current interval
         self._interval_end = 0.0
-        self._looked = -math.inf  # when the limit was last set: calls admitted before do not count
         self._min_rtt_due = math.inf
         self._waiters = Waiters()
 
@@ -238,22 +233,16 @@ class AdaptiveConcurrencyLayer:
                 self._probe = None
                 self._set_limit(self._next_limit, request, None)
                 self._samples.clear()
-                self._looked = now
                 self._interval_end = now + self.interval
                 jitter = 1.0 + self.random.uniform(-0.1, 0.1)
                 self._min_rtt_due = now + self.min_rtt_interval * jitter
             return
-        if started < self._looked:
-            return  # admitted under the limit before the last one: not this limit's latency
         self._samples.append(rtt)
         if now < self._interval_end:
             return
+        self._interval_end = now + self.interval
         sample_rtt = _quantile(self._samples, self.percentile)
         self._samples.clear()
-        self._looked = now
-        # the next look sees calls admitted under the limit set now: at least one
-        # round trip away, also when a call takes longer than an interval
-        self._interval_end = now + max(self.interval, sample_rtt)
         min_rtt = self.min_rtt
         assert min_rtt is not None
         gradient = min(2.0, max(0.5, min_rtt * (1.0 + self.buffer) / max(sample_rtt, 1e-9)))
