@@ -150,6 +150,34 @@ def test_latency_outside_the_upstream_keeps_the_limit_inside_16() -> None:
     assert max(settled) == 16
 
 
+def test_a_min_rtt_measured_in_a_slow_moment_is_lowered_by_quicker_answers() -> None:
+    # the probe ran while the upstream (or the machine) was slow: 30 ms; then 10 ms. With
+    # that min_rtt the gradient took 3x the upstream's latency as unloaded, and the limit
+    # settled near 30 + sqrt(30), 35 (a loaded test machine saw 77 against 40 callers).
+    clock = ManualClock()
+    layer = AdaptiveConcurrencyLayer(clock=clock)
+    for _ in range(9):  # the probe: 3 calls a round, 27 samples
+        assert run_rounds_at(layer, clock, 0.030) == 3
+    assert layer.min_rtt == pytest.approx(0.030)
+    limits = run_rounds(layer, clock, 400)
+    assert layer.min_rtt == pytest.approx(0.010)
+    assert statistics.median(limits[-200:]) == 13
+    assert max(limits) <= 16
+
+
+def run_rounds_at(layer: AdaptiveConcurrencyLayer, clock: ManualClock, rtt: float) -> int:
+    """One round of calls filling the limit, each answering in ``rtt``; returns how many."""
+    admitted = 0
+    while layer.try_acquire():
+        admitted += 1
+    started = clock.now()
+    clock.advance(rtt)
+    for _ in range(admitted):
+        layer.release()
+        layer.observe(started)
+    return admitted
+
+
 def test_the_limit_grows_while_latency_stays_at_min_rtt() -> None:
     clock = ManualClock()
     layer = AdaptiveConcurrencyLayer(clock=clock, max_limit=200)

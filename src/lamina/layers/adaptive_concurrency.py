@@ -39,7 +39,7 @@ class AdaptiveConcurrencyLayer:
     * it first measures ``min_rtt``, the unloaded latency: the low end (10th
       percentile) of ``min_rtt_samples`` calls (25) made with the limit pinned to
       ``min_limit`` (3); it measures again every ``min_rtt_interval`` seconds (60,
-      with 10% jitter);
+      with 10% jitter), and lowers it to any ``sample_rtt`` below it;
     * then, every ``interval`` (0.1 s) with at least one answer, it takes
       ``sample_rtt``, the ``percentile`` (median) of the latencies seen in that interval,
       and sets ``limit = floor(limit * gradient + sqrt(limit * gradient))`` with
@@ -245,6 +245,8 @@ class AdaptiveConcurrencyLayer:
         self._samples.clear()
         min_rtt = self.min_rtt
         assert min_rtt is not None
+        if sample_rtt < min_rtt:  # measured in a slow moment: the upstream is quicker than that
+            min_rtt = self.min_rtt = sample_rtt
         gradient = min(2.0, max(0.5, min_rtt * (1.0 + self.buffer) / max(sample_rtt, 1e-9)))
         scaled = self.limit * gradient
         # whole calls, as Envoy's controller keeps them: a fraction carried from one look
