@@ -31,18 +31,26 @@ class FaultInjector:
         with self._lock:
             self._counts[req.path] += 1
             n = self._counts[req.path]
-        roll = random.Random(f"{self.seed}|{req.path}|{n}").random()
-        if roll < self.p503:
-            self._note("503")
+        kind = self.decide(req.path, n)
+        self._note(kind)
+        if kind == "503":
             return 503, {"injected": 503}, {}
-        if roll < self.p503 + self.preset:
-            self._note("reset")
+        if kind == "reset":
             raise _Reset
-        if roll < self.p503 + self.preset + self.phang:
-            self._note("hang")
+        if kind == "hang":
             raise _Hang
-        self._note("ok")
         return 200, {"path": req.path, "attempt": n}, {}
+
+    def decide(self, path: str, n: int) -> str:
+        """What the n-th request to ``path`` gets: "503", "reset", "hang" or "ok"."""
+        roll = random.Random(f"{self.seed}|{path}|{n}").random()
+        if roll < self.p503:
+            return "503"
+        if roll < self.p503 + self.preset:
+            return "reset"
+        if roll < self.p503 + self.preset + self.phang:
+            return "hang"
+        return "ok"
 
     def _note(self, kind: str) -> None:
         with self._lock:

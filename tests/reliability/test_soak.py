@@ -29,10 +29,12 @@ from lamina import (
     Request,
     Response,
     Service,
+    events,
     layer_fn,
 )
 
 from .conftest import FaultServer, LoopWatch, SoakScale, make_transport
+from .fault_injector import FaultInjector
 
 ENDPOINTS = 10
 SLOW = {7: 15, 8: 40}  # endpoint index -> server delay in ms
@@ -130,7 +132,12 @@ async def soak_round(
 
 
 def check_round(
-    received: Counter[str], wire: WireCounter, outcomes: dict[tuple[str, int], Any], round_no: int
+    received: Counter[str],
+    wire: WireCounter,
+    outcomes: dict[tuple[str, int], Any],
+    round_no: int,
+    faults: FaultInjector,
+    budget_spent: set[str],
 ) -> Counter[str]:
     """The invariants of one round; returns outcome counts (and ``exact`` paths)."""
     stats: Counter[str] = Counter()
@@ -155,6 +162,23 @@ def check_round(
             else:
                 assert report.outcome == "skipped", report
                 assert received[path] == wire.sent[path] == 0  # never reaches the server
+            if report.outcome != "skipped" and wire.timed_out[path] == 0:
+                # No attempt timed out (a hang, or a machine too busy to send in time):
+                # the seeded faults decide the outcome exactly. Retries absorb every fault
+                # but three in a row: ok on the first attempt the server answered 200,
+                # failed only after three attempts that all drew a 503 or a reset - or
+                # fewer, when the origin's retry budget (20% of the last 10 s of calls,
+                # so it depends on how fast they came) refused the retry.
+                drawn = [faults.decide(path, n) for n in range(1, wire.sent[path] + 1)]
+                expected = ["503/reset"] * (wire.sent[path] - 1)
+                expected += ["ok"] if report.outcome == "ok" else ["503/reset"]
+                assert [d if d == "ok" else "503/reset" for d in drawn] == expected, (path, drawn)
+                if path in budget_spent:
+                    assert report.outcome == "failed", (path, drawn)
+                    stats["retry refused by the budget"] += 1
+                else:
+                    assert report.outcome == "ok" or len(drawn) == 3, (path, drawn, report.error)
+                    stats["outcome as seeded"] += 1
     return stats
 
 
@@ -179,36 +203,49 @@ async def test_soak_with_faults(
     memory: list[int] = []
     totals: Counter[str] = Counter()
     injected: Counter[str] = Counter()
+    faults = FaultInjector(fault_server.seed)  # the server's, to tell what it will draw
+    budget_spent: set[str] = set()
+    subscription = events.subscribe(
+        lambda event: budget_spent.add(urlsplit(event.url).path),
+        names=["retry.budget_exhausted"],
+    )
     started = time.perf_counter()
-    tracemalloc.start(1)
     try:
         for round_no in range(soak_scale.rounds + 1):  # round 0 warms up pools and caches
+            if round_no == 1:  # traced from here: tracing triples the CPU a round costs
+                tracemalloc.start(1)
             result = await soak_round(orchestrators, soak_scale, round_no)
             await loop_watch.settle(0.5)
             stats = fault_server.stats(prefix="/soak/")
             received = Counter({p: n for p, n in stats["hits"].items() if f"/{round_no}-" in p})
-            totals += check_round(received, wire, result["outcomes"], round_no)
+            totals += check_round(
+                received, wire, result["outcomes"], round_no, faults, budget_spent
+            )
             injected += Counter(stats["injected"])
             fault_server.reset()
             wire.clear()
             await loop_watch.settle(0.5)
             gc.collect()
-            memory.append(tracemalloc.get_traced_memory()[0])
+            if round_no:
+                memory.append(tracemalloc.get_traced_memory()[0])
     finally:
+        subscription.close()
         tracemalloc.stop()
         for orchestrator in orchestrators:
             await orchestrator.aclose()
     elapsed = time.perf_counter() - started
-    growth = max(memory[1:]) - memory[1]
+    growth = max(memory) - memory[0]
     print(
         f"\nsoak[{transport_kind}]: {soak_scale.rounds + 1} rounds x {soak_scale.runs} runs x "
         f"{ENDPOINTS} endpoints in {elapsed:.1f}s; outcomes {dict(totals)}; injected "
-        f"{dict(injected)}; traced memory after each round (MiB) "
-        f"{[round(m / 2**20, 2) for m in memory]}; growth after warm-up "
-        f"{growth / 2**20:.2f} MiB"
+        f"{dict(injected)}; traced memory after each round but the warm-up (MiB) "
+        f"{[round(m / 2**20, 2) for m in memory]}; growth {growth / 2**20:.2f} MiB"
     )
     calls = sum(totals[k] for k in ("ok", "failed", "skipped"))
-    assert totals["ok"] > 0.9 * calls  # retries absorb most faults
+    # Most endpoints had no attempt timed out, so their outcome was checked against the
+    # seeded faults (a hang times out 2% of attempts; the rest only on a machine so busy
+    # that the 2 s attempt timeout passes before an attempt is sent)
+    assert totals["outcome as seeded"] > 0.5 * calls, dict(totals)
     assert injected["reset"] > 0
     assert injected["hang"] > 0
     assert growth < MEMORY_GROWTH_LIMIT
