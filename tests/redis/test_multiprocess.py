@@ -29,7 +29,7 @@ def command(redis_url: str, prefix: str, stack: dict[str, Any], url: str, **extr
 def test_four_processes_share_one_rate_limit(
     workers: Workers, redis_url: str, prefix: str, lamina_server: LocalServer
 ) -> None:
-    rate, burst, seconds = 20, 5, 10.0
+    rate, burst, seconds = 20, 5, 4.0  # 4 s: 20.00-20.09/s measured (5 s: 20.00-20.01)
     stack = {"rate": {"rate": rate, "period": 1.0, "burst": burst, "name": "shared-api"}}
     url = lamina_server.url_for("/json")
     # warm up each process's HTTP connection (not counted: other path, no limiter)
