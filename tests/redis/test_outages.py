@@ -100,11 +100,12 @@ async def test_the_calls_deadline_bounds_the_wait_without_a_fallback(
 
     holder = asyncio.create_task(backend.run(hold, limit=5))
     await asyncio.sleep(0.01)
-    loop = asyncio.get_running_loop()
-    started = loop.time()
     with pytest.raises(RateLimitExceeded, match="before the call's deadline"):
         await limiter.acquire_group([limiter], deadline=limiter.clock.now() + 0.05)
-    assert loop.time() - started < 0.4  # ended by the deadline, not by the holder
+    # ended by the deadline, not by the holder, which still sleeps (its timer is due 0.45 s
+    # after the deadline's, and a loop runs timers in order however late; was: under 0.4 s
+    # of wall time)
+    assert not holder.done()
     await holder
     assert backend.pool_timeouts == 1
     assert backend.fallbacks == 0
