@@ -16,14 +16,16 @@ cache off), imported only then (install lamina into this virtualenv:
 ``pip install -e '.[aiohttp]'``). Several IMPLS take turns within every repeat, in an
 order that rotates from repeat to repeat. Prints one JSON object: versions and, per
 impl (``impls``; the first also as ``cases``) and case, the per-repeat ``samples``
-(wall seconds), ``cpu`` (process CPU seconds) and ``check``: how many runs lacked one
-of the 5 expected responses.
+(wall seconds), ``cpu`` (process CPU seconds), ``check``: how many runs lacked one
+of the 5 expected responses, and ``gc``: per generation of the garbage collector, the
+collections during that impl's repeats and the CPU seconds they took.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import platform
@@ -78,6 +80,26 @@ def aiohttp_gather(base: str, case: str) -> tuple[Runner, Callable[[], Awaitable
     return run, session.close
 
 
+class GcTime:
+    """Collections and the CPU they took, per generation, while ``impl`` is set."""
+
+    def __init__(self) -> None:
+        self.impl: str | None = None
+        self.by_impl: dict[str, list[list[float]]] = {}
+        self._started = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        if self.impl is None:
+            return
+        if phase == "start":
+            self._started = time.process_time()
+            return
+        gens = self.by_impl.setdefault(self.impl, [[0, 0.0], [0, 0.0], [0, 0.0]])
+        gens[info["generation"]][0] += 1
+        gens[info["generation"]][1] += time.process_time() - self._started
+
+
 class Checker:
     """Counts runs whose result lacks one of the 5 responses (dataknobs swallows errors)."""
 
@@ -127,6 +149,7 @@ async def measure(args: argparse.Namespace, case: str, impls: list[str]) -> dict
     samples: dict[str, list[float]] = {impl: [] for impl in impls}
     cpu: dict[str, list[float]] = {impl: [] for impl in impls}
     repeats = {"A": args.a_repeats, "B": args.b_repeats, "C": args.c_repeats}[case]
+    collections = GcTime()
 
     async def batch(impl: str, runs: int) -> None:
         run, check = made[impl][0], checks[impl]
@@ -152,6 +175,7 @@ async def measure(args: argparse.Namespace, case: str, impls: list[str]) -> dict
         for i in range(args.offset, args.offset + repeats):
             k = i % len(impls)
             for impl in impls[k:] + impls[:k]:
+                collections.impl = impl
                 c0, t0 = time.process_time(), time.perf_counter()
                 if case == "C":
                     await batch(impl, args.c_runs)
@@ -162,7 +186,9 @@ async def measure(args: argparse.Namespace, case: str, impls: list[str]) -> dict
                     await in_turn(impl, runs)
                     samples[impl].append((time.perf_counter() - t0) / runs)
                     cpu[impl].append((time.process_time() - c0) / runs)
+                collections.impl = None
     finally:
+        gc.callbacks.remove(collections._callback)
         for _, close in made.values():
             await close()
     return {
@@ -171,6 +197,8 @@ async def measure(args: argparse.Namespace, case: str, impls: list[str]) -> dict
             "median": statistics.median(samples[impl]),
             "cpu": cpu[impl],
             "check": checks[impl].summary(),
+            # per generation: [collections, CPU seconds] over all repeats
+            "gc": collections.by_impl.get(impl, [[0, 0.0], [0, 0.0], [0, 0.0]]),
         }
         for impl in impls
     }
