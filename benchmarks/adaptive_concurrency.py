@@ -22,7 +22,7 @@ spent on a CPU (its thread's CPU time / wall time), and the share it was ready t
 but waited for a CPU taken by other processes (Linux ``schedstat``; a loaded machine).
 A loop on a CPU most of the run is saturated: calls then wait for the loop, not for the
 upstream, and no limit on in-flight calls removes that wait. That is httpx's case here:
-it spends several times the CPU per call of aiohttp or pyreqwest (most of it in
+it spends several times the CPU per call of aiohttp or pyreqwest (about a third of it in
 httpcore's connection pool), so its loop is saturated below the upstream's 800 calls/s.
 
 Target (issue 16): the limit settles between 4 and 16 and p99 stays under 4x the
