@@ -4,6 +4,7 @@ transport, in virtual time."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -264,31 +265,51 @@ async def test_a_background_refresh_is_not_bound_by_the_callers_timeout(
     lamina_server: LocalServer, transport_factory: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The refresh runs in a context of its own: a TimeoutLayer around the cache gave the
-    caller's attempt expiry to the refresh's request (pyreqwest cut it short)."""
-    import time
+    caller's attempt expiry to the refresh's request (pyreqwest cut it short).
+
+    No wall-clock bound decides the outcome: the origin holds the refresh until the loop's
+    clock is past the caller's attempt expiry, then answers; the stale answer itself is
+    served without a suspension point (the timer cannot fire), and the calls that must
+    reach the origin go through a stack without the timeout (it once flaked: a 50 ms
+    timeout on them under parallel load)."""
+    import threading
 
     from lamina.layers.timeout import TimeoutLayer
 
-    state = {"version": 1, "delay": 0.0}
+    path = "/review/slow-refresh"
+    state = {"version": 1}
+    refresh_arrived, release = threading.Event(), threading.Event()
 
     def origin(req: RecordedRequest) -> tuple[int, Any, dict[str, str]]:
-        time.sleep(state["delay"])
+        if state["version"] == 2:  # the background refresh: held until released
+            refresh_arrived.set()
+            release.wait(10)
         cc = "max-age=10, stale-while-revalidate=60"
         return 200, {"version": state["version"]}, {"Cache-Control": cc}
 
-    lamina_server.route("/review/slow-refresh", origin)
+    lamina_server.route(path, origin)
     clock = ManualClock()
     cache = CacheLayer(ttl=60, clock=clock)
-    svc = TimeoutLayer(0.05).wrap(cache.wrap(ParseLayer().wrap(transport_factory())))
-    await svc(get(lamina_server, "/review/slow-refresh"))
-    state.update(version=2, delay=0.15)  # slower than the caller's timeout: not its business
+    transport = transport_factory()
+    plain = cache.wrap(ParseLayer().wrap(transport))
+    timeout = 0.05
+    timed = TimeoutLayer(timeout).wrap(cache.wrap(ParseLayer().wrap(transport)))
+    await plain(get(lamina_server, path))
+    state["version"] = 2
     clock.advance(11)
-    assert (await svc(get(lamina_server, "/review/slow-refresh"))).stale  # at once
+    loop = asyncio.get_running_loop()
+    stale = await timed(get(lamina_server, path))
+    # the caller's attempt expiry, plus the grace pyreqwest adds to it, is before this
+    expired_by = loop.time() + timeout + 0.1
+    assert (stale.stale, stale.value) == (True, {"version": 1})
+    assert await asyncio.to_thread(refresh_arrived.wait, 10)
+    await asyncio.sleep(max(0.0, expired_by - loop.time()))  # the refresh is held meanwhile
+    release.set()
     await cache.drain()
     assert "background cache refresh" not in caplog.text
-    state["delay"] = 0.0
-    fresh = await svc(get(lamina_server, "/review/slow-refresh"))
-    assert (fresh.stale, fresh.value) == (False, {"version": 2})
+    fresh = await plain(get(lamina_server, path))
+    assert (fresh.from_cache, fresh.stale, fresh.value) == (True, False, {"version": 2})
+    assert lamina_server.hits(path) == 2  # the first call and the refresh
 
 
 async def test_a_304_for_an_entry_evicted_meanwhile_serves_and_stores_it_again(
