@@ -105,7 +105,7 @@ class APIOrchestrator(AsyncCloseable):
         )
         self._stacks: dict[str, Service] = {}
         self._build_stacks()  # built now, so the first run does not pay for it
-        self._plan = Plan(config)
+        self._plan = Plan(config, self._layers)
         self._tracer = TracerSource(tracer_provider)
 
     @staticmethod

@@ -9,7 +9,7 @@ caches or spans.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -35,16 +35,31 @@ _NO_EXTENSIONS: Mapping[str, Any] = {}
 
 class Plan:
     """What every run of one config shares, worked out once: the topological order,
-    the ``url.template`` of each endpoint whose path has placeholders, and the secret
-    values each endpoint's requests carry (scrubbed from its report's error)."""
+    the ``url.template`` of each endpoint whose path has placeholders, the secret
+    values each endpoint's requests carry (scrubbed from its report's error), and
+    which endpoints' stacks may write a note to the report (``notes``).
 
-    __slots__ = ("extensions", "secrets", "topological")
+    ``layers`` (each endpoint's layer list) tells whether a stack may note anything:
+    one made only of the built-in layers that never do (:data:`QUIET_LAYERS`: no cache,
+    no chaos, no user layer) gets no note callbacks on its requests (a bound method, a
+    listener and its list less per call). Without ``layers`` every endpoint gets them."""
 
-    def __init__(self, config: APIOrchestrationConfig) -> None:
+    __slots__ = ("extensions", "notes", "secrets", "topological")
+
+    def __init__(
+        self,
+        config: APIOrchestrationConfig,
+        layers: Mapping[str, Sequence[object]] | None = None,
+    ) -> None:
         self.topological = topological_order(config.endpoints)
         self.extensions: dict[str, dict[str, Any]] = {}
         self.secrets: dict[str, frozenset[str]] = {}
+        self.notes: dict[str, bool] = {}
         for endpoint in config.endpoints:
+            chosen = None if layers is None else layers.get(endpoint.name)
+            self.notes[endpoint.name] = chosen is None or not all(
+                type(layer) in QUIET_LAYERS for layer in chosen
+            )
             probe = Request(
                 endpoint.method, endpoint.url, headers=endpoint.headers, params=endpoint.params
             )
@@ -182,12 +197,16 @@ class Run:
                 json_body = payload
         # a new dict per call (layers add to it): the plan's (which never holds
         # listeners), a chaos layer's note to the report, and the cache's reason for
-        # not storing a response (the report shows it)
-        extensions = {
-            **self.plan.extensions.get(endpoint.name, _NO_EXTENSIONS),
-            CHAOS_NOTE_KEY: report.note_chaos,
-            EVENTS_KEY: [_CacheNote(report)],
-        }
+        # not storing a response (the report shows it), where the stack may note them
+        plan = self.plan
+        if plan.notes.get(endpoint.name, True):
+            extensions = {
+                **plan.extensions.get(endpoint.name, _NO_EXTENSIONS),
+                CHAOS_NOTE_KEY: report.note_chaos,
+                EVENTS_KEY: [_CacheNote(report)],
+            }
+        else:
+            extensions = {**plan.extensions.get(endpoint.name, _NO_EXTENSIONS)}
         return Request(
             endpoint.method,
             url,
@@ -262,6 +281,36 @@ class Run:
         if config.result_transformer is not None:
             value = config.result_transformer(value)
         return value
+
+
+def _quiet_layers() -> frozenset[type]:
+    """The built-in layers that never emit ``cache.skip`` nor read the chaos note."""
+    from ..layers.circuit_breaker import CircuitBreakerLayer
+    from ..layers.logging import LoggingLayer
+    from ..layers.metrics import MetricsLayer
+    from ..layers.parse import ParseLayer
+    from ..layers.rate_limit import RateLimitLayer
+    from ..layers.retry import RetryLayer
+    from ..layers.timeout import TimeoutLayer
+    from ..layers.tracing import CallTracingLayer, TracingLayer
+
+    return frozenset(
+        {
+            CallTracingLayer,
+            MetricsLayer,
+            ParseLayer,
+            RetryLayer,
+            CircuitBreakerLayer,
+            RateLimitLayer,
+            TimeoutLayer,
+            TracingLayer,
+            LoggingLayer,
+        }
+    )
+
+
+#: Layers whose stacks need no note callbacks (exact types: a subclass may note).
+QUIET_LAYERS = _quiet_layers()
 
 
 class _CacheNote:
