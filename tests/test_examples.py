@@ -139,7 +139,12 @@ def test_adaptive_concurrency_example() -> None:
     out = run("examples/adaptive_concurrency.py")
     assert "min_rtt measured: " in out
     settled = int(out.split("settled limit (median of the second half): ")[1].split()[0])
-    assert 4 <= settled <= 16
+    # The limit follows measured latency in real time: on a loaded machine the client's
+    # own delays read as upstream queueing and it settles lower (3 measured, once, with
+    # the suite and two CPU burners on 2 cores). Bounded above (the upstream serves 8),
+    # and not collapsed to the floor of 1; as the real-server test in
+    # tests/layers/test_adaptive_concurrency.py.
+    assert 2 <= settled <= 16
     assert "in flight now: 0" in out
 
 
