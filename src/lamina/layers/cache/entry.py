@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..._core import Request, Response
 from ..._headers import Headers
-from .policy import has_validator, is_http_date
+from .policy import DELTA_SECONDS_MAX, delta_seconds, has_validator, is_http_date
 
 if TYPE_CHECKING:
     from .keys import KeyScheme
@@ -45,12 +45,6 @@ class _Snapshot:
         if type(self._obj) in _ATOMS:
             return self._obj
         return copy.deepcopy(self._obj)
-
-
-def _delta_seconds(value: str) -> int:
-    """An ``Age`` value (delta-seconds); 0 if it is not a non-negative integer."""
-    value = value.strip()
-    return int(value) if value.isdigit() and value.isascii() else 0
 
 
 class CacheEntry:
@@ -181,20 +175,22 @@ class CacheEntry:
 
     def aged_headers(self, now: float) -> Headers:
         """The headers with ``Age`` set to the entry's current age in whole seconds
-        (RFC 9111 §4.2.3, §5.1): the ``Age`` the response had when stored, plus the time
-        since."""
+        (RFC 9111 §4.2.3, §5.1): the ``Age`` the response had when stored (the first
+        member of the first line; ignored if it is not a delta-seconds, as the freshness
+        policy reads it), plus the time since; at most 2147483648 (§1.2.2)."""
         unaged = self._unaged
         if unaged is None or unaged[0] is not self.headers:  # worked out once per headers
-            initial, kept = 0, []
+            initial: int | None = None
+            kept = []
             for name, value in self.headers.multi_items():
-                if name.lower() == "age":
-                    initial = max(initial, _delta_seconds(value))
-                else:
+                if name.lower() != "age":
                     kept.append((name, value))
-            unaged = self._unaged = (self.headers, kept, initial)
+                elif initial is None:
+                    initial = delta_seconds(value) or 0
+            unaged = self._unaged = (self.headers, kept, initial or 0)
         _, kept, initial = unaged
         age = initial + int(now - self.stored_at) if now > self.stored_at else initial
-        return Headers.from_pairs([*kept, ("Age", str(age))])
+        return Headers.from_pairs([*kept, ("Age", str(min(age, DELTA_SECONDS_MAX)))])
 
     def to_response(
         self,

@@ -27,7 +27,9 @@ from ..._headers import Headers
 from .keys import identity_digest
 
 __all__ = [
+    "DELTA_SECONDS_MAX",
     "Storable",
+    "delta_seconds",
     "has_validator",
     "is_http_date",
     "parse_cache_control",
@@ -67,13 +69,31 @@ def request_wants_fresh(request: Request) -> bool:
     return "no-cache" in directives or directives.get("max-age") == "0"
 
 
+DELTA_SECONDS_MAX = 2**31
+"""The greatest delta-seconds a cache holds: a larger value is this (RFC 9111 §1.2.2)."""
+
+
+def delta_seconds(value: str | None) -> int | None:
+    """A delta-seconds value (RFC 9111 §1.2.2): a whole number of seconds in ASCII digits,
+    at most :data:`DELTA_SECONDS_MAX` (a larger one, even of thousands of digits, is that);
+    None when ``value`` is absent or not one (``-5``, ``+5``, ``5.5``). Of a list (``Age: 5,
+    6``, or two ``Age`` lines joined), the first member counts (§5.1)."""
+    if value is None:
+        return None
+    value = value.partition(",")[0].strip()
+    if not (value.isascii() and value.isdigit()):
+        return None
+    if len(value) > 10:  # more than DELTA_SECONDS_MAX: not worth converting
+        return DELTA_SECONDS_MAX
+    return min(int(value), DELTA_SECONDS_MAX)
+
+
 def _seconds(value: str | None) -> float | None:
     if value is None:
         return None
-    try:
-        return max(0.0, float(int(value)))
-    except ValueError:
-        return 0.0  # RFC 9111 §4.2.1: an invalid lifetime means already stale
+    seconds = delta_seconds(value)
+    # RFC 9111 §4.2.1: an invalid lifetime means already stale
+    return 0.0 if seconds is None else float(seconds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,12 +155,12 @@ def _lifetime(cc: Directives, headers: Headers) -> float | None:
                 parsedate_to_datetime(headers["date"]) if "date" in headers else datetime.now(UTC)
             )
             lifetime = (expires - date).total_seconds()
-        except (TypeError, ValueError, IndexError):
+        except (TypeError, ValueError, IndexError, OverflowError):
             lifetime = 0.0
     if lifetime is None:
         return None
-    age = _seconds(headers.get("age")) or 0.0
-    return lifetime - age
+    # RFC 9111 §5.1: an Age that is not a delta-seconds is ignored
+    return lifetime - (delta_seconds(headers.get("age")) or 0)
 
 
 def storable(
