@@ -3,6 +3,7 @@ transport in :data:`TRANSPORTS`: adding a transport to the contract suite is one
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 from collections.abc import AsyncIterator, Iterator
@@ -14,6 +15,16 @@ import pytest
 
 import lamina.transports
 from lamina.testing import LocalServer
+
+
+async def arrived(server: LocalServer, path: str, count: int = 1) -> None:
+    """Wait until ``server`` has received ``count`` requests for ``path`` (it records one
+    before its ``ms`` pause): a holder then has its connection. A fixed 50 ms sleep
+    was a race on a loaded machine."""
+    async with asyncio.timeout(10):
+        while server.hits(path) < count:  # noqa: ASYNC110 - polls another thread
+            await asyncio.sleep(0.002)
+
 
 #: kind -> class name in ``lamina.transports``.
 TRANSPORTS = {

@@ -15,6 +15,8 @@ from lamina.layers import TimeoutLayer
 from lamina.testing import LocalServer
 from lamina.transports import AiohttpTransport
 
+from .conftest import arrived
+
 
 async def test_client_timeout_maps_to_lamina_timeout(lamina_server: LocalServer) -> None:
     async with AiohttpTransport(timeout=aiohttp.ClientTimeout(sock_read=0.1)) as transport:
@@ -125,7 +127,7 @@ async def test_a_request_waits_for_limit_per_host_in_lamina(
         transport = AiohttpTransport(session)
         url = lamina_server.url_for("/json?ms=500")
         holders = [asyncio.create_task(transport(Request("GET", url))) for _ in range(2)]
-        await asyncio.sleep(0.05)  # the two hold this host's two connections
+        await arrived(lamina_server, "/json", 2)  # the two hold this host's two connections
         other = await TimeoutLayer(0.3).wrap(transport)(
             Request("GET", other_server.url_for("/json"))
         )
@@ -154,7 +156,7 @@ async def test_aiohttps_own_connect_timeout_counts_only_while_connecting(
     try:
         url = lamina_server.url_for("/json?ms=400")
         holder = asyncio.create_task(transport(Request("GET", url)))
-        await asyncio.sleep(0.05)  # the holder has the pool's only connection
+        await arrived(lamina_server, "/json")  # the holder has the pool's only connection
         with pytest.raises(TimeoutError) as info:
             await transport(Request("POST", lamina_server.url_for("/echo"), json={}))
         assert not isinstance(info.value, ConnectError)

@@ -14,6 +14,8 @@ from lamina.layers import TimeoutLayer
 from lamina.testing import LocalServer
 from lamina.transports import AiohttpTransport
 
+from .conftest import arrived
+
 
 async def test_the_owned_session_has_no_trace_of_its_own(lamina_server: LocalServer) -> None:
     async with AiohttpTransport() as transport:
@@ -34,7 +36,7 @@ async def test_a_shared_connector_marks_once_and_serves_others_unchanged(
     try:
         url = lamina_server.url_for("/json?ms=300")
         holder = asyncio.create_task(first(Request("GET", url)))
-        await asyncio.sleep(0.05)  # the holder has the connector's only connection
+        await arrived(lamina_server, "/json")  # the holder has the connector's only connection
         connect = connector.connect
         service = TimeoutLayer(0.1).wrap(second)
         with pytest.raises(TimeoutError) as info:  # waited in the shared pool: not sent

@@ -37,6 +37,7 @@ from pyreqwest import exceptions  # noqa: E402
 from lamina.transports import PyreqwestTransport  # noqa: E402
 
 from ..cli.conftest import run_cli  # noqa: E402
+from .conftest import arrived  # noqa: E402
 
 UA = "python-pyreqwest"
 
@@ -101,7 +102,7 @@ async def test_a_timed_out_wait_for_the_clients_pool_sent_nothing(
 ) -> None:
     transport = make(max_connections=1, max_in_flight=None)
     holder = asyncio.create_task(transport(Request("GET", lamina_server.url_for("/json?ms=500"))))
-    await asyncio.sleep(0.05)
+    await arrived(lamina_server, "/json")  # the holder has the pool's only connection
     with pytest.raises(TimeoutError) as info:
         await TimeoutLayer(0.1).wrap(transport)(Request("POST", lamina_server.url_for("/echo")))
     assert info.value.request_sent is False
