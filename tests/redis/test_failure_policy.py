@@ -185,13 +185,17 @@ async def test_closed_policy_rejects_during_the_outage_and_recovers(
 async def test_redis_dying_mid_call_never_replaces_the_upstream_outcome(
     spare_redis: SpareRedis, transport: HttpxTransport, lamina_server: LocalServer
 ) -> None:
-    for policy in ("closed", "local", "open"):
+    for sent, policy in enumerate(("closed", "local", "open"), 1):
         if spare_redis.proc is None:
             spare_redis.start()
         backend = RedisBackend(spare_redis.url, prefix=f"lamina-test-{policy}", on_error=policy)
         svc = ServiceBuilder([CircuitBreakerLayer(2, 30, backend=backend)]).service(transport)
         call = asyncio.create_task(svc(Request("GET", lamina_server.url_for("/json?ms=150"))))
-        await asyncio.sleep(0.08)  # admitted by Redis, upstream still answering
+        # admitted by Redis, upstream still answering (its 150 ms pause); a fixed 80 ms
+        # sleep could end before a loaded machine's Redis admitted the call
+        async with asyncio.timeout(10):
+            while lamina_server.hits("/json") < sent:  # noqa: ASYNC110 - polls the server
+                await asyncio.sleep(0.002)
         spare_redis.stop()
         response = await call  # the release fails in Redis; the response stands
         assert response.status_code == 200
