@@ -293,7 +293,8 @@ def test_config_errors(args: tuple[Any, ...], kwargs: dict[str, Any], field: str
 
 
 async def _server_peak(server: LocalServer, prefix: str, limit: int | None) -> int:
-    """Send 6 concurrent 50 ms calls; return how many the server had in progress at once."""
+    """Send 6 concurrent 200 ms calls; return how many the server had in progress at once.
+    (With 50 ms calls, a loaded machine could send the second one after the first ended.)"""
     finished: dict[str, float] = {}
     lock = threading.Lock()
 
@@ -306,7 +307,7 @@ async def _server_peak(server: LocalServer, prefix: str, limit: int | None) -> i
     async with HttpxTransport() as transport:
         svc: Service = transport if limit is None else ConcurrencyLimitLayer(limit).wrap(transport)
         responses = await asyncio.gather(
-            *(svc(Request("GET", server.url_for(f"{prefix}x?ms=50&id={i}"))) for i in range(6))
+            *(svc(Request("GET", server.url_for(f"{prefix}x?ms=200&id={i}"))) for i in range(6))
         )
     assert [r.status_code for r in responses] == [200] * 6
     events: list[tuple[float, int]] = []
