@@ -105,7 +105,9 @@ class TimeoutService:
             pending.append(expiry)  # the shared timer is armed on this loop: join it
         elif cause == "deadline" or not self._queue(expiry, loop):
             handle = loop.call_at(when, expiry.fire)
-        token = ATTEMPT_EXPIRY.set(when)
+        # only a transport that reads it pays for the context variable (a token and a new
+        # context mapping per attempt: objects the collector walks while calls are in flight)
+        token = ATTEMPT_EXPIRY.set(when) if _EXPIRY_READER in sys.modules else None
         try:
             return await self.inner(request)
         except asyncio.CancelledError as exc:
@@ -132,7 +134,8 @@ class TimeoutService:
                     ) from exc
             raise
         finally:
-            ATTEMPT_EXPIRY.reset(token)
+            if token is not None:
+                ATTEMPT_EXPIRY.reset(token)
             if handle is None:
                 expiry.task = None  # done: drop the finished attempts at the head
                 pending = self._pending
@@ -183,6 +186,10 @@ class TimeoutService:
         else:
             self._pending = None
 
+
+#: The module of the one transport that reads :data:`ATTEMPT_EXPIRY` (pyreqwest's client
+#: goes on after its task is cancelled): until it is imported, no attempt sets it.
+_EXPIRY_READER = "lamina.transports.pyreqwest"
 
 _MAX_PENDING = 10_000
 """Attempts waiting under one shared timer (beyond it, an attempt gets its own timer)."""
