@@ -268,3 +268,141 @@ async def test_a_store_never_reads_an_entry_over_its_own_max_value_bytes(
     assert isinstance(tight.store, RedisCacheStore)
     assert tight.store.skipped == 2  # the read, then the write
     assert (await big(get(lamina_server, path))).from_cache  # still there for the roomy one
+
+
+# -- compare-and-set against writers of an older lamina, and a late 304 saying no-store ------
+
+#: The SET script of lamina before entry versions (a3e604a): HSET of 'd' and 't' only, so
+#: a version ('n') written before stays in the hash beside the older lamina's entry.
+OLD_SET = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+redis.call('HSET', KEYS[1], 'd', ARGV[1], 't', string.format('%.0f', now - tonumber(ARGV[2])))
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+
+
+def cas_entry(body: bytes) -> Any:
+    from lamina._headers import Headers
+    from lamina.layers.cache import CacheEntry
+
+    return CacheEntry(
+        status_code=200,
+        headers=Headers({"ETag": '"e"'}),
+        content=body,
+        value=body.decode(),
+        namespace="cas",
+        stored_at=0.0,
+        fresh_for=30,
+    )
+
+
+def old_lamina_set(sync_redis: redis.Redis, store: RedisCacheStore, key: str, body: bytes) -> None:
+    """Store as a process running lamina before entry versions does."""
+    import json
+
+    from lamina.layers.cache.redis import _encode
+
+    blob = json.dumps(_encode(cas_entry(body)), separators=(",", ":"))
+    sync_redis.eval(OLD_SET, 1, store.key(key, "cas"), blob, 0, 60_000)
+
+
+async def test_replace_refuses_an_entry_an_older_lamina_stored_meanwhile(
+    backend: RedisBackend, sync_redis: redis.Redis
+) -> None:
+    """A rolling upgrade: this process read v1 (with a version), a process still on the
+    older lamina stored v2 (leaving v1's version in the hash). Was: the version matched,
+    and the late 304 wrote v1 back over v2."""
+    store = RedisCacheStore(backend)
+    await store.set("cas|k", cas_entry(b"one"), 60)
+    read = await store.get("cas|k")
+    assert read is not None
+    old_lamina_set(sync_redis, store, "cas|k", b"two")
+    assert not await store.replace("cas|k", cas_entry(b"late"), 60, read)
+    now = await store.get("cas|k")
+    assert now is not None
+    assert now.content == b"two"
+
+
+async def test_replace_of_an_entry_an_older_lamina_stored_is_a_compare_and_set_too(
+    backend: RedisBackend, sync_redis: redis.Redis
+) -> None:
+    """An entry without a version (an older lamina's) is told apart by its stored time.
+    Was: stored unconditionally, over a newer one."""
+    store = RedisCacheStore(backend)
+    old_lamina_set(sync_redis, store, "cas|k", b"one")
+    read = await store.get("cas|k")
+    assert read is not None
+    old_lamina_set(sync_redis, store, "cas|k", b"two")  # another old process, meanwhile
+    assert not await store.replace("cas|k", cas_entry(b"late"), 60, read)
+    now = await store.get("cas|k")
+    assert now is not None
+    assert now.content == b"two"
+    assert await store.replace("cas|k", cas_entry(b"three"), 60, now)  # still the one read
+    last = await store.get("cas|k")
+    assert last is not None
+    assert last.content == b"three"
+
+
+async def test_a_late_304_saying_no_store_does_not_delete_an_entry_stored_meanwhile(
+    backend: RedisBackend,
+    sync_redis: redis.Redis,
+    prefix: str,
+    lamina_server: LocalServer,
+    transport_factory: Any,
+) -> None:
+    """The 304 forbids storing what it revalidated, not what another process stored
+    after. Was: deleted unconditionally; the next call went to the origin."""
+    answers: list[int] = []
+    state = {"version": 1}
+
+    def origin(req: RecordedRequest) -> tuple[int, Any, dict[str, str]]:
+        version = state["version"]
+        if req.headers.get("if-none-match") == f'"v{version}"':
+            answers.append(304)
+            return 304, b"", {"Cache-Control": "no-store", "ETag": f'"v{version}"'}
+        answers.append(200)
+        return 200, {"version": version}, {"Cache-Control": "max-age=30", "ETag": f'"v{version}"'}
+
+    path = f"/redis-late-no-store/{transport_factory.kind}"
+    lamina_server.route(path, origin)
+
+    def layer() -> CacheLayer:  # each its own SharedCache: as in two processes
+        return CacheLayer(ttl=300, store=RedisCacheStore(backend), key_secret=SECRET)
+
+    held = HoldConditional(transport_factory())
+    slow = layer().wrap(ParseLayer().wrap(held))
+    other = layer().wrap(ParseLayer().wrap(transport_factory()))
+    await slow(get(lamina_server, path))
+    backdate(sync_redis, prefix, 60)
+    late = asyncio.create_task(slow(get(lamina_server, path)))
+    await held.arrived.wait()  # the origin said 304 no-store for v1; held here
+    state["version"] = 2
+    assert (await other(get(lamina_server, path))).json() == {"version": 2}  # stored
+    held.release.set()
+    assert (await late).json() == {"version": 1}  # the 304 still answers its caller
+    hit = await layer().wrap(ParseLayer().wrap(transport_factory()))(get(lamina_server, path))
+    assert (hit.from_cache, hit.json()) == (True, {"version": 2})
+    assert answers == [200, 304, 200]
+
+
+async def test_a_304_saying_no_store_deletes_the_entry_it_revalidated(
+    backend: RedisBackend,
+    sync_redis: redis.Redis,
+    prefix: str,
+    lamina_server: LocalServer,
+    transport_factory: Any,
+) -> None:
+    def origin(req: RecordedRequest) -> tuple[int, Any, dict[str, str]]:
+        if req.headers.get("if-none-match") == '"v1"':
+            return 304, b"", {"Cache-Control": "no-store", "ETag": '"v1"'}
+        return 200, {"version": 1}, {"Cache-Control": "max-age=30", "ETag": '"v1"'}
+
+    path = f"/redis-no-store-304/{transport_factory.kind}"
+    lamina_server.route(path, origin)
+    svc = stack(backend, transport_factory())
+    await svc(get(lamina_server, path))
+    backdate(sync_redis, prefix, 60)
+    assert (await svc(get(lamina_server, path))).from_cache  # the 304
+    assert entries(sync_redis, prefix) == []

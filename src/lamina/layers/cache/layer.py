@@ -499,7 +499,11 @@ class CacheService:
         if isinstance(decision, str):  # the 304 now forbids storing: serve it, drop it
             emit(request, "cache.skip", reason=decision)
             try:
-                await cache.store.delete(key)
+                if self._replace is None:
+                    await cache.store.delete(key)
+                elif not await self._replace(key, stored, 0, stored):
+                    # not what it revalidated: another writer stored a newer entry since
+                    emit(request, "cache.skip", reason="a newer entry was stored meanwhile")
             except Exception:
                 logger.warning("cache store delete failed", exc_info=True)
             response = stored.to_response(request, attempts=answer.attempts)

@@ -1,16 +1,17 @@
 """A :class:`lamina.layers.cache.CacheStore` in Redis: JSON values with a TTL.
 
 Each entry is one hash, ``{prefix}:v1:cache:{namespace}:<sha256 of the cache key>``,
-holding ``d`` (the entry as JSON), ``t`` (when it was stored, Redis server
-clock in microseconds) and ``n`` (a random version id: a revalidation stores its renewed
-entry only if ``n`` is still the version it revalidated); it expires with the entry's
-TTL. Values are JSON, never pickle, so whoever can write to Redis cannot run code in a reader. The
-cache key is only stored as a digest, and :class:`lamina.layers.cache.CacheLayer`
-hands a network store only ``<endpoint>|#<HMAC-SHA256 of its key>``, so no
-header value, query value or body reaches a key name, even as a plain hash;
-secret response headers (``Set-Cookie``...) are dropped before storing. Times
-travel as ages measured on the Redis server's clock, so hosts with different
-clocks agree on freshness.
+holding ``d`` (the entry as JSON), ``t`` (when it was stored, Redis server clock in
+microseconds) and ``n`` (``<random version id>:<t>``: a revalidation stores its renewed
+entry only if the hash still holds the version it revalidated; an entry an older lamina
+wrote, without ``n`` or leaving another's ``n`` behind, is the version ``t:<t>``); it
+expires with the entry's TTL. Values are JSON, never pickle, so whoever can write to
+Redis cannot run code in a reader. The cache key is only stored as a digest, and
+:class:`lamina.layers.cache.CacheLayer` hands a network store only
+``<endpoint>|#<HMAC-SHA256 of its key>``, so no header value, query value or body
+reaches a key name, even as a plain hash; secret response headers (``Set-Cookie``...)
+are dropped before storing. Times travel as ages measured on the Redis server's clock,
+so hosts with different clocks agree on freshness.
 
 Unless the layer is given a key secret (or ``LAMINA_CACHE_KEY_SECRET``), the
 HMAC key is a random secret kept in Redis at ``{prefix}:v1:cache-secret:{hmac}``
@@ -52,12 +53,25 @@ logger = logging.getLogger("lamina.backends")
 
 FORMAT = 1
 
+# The version of the entry a hash holds, in GET, REPLACE and REMOVE alike: the random id a
+# writer stored in 'n' as "<id>:<t>", if 't' is still the time it wrote; else (an older
+# lamina wrote 'd' and 't' only, maybe leaving a newer lamina's 'n' behind) "t:<t>".
+VERSION = """
+local function version(n, t)
+  if not t then return '' end
+  if n then
+    local id, at = string.match(n, '^(.*):(%d+)$')
+    if id and at == t then return id end
+  end
+  return 't:' .. t
+end
+"""
+
 # KEYS: entry. ARGV: json, age_us, ttl_ms, version.
 SET = """
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-redis.call('HSET', KEYS[1], 'd', ARGV[1], 't', string.format('%.0f', now - tonumber(ARGV[2])),
-  'n', ARGV[4])
+local at = string.format('%.0f', tonumber(t[1]) * 1000000 + tonumber(t[2]) - tonumber(ARGV[2]))
+redis.call('HSET', KEYS[1], 'd', ARGV[1], 't', at, 'n', ARGV[4] .. ':' .. at)
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
 """
@@ -65,27 +79,40 @@ return 1
 # KEYS: entry. ARGV: json, age_us, ttl_ms, version, read_version. SET unless the entry
 # stored now is another version than the one read (0 then). An entry gone meanwhile
 # (expired, deleted) is stored again, as SET would.
-REPLACE = """
-local stored = redis.call('HGET', KEYS[1], 'n')
-if stored and stored ~= ARGV[5] then return 0 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-redis.call('HSET', KEYS[1], 'd', ARGV[1], 't', string.format('%.0f', now - tonumber(ARGV[2])),
-  'n', ARGV[4])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
+REPLACE = (
+    VERSION
+    + """
+local h = redis.call('HMGET', KEYS[1], 'n', 't')
+if h[2] and version(h[1], h[2]) ~= ARGV[5] then return 0 end
+"""
+    + SET
+)
+
+# KEYS: entry. ARGV: read_version. Deletes the entry unless it is another version than the
+# one read (0 then; 1 if deleted or gone).
+REMOVE = (
+    VERSION
+    + """
+local h = redis.call('HMGET', KEYS[1], 'n', 't')
+if h[2] and version(h[1], h[2]) ~= ARGV[1] then return 0 end
+redis.call('UNLINK', KEYS[1])
 return 1
 """
+)
 
 # KEYS: entry. ARGV: max_bytes. Returns {json or '', stored_us, now_us, version or ''};
 # stored_us is -1 for an entry larger than max_bytes (not sent).
-GET = """
+GET = (
+    VERSION
+    + """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 if redis.call('HSTRLEN', KEYS[1], 'd') > tonumber(ARGV[1]) then return {'', -1, now, ''} end
 local h = redis.call('HMGET', KEYS[1], 'd', 't', 'n')
 if not h[1] then return {'', 0, now, ''} end
-return {h[1], tonumber(h[2]) or now, now, h[3] or ''}
+return {h[1], tonumber(h[2]) or now, now, version(h[3], h[2])}
 """
+)
 
 
 # KEYS: secret. ARGV: candidate, ttl_ms. Returns the secret in force (installing the
@@ -243,15 +270,18 @@ class RedisCacheStore:
     async def replace(self, key: str, entry: CacheEntry, ttl: float, read: CacheEntry) -> bool:
         """Store ``entry`` (a revalidated copy of ``read``, which :meth:`get` returned)
         unless ``key`` now holds another version than ``read`` (another writer stored a
-        newer response meanwhile): a late 304 never overwrites it. True if stored (an
-        entry ``read`` without a version, from the fallback store or an older lamina, is
-        stored as by :meth:`set`)."""
+        newer response meanwhile, even a process on a lamina before versions): a late 304
+        never overwrites it. ``ttl <= 0`` removes the entry on the same condition. True if
+        stored (or removed). An entry ``read`` without a version (not from Redis) is stored
+        as by :meth:`set`."""
         return await self._write(key, entry, ttl, read.stamp)
 
     async def _write(self, key: str, entry: CacheEntry, ttl: float, read: str | None) -> bool:
         if ttl <= 0:
-            await self.delete(key)
-            return True
+            if read is None:
+                await self.delete(key)
+                return True
+            return await self._remove(key, read)
         try:
             blob = json.dumps(_encode(entry), separators=(",", ":")).encode()
         except (TypeError, ValueError):
@@ -265,7 +295,8 @@ class RedisCacheStore:
         age_us = max(0, int((self.clock.now() - entry.stored_at) * 1e6))
         rkey = self.key(key, self._namespace(key))
         ttl_ms = max(1, int(ttl * 1000))
-        if entry.stamp is None:  # a new version: every key it is stored under gets this one
+        if entry.stamp is None or entry.stamp.startswith("t:"):
+            # a new version: every key it is stored under gets this one
             entry.stamp = secrets.token_hex(8)
         args: list[Any] = [blob, age_us, ttl_ms, entry.stamp]
         try:
@@ -277,6 +308,16 @@ class RedisCacheStore:
             self.backend.unavailable("cache", None, reject=False)
             if self.backend.on_error == "local":
                 self._fallback.set_nowait(key, entry, ttl)
+            return True
+
+    async def _remove(self, key: str, read: str) -> bool:
+        """Delete ``key`` unless it holds another version than ``read``."""
+        self._fallback.delete_nowait(key)
+        rkey = self.key(key, self._namespace(key))
+        try:
+            return bool(await self.backend.script(REMOVE, [rkey], [read]))
+        except RedisUnavailable:
+            self.backend.unavailable("cache", None, reject=False)
             return True
 
     async def delete(self, key: str) -> None:

@@ -53,7 +53,8 @@ class ReplacingCacheStore(CacheStore, Protocol):
 
     ``replace(key, entry, ttl, read)`` stores ``entry`` (a revalidated copy of ``read``,
     an entry this store returned) unless the key now holds an entry stored after
-    ``read`` was; True if it stored it.
+    ``read`` was; True if it stored it. ``ttl <= 0`` removes the entry on the same
+    condition (a 304 that forbids storing drops what it revalidated, not a newer entry).
     """
 
     async def replace(self, key: str, entry: CacheEntry, ttl: float, read: CacheEntry) -> bool: ...
