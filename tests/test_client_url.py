@@ -77,3 +77,43 @@ async def test_a_call_without_params_keeps_its_url(
         url = lamina_server.url_for("/echo?a=1")
         response = await client.get(url)
     assert response.url == url
+
+
+async def test_an_errors_response_url_is_the_url_sent_too(
+    transport_factory: Any, lamina_server: LocalServer
+) -> None:
+    """A parse layer raises for a 404: the error's response (and request) name the URL
+    as sent, params merged, as a returned response does. Was: the URL without params."""
+    from lamina import HTTPStatusError
+    from lamina.layers.parse import ParseLayer
+
+    async with Client(
+        transport=transport_factory(),
+        base_url=lamina_server.url,
+        params={"page": "1"},
+        layers=[ParseLayer()],
+    ) as client:
+        with pytest.raises(HTTPStatusError) as caught:
+            await client.get("/status/404", params={"q": "x y"})
+    sent = f"{lamina_server.url}/status/404?page=1&q=x+y"
+    assert caught.value.response is not None
+    assert caught.value.response.url == sent
+    assert caught.value.request is not None
+    assert caught.value.request.url == sent
+    assert lamina_server.requests("/status/404")[-1].query == {"page": "1", "q": "x y"}
+
+
+async def test_an_errors_message_does_not_show_a_secret_param(
+    transport_factory: Any, lamina_server: LocalServer
+) -> None:
+    from lamina import HTTPStatusError
+    from lamina.layers.parse import ParseLayer
+
+    async with Client(transport=transport_factory(), layers=[ParseLayer()]) as client:
+        with pytest.raises(HTTPStatusError) as caught:
+            await client.get(lamina_server.url_for("/status/404"), params={"api_key": "s3cr3t"})
+    assert caught.value.response is not None
+    assert "api_key=s3cr3t" in caught.value.response.url  # the URL as sent, as httpx's
+    assert "s3cr3t" not in str(caught.value)
+    assert "s3cr3t" not in repr(caught.value)
+    assert "s3cr3t" not in repr(caught.value.request)

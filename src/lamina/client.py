@@ -26,7 +26,7 @@ from . import _validate as check
 from ._clock import Clock, default_clock
 from ._closeable import AsyncCloseable
 from ._core import Layer, Request, Response, Service, ServiceBuilder, stack_repr
-from ._errors import ConfigError, TransportError
+from ._errors import ConfigError, LaminaError, TransportError
 from ._headers import Headers, HeaderSource
 from ._redact import redact_url
 from .layers.parse import ParseLayer
@@ -206,7 +206,15 @@ class Client(AsyncCloseable):
         )
         if follow:
             request.extensions[_FOLLOW] = True
-        return _as_sent(await self._stack(request))
+        try:
+            return _as_sent(await self._stack(request))
+        except LaminaError as exc:  # its response and request name the URL sent, too
+            answer = getattr(exc, "response", None)  # HTTPStatusError, ParseError...
+            if isinstance(answer, Response):
+                _as_sent(answer)
+            if exc.request is not None and exc.request.params:
+                exc.request = _with_params(exc.request)
+            raise
 
     async def get(self, url: str | httpx.URL, **options: Any) -> Response:
         """``request("GET", url, ...)``."""
@@ -388,9 +396,14 @@ def _as_sent(response: Response) -> Response:
     ``response.url`` shows."""
     sent = response.request
     if sent is not None and sent.params:
-        url = str(httpx.URL(sent.url).copy_merge_params(sent.params))
-        response.request = sent.replace(url=url, params={})
+        response.request = _with_params(sent)
     return response
+
+
+def _with_params(request: Request) -> Request:
+    """``request`` with its ``params`` merged into its URL's query (none left apart)."""
+    url = str(httpx.URL(request.url).copy_merge_params(request.params))
+    return request.replace(url=url, params={})
 
 
 def _timeout(value: object, field: str = "timeout") -> float | None:
