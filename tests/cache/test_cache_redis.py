@@ -406,3 +406,41 @@ async def test_a_304_saying_no_store_deletes_the_entry_it_revalidated(
     backdate(sync_redis, prefix, 60)
     assert (await svc(get(lamina_server, path))).from_cache  # the 304
     assert entries(sync_redis, prefix) == []
+
+
+@pytest.mark.parametrize("no_store", [False, True], ids=["renewed", "no-store"])
+async def test_a_304_while_redis_is_down_renews_or_drops_the_local_fallback_entry(
+    lamina_server: LocalServer, transport_factory: Any, no_store: bool
+) -> None:
+    """on_error="local": the entry lives in the fallback store; a 304 renews it there (the
+    compare-and-set has nothing to compare with), a 304 saying no-store drops it."""
+    from lamina.testing import ManualClock
+
+    answers: list[int] = []
+
+    def origin(req: RecordedRequest) -> tuple[int, Any, dict[str, str]]:
+        if req.headers.get("if-none-match") == '"v1"':
+            answers.append(304)
+            cc = "no-store" if no_store else "max-age=30"
+            return 304, b"", {"Cache-Control": cc, "ETag": '"v1"'}
+        answers.append(200)
+        return 200, {"version": 1}, {"Cache-Control": "max-age=30", "ETag": '"v1"'}
+
+    path = f"/redis-down-304/{transport_factory.kind}-{no_store}"
+    lamina_server.route(path, origin)
+    backend = RedisBackend(
+        "redis://127.0.0.1:1/0", prefix="lamina-test-dead", on_error="local", retry_interval=30
+    )
+    try:
+        clock = ManualClock()
+        layer = CacheLayer(ttl=300, store=backend, key_secret=SECRET, clock=clock)
+        svc = layer.wrap(ParseLayer().wrap(transport_factory()))
+        await svc(get(lamina_server, path))
+        clock.advance(31)
+        revalidated = await svc(get(lamina_server, path))
+        assert (revalidated.from_cache, revalidated.json()) == (True, {"version": 1})
+        after = await svc(get(lamina_server, path))
+        assert after.from_cache is (not no_store)
+        assert answers == ([200, 304, 200] if no_store else [200, 304])
+    finally:
+        await backend.aclose()
