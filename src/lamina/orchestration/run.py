@@ -17,6 +17,7 @@ from .._clock import Clock
 from .._core import Request, Service
 from .._errors import EndpointError, ErrorThresholdExceeded
 from .._events import EVENTS_KEY
+from .._headers import Headers
 from .._redact import scrub, secret_values, url_secret_values
 from ..layers.chaos import CHAOS_NOTE_KEY
 from ..layers.fallback import FallbackResponse
@@ -31,6 +32,8 @@ MIN_CALLS_FOR_THRESHOLD = 10
 NO_PAYLOAD: Any = object()  # "no previous result": the payload falls back to the input
 NO_SECRETS: frozenset[str] = frozenset()
 _NO_EXTENSIONS: Mapping[str, Any] = {}
+#: The headers of every request of an endpoint without headers (Headers never change).
+NO_HEADERS = Headers()
 
 
 class Plan:
@@ -113,7 +116,9 @@ class Run:
 
     def blocked_by(self, endpoint: APIEndpoint) -> str | None:
         """A dependency that failed, was cancelled or was itself blocked, if any."""
-        for dep in endpoint.dependencies:
+        if not endpoint.depends_on:  # most have none: no empty list to iterate
+            return None
+        for dep in endpoint.depends_on:
             if dep in self.blocked or self.reports[dep].outcome in ("failed", "cancelled"):
                 return dep
         return None
@@ -207,10 +212,11 @@ class Run:
             }
         else:
             extensions = {**plan.extensions.get(endpoint.name, _NO_EXTENSIONS)}
+        headers = endpoint.headers
         return Request(
             endpoint.method,
             url,
-            headers=endpoint.headers,
+            headers=NO_HEADERS if headers is None else headers,
             params=endpoint.params,
             json=json_body,
             content=content,
