@@ -17,8 +17,9 @@ cache off), imported only then (install lamina into this virtualenv:
 order that rotates from repeat to repeat. Prints one JSON object: versions and, per
 impl (``impls``; the first also as ``cases``) and case, the per-repeat ``samples``
 (wall seconds), ``cpu`` (process CPU seconds), ``check``: how many runs lacked one
-of the 5 expected responses, and ``gc``: per generation of the garbage collector, the
-collections during that impl's repeats and the CPU seconds they took.
+of the 5 expected responses, ``gc``: per generation of the garbage collector, the
+collections during that impl's repeats and the CPU seconds they took, and ``gc_cpu``:
+the collector's part of each ``cpu`` sample.
 """
 
 from __future__ import annotations
@@ -86,6 +87,7 @@ class GcTime:
     def __init__(self) -> None:
         self.impl: str | None = None
         self.by_impl: dict[str, list[list[float]]] = {}
+        self.spent = 0.0  # CPU seconds of every collection so far
         self._started = 0.0
         gc.callbacks.append(self._callback)
 
@@ -95,9 +97,11 @@ class GcTime:
         if phase == "start":
             self._started = time.process_time()
             return
+        spent = time.process_time() - self._started
         gens = self.by_impl.setdefault(self.impl, [[0, 0.0], [0, 0.0], [0, 0.0]])
         gens[info["generation"]][0] += 1
-        gens[info["generation"]][1] += time.process_time() - self._started
+        gens[info["generation"]][1] += spent
+        self.spent += spent
 
 
 class Checker:
@@ -148,6 +152,7 @@ async def measure(args: argparse.Namespace, case: str, impls: list[str]) -> dict
     checks = {impl: Checker() for impl in impls}
     samples: dict[str, list[float]] = {impl: [] for impl in impls}
     cpu: dict[str, list[float]] = {impl: [] for impl in impls}
+    gc_cpu: dict[str, list[float]] = {impl: [] for impl in impls}
     repeats = {"A": args.a_repeats, "B": args.b_repeats, "C": args.c_repeats}[case]
     collections = GcTime()
 
@@ -176,16 +181,18 @@ async def measure(args: argparse.Namespace, case: str, impls: list[str]) -> dict
             k = i % len(impls)
             for impl in impls[k:] + impls[:k]:
                 collections.impl = impl
-                c0, t0 = time.process_time(), time.perf_counter()
+                g0, c0, t0 = collections.spent, time.process_time(), time.perf_counter()
                 if case == "C":
                     await batch(impl, args.c_runs)
                     samples[impl].append(time.perf_counter() - t0)
                     cpu[impl].append(time.process_time() - c0)
+                    gc_cpu[impl].append(collections.spent - g0)
                 else:
                     runs = 1 if case == "A" else args.b_runs
                     await in_turn(impl, runs)
                     samples[impl].append((time.perf_counter() - t0) / runs)
                     cpu[impl].append((time.process_time() - c0) / runs)
+                    gc_cpu[impl].append((collections.spent - g0) / runs)
                 collections.impl = None
     finally:
         gc.callbacks.remove(collections._callback)
@@ -199,6 +206,7 @@ async def measure(args: argparse.Namespace, case: str, impls: list[str]) -> dict
             "check": checks[impl].summary(),
             # per generation: [collections, CPU seconds] over all repeats
             "gc": collections.by_impl.get(impl, [[0, 0.0], [0, 0.0], [0, 0.0]]),
+            "gc_cpu": gc_cpu[impl],  # the part of each ``cpu`` sample the collector took
         }
         for impl in impls
     }
