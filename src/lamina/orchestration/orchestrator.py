@@ -16,6 +16,7 @@ from .._closeable import AsyncCloseable
 from .._core import Layer, Request, Response, Service, ServiceBuilder
 from .._errors import ConfigError, HTTPStatusError, LaminaError, OrchestrationTimeout
 from .._extras import require
+from .._loop import run as run_on_loop
 from .._otel import TracerSource
 from ..layers.cache import CacheLayer
 from ..layers.call_tracing import CallTracingLayer
@@ -253,18 +254,19 @@ class APIOrchestrator(AsyncCloseable):
         log_failures(report)
         return report.value
 
-    def execute_sync(self, data: Any = None) -> Any:
+    def execute_sync(self, data: Any = None, *, loop: str = "auto") -> Any:
         """``execute`` for scripts and notebooks without a running event loop.
 
         Inside a running loop (Jupyter, an async framework) use ``await execute()``.
         Each call runs on a new event loop and closes what it opened on it (this
         orchestrator's connections, the Redis backend's client for that loop)
-        before the loop ends.
+        before the loop ends. ``loop``: ``"auto"`` (uvloop when ``lamina[uvloop]``
+        is installed, else asyncio's), ``"asyncio"`` or ``"uvloop"``.
         """
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            return asyncio.run(self._execute_and_release(data))
+            return run_on_loop(self._execute_and_release(data), loop=loop)
         raise RuntimeError(
             "execute_sync() cannot run inside a running event loop; use 'await execute()'"
         )
