@@ -146,6 +146,17 @@ class MemoryCacheStore:
         cache[key] = _Slot(entry, ttl)
         cache.index.setdefault(entry.namespace, set()).add(key)
 
+    def replace_nowait(self, key: str, entry: CacheEntry, ttl: float, read: CacheEntry) -> bool:
+        """Store ``entry`` unless ``key`` holds another entry than ``read`` (the entry
+        this store returned, by identity): a late 304 leaves a newer entry that another
+        layer on this store put there meanwhile. ``ttl <= 0`` removes on the same
+        condition. True if stored (or removed)."""
+        slot = self._cache.get(key)
+        if slot is not None and slot.entry is not read:
+            return False
+        self.set_nowait(key, entry, ttl)
+        return True
+
     def delete_nowait(self, key: str) -> None:
         slot = self._cache.pop(key, None)
         if slot is not None:
@@ -171,6 +182,9 @@ class MemoryCacheStore:
 
     async def set(self, key: str, entry: CacheEntry, ttl: float) -> None:
         self.set_nowait(key, entry, ttl)
+
+    async def replace(self, key: str, entry: CacheEntry, ttl: float, read: CacheEntry) -> bool:
+        return self.replace_nowait(key, entry, ttl, read)
 
     async def delete(self, key: str) -> None:
         self.delete_nowait(key)

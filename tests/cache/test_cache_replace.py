@@ -1,0 +1,77 @@
+"""A late 304 on a memory store shared by two layers (each its own SharedCache, so no
+single-flight between them): it must not overwrite, nor delete, an entry the other stored
+after the one it revalidated. Real server on every transport, virtual time, interleaved
+with events."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from lamina import Request, Response
+from lamina.layers.cache import CacheLayer, MemoryCacheStore
+from lamina.layers.parse import ParseLayer
+from lamina.testing import LocalServer, ManualClock, RecordedRequest
+
+pytestmark = pytest.mark.timeout(30)
+
+
+class HoldConditional:
+    """Between the parse layer and the transport: holds a conditional request's answer."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.arrived = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def __call__(self, request: Request) -> Response:
+        response: Response = await self.inner(request)
+        if "if-none-match" in request.headers:
+            self.arrived.set()
+            await self.release.wait()
+        return response
+
+
+def get(server: LocalServer, path: str) -> Request:
+    return Request("GET", server.url_for(path), endpoint="cas")
+
+
+@pytest.mark.parametrize("no_store", [False, True], ids=["304", "304-no-store"])
+async def test_a_late_304_leaves_an_entry_another_layer_stored_meanwhile(
+    lamina_server: LocalServer, transport_factory: Any, no_store: bool
+) -> None:
+    answers: list[int] = []
+    state = {"version": 1}
+
+    def origin(req: RecordedRequest) -> tuple[int, Any, dict[str, str]]:
+        version = state["version"]
+        etag = f'"v{version}"'
+        if req.headers.get("if-none-match") == etag:
+            answers.append(304)
+            return 304, b"", {"Cache-Control": "no-store" if no_store else "max-age=30", "ETag": etag}
+        answers.append(200)
+        return 200, {"version": version}, {"Cache-Control": "max-age=30", "ETag": etag}
+
+    path = f"/memory-late-304/{no_store}"
+    lamina_server.route(path, origin)
+    clock = ManualClock()
+    store = MemoryCacheStore(clock=clock)
+    held = HoldConditional(transport_factory())
+    slow = CacheLayer(ttl=300, store=store, clock=clock).wrap(ParseLayer().wrap(held))
+    other = CacheLayer(ttl=300, store=store, clock=clock).wrap(
+        ParseLayer().wrap(transport_factory())
+    )
+    await slow(get(lamina_server, path))
+    clock.advance(31)
+    late = asyncio.create_task(slow(get(lamina_server, path)))
+    await held.arrived.wait()  # the origin said 304 for v1: held here
+    state["version"] = 2
+    assert (await other(get(lamina_server, path))).value == {"version": 2}  # stored
+    held.release.set()
+    answer = await late
+    assert (answer.from_cache, answer.value) == (True, {"version": 1})  # its caller's answer
+    hit = await other(get(lamina_server, path))
+    assert (hit.from_cache, hit.value) == (True, {"version": 2})
+    assert answers == [200, 304, 200]
