@@ -50,7 +50,8 @@ async def test_a_late_304_leaves_an_entry_another_layer_stored_meanwhile(
         etag = f'"v{version}"'
         if req.headers.get("if-none-match") == etag:
             answers.append(304)
-            return 304, b"", {"Cache-Control": "no-store" if no_store else "max-age=30", "ETag": etag}
+            cc = "no-store" if no_store else "max-age=30"
+            return 304, b"", {"Cache-Control": cc, "ETag": etag}
         answers.append(200)
         return 200, {"version": version}, {"Cache-Control": "max-age=30", "ETag": etag}
 
