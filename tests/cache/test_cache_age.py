@@ -136,3 +136,24 @@ async def test_a_junk_age_is_ignored(
     clock.advance(9)
     hit = await svc(get(lamina_server, path))
     assert (hit.from_cache, hit.headers.get_list("age")) == (True, ["9"])
+
+
+@pytest.mark.parametrize(
+    ("cc", "lifetime"),
+    [("max-age=10, max-age=600", 10), ("s-maxage=5, max-age=600, s-maxage=600", 5)],
+)
+async def test_a_repeated_lifetime_directive_counts_its_first_occurrence(
+    lamina_server: LocalServer, transport_factory: Any, cc: str, lifetime: int
+) -> None:
+    """RFC 9111 §4.2.1: with more than one value for a directive, the first is used (or
+    the response is stale). Was: the last one, 600 s here."""
+    path = f"/age/repeated-{lifetime}"
+    serve(lamina_server, path, {"Cache-Control": cc})
+    clock = ManualClock()
+    svc = stack(transport_factory(), clock)
+    await svc(get(lamina_server, path))
+    clock.advance(lifetime - 1)
+    assert (await svc(get(lamina_server, path))).from_cache
+    clock.advance(2)  # past the first one
+    assert not (await svc(get(lamina_server, path))).from_cache
+    assert lamina_server.hits(path) == 2

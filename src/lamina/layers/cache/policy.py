@@ -46,13 +46,15 @@ Directives = dict[str, str | None]
 
 
 def parse_cache_control(headers: Headers) -> Directives:
-    """Cache-Control directives, names lower-cased, quoted values unquoted."""
+    """Cache-Control directives, names lower-cased, quoted values unquoted; a directive
+    given more than once keeps its first value (RFC 9111 §4.2.1)."""
     directives: Directives = {}
     for line in headers.get_list("cache-control"):
         for part in line.split(","):
             name, sep, value = part.strip().partition("=")
-            if name:
-                directives[name.strip().lower()] = value.strip().strip('"') if sep else None
+            name = name.strip().lower()
+            if name and name not in directives:
+                directives[name] = value.strip().strip('"') if sep else None
     return directives
 
 
