@@ -444,3 +444,65 @@ async def test_a_304_while_redis_is_down_renews_or_drops_the_local_fallback_entr
         assert answers == ([200, 304, 200] if no_store else [200, 304])
     finally:
         await backend.aclose()
+
+
+def backdate_all(sync_redis: redis.Redis, prefix: str, seconds: float) -> None:
+    """Make every stored entry ``seconds`` older, as if written then: its stored time and
+    the time its version names move together (the version stays the same)."""
+    for key in entries(sync_redis, prefix):
+        n, t = sync_redis.hmget(key, "n", "t")
+        assert n is not None
+        assert t is not None
+        version, _, at = n.decode().rpartition(":")
+        assert at == t.decode()  # a version of this lamina
+        moved = int(t) - int(seconds * 1_000_000)
+        sync_redis.hset(key, mapping={"t": moved, "n": f"{version}:{moved}"})
+
+
+async def test_a_304_renews_each_vary_variant_under_both_its_keys(
+    backend: RedisBackend,
+    sync_redis: redis.Redis,
+    prefix: str,
+    lamina_server: LocalServer,
+    transport_factory: Any,
+) -> None:
+    """Vary on a header the key leaves out: a variant is kept under the key and its own
+    key, both with one version. A 304 renews it under each key that still holds it, and
+    not the key another variant took meanwhile."""
+    answers: list[tuple[str, int]] = []
+
+    def origin(req: RecordedRequest) -> tuple[int, Any, dict[str, str]]:
+        lang = req.headers.get("accept-language", "")
+        headers = {"Cache-Control": "max-age=30", "ETag": f'"{lang}"', "Vary": "Accept-Language"}
+        if req.headers.get("if-none-match") == f'"{lang}"':
+            answers.append((lang, 304))
+            return 304, b"", headers
+        answers.append((lang, 200))
+        return 200, {"lang": lang}, headers
+
+    path = f"/redis-vary-304/{transport_factory.kind}"
+    lamina_server.route(path, origin)
+
+    def call(svc: Service, lang: str) -> Any:
+        return svc(
+            Request(
+                "GET", lamina_server.url_for(path), headers={"Accept-Language": lang}, endpoint="v"
+            )
+        )
+
+    svc = stack(backend, transport_factory())
+    await call(svc, "en")
+    await call(svc, "fr")  # the key now holds fr; en stays under its own key
+    assert len(entries(sync_redis, prefix)) == 3
+    backdate_all(sync_redis, prefix, 60)
+    for lang in ("en", "fr"):
+        revalidated = await call(svc, lang)
+        assert (revalidated.from_cache, revalidated.json()) == (True, {"lang": lang})
+    seconds, micros = sync_redis.time()
+    now_us = seconds * 1_000_000 + micros
+    for key in entries(sync_redis, prefix):  # all three renewed (none 60 s old any more)
+        assert now_us - int(sync_redis.hget(key, "t") or 0) < 30_000_000
+    for lang in ("en", "fr", "en", "fr"):  # another process: every variant renewed
+        hit = await call(stack(backend, transport_factory()), lang)
+        assert (hit.from_cache, hit.json()) == (True, {"lang": lang})
+    assert answers == [("en", 200), ("fr", 200), ("en", 304), ("fr", 304)]
