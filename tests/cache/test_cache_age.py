@@ -157,3 +157,21 @@ async def test_a_repeated_lifetime_directive_counts_its_first_occurrence(
     clock.advance(2)  # past the first one
     assert not (await svc(get(lamina_server, path))).from_cache
     assert lamina_server.hits(path) == 2
+
+
+async def test_two_age_lines_make_one_age_on_a_hit(
+    lamina_server: LocalServer, transport_factory: Any
+) -> None:
+    """Two Age lines (a CDN's and another hop's): the first counts, and a hit carries one
+    Age of its own, never the upstream's beside it."""
+    path = "/age/two-lines"
+    serve(lamina_server, path, {"Cache-Control": "max-age=10", "Age": "5", "age": "6"})
+    clock = ManualClock()
+    svc = stack(transport_factory(), clock)
+    first = await svc(get(lamina_server, path))
+    assert first.headers.get_list("age") == ["5", "6"]  # the origin's answer, as sent
+    clock.advance(3)
+    hit = await svc(get(lamina_server, path))
+    assert (hit.from_cache, hit.headers.get_list("age")) == (True, ["8"])
+    clock.advance(2)  # 5 + 5 = 10 s old: past max-age=10
+    assert not (await svc(get(lamina_server, path))).from_cache
