@@ -215,11 +215,19 @@ def _step(w: _Waiter) -> Sequence[MemoryLimitStore]:
             _leave(w, wake=False)
             w.future.set_exception(Refused(blocker, max(when - now, EPSILON)))
             return left
-        if at_head and w.timer_at != when:
+        # (re)arm unless a timer for this very time is still pending; one that fired
+        # early (uvloop's clock moves in whole milliseconds) is re-armed, or none wakes it
+        if at_head and (w.timer is None or w.timer_at != when):
             _cancel_timer(w)
             w.timer_at = when
-            w.timer = _schedule(w.stores[0].clock, when, lambda: _run([w]))
+            w.timer = _schedule(w.stores[0].clock, when, lambda: _fire(w))
         return ()
+
+
+def _fire(w: _Waiter) -> None:
+    """``w``'s timer ran: it is spent (its time stays, the slot ``w`` was woken for)."""
+    w.timer = None
+    _run([w])
 
 
 def _expire(w: _Waiter) -> None:
