@@ -175,3 +175,76 @@ async def test_two_age_lines_make_one_age_on_a_hit(
     assert (hit.from_cache, hit.headers.get_list("age")) == (True, ["8"])
     clock.advance(2)  # 5 + 5 = 10 s old: past max-age=10
     assert not (await svc(get(lamina_server, path))).from_cache
+
+
+class Validating:
+    """max-age=60 with a stale window, arriving 80 s old (a CDN's Age): 20 s stale
+    already. Answers 304 to its ETag, or 503 once ``down``."""
+
+    def __init__(self, window: str) -> None:
+        self.cc = f"max-age=60, {window}=30"
+        self.down = False
+        self.answers: list[int] = []
+
+    def __call__(self, req: RecordedRequest) -> tuple[int, Any, dict[str, str]]:
+        headers = {"Cache-Control": self.cc, "Age": "80", "ETag": '"e"'}
+        if self.down:
+            self.answers.append(503)
+            return 503, {"error": "down"}, {}
+        if req.headers.get("if-none-match") == '"e"':
+            self.answers.append(304)
+            return 304, b"", {"Cache-Control": self.cc, "ETag": '"e"'}
+        self.answers.append(200)
+        return 200, {"ok": True}, headers
+
+
+@pytest.mark.parametrize(("later", "served_stale"), [(5, True), (15, False)])
+async def test_stale_while_revalidate_counts_from_when_the_response_went_stale(
+    lamina_server: LocalServer, transport_factory: Any, later: int, served_stale: bool
+) -> None:
+    """RFC 5861 §3: stale for up to N seconds. 20 s stale on arrival, then 5 s more is 25 s
+    (within 30: served stale); 15 s more is 35 s (revalidated first). Was: the window ran
+    from arrival, served stale for 30 s more."""
+    origin = Validating("stale-while-revalidate")
+    path = f"/age/swr-overdue-{later}"
+    lamina_server.route(path, origin)
+    clock = ManualClock()
+    layer = CacheLayer(ttl=300, clock=clock)
+    svc = layer.wrap(ParseLayer().wrap(transport_factory()))
+    await svc(get(lamina_server, path))
+    clock.advance(later)
+    answer = await svc(get(lamina_server, path))
+    await layer.drain()
+    assert (answer.from_cache, answer.stale) == (True, served_stale)
+    assert origin.answers == [200, 304]  # the background refresh, or the revalidation
+
+
+@pytest.mark.parametrize(("later", "served_stale"), [(5, True), (15, False)])
+@pytest.mark.parametrize("own", [False, True], ids=["response", "layer"])
+async def test_stale_if_error_counts_from_when_the_response_went_stale(
+    lamina_server: LocalServer,
+    transport_factory: Any,
+    later: int,
+    served_stale: bool,
+    own: bool,
+) -> None:
+    """The response's stale-if-error=30, or the layer's stale_if_error=30: 20 s stale on
+    arrival, so 5 s later it stands in for a 503, 15 s later (35 s stale) it does not."""
+    from lamina import HTTPStatusError
+
+    origin = Validating("s-x" if own else "stale-if-error")
+    path = f"/age/sie-overdue-{later}-{own}"
+    lamina_server.route(path, origin)
+    clock = ManualClock()
+    layer = CacheLayer(ttl=300, clock=clock, stale_if_error=30 if own else None)
+    svc = layer.wrap(ParseLayer().wrap(transport_factory()))
+    await svc(get(lamina_server, path))
+    origin.down = True
+    clock.advance(later)
+    if served_stale:
+        answer = await svc(get(lamina_server, path))
+        assert (answer.from_cache, answer.stale, answer.value) == (True, True, {"ok": True})
+    else:
+        with pytest.raises(HTTPStatusError):
+            await svc(get(lamina_server, path))
+    assert origin.answers == [200, 503]

@@ -528,10 +528,13 @@ class CacheService:
         return Fetched(response, entry, cached=True)
 
     def _stale_for(self, decision: Storable) -> float:
-        """How long past its lifetime an entry may stand in for a failure."""
+        """How long past its lifetime an entry may stand in for a failure (the part of
+        the layer's ``stale_if_error`` a response already stale on arrival used up,
+        gone)."""
         if not decision.stale_ok:
             return 0.0
-        return max(self.config.stale_if_error or 0.0, decision.stale_if_error)
+        own = max(0.0, (self.config.stale_if_error or 0.0) - decision.overdue)
+        return max(own, decision.stale_if_error)
 
     def _entry(
         self,

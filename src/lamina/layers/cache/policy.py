@@ -103,13 +103,17 @@ class Storable:
     """A store decision: fresh for ``ttl`` seconds (0: stored only to be revalidated);
     ``stale_ok`` if it may be served stale at all; ``stale_if_error`` and
     ``stale_while_revalidate``: the response's own RFC 5861 windows (seconds, 0 if
-    absent or not allowed); ``validated``: it has an ``ETag`` or ``Last-Modified``."""
+    absent or not allowed), counted from when it went stale; ``validated``: it has an
+    ``ETag`` or ``Last-Modified``; ``overdue``: seconds it was already stale when it
+    arrived (its ``Age`` past its lifetime: a CDN kept it), which the windows, the
+    layer's ``stale_if_error`` too, have already used up."""
 
     ttl: float
     stale_ok: bool
     stale_if_error: float = 0.0
     stale_while_revalidate: float = 0.0
     validated: bool = False
+    overdue: float = 0.0
 
 
 def has_validator(headers: Headers) -> bool:
@@ -235,15 +239,23 @@ def store_decision(
         return "no-cache without a validator" if "no-cache" in cc else "lifetime 0"
     # RFC 9111 §4.2.4: these forbid serving the response stale (no-cache: never unvalidated)
     stale_ok = not any(name in cc for name in _NEVER_STALE)
+    # RFC 5861: the windows run from when it went stale, maybe before it arrived
+    overdue = -lifetime if lifetime is not None and lifetime < 0 else 0.0
     return Storable(
         ttl=fresh,
         stale_ok=stale_ok,
-        stale_if_error=(_seconds(cc.get("stale-if-error")) or 0.0) if stale_ok else 0.0,
+        stale_if_error=_window(cc, "stale-if-error", overdue) if stale_ok else 0.0,
         stale_while_revalidate=(
-            (_seconds(cc.get("stale-while-revalidate")) or 0.0) if stale_ok else 0.0
+            _window(cc, "stale-while-revalidate", overdue) if stale_ok else 0.0
         ),
         validated=validated,
+        overdue=overdue,
     )
+
+
+def _window(cc: Directives, name: str, overdue: float) -> float:
+    """What is left of an RFC 5861 window once ``overdue`` seconds of it are gone."""
+    return max(0.0, (_seconds(cc.get(name)) or 0.0) - overdue)
 
 
 _NEVER_STALE = ("must-revalidate", "proxy-revalidate", "s-maxage", "no-cache")
