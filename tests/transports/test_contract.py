@@ -141,10 +141,14 @@ async def test_no_hidden_resend_on_a_reused_connection(
 async def test_hang_with_timeout_layer(
     transport_factory: Factory, lamina_server: LocalServer
 ) -> None:
-    service = TimeoutLayer(0.1).wrap(transport_factory())
+    service = TimeoutLayer(0.3).wrap(transport_factory())
+    # a pooled connection first: the hang is then the upstream's, not a connect that a
+    # loaded machine stretched past the timeout (a ConnectTimeout, request_sent False)
+    assert (await service(Request("GET", lamina_server.url_for("/json")))).status_code == 200
     with pytest.raises(TimeoutError) as info:
         await service(Request("GET", lamina_server.url_for("/hang")))
     assert info.value.request_sent is True
+    assert lamina_server.hits("/hang") == 1
     for _ in range(50):  # the server sees the client go away
         await asyncio.sleep(0.01)
         if not [t for t in asyncio.all_tasks() if "hang" in repr(t)]:
