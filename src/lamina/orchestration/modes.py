@@ -57,7 +57,7 @@ async def as_graph(run: Run) -> None:
     """
     endpoints = run.config.endpoints
     workers = min(run.config.max_concurrent, len(endpoints))
-    if not any(e.dependencies for e in endpoints):
+    if not run.plan.has_dependencies:
         await _unordered(run, endpoints, workers)
         return
     waiting = {e.name: len(e.dependencies) for e in endpoints}

@@ -47,7 +47,7 @@ class Plan:
     no chaos, no user layer) gets no note callbacks on its requests (a bound method, a
     listener and its list less per call). Without ``layers`` every endpoint gets them."""
 
-    __slots__ = ("extensions", "notes", "secrets", "topological")
+    __slots__ = ("extensions", "has_dependencies", "notes", "secrets", "topological")
 
     def __init__(
         self,
@@ -55,6 +55,7 @@ class Plan:
         layers: Mapping[str, Sequence[object]] | None = None,
     ) -> None:
         self.topological = topological_order(config.endpoints)
+        self.has_dependencies = any(e.depends_on for e in config.endpoints)
         self.extensions: dict[str, dict[str, Any]] = {}
         self.secrets: dict[str, frozenset[str]] = {}
         self.notes: dict[str, bool] = {}
