@@ -394,22 +394,34 @@ async def test_real_server_a_cancelled_attempt_gives_its_connection_back(
     lamina_server: LocalServer, transports: Transports
 ) -> None:
     pool = transports.pooled(2)
+    loop = asyncio.get_running_loop()
+    attempt_timeout = 0.5
     if transports.kind == "pyreqwest":
+        from lamina.transports.pyreqwest import GRACE
+
         # a cancelled pyreqwest request runs on until its own timeout (the attempt's,
         # plus a grace): the connection comes back then
-        service = stack(pool, HedgeLayer(0.03))
+        service = ServiceBuilder([HedgeLayer(0.03), TimeoutLayer(attempt_timeout)]).service(pool)
+        # the loser's connection is back once its timeout has passed; the next round
+        # waits for that, so its hedge is not racing it (with a 1 s timeout on both, the
+        # hedge waited ~0.95 s for the pool and had 45 ms left to be answered: a loaded
+        # machine failed it)
+        released_after = attempt_timeout + GRACE + 0.05
     else:
         # no timeout at all: only the cancellation can give the connection back
         service = HedgeLayer(0.03).wrap(pool)
+        released_after = 0.0
     async with asyncio.timeout(10):  # a hang detector, not a measure
         for round_ in range(3):
             # each round's first attempt hangs (30 s) and loses: had it kept its
             # connection, the next round's hedge would find none left in the pool of two
             key = f"/slow-some/two-{transports.kind}-{round_}"
+            started = loop.time()
             response = await service(
                 Request("GET", lamina_server.url_for(f"{key}?first=1&slow_ms=30000"))
             )
             assert response.json() == {"arrival": 2, "slow": False}
+            await asyncio.sleep(max(0.0, started + released_after - loop.time()))
 
 
 async def test_real_server_a_post_is_sent_once(
