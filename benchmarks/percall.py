@@ -295,6 +295,9 @@ def main() -> None:
     parser.add_argument("--sdk", action="store_true", help="install the OpenTelemetry SDK first")
     parser.add_argument("--url", help="the /json URL of a running server")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--loop", choices=("asyncio", "uvloop"), default="asyncio", help="the event loop"
+    )
     args = parser.parse_args()
     if args.sdk:
         install_sdk()
@@ -302,7 +305,10 @@ def main() -> None:
     calls = {n: max(10, int(c * args.calls)) for n, c in CALLS.items()}
 
     def run(url: str | None) -> dict[str, dict[str, list[float]]]:
-        return asyncio.run(measure(names, url, args.rounds, calls, args.offset))
+        from lamina._loop import loop_factory
+
+        with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
+            return runner.run(measure(names, url, args.rounds, calls, args.offset))
 
     if args.url or names == ["memory"]:
         samples = run(args.url)

@@ -33,6 +33,7 @@ import atexit
 import dataclasses
 import datetime
 import functools
+import importlib.util
 import json
 import os
 import shutil
@@ -143,18 +144,22 @@ def measure(plan: Plan, peer_python: Path) -> Json:
         def percall_job(i: int, where: str, python: str, groups: str, sdk: str) -> None:
             cmd = [python, str(HERE / "percall.py"), "--groups", groups, "--url", url]
             cmd += ["--offset", str(i * plan.rounds), *calls]
+            if where == "uvloop":
+                cmd += ["--loop", "uvloop"]
             data = child_json([*cmd, "--sdk"] if sdk == "on" else cmd)
             merge(percall[where][sdk], data["samples"])
             versions[where] = data["versions"]
 
+        uvloop = importlib.util.find_spec("uvloop") is not None
         for where, python, groups in (
             ("main", main_py, "memory,native,native50"),
+            ("uvloop", main_py, "native,native50"),  # rows 8u, 8bu: both sides on uvloop
             ("peer", peer_py, "httpx"),
         ):
-            if where == "peer" and problem:
+            if (where == "peer" and problem) or (where == "uvloop" and not uvloop):
                 continue
             percall.setdefault(where, {"off": {}, "on": {}})
-            for sdk in ("off", "on"):
+            for sdk in ("off",) if where == "uvloop" else ("off", "on"):
                 bound: Callable[[int], None] = functools.partial(
                     percall_job, where=where, python=python, groups=groups, sdk=sdk
                 )
@@ -369,10 +374,11 @@ def fanout_samples(res: Json, name: str, n: int) -> list[list[float]]:
 
 
 def rows(res: Json) -> list[Row]:
-    """Issue 13's eight rows (and two companions) from one run's results."""
+    """Issue 13's eight rows (and their companions) from one run's results."""
     main = f"Python {res['versions'].get('main', {}).get('python', '?')}"
     peer = f"Python {res['peer']['info'].get('python', '?')}"
     s = _pc(res, "main")
+    uv = _pc(res, "uvloop")  # rows 8u and 8bu: the same contenders, both on uvloop
     small, big = res["plan"]["fanout_sizes"]
     memory: Figure | None = None
     growth: dict[str, Figure | None] = {}
@@ -484,6 +490,16 @@ def rows(res: Json) -> list[Row]:
             main,
         ),
         Row(
+            "8u",
+            "same, both on uvloop (`lamina[uvloop]`)",
+            "below 1.0x",
+            1.0,
+            True,
+            "{:.2f}x",
+            per_call_figure(uv, "lamina full stack (pyreqwest)", "bare aiohttp", ratio),
+            main,
+        ),
+        Row(
             "8b",
             f"same, {pc.IN_FLIGHT} calls in flight",
             "below 1.0x",
@@ -492,6 +508,21 @@ def rows(res: Json) -> list[Row]:
             "{:.2f}x",
             per_call_figure(
                 s,
+                f"lamina full stack (pyreqwest) @{pc.IN_FLIGHT}",
+                f"bare aiohttp @{pc.IN_FLIGHT}",
+                ratio,
+            ),
+            main,
+        ),
+        Row(
+            "8bu",
+            f"same, {pc.IN_FLIGHT} calls in flight, both on uvloop",
+            "below 1.0x",
+            1.0,
+            True,
+            "{:.2f}x",
+            per_call_figure(
+                uv,
                 f"lamina full stack (pyreqwest) @{pc.IN_FLIGHT}",
                 f"bare aiohttp @{pc.IN_FLIGHT}",
                 ratio,
