@@ -103,7 +103,7 @@ def test_run_all_renders_every_row_and_keeps_the_hand_written_part(tmp_path: Pat
     assert text.count(kept) == 1
     assert "generated" not in text
     rows = _rows(text)
-    assert list(rows) == ["1", "2", "3", "4", "5", "6", "7", "7b", "8", "8b"]
+    assert list(rows) == ["1", "2", "3", "4", "5", "6", "7", "7b", "8", "8u", "8b", "8bu"]
     for cells in rows.values():
         assert cells[4][-1] in "sxB", cells  # a figure in µs, x or KB
         assert cells[5] in ("met", "**not met**")
