@@ -4,6 +4,7 @@ passes every test here, against a real local server."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import gzip
 import json
@@ -36,6 +37,8 @@ from lamina.layers.circuit_breaker import default_is_failure
 from lamina.testing import LocalServer, RecordedRequest
 from lamina.transports._decoding import ACCEPT_ENCODING
 from lamina.transports._shared import check_headers
+
+from .conftest import arrived
 
 SECRET = "s3cr3t-abcdef123"
 TOKEN = "tok-9f8e7d6c5b4a"
@@ -761,8 +764,12 @@ async def test_waiting_for_a_pooled_connection_never_opens_the_breaker(
         transport = transport_factory(max_in_flight=1)
     else:
         transport = transport_factory.pooled(1)
-    holder = asyncio.create_task(transport(Request("GET", lamina_server.url_for("/json?ms=700"))))
-    await asyncio.sleep(0.05)  # the holder has the only connection
+    held = f"/held-{where.split()[-1]}-{id(transport)}"
+    holder = asyncio.create_task(
+        transport(Request("GET", lamina_server.url_for(held + "?ms=3000")))
+    )
+    await arrived(lamina_server, held)  # the holder has the only connection (a fixed 50 ms
+    # sleep raced a loaded machine), and keeps it for longer than four attempts take there
     breakers = CircuitBreakerLayer(threshold=2, timeout=60)
     service = ServiceBuilder([breakers, TimeoutLayer(0.1)]).service(transport)
     for _ in range(4):
@@ -772,7 +779,9 @@ async def test_waiting_for_a_pooled_connection_never_opens_the_breaker(
             )
         assert not isinstance(info.value, ConnectError)
         assert info.value.request_sent is False
-    await holder
+    holder.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await holder
     assert breakers.breakers["crowded"].state is CircuitState.CLOSED
     assert breakers.breakers["crowded"].failure_count == 0
     assert lamina_server.hits("/echo") == 0
