@@ -76,3 +76,65 @@ async def test_a_late_304_leaves_an_entry_another_layer_stored_meanwhile(
     hit = await other(get(lamina_server, path))
     assert (hit.from_cache, hit.value) == (True, {"version": 2})
     assert answers == [200, 304, 200]
+
+
+class PlainStore:
+    """A store of the user's own: get, set, delete and clear only (no compare-and-set)."""
+
+    def __init__(self, clock: ManualClock) -> None:
+        self.inner = MemoryCacheStore(clock=clock)
+
+    async def get(self, key: str) -> Any:
+        return self.inner.get_nowait(key)
+
+    async def set(self, key: str, entry: Any, ttl: float) -> None:
+        self.inner.set_nowait(key, entry, ttl)
+
+    async def delete(self, key: str) -> None:
+        self.inner.delete_nowait(key)
+
+    async def clear(self, namespace: str | None = None) -> None:
+        self.inner.clear_nowait(namespace)
+
+
+@pytest.mark.parametrize("kind", ["memory", "plain"])
+async def test_a_304_no_store_drops_its_own_variant_not_the_one_under_the_key(
+    lamina_server: LocalServer, transport_factory: Any, kind: str
+) -> None:
+    """Vary on a header the key leaves out: each variant is kept under its own key too,
+    and the key holds the last one stored. A 304 saying no-store for "en" drops the "en"
+    entry, wherever it lives, and not "fr" under the key. Was: the key's entry ("fr")
+    deleted and "en" kept, revalidated again on the next call."""
+    seen: list[tuple[str, str | None]] = []
+
+    def origin(req: RecordedRequest) -> tuple[int, Any, dict[str, str]]:
+        lang = req.headers.get("accept-language", "")
+        inm = req.headers.get("if-none-match")
+        seen.append((lang, inm))
+        headers = {"Cache-Control": "max-age=10", "ETag": f'"{lang}"', "Vary": "Accept-Language"}
+        if inm == f'"{lang}"':
+            if lang == "en":
+                headers["Cache-Control"] = "no-store"
+            return 304, b"", headers
+        return 200, {"lang": lang}, headers
+
+    path = f"/memory-vary-no-store-{kind}"
+    lamina_server.route(path, origin)
+    clock = ManualClock()
+    store = MemoryCacheStore(clock=clock) if kind == "memory" else PlainStore(clock)
+    layer = CacheLayer(ttl=300, clock=clock, store=store)
+    svc = layer.wrap(ParseLayer().wrap(transport_factory()))
+
+    def call(lang: str) -> Any:
+        request = Request(
+            "GET", lamina_server.url_for(path), headers={"Accept-Language": lang}, endpoint="cas"
+        )
+        return svc(request)
+
+    await call("en")
+    await call("fr")  # the key now holds "fr"; "en" under its own key
+    clock.advance(11)
+    assert (await call("en")).value == {"lang": "en"}  # 304 no-store: served, dropped
+    assert (await call("en")).value == {"lang": "en"}  # gone: asked without a validator
+    assert (await call("fr")).from_cache  # still stored: revalidated, a 304
+    assert seen == [("en", None), ("fr", None), ("en", '"en"'), ("en", None), ("fr", '"fr"')]

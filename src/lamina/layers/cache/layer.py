@@ -498,14 +498,7 @@ class CacheService:
         )
         if isinstance(decision, str):  # the 304 now forbids storing: serve it, drop it
             emit(request, "cache.skip", reason=decision)
-            try:
-                if self._replace is None:
-                    await cache.store.delete(key)
-                elif not await self._replace(key, stored, 0, stored):
-                    # not what it revalidated: another writer stored a newer entry since
-                    emit(request, "cache.skip", reason="a newer entry was stored meanwhile")
-            except Exception:
-                logger.warning("cache store delete failed", exc_info=True)
+            await self._drop(request, key, stored)
             response = stored.to_response(request, attempts=answer.attempts)
             response.headers = headers
             return Fetched(response, None, cached=True)
@@ -526,6 +519,30 @@ class CacheService:
         response = entry.to_response(request, attempts=answer.attempts)
         response.headers = headers  # this caller's own 304 fields (Set-Cookie) included
         return Fetched(response, entry, cached=True)
+
+    async def _drop(self, request: Request, key: str, stored: CacheEntry) -> None:
+        """Remove ``stored`` (a 304 forbids keeping it) from the keys it may be under: the
+        key, and its variant's own key (Vary) - with a compare-and-set store only where it
+        is still the entry there (the key may hold another variant, or a newer entry)."""
+        keys = [key, _variant(key, stored.vary_digest)] if stored.vary else [key]
+        try:
+            if self._replace is None:
+                store = self.cache.store
+                if stored.vary:  # the key only if it holds this variant
+                    current = await store.get(key)
+                    if current is None or current.vary_digest != stored.vary_digest:
+                        keys.remove(key)
+                for where in keys:
+                    await store.delete(where)
+                return
+            removed = False
+            for where in keys:
+                removed = await self._replace(where, stored, 0, stored) or removed
+            if not removed:
+                # not what it revalidated: another writer stored a newer entry since
+                emit(request, "cache.skip", reason="a newer entry was stored meanwhile")
+        except Exception:
+            logger.warning("cache store delete failed", exc_info=True)
 
     def _stale_for(self, decision: Storable) -> float:
         """How long past its lifetime an entry may stand in for a failure (the part of
