@@ -750,3 +750,20 @@ async def test_real_server_every_attempt_failing_raises_one_error_naming_the_att
     assert error.status_code == 500
     assert "all 3 hedged attempts failed (HTTP 500, HTTP 500, HTTP 500)" in str(error)
     assert getattr(error, "hedge_attempts", None) == 3
+
+
+async def test_the_attempts_summary_carries_no_text_of_the_other_errors() -> None:
+    """Only each failure's kind is named: an earlier attempt's error text (here a URL with
+    a key, from a library that did not scrub it) never reaches the raised error."""
+    clock = ManualClock()
+    upstream = Upstream()
+    service = HedgeLayer(0.1, clock=clock).wrap(upstream)
+    call = asyncio.create_task(service(Request("GET", URL + "?api_key=k3y")))
+    await settle()
+    upstream.fail(0, lamina.ConnectError("refused by https://h/?api_key=k3y"))
+    await settle()
+    upstream.fail(1, TransportError("reset"))
+    with pytest.raises(TransportError) as info:
+        await call
+    assert str(info.value) == "reset; all 2 hedged attempts failed (ConnectError, TransportError)"
+    assert "k3y" not in repr(info.value)
