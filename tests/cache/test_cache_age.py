@@ -248,3 +248,19 @@ async def test_stale_if_error_counts_from_when_the_response_went_stale(
         with pytest.raises(HTTPStatusError):
             await svc(get(lamina_server, path))
     assert origin.answers == [200, 503]
+
+
+@pytest.mark.parametrize(("start", "later"), [(0.4, 1), (0.3, 2), (0.2, 8), (1000.1, 7)])
+async def test_a_hits_age_is_whole_seconds_without_float_error(
+    lamina_server: LocalServer, transport_factory: Any, start: float, later: int
+) -> None:
+    """Stored at 0.4 on the clock, served 1 s later: Age 1. Was 0 (1.4 - 0.4 is
+    0.9999999999999999 in floating point, and int() floors it)."""
+    path = f"/age/float-{start}-{later}"
+    serve(lamina_server, path, {"Cache-Control": "max-age=60"})
+    clock = ManualClock(start)
+    svc = stack(transport_factory(), clock)
+    await svc(get(lamina_server, path))
+    clock.advance(later)
+    hit = await svc(get(lamina_server, path))
+    assert (hit.from_cache, hit.headers.get_list("age")) == (True, [str(later)])

@@ -189,7 +189,9 @@ class CacheEntry:
                     initial = delta_seconds(value) or 0
             unaged = self._unaged = (self.headers, kept, initial or 0)
         _, kept, initial = unaged
-        age = initial + int(now - self.stored_at) if now > self.stored_at else initial
+        # whole seconds; a microsecond of slack so that float error (1.4 - 0.4 is
+        # 0.9999999999999999) does not floor a whole second away
+        age = initial + int(now - self.stored_at + 1e-6) if now > self.stored_at else initial
         return Headers.from_pairs([*kept, ("Age", str(min(age, DELTA_SECONDS_MAX)))])
 
     def to_response(
