@@ -416,7 +416,9 @@ async def test_real_server_concurrent_half_open_sends_one_request(
 async def test_real_server_timeouts_and_resets_count(lamina_server: LocalServer) -> None:
     layer = CircuitBreakerLayer(threshold=2, timeout=30.0)
     async with HttpxTransport() as transport:
-        svc = ServiceBuilder().layer(layer).layer(TimeoutLayer(0.05)).service(transport)
+        # 0.3 s: the reset below must come back as a reset, not a timeout, on a loaded
+        # machine (with 0.05 s its connect and read outlasted the attempt once)
+        svc = ServiceBuilder().layer(layer).layer(TimeoutLayer(0.3)).service(transport)
         with pytest.raises(TimeoutError):
             await svc(Request("GET", lamina_server.url_for("/hang"), endpoint="flaky"))
         with pytest.raises(TransportError):
