@@ -46,12 +46,12 @@ def soak_scale(request: pytest.FixtureRequest, transport_kind: str) -> SoakScale
     elif transport_kind == "aiohttp":
         # CI shape: the same checks on fewer runs (the suite must stay under 2 minutes);
         # the 1,000-run shape runs with LAMINA_SOAK=long (docs/reliability.md)
-        scale = SoakScale(runs=80, rounds=2, concurrent_runs=50, long=False)
+        scale = SoakScale(runs=50, rounds=2, concurrent_runs=50, long=False)
     else:
         # 5 at a time (50 calls in flight): at 10, a loaded 2-core machine timed 33 to 135
         # of 600 attempts out before they were sent (httpx costs ~1 ms of CPU a call), at 5
         # 1 to 3, for the same CPU
-        scale = SoakScale(runs=20, rounds=2, concurrent_runs=5, long=False)
+        scale = SoakScale(runs=12, rounds=2, concurrent_runs=5, long=False)
     env = os.environ.get
     return SoakScale(
         runs=int(env("LAMINA_SOAK_RUNS", scale.runs)),
