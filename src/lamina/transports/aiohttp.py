@@ -173,7 +173,8 @@ class AiohttpTransport(BaseTransport):
             task = _current_task(loop)
             if task is not None:
                 _MARKERS[task] = sent
-            send = session._request
+            # its coroutine without the wrapper (private in aiohttp 3.x: the public one if gone)
+            send = getattr(session, "_request", session.request)
         try:
             http_response = await send(
                 request.method,
