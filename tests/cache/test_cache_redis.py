@@ -8,56 +8,24 @@ editing its stored time (``t``, microseconds) rather than sleeping."""
 from __future__ import annotations
 
 import asyncio
-import os
-import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
 
 import redis
-from lamina import Request, Response, Service
+from lamina import Request, Service
 from lamina._events import listen
 from lamina.backends.redis import RedisBackend
 from lamina.layers.cache import CacheLayer, RedisCacheStore
 from lamina.layers.parse import ParseLayer
 from lamina.testing import LocalServer, RecordedRequest
 
+from .conftest import HoldConditional
+
 pytestmark = pytest.mark.timeout(30)
 
 SECRET = "cache-redis-test-key-0123456789ab"
-
-
-@pytest.fixture
-def sync_redis() -> Iterator[redis.Redis]:
-    url = os.environ.get("LAMINA_REDIS_URL", "redis://127.0.0.1:6379/0")
-    client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=1)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        client.close()
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"no Redis at {url} ({type(exc).__name__}; CI=true: must run)")
-        pytest.skip(f"no Redis at {url} ({type(exc).__name__})")
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def prefix(sync_redis: redis.Redis) -> Iterator[str]:
-    name = f"lamina-test-{uuid.uuid4().hex[:12]}"
-    yield name
-    keys = list(sync_redis.scan_iter(match=f"{name}:*", count=500))
-    if keys:
-        sync_redis.delete(*keys)
-
-
-@pytest.fixture
-async def backend(sync_redis: redis.Redis, prefix: str) -> AsyncIterator[RedisBackend]:
-    url = os.environ.get("LAMINA_REDIS_URL", "redis://127.0.0.1:6379/0")
-    made = RedisBackend(url, prefix=prefix)
-    yield made
-    await made.aclose()
 
 
 class Origin:
@@ -137,23 +105,6 @@ async def test_a_hit_from_redis_carries_its_age_and_a_304_resets_it(
 
 
 # -- a late 304 does not overwrite a newer entry ----------------------------------------
-
-
-class HoldConditional:
-    """Between the parse layer and the transport: a conditional request's answer (the 304)
-    is held once it has arrived, until the test releases it."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.arrived = asyncio.Event()
-        self.release = asyncio.Event()
-
-    async def __call__(self, request: Request) -> Response:
-        response: Response = await self.inner(request)
-        if "if-none-match" in request.headers:
-            self.arrived.set()
-            await self.release.wait()
-        return response
 
 
 async def test_a_late_304_does_not_overwrite_an_entry_stored_meanwhile(

@@ -10,28 +10,14 @@ from typing import Any
 
 import pytest
 
-from lamina import Request, Response
+from lamina import Request
 from lamina.layers.cache import CacheLayer, MemoryCacheStore
 from lamina.layers.parse import ParseLayer
 from lamina.testing import LocalServer, ManualClock, RecordedRequest
 
+from .conftest import HoldConditional
+
 pytestmark = pytest.mark.timeout(30)
-
-
-class HoldConditional:
-    """Between the parse layer and the transport: holds a conditional request's answer."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.arrived = asyncio.Event()
-        self.release = asyncio.Event()
-
-    async def __call__(self, request: Request) -> Response:
-        response: Response = await self.inner(request)
-        if "if-none-match" in request.headers:
-            self.arrived.set()
-            await self.release.wait()
-        return response
 
 
 def get(server: LocalServer, path: str) -> Request:
